@@ -1,0 +1,100 @@
+"""Allocate, release and garbage-collect addresses over a Store.
+
+Every decision happens under the store's lock and is re-read from the store
+each time (no in-memory copy survives between calls), so concurrent plugin
+processes, a daemon's threads and the Go host-local can share one dataDir.
+"""
+
+from podnet.ipam.ranges import candidates, range_for, set_contains
+
+
+class AllocationError(Exception):
+    pass
+
+
+class Exhausted(AllocationError):
+    pass
+
+
+class AddressInUse(AllocationError):
+    pass
+
+
+class NotInRange(AllocationError):
+    pass
+
+
+class Allocator:
+    def __init__(self, range_sets, store):
+        self.sets = range_sets
+        self.store = store
+
+    def allocate(self, cid, ifname, requested=()):
+        """One address per range set -> [(ip, Range)], all or nothing.
+
+        No scan for addresses the attachment may already hold: that would
+        read every reservation on every ADD. A retried ADD after a crash
+        takes a second address, and the DEL the runtime sends for the failed
+        attempt (or GC) releases everything the attachment holds."""
+        for ip in requested:
+            if not any(set_contains(s, ip) for s in self.sets):
+                raise NotInRange("requested address %s is in none of the configured ranges" % ip)
+        with self.store.lock():
+            taken = []
+            try:
+                for index, rset in enumerate(self.sets):
+                    taken.append(self._one(cid, ifname, index, rset, requested))
+            except AllocationError:
+                for ip, _ in taken:
+                    self.store.release_ip(ip)
+                raise
+            return taken
+
+    def _one(self, cid, ifname, index, rset, requested):
+        wanted = [ip for ip in requested if set_contains(rset, ip)]
+        if wanted:
+            ip = wanted[0]
+            rng = range_for(rset, ip)
+            if ip == rng.gateway:
+                raise AddressInUse("requested address %s is the gateway of %s" % (ip, rng.subnet))
+            if not self.store.reserve(cid, ifname, ip, index):
+                owner = self.store.allocations().get(ip, ("?", "?"))
+                raise AddressInUse("requested address %s is already allocated to container %s"
+                                   % (ip, owner[0]))
+            return ip, rng
+        for ip, rng in candidates(rset, self.store.last_reserved(index)):
+            if self.store.reserve(cid, ifname, ip, index):
+                return ip, rng
+        raise Exhausted("no free address left in %s"
+                        % ", ".join("%s-%s" % (r.start, r.end) for r in rset))
+
+    def release(self, cid, ifname):
+        with self.store.lock():
+            return self.store.release(cid, ifname)
+
+    def held(self, cid, ifname):
+        with self.store.lock():
+            return self.store.by_id(cid, ifname)
+
+    def gc(self, valid):
+        """Release every allocation whose (containerID, ifname) is not in
+        `valid`; returns the released addresses."""
+        released = []
+        with self.store.lock():
+            self.store.clean_temporaries()
+            for ip, (cid, ifname) in self.store.allocations().items():
+                if (cid, ifname) in valid or (ifname == "" and any(c == cid for c, _ in valid)):
+                    continue
+                self.store.release_ip(ip)
+                released.append(ip)
+        return sorted(released, key=str)
+
+    def free_counts(self):
+        """Free addresses per range set (for STATUS)."""
+        with self.store.lock():
+            used = self.store.allocations()
+        counts = []
+        for rset in self.sets:
+            size = sum(r.size - (1 if r.gateway in r else 0) for r in rset)
+            counts.append(size - sum(1 for ip in used if set_contains(rset, ip)))
+        return counts

@@ -1,0 +1,160 @@
+"""Where allocations live: a host-local compatible file store, and a fake.
+
+FileStore keeps the on-disk format of the Go host-local plugin, so the two
+can share a dataDir (and a node can switch plugins without losing track of
+addresses): `<dataDir>/<network>/<ip>` holds `<containerID>\\r\\n<ifname>`,
+`last_reserved_ip.<set index>` remembers where round-robin stopped, and one
+flock on the network directory serialises every writer (host-local locks the
+same directory, so both plugins exclude each other).
+
+One difference on purpose: a reservation is written to a temporary file and
+then hard-linked to its final name. link() fails with EEXIST like O_EXCL does,
+but the file appears with its content already in it, so a plugin killed in the
+middle of an ADD never leaves an empty, unattributable reservation behind;
+whatever it leaves names its container and GC removes it.
+"""
+
+import fcntl
+import ipaddress
+import os
+from contextlib import contextmanager
+from typing import Protocol
+
+LAST_PREFIX = "last_reserved_ip."
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+
+
+class Store(Protocol):
+    def lock(self): ...                        # context manager, exclusive
+    def reserve(self, cid: str, ifname: str, ip, set_index: int) -> bool: ...
+    def last_reserved(self, set_index: int): ...
+    def release(self, cid: str, ifname: str) -> list: ...
+    def release_ip(self, ip) -> None: ...
+    def by_id(self, cid: str, ifname: str) -> list: ...
+    def allocations(self) -> dict: ...         # ip -> (cid, ifname)
+
+
+def _owner(data):
+    # Bytes, not text: text mode would fold the "\r\n" host-local writes.
+    cid, _, ifname = data.decode(errors="replace").strip().partition("\r\n")
+    return cid.strip(), ifname.strip()
+
+
+class FileStore:
+    def __init__(self, network, data_dir=None):
+        self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
+        os.makedirs(self.dir, mode=0o755, exist_ok=True)
+
+    @contextmanager
+    def lock(self):
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def reserve(self, cid, ifname, ip, set_index):
+        final = self._path(str(ip))
+        tmp = self._path(".tmp-%d-%s" % (os.getpid(), ip))
+        with open(tmp, "wb") as f:
+            f.write((cid.strip() + "\r\n" + ifname).encode())
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        with open(self._path(LAST_PREFIX + str(set_index)), "w") as f:
+            f.write(str(ip))
+        return True
+
+    def last_reserved(self, set_index):
+        try:
+            with open(self._path(LAST_PREFIX + str(set_index))) as f:
+                return ipaddress.ip_address(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def allocations(self):
+        out = {}
+        for name in os.listdir(self.dir):
+            try:
+                ip = ipaddress.ip_address(name)
+            except ValueError:
+                continue  # lock, last_reserved_ip.*, temporaries
+            try:
+                with open(self._path(name), "rb") as f:
+                    out[ip] = _owner(f.read())
+            except FileNotFoundError:
+                continue
+        return out
+
+    def by_id(self, cid, ifname):
+        # Files written by old host-local versions carry only the ID.
+        return sorted((ip for ip, (c, i) in self.allocations().items()
+                       if c == cid and (i == ifname or i == "")), key=str)
+
+    def release(self, cid, ifname):
+        ips = self.by_id(cid, ifname)
+        for ip in ips:
+            self.release_ip(ip)
+        return ips
+
+    def release_ip(self, ip):
+        try:
+            os.unlink(self._path(str(ip)))
+        except FileNotFoundError:
+            pass
+
+    def clean_temporaries(self):
+        """Temporaries of plugins killed between write and link."""
+        for name in os.listdir(self.dir):
+            if name.startswith(".tmp-"):
+                try:
+                    os.unlink(self._path(name))
+                except FileNotFoundError:
+                    pass
+
+
+class MemoryStore:
+    """In-memory Store for the pure tier; same contract as FileStore."""
+
+    def __init__(self):
+        self.ips = {}
+        self.last = {}
+
+    @contextmanager
+    def lock(self):
+        yield self
+
+    def reserve(self, cid, ifname, ip, set_index):
+        if ip in self.ips:
+            return False
+        self.ips[ip] = (cid, ifname)
+        self.last[set_index] = ip
+        return True
+
+    def last_reserved(self, set_index):
+        return self.last.get(set_index)
+
+    def allocations(self):
+        return dict(self.ips)
+
+    def by_id(self, cid, ifname):
+        return sorted((ip for ip, (c, i) in self.ips.items() if c == cid and i in (ifname, "")), key=str)
+
+    def release(self, cid, ifname):
+        ips = self.by_id(cid, ifname)
+        for ip in ips:
+            del self.ips[ip]
+        return ips
+
+    def release_ip(self, ip):
+        self.ips.pop(ip, None)
+
+    def clean_temporaries(self):
+        pass

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# podnet's one entry point on a fresh Debian machine (run as root):
+#   ./setup.sh demo    install everything, then run the main job (the demo)
+#   ./setup.sh test    install everything, then run the whole test suite
+#   ./setup.sh         install only
+# Idempotent: a second run skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+
+# System packages: the kernel tools podnet drives, the Go reference plugins
+# (interop tests and benchmarks), podman + runc + a static busybox (a real CNI
+# runtime running a real container), and python3-venv for the virtualenv.
+APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux
+              containernetworking-plugins podman runc busybox-static
+              python3 python3-venv python3-pip)
+
+need=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo ">> apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Python interpreter: the machine's python3 (>= 3.11).
+PY=${PODNET_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo ">> creating .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  echo ">> pip install -e .[test]"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  touch .venv/.installed
+fi
+
+# The CNI executables for tests, demo and benchmarks (a private bin dir:
+# the system's /opt/cni/bin is left alone).
+.venv/bin/podnet cni install --bin-dir "$ROOT/build/cni-bin" >/dev/null
+
+case "${1:-}" in
+  demo) shift; exec .venv/bin/podnet demo "$@" ;;
+  test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
+  "") echo "installed: .venv/bin/podnet, CNI plugins in build/cni-bin" ;;
+  *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
+esac
