@@ -52,6 +52,11 @@ class Namespaces:
     def path(self, name):
         return "/run/netns/" + name
 
+    def remove(self, name):
+        from podnet.kernel import netns
+        netns.delete(name)
+        self.names.remove(name)
+
     def cleanup(self):
         from podnet.kernel import netns
         for name in reversed(self.names):

@@ -143,14 +143,9 @@ def _add_links(c, args, result, host, pod, pod_ns):
     host.link_del(hname)  # a leftover of a killed ADD for this very attachment
     host.link_add_veth(hname, args.ifname, pod_ns.fd, master=br.index,
                        mac=stable_mac("host", args.container_id, args.ifname), mtu=c.mtu)
-    host.commit()
     if c.hairpin:
-        _, netns, _ = _kernel()
-        ipr = netns.iproute(args.host_ns)
-        try:
-            links.set_hairpin(ipr, host.get_link(hname).index, hname)
-        finally:
-            ipr.close()
+        host.bridge_port_hairpin(hname)
+    host.commit()
     plink = pod.get_link(args.ifname)
     if any(a.version == 6 for a in addrs):
         # Without this the address stays "tentative" for ~2 s and cannot be used.

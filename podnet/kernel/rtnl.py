@@ -146,6 +146,15 @@ class Rtnl:
             msg["attrs"] = [("IFLA_MASTER", master)]
         self._queue(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, "set link %s" % what)
 
+    def bridge_port_hairpin(self, name, on=True):
+        """Let a bridge port send frames back out where they came in (a pod
+        reaching itself through a DNAT'd address needs it)."""
+        msg = ifinfmsg()
+        msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [
+            ("IFLA_INFO_SLAVE_KIND", "bridge"),
+            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if on else 0)]})]})]
+        self._queue(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, "set hairpin on %s" % name)
+
     def link_del(self, name):
         msg = ifinfmsg()
         msg["attrs"] = [("IFLA_IFNAME", name)]

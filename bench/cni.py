@@ -1,0 +1,344 @@
+"""CNI plugin latency: podnet (daemon mode, in-process mode) vs the Go reference.
+
+Run as root:  .venv/bin/python bench/cni.py [--pods 50] [--parallel 8] [--json FILE]
+
+What it measures, in one run and on the same configs (cniVersion 1.0.0, bridge
+mode, isGateway, one /16 range, a private dataDir per system), once with
+ipMasq false and once with ipMasq true:
+
+  podnet-daemon   type "podnet" + "podnet-ipam", config has "daemonSocket"; a
+                  `podnet cni serve` started here inside the node netns serves it
+  podnet-inproc   the same executables without daemonSocket (the thin exe runs
+                  the handler itself, importing pyroute2 on every call)
+  reference       /usr/lib/cni "bridge" + "host-local" (containernetworking-plugins)
+
+Each timing is the wall time of exec'ing the plugin binary with the CNI env and
+the config on stdin (subprocess.run, output captured), as a runtime sees it.
+The whole benchmark process moves into a throwaway "node" netns at start, so
+plugins are exec'd directly (no nsenter) and see that netns as the host side;
+the root namespace is never touched. Every pod has its own netns, created before
+any timing; the pod netns pool is shared by the systems (each DEL leaves a pod
+netns empty again). DEL gets the ADD result as prevResult, as libcni sends it.
+
+Per system and masq setting: 3 warm-up ADD/DEL cycles, then --pods sequential
+ADDs (median, p95) and their DELs, then --pods ADDs run --parallel at a time
+(wall time of the batch; their parallel DEL wall is recorded in the JSON).
+Ratios < 1 mean podnet is faster than the reference. The "floors" show the
+fixed cost everyone pays: the plugin interpreter's bare start (`-IS -c pass`),
+a podnet VERSION through the daemon (interpreter + thin client + one socket
+round trip), and the Go plugin's VERSION exec.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from podnet.cni.install import install  # noqa: E402
+from podnet.kernel import netns as pnns  # noqa: E402
+
+REF_BIN = "/usr/lib/cni"
+PREFIX = "pnbench-%d-" % os.getpid()
+SYSTEMS = (  # name, plugin, ipam, bridge, subnet, daemon mode
+    ("podnet-daemon", "podnet", "podnet-ipam", "pnb-d", "10.30.0.0/16", True),
+    ("podnet-inproc", "podnet", "podnet-ipam", "pnb-i", "10.31.0.0/16", False),
+    ("reference", "bridge", "host-local", "refbr0", "10.32.0.0/16", False),
+)
+WARMUP = 3
+FLOOR_RUNS = 20
+
+
+class BenchError(Exception):
+    pass
+
+
+def p50(xs):
+    return statistics.median(xs)
+
+
+def p95(xs):  # nearest rank
+    s = sorted(xs)
+    return s[max(0, -(-95 * len(s) // 100) - 1)]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix=PREFIX)
+        self.bin = os.path.join(self.tmp, "bin")
+        self.sock = os.path.join(self.tmp, "cni.sock")
+        self.names = []  # every netns we created, node first
+        self.counter = 0
+        self.daemon = None
+        self.daemon_log = None
+        self.root_fd = None
+        self.node = None
+
+    # ---- setup / teardown ---------------------------------------------------
+
+    def new_ns(self, label):
+        self.counter += 1
+        name = "%s%d-%s" % (PREFIX, self.counter, label)
+        self.names.append(name)  # before create: a half-made one is still removed
+        pnns.create(name)
+        return name
+
+    def setup(self):
+        install(self.bin)
+        self.node = self.new_ns("node")
+        # Move this (still single-threaded) process into the node netns: every
+        # thread and child started from now on is born there.
+        self.root_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        with pnns.Netns(self.node) as ns:
+            pnns._setns(ns.fd, ns.path)
+        n = self.args.pods
+        self.warm_ns = [self.new_ns("w%d" % i) for i in range(WARMUP)]
+        self.seq_ns = [self.new_ns("s%d" % i) for i in range(n)]
+        self.par_ns = [self.new_ns("p%d" % i) for i in range(n)]
+        self.start_daemon()
+
+    def start_daemon(self):
+        self.daemon_log = open(os.path.join(self.tmp, "daemon.log"), "w+")
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "podnet.cli.main", "cni", "serve", "--netns", self.node,
+             "--socket", self.sock, "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not os.path.exists(self.sock):
+            if self.daemon.poll() is not None:
+                self.daemon_log.seek(0)
+                raise BenchError("daemon exited (%d): %s" % (self.daemon.returncode, self.daemon_log.read()))
+            if time.time() > deadline:
+                raise BenchError("daemon did not listen on %s within 30 s" % self.sock)
+            time.sleep(0.05)
+
+    def cleanup(self):
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+        try:
+            if self.daemon is not None and self.daemon.poll() is None:
+                self.daemon.send_signal(signal.SIGTERM)  # by the PID we started
+                try:
+                    self.daemon.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.daemon.kill()
+                    self.daemon.wait(5)
+            if self.daemon_log:
+                self.daemon_log.close()
+            if self.root_fd is not None:
+                pnns._setns(self.root_fd, "the root namespace")  # leave the node before deleting it
+                os.close(self.root_fd)
+                self.root_fd = None
+            for name in reversed(self.names):  # pods first, node last
+                try:
+                    pnns.delete(name)
+                except OSError as exc:
+                    print("cleanup: %s" % exc, file=sys.stderr)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            left = [n for n in pnns.list_names() if n.startswith(PREFIX)]
+            if left:
+                print("cleanup: netns left behind: %s" % ", ".join(left), file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    # ---- exec ---------------------------------------------------------------
+
+    def conf(self, system, masq):
+        name, plugin, ipam, bridge, subnet, daemon = system
+        c = {"cniVersion": "1.0.0", "name": "pnbench-" + bridge, "type": plugin, "bridge": bridge,
+             "isGateway": True, "ipMasq": masq,
+             "ipam": {"type": ipam, "dataDir": os.path.join(self.tmp, "data-" + bridge),
+                      "ranges": [[{"subnet": subnet}]]}}
+        if daemon:
+            c["daemonSocket"] = self.sock
+        return c
+
+    def binary(self, system):
+        return os.path.join(REF_BIN if system[1] == "bridge" else self.bin, system[1])
+
+    def run(self, system, command, conf, cid, ns):
+        """One plugin exec; -> (seconds, stdout bytes). Raises on a failure."""
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
+               "CNI_PATH": REF_BIN if system[1] == "bridge" else self.bin}
+        if ns:
+            env["CNI_NETNS"] = pnns.path_of(ns)
+        stdin = json.dumps(conf).encode()
+        argv = [self.binary(system)]
+        t0 = time.perf_counter()
+        res = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=120)
+        dt = time.perf_counter() - t0
+        if res.returncode != 0 or (system[5] and b"not reachable" in res.stderr):
+            raise BenchError("%s %s %s failed (exit %d)\nstdout: %s\nstderr: %s" % (
+                system[0], command, cid, res.returncode, res.stdout.decode(errors="replace"),
+                res.stderr.decode(errors="replace")))
+        return dt, res.stdout
+
+    def add(self, system, conf, cid, ns):
+        dt, out = self.run(system, "ADD", conf, cid, ns)
+        try:
+            result = json.loads(out)
+            assert result["ips"]
+        except (ValueError, KeyError, AssertionError):
+            raise BenchError("%s ADD %s: no usable result: %r" % (system[0], cid, out)) from None
+        return dt, result
+
+    def delete(self, system, conf, cid, ns, result):
+        return self.run(system, "DEL", dict(conf, prevResult=result), cid, ns)[0]
+
+    # ---- phases -------------------------------------------------------------
+
+    def phase(self, system, masq):
+        conf = self.conf(system, masq)
+        tag = "%s-%s" % (system[3], "m" if masq else "n")
+        for i, ns in enumerate(self.warm_ns):
+            cid = "pnbench-%s-w%d" % (tag, i)
+            _, result = self.add(system, conf, cid, ns)
+            self.delete(system, conf, cid, ns, result)
+        adds, results = [], []
+        for i, ns in enumerate(self.seq_ns):
+            dt, result = self.add(system, conf, "pnbench-%s-s%d" % (tag, i), ns)
+            adds.append(dt)
+            results.append(result)
+        dels = [self.delete(system, conf, "pnbench-%s-s%d" % (tag, i), ns, results[i])
+                for i, ns in enumerate(self.seq_ns)]
+        cids = ["pnbench-%s-p%d" % (tag, i) for i in range(len(self.par_ns))]
+        pool = ThreadPoolExecutor(self.args.parallel)
+        try:
+            t0 = time.perf_counter()
+            par = list(pool.map(lambda a: self.add(system, conf, *a), zip(cids, self.par_ns)))
+            par_add = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            list(pool.map(lambda a: self.delete(system, conf, *a),
+                          zip(cids, self.par_ns, [r for _, r in par])))
+            par_del = time.perf_counter() - t0
+        finally:  # on a failure or Ctrl-C, start nothing new and let running execs finish
+            pool.shutdown(wait=True, cancel_futures=True)
+        return {"add": adds, "del": dels, "par_add_wall": par_add, "par_del_wall": par_del,
+                "par_add": [dt for dt, _ in par]}
+
+    def floors(self):
+        with open(os.path.join(self.bin, "podnet")) as f:
+            shebang = f.readline()[2:].split()
+        python = shebang[0]
+
+        def median_of(argv, env=None, stdin=b""):
+            times = []
+            for _ in range(FLOOR_RUNS):
+                t0 = time.perf_counter()
+                res = subprocess.run(argv, env=env, input=stdin, capture_output=True, timeout=30)
+                times.append(time.perf_counter() - t0)
+                if res.returncode != 0:
+                    raise BenchError("%s failed: %s%s" % (argv, res.stdout, res.stderr))
+            return p50(times)
+
+        version_env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
+        daemon_conf = json.dumps(self.conf(SYSTEMS[0], False)).encode()
+        return {"python": python,
+                "python_start": median_of([python, "-IS", "-c", "pass"]),
+                "podnet_version_daemon": median_of([os.path.join(self.bin, "podnet")], version_env, daemon_conf),
+                "podnet_version_inproc": median_of([os.path.join(self.bin, "podnet")], version_env,
+                                                   b'{"cniVersion": "1.0.0"}'),
+                "ref_version": median_of([os.path.join(REF_BIN, "bridge")], version_env,
+                                         b'{"cniVersion": "1.0.0"}')}
+
+
+# ---- report -------------------------------------------------------------------
+
+def report(data, args):
+    ms = lambda s: "%.1f" % (s * 1e3)  # noqa: E731
+    fl = data["floors"]
+    print("\nCNI plugin exec latency: %d sequential pods, %d ADDs %d at a time, %d warm-up cycles; %s, %d CPUs"
+          % (args.pods, args.pods, args.parallel, WARMUP, platform.release(), os.cpu_count()))
+    head = ("system", "ipMasq", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "par ADD wall")
+    rows = [head, ("", "", "ms", "ms", "ms", "ms", "s")]
+    for masq in ("false", "true"):
+        for name in [s[0] for s in SYSTEMS]:
+            r = data["results"][name][masq]
+            rows.append((name, masq, ms(p50(r["add"])), ms(p95(r["add"])), ms(p50(r["del"])),
+                         ms(p95(r["del"])), "%.2f" % r["par_add_wall"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for n, row in enumerate(rows):
+        print("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 1:
+            print("  " + "  ".join("-" * w for w in widths))
+    print("\nratios (< 1: podnet faster)          ADD p50   DEL p50   par ADD wall")
+    for masq in ("false", "true"):
+        for name in ("podnet-daemon", "podnet-inproc"):
+            q = data["ratios"][name][masq]
+            print("  %-13s / reference  ipMasq %-5s  %5.2f     %5.2f     %5.2f"
+                  % (name, masq, q["add_p50"], q["del_p50"], q["par_add_wall"]))
+    print("\ntarget: daemon-mode ADD and DEL medians <= 0.75 x reference")
+    for masq in ("false", "true"):
+        q = data["ratios"]["podnet-daemon"][masq]
+        ok = q["add_p50"] <= 0.75 and q["del_p50"] <= 0.75
+        print("  ipMasq %-5s: ADD %.2f, DEL %.2f -> %s" % (masq, q["add_p50"], q["del_p50"], "met" if ok else "NOT met"))
+    print("\nfloors (median of %d execs):" % FLOOR_RUNS)
+    print("  %-56s %6s ms" % ("%s -IS -c pass (plugin interpreter start)" % fl["python"], ms(fl["python_start"])))
+    print("  %-56s %6s ms" % ("podnet VERSION via daemon (thin exe + socket)", ms(fl["podnet_version_daemon"])))
+    print("  %-56s %6s ms" % ("podnet VERSION in-process (no daemonSocket)", ms(fl["podnet_version_inproc"])))
+    print("  %-56s %6s ms" % ("Go bridge VERSION", ms(fl["ref_version"])))
+    print("\ntotal run time %.1f s" % data["total_seconds"])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pods", type=int, default=50, help="pods per sequential run and per parallel batch")
+    ap.add_argument("--parallel", type=int, default=8, help="concurrent ADDs in the parallel batch")
+    ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
+    args = ap.parse_args(argv)
+    if args.pods < 1 or args.parallel < 1:
+        ap.error("--pods and --parallel must be >= 1")
+    if os.geteuid() != 0:
+        ap.error("needs root (creates network namespaces)")
+    if not os.path.exists(os.path.join(REF_BIN, "bridge")):
+        ap.error("no Go reference plugins in %s (apt-get install containernetworking-plugins)" % REF_BIN)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    start = time.perf_counter()
+    bench = Bench(args)
+    try:
+        bench.setup()
+        data = {"pods": args.pods, "parallel": args.parallel, "warmup": WARMUP, "kernel": platform.release(),
+                "cpus": os.cpu_count(), "floors": bench.floors(), "results": {}, "ratios": {}}
+        for masq in (False, True):
+            for system in SYSTEMS:
+                print("measuring %s ipMasq=%s ..." % (system[0], str(masq).lower()), file=sys.stderr, flush=True)
+                data["results"].setdefault(system[0], {})[str(masq).lower()] = bench.phase(system, masq)
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print("bench aborted: %s" % exc, file=sys.stderr)
+        return 1
+    finally:
+        bench.cleanup()
+    ref = data["results"]["reference"]
+    for name in ("podnet-daemon", "podnet-inproc"):
+        for masq, r in data["results"][name].items():
+            data["ratios"].setdefault(name, {})[masq] = {
+                "add_p50": p50(r["add"]) / p50(ref[masq]["add"]),
+                "del_p50": p50(r["del"]) / p50(ref[masq]["del"]),
+                "par_add_wall": r["par_add_wall"] / ref[masq]["par_add_wall"]}
+    data["total_seconds"] = time.perf_counter() - start
+    report(data, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
