@@ -111,7 +111,8 @@ class Bench:
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "podnet.cli.main", "cni", "serve", "--netns", self.node,
              "--socket", self.sock, "--quiet"],
-            stdin=subprocess.DEVNULL, stdout=self.daemon_log, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=self.daemon_log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # a terminal's Ctrl-C reaches us, not it: cleanup stops it
         deadline = time.time() + 30
         while not os.path.exists(self.sock):
             if self.daemon.poll() is not None:

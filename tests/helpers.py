@@ -100,4 +100,4 @@ def snapshot(node, pods=(), data_dir=None):
             files += [os.path.join(d, n) for n in names if n[:1].isdigit() or ":" in n]
     return {"node-links": links(node), "pod-links": {p: links(p) for p in pods},
             "nft": out(nsenter(node) + ["nft", "list", "ruleset"]),
-            "addrs": out(["ip", "-n", node, "-o", "addr"]), "ipam-files": sorted(files)}
+            "addrs": out(["ip", "-n", node, "-br", "addr"]), "ipam-files": sorted(files)}
