@@ -3,8 +3,11 @@
 Table `inet podnet-portmap`:
   map hostports   { inet_proto . inet_service : verdict }  one element per published port
   chain prerouting (dstnat) / output (-100): fib daddr type local -> vmap @hostports
-  chain pm-<hash> per attachment: the DNAT rules for its mappings, commented
-                  "<network>/<containerID>/<ifname>" so DEL and GC can find it
+  chain pm-<hash> per attachment: the DNAT rules for its mappings; each of its
+                  hostports elements carries the comment
+                  "<network>/<containerID>/<ifname>" so errors and GC can name
+                  the owner (nft 1.0.6's JSON shows element comments, not
+                  chain comments)
   chain postrouting: masquerade connections marked 0x2000 (hairpin: a pod
                   reaching itself through its host port, which would otherwise
                   see its own address as the source and drop the reply)
@@ -84,7 +87,7 @@ def skeleton():
 def add_script(tag, chain, mappings, pod_ips):
     t = "inet " + TABLE
     lines = [skeleton(),
-             "add chain %s %s { comment %s; }" % (t, chain, nft.quote(tag)),
+             "add chain %s %s" % (t, chain),
              "flush chain %s %s" % (t, chain)]
     for proto, hport, cport, host_ip in mappings:
         for ip in pod_ips:
@@ -97,7 +100,8 @@ def add_script(tag, chain, mappings, pod_ips):
             lines.append("add rule %s %s %s%s saddr %s %s dport %d meta mark set mark | %s"
                          % (t, chain, match, fam, ip, proto, hport, MARK))
             lines.append("add rule %s %s %s%s dport %d dnat %s to %s" % (t, chain, match, proto, hport, fam, target))
-        lines.append("add element %s hostports { %s . %d : goto %s }" % (t, proto, hport, chain))
+        lines.append("add element %s hostports { %s . %d comment %s : goto %s }"
+                     % (t, proto, hport, nft.quote(tag), chain))
     return "\n".join(lines) + "\n"
 
 
@@ -112,16 +116,23 @@ def del_script(chain, keys):
 
 
 def observed(ns):
-    """-> ({chain: tag}, {(proto, port): chain}) from the live table."""
+    """-> ({chain: owner tag}, {(proto, port): chain}) from the live table."""
     items = nft.list_table("inet", TABLE, ns=ns) or []
     chains, owners = {}, {}
     for item in items:
         if "chain" in item and item["chain"]["name"].startswith("pm-"):
-            chains[item["chain"]["name"]] = item["chain"].get("comment", "")
+            chains.setdefault(item["chain"]["name"], "")
         if "map" in item and item["map"]["name"] == "hostports":
             for key, verdict in item["map"].get("elem", []):
+                tag = ""
+                if "elem" in key:
+                    tag = key["elem"].get("comment", "")
+                    key = key["elem"]["val"]
                 proto, port = key["concat"]
-                owners[(proto, int(port))] = verdict["goto"]["target"]
+                chain = verdict["goto"]["target"]
+                owners[(proto, int(port))] = chain
+                if tag:
+                    chains[chain] = tag
     return chains, owners
 
 

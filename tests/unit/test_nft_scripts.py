@@ -35,5 +35,5 @@ def test_portmap_script_has_dnat_and_hairpin_mark():
     s = portmap.add_script("n/c/eth0", "pm-x", m, [ia.ip_address("10.1.0.5"), ia.ip_address("fd00::5")])
     assert "tcp dport 8080 dnat ip to 10.1.0.5:80" in s
     assert "udp dport 5353 dnat ip6 to [fd00::5]:53" in s
-    assert "hostports { tcp . 8080 : goto pm-x }" in s
+    assert "hostports { tcp . 8080 comment \"n/c/eth0\" : goto pm-x }" in s
     assert "saddr 10.1.0.5 tcp dport 8080 meta mark set mark | 0x2000" in s
