@@ -453,10 +453,11 @@ def fetch(ns, url):
 def httpd_clients(podman, name):
     """Client addresses busybox httpd -v logged (podman logs)."""
     res = podman("logs", name)
-    return set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+):\d+\b", res.stdout + res.stderr))
+    # e.g. "[::ffff:10.88.7.3]:59866: url:/index.html" (httpd listens dual-stack)
+    return set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)\]?:\d+: ", res.stdout + res.stderr))
 
 
-HTTPD = ("httpd", "-f", "-v", "-p", str(HTTP_PORT), "-h", "/www")
+HTTPD = ("httpd", "-f", "-vv", "-p", str(HTTP_PORT), "-h", "/www")
 
 
 # ---- the tests ---------------------------------------------------------------
