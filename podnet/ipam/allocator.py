@@ -83,6 +83,8 @@ class Allocator:
         with self.store.lock():
             self.store.clean_temporaries()
             for ip, (cid, ifname) in self.store.allocations().items():
+                if not cid:
+                    continue  # an empty file: another writer mid-reservation; not ours to judge
                 if (cid, ifname) in valid or (ifname == "" and any(c == cid for c, _ in valid)):
                     continue
                 self.store.release_ip(ip)

@@ -4,8 +4,8 @@ FileStore keeps the on-disk format of the Go host-local plugin, so the two
 can share a dataDir (and a node can switch plugins without losing track of
 addresses): `<dataDir>/<network>/<ip>` holds `<containerID>\\r\\n<ifname>`,
 `last_reserved_ip.<set index>` remembers where round-robin stopped, and one
-flock on the network directory serialises every writer (host-local locks the
-same directory, so both plugins exclude each other).
+flock on `<dataDir>/<network>/lock` serialises every writer. That is the file
+host-local (go-filemutex) locks, so the two plugins exclude each other.
 
 One difference on purpose: a reservation is written to a temporary file and
 then hard-linked to its final name. link() fails with EEXIST like O_EXCL does,
@@ -47,7 +47,7 @@ class FileStore:
 
     @contextmanager
     def lock(self):
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield self

@@ -6,7 +6,7 @@
 2. Their bridge delegating IPAM to podnet-ipam: two pods ping each other.
 3. podnet-ipam and their host-local share one dataDir: one round-robin, no
    address handed out twice, each releases what the other allocated; while
-   one holds the network's lock the other waits (xfail: podnet locks another file).
+   one holds the network's lock (<dataDir>/<net>/lock) the other waits.
 4. Every podnet result is accepted by the next Go plugin (ADD, CHECK, DEL) at
    cniVersion 0.4.0 and 1.0.0.
 """
@@ -273,10 +273,6 @@ def finish(p, timeout):
     return json.loads(out)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "podnet bug: podnet/ipam/store.py FileStore.lock() flocks the <dataDir>/<net> directory, while "
-    "host-local (v1.1.1 backend/disk/lock.go) flocks the file <dataDir>/<net>/lock, so the two never "
-    "exclude each other"))
 @pytest.mark.parametrize("holder", ["host-local", "podnet-ipam"])
 def test_a_plugin_waits_while_the_other_holds_the_store_lock(holder, plugin, node, data_dir):
     """While one plugin allocates (holds the network's lock), the other must wait.
