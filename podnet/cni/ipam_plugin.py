@@ -118,8 +118,17 @@ def delete(args):
         if exc.code == IO_FAILURE:
             return None  # no dataDir: nothing was ever allocated
         raise
+    hint = []
+    prev = args.conf.get("prevResult")
+    if isinstance(prev, dict):
+        for ip in prev.get("ips") or []:
+            try:
+                hint.append(ipaddress.ip_interface(ip["address"]).ip)
+            except (KeyError, TypeError, ValueError):
+                hint = []
+                break
     try:
-        alloc.release(args.container_id, args.ifname)
+        alloc.release(args.container_id, args.ifname, hint)
     except OSError as exc:
         raise CNIError(IO_FAILURE, "ipam: release failed", str(exc)) from None
     return None

@@ -68,8 +68,18 @@ class Allocator:
         raise Exhausted("no free address left in %s"
                         % ", ".join("%s-%s" % (r.start, r.end) for r in rset))
 
-    def release(self, cid, ifname):
+    def release(self, cid, ifname, hint=()):
+        """Release everything the attachment holds. `hint` (the addresses in
+        prevResult) lets the common case check just those files instead of
+        reading every reservation; the full scan still runs when a hinted
+        address turns out not to be the attachment's."""
         with self.store.lock():
+            if hint:
+                owned = [ip for ip in hint if self.store.owner(ip) in ((cid, ifname), (cid, ""))]
+                if len(owned) == len(hint):
+                    for ip in owned:
+                        self.store.release_ip(ip)
+                    return owned
             return self.store.release(cid, ifname)
 
     def held(self, cid, ifname):

@@ -30,6 +30,7 @@ class Store(Protocol):
     def last_reserved(self, set_index: int): ...
     def release(self, cid: str, ifname: str) -> list: ...
     def release_ip(self, ip) -> None: ...
+    def owner(self, ip): ...                   # (cid, ifname) or None
     def by_id(self, cid: str, ifname: str) -> list: ...
     def allocations(self) -> dict: ...         # ip -> (cid, ifname)
 
@@ -93,6 +94,13 @@ class FileStore:
                 continue
         return out
 
+    def owner(self, ip):
+        try:
+            with open(self._path(str(ip)), "rb") as f:
+                return _owner(f.read())
+        except FileNotFoundError:
+            return None
+
     def by_id(self, cid, ifname):
         # Files written by old host-local versions carry only the ID.
         return sorted((ip for ip, (c, i) in self.allocations().items()
@@ -143,6 +151,9 @@ class MemoryStore:
 
     def allocations(self):
         return dict(self.ips)
+
+    def owner(self, ip):
+        return self.ips.get(ip)
 
     def by_id(self, cid, ifname):
         return sorted((ip for ip, (c, i) in self.ips.items() if c == cid and i in (ifname, "")), key=str)

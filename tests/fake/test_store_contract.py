@@ -102,3 +102,14 @@ def test_file_store_threads_never_share_an_address(tmp_path):
         t.join()
     assert not errors and len(results) == 100 and len(set(results)) == 100
     assert len([n for n in os.listdir(tmp_path / "n") if n[0].isdigit()]) == 100
+
+
+def test_release_with_a_hint_and_with_a_wrong_hint(make):
+    a = make([[{"subnet": "10.0.0.0/24"}]])
+    mine = a.allocate("me", "eth0")[0][0]
+    other = a.allocate("other", "eth0")[0][0]
+    assert a.release("me", "eth0", [mine]) == [mine]
+    mine = a.allocate("me", "eth0")[0][0]
+    # a stale hint naming someone else's address: that address stays, ours goes
+    assert a.release("me", "eth0", [other]) == [mine]
+    assert a.store.owner(other) == ("other", "eth0")
