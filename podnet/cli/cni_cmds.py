@@ -48,15 +48,21 @@ def run(args):
         if args.cni_cmd == "gc":
             valid = [(c, i) for n, c, i in rt.attachments() if n == net.name]
             rt.gc(net, valid)
-            print("gc: kept %d attachment(s) of %s" % (len(valid), net.name))
+            print("gc: kept %d attachment(s) of %s%s" % (len(valid), net.name, "" if net.version >= "1.1" else
+                                                         " (config version %s predates GC: only the cache was pruned)"
+                                                         % net.version))
             return 0
         if args.cni_cmd == "status":
-            rt.status(net)
-            print("%s: ready" % net.name)
+            if rt.status(net):
+                print("%s: ready" % net.name)
+            else:
+                print("%s: config version %s predates STATUS; plugins not asked" % (net.name, net.version))
             return 0
-        netns = args.netns if "/" in args.netns else "/run/netns/" + args.netns
+        # A bare name means /run/netns/NAME; /var/run/netns/X and /run/netns/X
+        # are the same namespace and must give the same container ID.
+        netns = os.path.realpath(args.netns if "/" in args.netns else "/run/netns/" + args.netns)
         ifname = args.ifname or os.environ.get("CNI_IFNAME") or "eth0"
-        # cnitool derives the container ID from the netns path the same way.
+        # As cnitool: the container ID is derived from the netns path.
         cid = args.container_id or os.environ.get("CNI_CONTAINERID") or (
             "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20])
         cni_args = args.cni_args if args.cni_args is not None else os.environ.get("CNI_ARGS", "")

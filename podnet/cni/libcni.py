@@ -213,10 +213,14 @@ class Runtime:
             pass
 
     def gc(self, net, valid):
-        """valid: [(containerID, ifname)] still in use on this network."""
+        """valid: [(containerID, ifname)] still in use on this network.
+
+        As libcni: plugins are only asked when the config's version knows GC
+        (1.1.0); the cache is pruned either way."""
+        asks = _at_least(net.version, "1.1.0")
         conf_extra = {"cni.dev/valid-attachments": [{"containerID": c, "ifname": i} for c, i in valid]}
         errors = []
-        for plugin in net.plugins:
+        for plugin in net.plugins if asks else []:
             conf = self._plugin_conf(net, plugin, None, None)
             conf.update(conf_extra)
             try:
@@ -234,5 +238,16 @@ class Runtime:
             raise errors[0]
 
     def status(self, net):
+        """False when the config predates STATUS (plugins are not asked)."""
+        if not _at_least(net.version, "1.1.0"):
+            return False
         for plugin in net.plugins:
             self.exec_plugin("STATUS", plugin["type"], self._plugin_conf(net, plugin, None, None))
+        return True
+
+
+def _at_least(version, floor):
+    try:
+        return tuple(int(p) for p in version.split(".")) >= tuple(int(p) for p in floor.split("."))
+    except ValueError:
+        return False

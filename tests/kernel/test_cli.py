@@ -1,0 +1,91 @@
+"""The `podnet` command as a person uses it: the cnitool workflow and the demo."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import sh
+
+pytestmark = pytest.mark.kernel
+
+
+def podnet(node, *args, check=True):
+    res = subprocess.run(["nsenter", "--net=/run/netns/" + node, "--", sys.executable, "-m", "podnet.cli.main", *args],
+                         capture_output=True, text=True, timeout=120)
+    if check and res.returncode != 0:
+        raise AssertionError("podnet %s: %s%s" % (" ".join(args), res.stdout, res.stderr))
+    return res
+
+
+@pytest.fixture(params=["0.4.0"])
+def netconf(request, tmp_path, cni_bin, ref_bin):
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    # the seed article's config, with "type": "podnet" and podnet-ipam
+    (conf_dir / "10-mynet.conf").write_text(json.dumps({
+        "cniVersion": request.param, "name": "mynet", "type": "podnet", "bridge": "pnbr9", "isGateway": True,
+        "ipMasq": True, "ipam": {"type": "podnet-ipam", "subnet": "10.22.0.0/16", "routes": [{"dst": "0.0.0.0/0"}],
+                                 "dataDir": str(tmp_path / "ipam")}}))
+    return ["--conf-dir", str(conf_dir), "--bin-dir", "%s:%s" % (cni_bin, ref_bin),
+            "--cache-dir", str(tmp_path / "cache")]
+
+
+def test_cnitool_workflow(node, namespaces, netconf, tmp_path):
+    pod = namespaces.new("test-ns")
+    out = json.loads(podnet(node, "cni", "add", "mynet", "/var/run/netns/" + pod, *netconf).stdout)
+    ip = out["ips"][0]["address"].split("/")[0]
+    assert ip in sh(pod, "ip", "addr", "show").stdout
+    assert "default via 10.22.0.1" in sh(pod, "ip", "route").stdout
+    assert "is as ADD left it" in podnet(node, "cni", "check", "mynet", pod, *netconf).stdout
+    cached = os.listdir(tmp_path / "cache" / "results")
+    assert len(cached) == 1 and cached[0].startswith("mynet-")
+    res = podnet(node, "cni", "add", "mynet", pod, *netconf, check=False)   # same netns again
+    assert res.returncode == 1 and "already exists" in res.stderr
+    assert "predates STATUS" in podnet(node, "cni", "status", "mynet", *netconf).stdout
+    podnet(node, "cni", "del", "mynet", "/var/run/netns/" + pod, *netconf)
+    assert "eth0" not in sh(pod, "ip", "-o", "link").stdout
+    assert os.listdir(tmp_path / "cache" / "results") == []
+    podnet(node, "cni", "del", "mynet", pod, *netconf)  # again: still fine
+    res = podnet(node, "cni", "add", "nosuchnet", pod, *netconf, check=False)
+    assert res.returncode == 1 and "no network named 'nosuchnet'" in res.stderr
+
+
+@pytest.mark.parametrize("netconf", ["1.1.0"], indirect=True)
+def test_gc_through_the_cli_keeps_cached_attachments(node, namespaces, netconf, tmp_path):
+    pods = [namespaces.new("pod"), namespaces.new("pod")]
+    for pod in pods:
+        podnet(node, "cni", "add", "mynet", pod, *netconf)
+    # the runtime lost track of pod 0 (its cache entry is gone, as after a crash)
+    cache = tmp_path / "cache" / "results"
+    first = [f for f in os.listdir(cache) if json.load(open(cache / f))["netns"].endswith(pods[0])][0]
+    os.unlink(cache / first)
+    assert "ready" in podnet(node, "cni", "status", "mynet", *netconf).stdout
+    assert "kept 1 attachment" in podnet(node, "cni", "gc", "mynet", *netconf).stdout
+    files = [f for f in os.listdir(tmp_path / "ipam" / "mynet") if f[0].isdigit()]
+    assert len(files) == 1
+    podnet(node, "cni", "del", "mynet", pods[1], *netconf)
+
+
+def test_install_writes_thin_executables(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "cni", "install", "--bin-dir", str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    paths = res.stdout.split()
+    assert [os.path.basename(p) for p in paths] == ["podnet", "podnet-ipam", "podnet-portmap"]
+    for p in paths:
+        assert os.access(p, os.X_OK) and open(p).readline().endswith(" -IS\n")
+    ver = subprocess.run([paths[0]], input=b'{"cniVersion": "1.1.0"}', env={"CNI_COMMAND": "VERSION"},
+                         capture_output=True, check=True)
+    assert json.loads(ver.stdout)["supportedVersions"][-1] == "1.1.0"
+
+
+def test_the_demo_runs_and_cleans_up():
+    res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "demo"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "hello from external, you are 192.0.2.1" in res.stdout   # masqueraded to the node
+    assert "hello from pod2, you are 10.22.0.2" in res.stdout        # pod to pod, no NAT
+    assert "hello from pod2, you are 192.0.2.2" in res.stdout        # host port, client kept
+    assert "addresses still allocated: none" in res.stdout
+    assert not [n for n in os.listdir("/run/netns") if n.startswith("pn-demo-")]
