@@ -315,20 +315,17 @@ def gc(args):
 def _gc_links(c, args, valid):
     """Host veths of ours on this bridge that no valid attachment owns (left
     by an ADD killed after the veth was made, while its netns lives on)."""
-    links, netns, _ = _kernel()
+    _, netns, rtnl = _kernel()
     keep = {host_veth_name(cid, ifname) for cid, ifname in valid}
-    host = netns.iproute(args.host_ns)
-    try:
-        br = links.get_link(host, c.bridge)
+    with rtnl.Rtnl(args.host_ns) as host:
+        br = host.get_link(c.bridge)
         if br is None:
             return
-        for link in host.link("dump"):
-            name = link.get_attr("IFLA_IFNAME")
-            if (name.startswith("pn-") and name not in keep
-                    and link.get_attr("IFLA_MASTER") == br["index"] and links.link_kind(link) == "veth"):
-                links.delete_link(host, name)
-    finally:
-        host.close()
+        for link in host.dump_links():
+            if (link.name.startswith("pn-") and link.name not in keep
+                    and link.master == br.index and link.kind == "veth"):
+                host.link_del(link.name)
+        host.commit()
 
 
 def status(args):

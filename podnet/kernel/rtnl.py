@@ -219,6 +219,35 @@ class Rtnl:
             raise first_error
         return tolerated
 
+    def dump_links(self):
+        """Every link of the namespace."""
+        if self.pending:
+            self.commit()
+        msg = ifinfmsg()
+        self.seq += 1
+        msg["header"]["type"] = RTM_GETLINK
+        msg["header"]["flags"] = NLM_F_REQUEST | 0x300  # NLM_F_DUMP
+        msg["header"]["sequence_number"] = self.seq
+        msg.encode()
+        self.sock.send(msg.data)
+        out = []
+        while True:
+            buf = self.sock.recv(1 << 20)
+            pos = 0
+            while pos + 16 <= len(buf):
+                length, mtype, _, seq, _ = _HDR.unpack_from(buf, pos)
+                if length < 16:
+                    break
+                if seq == self.seq:
+                    if mtype == NLMSG_DONE:
+                        return out
+                    if mtype == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", buf, pos + 16)[0]
+                        raise LinkError("dump links in %s: %s" % (self.ns_path, os.strerror(code)), code)
+                    if mtype == RTM_NEWLINK:
+                        out.append(Link(buf[pos:pos + length]))
+                pos += (length + 3) & ~3
+
     def get_link(self, name):
         """Link by name, or None."""
         if self.pending:
