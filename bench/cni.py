@@ -17,16 +17,21 @@ the config on stdin (subprocess.run, output captured), as a runtime sees it.
 The whole benchmark process moves into a throwaway "node" netns at start, so
 plugins are exec'd directly (no nsenter) and see that netns as the host side;
 the root namespace is never touched. Every pod has its own netns, created before
-any timing; the pod netns pool is shared by the systems (each DEL leaves a pod
-netns empty again). DEL gets the ADD result as prevResult, as libcni sends it.
+any timing (names pnbench-<pid>-...; all removed at exit, also on Ctrl-C).
+DEL gets the ADD result as prevResult, as libcni sends it.
 
-Per system and masq setting: 3 warm-up ADD/DEL cycles, then --pods sequential
-ADDs (median, p95) and their DELs, then --pods ADDs run --parallel at a time
-(wall time of the batch; their parallel DEL wall is recorded in the JSON).
-Ratios < 1 mean podnet is faster than the reference. The "floors" show the
-fixed cost everyone pays: the plugin interpreter's bare start (`-IS -c pass`),
-a podnet VERSION through the daemon (interpreter + thin client + one socket
-round trip), and the Go plugin's VERSION exec.
+Per ipMasq setting: 3 warm-up ADD/DEL cycles per system; then --pods sequential
+ADDs, then their DELs (median, nearest-rank p95), interleaved across systems
+(pod i of each system, then pod i+1) so load from elsewhere on the machine hits
+all alike; then per system --pods ADDs run --parallel at a time (wall time of the
+batch; the parallel DEL wall and per-exec times are in the JSON).
+
+Reading it: ratios < 1 mean podnet is faster than the reference. The floors
+are the fixed costs: the plugin interpreter's bare start (`-IS -c pass`), a
+podnet VERSION through the daemon (interpreter + thin client + one socket round
+trip: the least a daemon-mode call can cost), podnet VERSION without a daemon,
+and the Go plugin's VERSION exec. Daemon-mode ADD minus "VERSION via daemon" is
+roughly the daemon's own work; reference ADD minus "Go VERSION" likewise.
 """
 
 import argparse
@@ -102,7 +107,7 @@ class Bench:
             pnns._setns(ns.fd, ns.path)
         n = self.args.pods
         self.warm_ns = [self.new_ns("w%d" % i) for i in range(WARMUP)]
-        self.seq_ns = [self.new_ns("s%d" % i) for i in range(n)]
+        self.seq_ns = [[self.new_ns("%s-s%d" % (system[3], i)) for i in range(n)] for system in SYSTEMS]
         self.par_ns = [self.new_ns("p%d" % i) for i in range(n)]
         self.start_daemon()
 
@@ -197,20 +202,34 @@ class Bench:
 
     # ---- phases -------------------------------------------------------------
 
-    def phase(self, system, masq):
-        conf = self.conf(system, masq)
-        tag = "%s-%s" % (system[3], "m" if masq else "n")
-        for i, ns in enumerate(self.warm_ns):
-            cid = "pnbench-%s-w%d" % (tag, i)
-            _, result = self.add(system, conf, cid, ns)
-            self.delete(system, conf, cid, ns, result)
-        adds, results = [], []
-        for i, ns in enumerate(self.seq_ns):
-            dt, result = self.add(system, conf, "pnbench-%s-s%d" % (tag, i), ns)
-            adds.append(dt)
-            results.append(result)
-        dels = [self.delete(system, conf, "pnbench-%s-s%d" % (tag, i), ns, results[i])
-                for i, ns in enumerate(self.seq_ns)]
+    def measure(self, masq):
+        """All systems at one ipMasq setting: -> {system name: numbers}.
+
+        The sequential runs are interleaved (pod i of every system, then pod
+        i+1), so a burst of load elsewhere on the machine hits all systems
+        alike; each system's pods live in its own netns pool."""
+        confs = [self.conf(system, masq) for system in SYSTEMS]
+        tag = lambda system: "%s-%s" % (system[3], "m" if masq else "n")  # noqa: E731
+        for system, conf in zip(SYSTEMS, confs):
+            for i, ns in enumerate(self.warm_ns):
+                cid = "pnbench-%s-w%d" % (tag(system), i)
+                self.delete(system, conf, cid, ns, self.add(system, conf, cid, ns)[1])
+        out = {system[0]: {"add": [], "del": []} for system in SYSTEMS}
+        results = {}
+        for i in range(self.args.pods):
+            for k, (system, conf) in enumerate(zip(SYSTEMS, confs)):
+                dt, results[k, i] = self.add(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i])
+                out[system[0]]["add"].append(dt)
+        for i in range(self.args.pods):
+            for k, (system, conf) in enumerate(zip(SYSTEMS, confs)):
+                out[system[0]]["del"].append(self.delete(system, conf, "pnbench-%s-s%d" % (tag(system), i),
+                                                         self.seq_ns[k][i], results[k, i]))
+        for system, conf in zip(SYSTEMS, confs):
+            out[system[0]].update(self.parallel(system, conf, tag(system)))
+        return out
+
+    def parallel(self, system, conf, tag):
+        """--pods ADDs, --parallel at a time; then their DELs the same way."""
         cids = ["pnbench-%s-p%d" % (tag, i) for i in range(len(self.par_ns))]
         pool = ThreadPoolExecutor(self.args.parallel)
         try:
@@ -223,33 +242,30 @@ class Bench:
             par_del = time.perf_counter() - t0
         finally:  # on a failure or Ctrl-C, start nothing new and let running execs finish
             pool.shutdown(wait=True, cancel_futures=True)
-        return {"add": adds, "del": dels, "par_add_wall": par_add, "par_del_wall": par_del,
-                "par_add": [dt for dt, _ in par]}
+        return {"par_add_wall": par_add, "par_del_wall": par_del, "par_add": [dt for dt, _ in par]}
 
     def floors(self):
+        """Medians of FLOOR_RUNS execs each, taken round-robin."""
         with open(os.path.join(self.bin, "podnet")) as f:
-            shebang = f.readline()[2:].split()
-        python = shebang[0]
-
-        def median_of(argv, env=None, stdin=b""):
-            times = []
-            for _ in range(FLOOR_RUNS):
+            python = f.readline()[2:].split()[0]
+        env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
+        v100 = b'{"cniVersion": "1.0.0"}'
+        podnet = os.path.join(self.bin, "podnet")
+        cmds = {"python_start": ([python, "-IS", "-c", "pass"], None, b""),
+                "podnet_version_daemon": ([podnet], env, json.dumps(self.conf(SYSTEMS[0], False)).encode()),
+                "podnet_version_inproc": ([podnet], env, v100),
+                "ref_version": ([os.path.join(REF_BIN, "bridge")], env, v100)}
+        times = {key: [] for key in cmds}
+        for _ in range(FLOOR_RUNS):
+            for key, (argv, e, stdin) in cmds.items():
                 t0 = time.perf_counter()
-                res = subprocess.run(argv, env=env, input=stdin, capture_output=True, timeout=30)
-                times.append(time.perf_counter() - t0)
+                res = subprocess.run(argv, env=e, input=stdin, capture_output=True, timeout=30)
+                times[key].append(time.perf_counter() - t0)
                 if res.returncode != 0:
                     raise BenchError("%s failed: %s%s" % (argv, res.stdout, res.stderr))
-            return p50(times)
-
-        version_env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
-        daemon_conf = json.dumps(self.conf(SYSTEMS[0], False)).encode()
-        return {"python": python,
-                "python_start": median_of([python, "-IS", "-c", "pass"]),
-                "podnet_version_daemon": median_of([os.path.join(self.bin, "podnet")], version_env, daemon_conf),
-                "podnet_version_inproc": median_of([os.path.join(self.bin, "podnet")], version_env,
-                                                   b'{"cniVersion": "1.0.0"}'),
-                "ref_version": median_of([os.path.join(REF_BIN, "bridge")], version_env,
-                                         b'{"cniVersion": "1.0.0"}')}
+        out = {key: p50(ts) for key, ts in times.items()}
+        out["python"] = python
+        return out
 
 
 # ---- report -------------------------------------------------------------------
@@ -287,7 +303,8 @@ def report(data, args):
     print("  %-56s %6s ms" % ("podnet VERSION via daemon (thin exe + socket)", ms(fl["podnet_version_daemon"])))
     print("  %-56s %6s ms" % ("podnet VERSION in-process (no daemonSocket)", ms(fl["podnet_version_inproc"])))
     print("  %-56s %6s ms" % ("Go bridge VERSION", ms(fl["ref_version"])))
-    print("\ntotal run time %.1f s" % data["total_seconds"])
+    print("\ntotal run time %.1f s; load average at start %.2f, at end %.2f (others' work skews every figure)"
+          % (data["total_seconds"], data["loadavg_start"], data["loadavg_end"]))
 
 
 def main(argv=None):
@@ -309,15 +326,16 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, on_term)
 
     start = time.perf_counter()
+    load0 = os.getloadavg()[0]
     bench = Bench(args)
     try:
         bench.setup()
         data = {"pods": args.pods, "parallel": args.parallel, "warmup": WARMUP, "kernel": platform.release(),
-                "cpus": os.cpu_count(), "floors": bench.floors(), "results": {}, "ratios": {}}
+                "cpus": os.cpu_count(), "loadavg_start": load0, "floors": bench.floors(), "results": {}, "ratios": {}}
         for masq in (False, True):
-            for system in SYSTEMS:
-                print("measuring %s ipMasq=%s ..." % (system[0], str(masq).lower()), file=sys.stderr, flush=True)
-                data["results"].setdefault(system[0], {})[str(masq).lower()] = bench.phase(system, masq)
+            print("measuring ipMasq=%s ..." % str(masq).lower(), file=sys.stderr, flush=True)
+            for name, numbers in bench.measure(masq).items():
+                data["results"].setdefault(name, {})[str(masq).lower()] = numbers
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -334,6 +352,7 @@ def main(argv=None):
                 "del_p50": p50(r["del"]) / p50(ref[masq]["del"]),
                 "par_add_wall": r["par_add_wall"] / ref[masq]["par_add_wall"]}
     data["total_seconds"] = time.perf_counter() - start
+    data["loadavg_end"] = os.getloadavg()[0]
     report(data, args)
     if args.json:
         with open(args.json, "w") as f:

@@ -165,8 +165,7 @@ def _add_links(c, args, result, host, pod, pod_ns):
         pod.route_add(dst, ipaddress.ip_address(gw) if gw else None, plink.index, args.ifname)
     pod.commit()
     if c.ip_masq:
-        masq.apply(masq.add_script(masq.owner_tag(c.network, args.container_id, args.ifname), addrs),
-                   args.host_ns, "ipMasq for %s" % args.container_id)
+        masq.apply_add(masq.owner_tag(c.network, args.container_id, args.ifname), addrs, args.host_ns)
     out = {
         "cniVersion": args.version,
         "interfaces": [
@@ -205,7 +204,7 @@ def _undo(c, args, result):
             host.commit()
         if c.ip_masq:
             ips = [ipaddress.ip_interface(ip["address"]).ip for ip in result["ips"]]
-            masq.apply(masq.del_script(ips), args.host_ns, "undo ipMasq")
+            masq.apply_delete(ips, args.host_ns)
     except Exception as exc:  # keep the original error; say what could not be undone
         print("podnet: cleanup after failed ADD: %s" % exc, file=sys.stderr)
     try:
@@ -249,7 +248,7 @@ def delete(args):
             if not ips:  # no prevResult and the netns is gone: find ours by the element comment
                 ips = [ip for ip, t in masq.elements(args.host_ns) if t == tag]
             if ips:
-                masq.apply(masq.del_script(ips), args.host_ns, "remove ipMasq for %s" % args.container_id)
+                masq.apply_delete(ips, args.host_ns)
     except Exception as exc:
         failure = exc
     delegate.ipam("DEL", args)
@@ -308,7 +307,7 @@ def gc(args):
             if net == c.network and (cid, ifname) not in valid:
                 stale.append(ip)
         if stale:
-            masq.apply(masq.del_script(stale), args.host_ns, "gc ipMasq")
+            masq.apply_delete(stale, args.host_ns)
     return None
 
 

@@ -1,74 +1,104 @@
 """ipMasq for the bridge plugin: one nftables table, `inet podnet-bridge`.
 
-Design: the table's shape is fixed (two sets of pod addresses that want
-masquerading, two interval sets of destinations that must keep the pod's
-source address, one postrouting chain with one rule per family), so every ADD
-can re-declare it and rewrite the chain inside the same transaction that adds
-the pod's address: idempotent, atomic, and linear only in set elements, which
-the kernel looks up in O(1). Destinations kept: the network's own subnets and
-multicast, as the reference plugin does; a pod reaching another pod network
-on the same node is not masqueraded either, which keeps the no-NAT rule of
-the Kubernetes model.
+    map masq4 { ipv4_addr : verdict }     pod address -> jump sub-<hash of its subnet>
+    map masq6 { ipv6_addr : verdict }
+    chain sub-<hash>   ip daddr <subnet> return; ip daddr 224.0.0.0/4 return; masquerade
+    chain postrouting  (srcnat) ip saddr vmap @masq4; ip6 saddr vmap @masq6
 
-Each pod element carries a comment "<network>/<containerID>/<ifname>", so
-DEL without a prevResult and GC can find what belongs to whom.
+Why this shape: measured with nft 1.0.6 on this kernel, adding one map element
+costs ~4 ms, while re-declaring the table's chains or re-adding an element of
+an auto-merge interval set costs ~16-20 ms per transaction. So a pod ADD sends
+only its own element; the element's `jump sub-<hash>` fails with ENOENT when
+the table or the subnet's chain is missing, and only then is the whole
+skeleton (re)written in one transaction. That is level-triggered: whatever
+state the table is in, the next ADD leaves it complete.
 
-The builders are pure (script text in, nothing touched); `apply` and
-`elements` are the only calls that reach the kernel.
+Destinations kept unmasqueraded: the pod's own subnet and multicast, as the
+reference plugin does. Each element carries the comment
+"<network>/<containerID>/<ifname>", so DEL without a prevResult and GC can
+find what belongs to whom. Builders are pure; `apply_*` reach the kernel.
 """
 
+import hashlib
 import ipaddress
 
 from podnet.kernel import nft
 
 TABLE = "podnet-bridge"
-
-
-def _family(ip):
-    return ("masq4", "nomasq4") if ip.version == 4 else ("masq6", "nomasq6")
+T = "inet " + TABLE
 
 
 def owner_tag(network, cid, ifname):
     return "%s/%s/%s" % (network, cid, ifname)
 
 
-def skeleton():
-    return "\n".join([
-        "add table inet %s" % TABLE,
-        "add set inet %s masq4 { type ipv4_addr; }" % TABLE,
-        "add set inet %s masq6 { type ipv6_addr; }" % TABLE,
-        "add set inet %s nomasq4 { type ipv4_addr; flags interval; auto-merge; }" % TABLE,
-        "add set inet %s nomasq6 { type ipv6_addr; flags interval; auto-merge; }" % TABLE,
-        "add element inet %s nomasq4 { 224.0.0.0/4 }" % TABLE,
-        "add element inet %s nomasq6 { ff00::/8 }" % TABLE,
-        "add chain inet %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % TABLE,
-        "flush chain inet %s postrouting" % TABLE,
-        "add rule inet %s postrouting ip saddr @masq4 ip daddr != @nomasq4 masquerade" % TABLE,
-        "add rule inet %s postrouting ip6 saddr @masq6 ip6 daddr != @nomasq6 masquerade" % TABLE,
-    ]) + "\n"
+def sub_chain(network):
+    return "sub-" + hashlib.sha1(str(network).encode()).hexdigest()[:12]
 
 
-def add_script(tag, addresses):
+def _map(ip):
+    return "masq4" if ip.version == 4 else "masq6"
+
+
+def skeleton(subnets):
+    lines = ["add table %s" % T,
+             "add map %s masq4 { type ipv4_addr : verdict; }" % T,
+             "add map %s masq6 { type ipv6_addr : verdict; }" % T,
+             "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % T,
+             "flush chain %s postrouting" % T,
+             "add rule %s postrouting ip saddr vmap @masq4" % T,
+             "add rule %s postrouting ip6 saddr vmap @masq6" % T]
+    for net in subnets:
+        fam, mcast = ("ip", "224.0.0.0/4") if net.version == 4 else ("ip6", "ff00::/8")
+        chain = sub_chain(net)
+        lines += ["add chain %s %s" % (T, chain),
+                  "flush chain %s %s" % (T, chain),
+                  "add rule %s %s %s daddr %s return" % (T, chain, fam, net),
+                  "add rule %s %s %s daddr %s return" % (T, chain, fam, mcast),
+                  "add rule %s %s masquerade" % (T, chain)]
+    return "\n".join(lines) + "\n"
+
+
+def elements_script(tag, addresses):
     """addresses: ip_interface objects of one pod."""
-    lines = [skeleton()]
-    for iface in addresses:
-        pods, keep = _family(iface.ip)
-        lines.append("add element inet %s %s { %s }" % (TABLE, keep, iface.network))
-        lines.append("add element inet %s %s { %s comment %s }" % (TABLE, pods, iface.ip, nft.quote(tag)))
-    return "\n".join(lines) + "\n"
+    return "".join("add element %s %s { %s comment %s : jump %s }\n"
+                   % (T, _map(a.ip), a.ip, nft.quote(tag), sub_chain(a.network)) for a in addresses)
 
 
-def del_script(ips):
-    lines = [skeleton()]
-    for ip in ips:
-        pods, _ = _family(ip)
-        lines.append("add element inet %s %s { %s }" % (TABLE, pods, ip))
-        lines.append("delete element inet %s %s { %s }" % (TABLE, pods, ip))
-    return "\n".join(lines) + "\n"
+def delete_script(ips):
+    return "".join("delete element %s %s { %s }\n" % (T, _map(ip), ip) for ip in ips)
 
 
-def apply(script, ns, what):
-    nft.apply(script, ns=ns, what=what)
+def _missing(exc):
+    return "No such file or directory" in exc.stderr
+
+
+def apply_add(tag, addresses, ns):
+    """The fast path first; the full skeleton only when something is missing."""
+    try:
+        nft.apply(elements_script(tag, addresses), ns=ns, what="ipMasq for " + tag)
+    except nft.NftError as exc:
+        if not _missing(exc):
+            raise
+        nft.apply(skeleton({a.network for a in addresses}) + elements_script(tag, addresses),
+                  ns=ns, what="ipMasq for " + tag)
+
+
+def apply_delete(ips, ns):
+    """Idempotent: an element (or the whole table) already gone is fine."""
+    if not ips:
+        return
+    try:
+        nft.apply(delete_script(ips), ns=ns, what="remove ipMasq")
+    except nft.NftError as exc:
+        if not _missing(exc):
+            raise
+        for ip in ips:  # one transaction failed whole: retry each on its own
+            try:
+                nft.apply(delete_script([ip]), ns=ns, what="remove ipMasq for %s" % ip)
+            except nft.NftError as one:
+                if not _missing(one):
+                    raise
 
 
 def elements(ns):
@@ -76,14 +106,12 @@ def elements(ns):
     items = nft.list_table("inet", TABLE, ns=ns) or []
     out = []
     for item in items:
-        s = item.get("set")
-        if not s or s.get("name") not in ("masq4", "masq6"):
+        m = item.get("map")
+        if not m or m.get("name") not in ("masq4", "masq6"):
             continue
-        for elem in s.get("elem", []):
-            if isinstance(elem, dict) and "elem" in elem:
-                val = elem["elem"].get("val")
-                tag = elem["elem"].get("comment", "")
+        for key, _verdict in m.get("elem", []):
+            if isinstance(key, dict) and "elem" in key:
+                out.append((ipaddress.ip_address(key["elem"]["val"]), key["elem"].get("comment", "")))
             else:
-                val, tag = elem, ""
-            out.append((ipaddress.ip_address(val), tag))
+                out.append((ipaddress.ip_address(key), ""))
     return out

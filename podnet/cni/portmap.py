@@ -10,7 +10,10 @@ Table `inet podnet-portmap`:
                   chain comments)
   chain postrouting: masquerade connections marked 0x2000 (hairpin: a pod
                   reaching itself through its host port, which would otherwise
-                  see its own address as the source and drop the reply)
+                  see its own address as the source and drop the reply). The
+                  bridge must also let the frame out the port it came in on:
+                  set "hairpinMode": true on podnet (br_netfilter DNATs at the
+                  bridge, so without it the bridge drops the frame).
 
 One host port is owned by one attachment: the map key is (protocol, port),
 so publishing a port twice fails at the kernel and is reported as error 103

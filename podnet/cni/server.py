@@ -66,6 +66,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a burst of pod starts (100 ADDs at
+    # once in the tests) would see EAGAIN on connect.
+    request_queue_size = 1024
 
     def __init__(self, path, verbose=True):
         from podnet.kernel.netns import Netns

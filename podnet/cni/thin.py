@@ -111,10 +111,17 @@ def call_daemon(path, request, timeout=120.0):
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return None
+        for attempt in range(200):
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None
+            except BlockingIOError:  # backlog full under a burst: wait our turn
+                import time
+                time.sleep(0.01 * min(attempt + 1, 10))
+        else:
+            raise TimeoutError("podnet daemon at %s: backlog stayed full" % path)
         sock.sendall(request)
         sock.shutdown(_socket.SHUT_WR)
         chunks = []

@@ -10,10 +10,12 @@ Everything podman owns is private to the test:
   * podman runs under `nsenter --net=<node netns>`, so the bridge, the veths,
     the nft tables and the host-port sockets all live in a namespace of ours
     (not `ip netns exec`: its sysfs remount hides the cgroup mounts);
-  * CONTAINERS_CONF / CONTAINERS_STORAGE_CONF point at files in tmp_path, and
-    `--root/--runroot` keep the (vfs) storage there; `tmp_dir` keeps the
-    engine's run files and the (file) locks there, so /run/libpod and
-    /dev/shm/libpod_lock are never made;
+  * CONTAINERS_CONF / CONTAINERS_STORAGE_CONF point at files in a private
+    /tmp/pnt-podman-* dir (short: podman refuses a runroot over 50
+    characters), and `--root/--runroot` keep the (vfs) storage there;
+    `tmp_dir` keeps the engine's run files and the (file) locks there, so
+    /run/libpod and /dev/shm/libpod_lock are never made, and a `runc` wrapper
+    passes `--root` so /run/runc is not made either;
   * `--cgroup-parent /pnt-<pid>-...` keeps the container and conmon cgroups
     under a name of ours, removed in teardown (cgroupfs manager);
   * `runtime = "runc"` (crun refuses this VM's hybrid cgroups) and explicit
@@ -69,12 +71,17 @@ LINK_NODE_IP, LINK_REMOTE_IP = "10.88.9.1", "10.88.9.2"
 MODES = ("in-process", "daemon")
 
 # The thin executable, except that the in-process fallback answers an error.
+# VERSION is the exception: libcni sends it only {"cniVersion": ...} (no
+# daemonSocket to forward to) when podman validates the conflist.
 STRICT_TEMPLATE = """#!{python} -IS
 # test-only {name}: podnet's thin client with the in-process fallback forbidden
 import sys
 sys.path[0:0] = [{root!r}]
 from podnet.cni import thin
+_in_process = thin.run_in_process
 def _refuse(plugin, env, raw):
+    if env.get("CNI_COMMAND") == "VERSION":
+        return _in_process(plugin, env, raw)
     return (1, b'{{"cniVersion": "1.0.0", "code": 999, "msg": "podnet daemon did not answer '
                b'(in-process fallback forbidden by the podman interop test)"}}\\n',
             b"in-process fallback forbidden\\n")
@@ -113,6 +120,7 @@ class Podman:
         self.daemon_sock = daemon_sock
         self.root = os.path.join(base, "root")
         self.runroot = os.path.join(base, "runroot")
+        self.runc_root = os.path.join(base, "runc")
         self.rootfs = os.path.join(base, "rootfs")
         self.conf_dir = os.path.join(base, "net.d")
         self.cgroup_parent = "/%spodman-%s" % (PREFIX, uuid.uuid4().hex[:8])
@@ -120,6 +128,8 @@ class Podman:
         self.ids = set()           # every container ID we saw
         self.sandboxes = set()     # every netns path podman gave them
         self.cache_existed = {d: os.path.isdir(d) for d in (CNI_CACHE, CNI_RESULTS)}
+        self.containers_conf = os.path.join(base, "containers.conf")
+        self.storage_conf = os.path.join(base, "storage.conf")
 
     # setup
 
@@ -127,9 +137,30 @@ class Podman:
         for d in (self.root, self.runroot, self.conf_dir, os.path.join(self.base, "tmp")):
             os.makedirs(d, exist_ok=True)
         self._write_rootfs()
+        self.write_conflist()
+        # runc keeps its state in /run/runc unless given --root, and podman's
+        # --runtime-flag does not reach the `podman container cleanup` that
+        # conmon runs when a container exits: a wrapper named runc does.
+        runc_wrapper = os.path.join(self.base, "runtime", "runc")
+        os.makedirs(os.path.dirname(runc_wrapper))
+        with open(runc_wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec %s --root %s "$@"\n' % (shutil.which("runc"), self.runc_root))
+        os.chmod(runc_wrapper, 0o755)
+        with open(self.containers_conf, "w") as f:
+            f.write(CONTAINERS_CONF.format(
+                conf_dir=self.conf_dir, plugin_dirs=json.dumps(self.plugin_dirs),
+                tmp_dir=os.path.join(self.base, "tmp"), runc=json.dumps(runc_wrapper)))
+        with open(self.storage_conf, "w") as f:
+            f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n'
+                    % (self.root, self.runroot))
+        self._check_network()
+
+    def write_conflist(self, **podnet_extra):
+        """The podnet conflist; podman rereads it on every command."""
         podnet = {"type": "podnet", "bridge": BRIDGE, "isGateway": True, "ipMasq": True,
                   "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": str(SUBNET)}]],
                            "dataDir": self.data_dir, "routes": [{"dst": "0.0.0.0/0"}]}}
+        podnet.update(podnet_extra)
         portmap = {"type": "podnet-portmap", "capabilities": {"portMappings": True}}
         if self.daemon_sock:
             podnet["daemonSocket"] = self.daemon_sock
@@ -137,15 +168,17 @@ class Podman:
         conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [podnet, portmap]}
         with open(os.path.join(self.conf_dir, NETWORK + ".conflist"), "w") as f:
             json.dump(conflist, f, indent=1)
-        self.containers_conf = os.path.join(self.base, "containers.conf")
-        with open(self.containers_conf, "w") as f:
-            f.write(CONTAINERS_CONF.format(
-                conf_dir=self.conf_dir, plugin_dirs=json.dumps(self.plugin_dirs),
-                tmp_dir=os.path.join(self.base, "tmp")))
-        self.storage_conf = os.path.join(self.base, "storage.conf")
-        with open(self.storage_conf, "w") as f:
-            f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n'
-                    % (self.root, self.runroot))
+
+    def _check_network(self):
+        """podman skips a conflist it cannot validate (it execs VERSION on
+        every plugin) with only a warning; make that loud."""
+        res = self("--log-level=warn", "network", "inspect", NETWORK, check=False)
+        if res.returncode != 0 or "rror validating" in res.stderr:
+            raise AssertionError("podman does not accept the podnet conflist:\n%s%s"
+                                 % (res.stdout, res.stderr))
+        net = json.loads(res.stdout)[0]
+        # The driver is the first plugin's type; podman cannot read podnet-ipam's ranges.
+        assert net["name"] == NETWORK and net["driver"] == "podnet", net
 
     def _write_rootfs(self):
         bindir = os.path.join(self.rootfs, "bin")
@@ -218,6 +251,8 @@ class Podman:
     def cleanup(self):
         problems = []
         try:
+            if not os.path.exists(self.containers_conf):
+                raise AssertionError("setup did not get as far as podman")
             for line in self("ps", "-a", "-q", "--no-trunc", check=False).stdout.split():
                 self.ids.add(line.strip())
             res = self("rm", "-f", "-a", "-t", "0", check=False)
@@ -329,7 +364,6 @@ log_driver = "k8s-file"
 network_backend = "cni"
 network_config_dir = "{conf_dir}"
 cni_plugin_dirs = {plugin_dirs}
-default_network = "{network}"
 
 [engine]
 runtime = "runc"
@@ -337,7 +371,10 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 lock_type = "file"
 tmp_dir = "{tmp_dir}"
-""".replace("{network}", NETWORK)
+
+[engine.runtimes]
+runc = [{runc}]
+"""
 
 
 def _strict_bin(d):
@@ -417,21 +454,50 @@ def wait_released(data_dir, ip):
 
 
 def masq_addresses(node):
-    """Pod addresses in podnet's ipMasq set of the node netns."""
-    res = sh(node, "nft", "-j", "list", "set", "inet", "podnet-bridge", "masq4", check=False)
+    """Pod addresses podnet's ipMasq table (`inet podnet-bridge`) in the node
+    netns holds: host addresses that key an element of any of its sets or
+    maps (so the check survives a change between set and verdict-map shape;
+    subnets are prefixes, not addresses, and are left out)."""
+    res = sh(node, "nft", "-j", "list", "table", "inet", "podnet-bridge", check=False)
     if res.returncode != 0:
         return set()
     out = set()
     for item in json.loads(res.stdout).get("nftables", []):
-        for elem in item.get("set", {}).get("elem", []):
-            val = elem["elem"]["val"] if isinstance(elem, dict) and "elem" in elem else elem
-            out.add(ipaddress.ip_address(val))
+        coll = item.get("set") or item.get("map") or {}
+        for elem in coll.get("elem", []):
+            key = elem[0] if isinstance(elem, list) else elem       # map: [key, verdict]
+            if isinstance(key, dict) and "elem" in key:             # with a comment
+                key = key["elem"].get("val")
+            if isinstance(key, str):
+                try:
+                    out.add(ipaddress.ip_address(key))
+                except ValueError:
+                    pass
     return out
 
 
 def published_ports(node):
-    res = sh(node, "nft", "list", "map", "inet", "podnet-portmap", "hostports", check=False)
-    return {(proto, int(port)) for proto, port in re.findall(r"\b(tcp|udp) \. (\d+) :", res.stdout)}
+    """(proto, port) keys of podnet-portmap's hostports map in the node netns."""
+    res = sh(node, "nft", "-j", "list", "map", "inet", "podnet-portmap", "hostports", check=False)
+    if res.returncode != 0:
+        return set()
+    keys = set()
+
+    def walk(obj):   # an element is [key, verdict]; the key may be wrapped with a comment
+        if isinstance(obj, dict):
+            if "concat" in obj:
+                proto, port = obj["concat"]
+                keys.add((proto, int(port)))
+                return
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    for item in json.loads(res.stdout).get("nftables", []):
+        walk(item.get("map", {}).get("elem", []))
+    return keys
 
 
 def host_veth(cid):
@@ -451,7 +517,7 @@ def fetch(ns, url):
 
 
 def httpd_clients(podman, name):
-    """Client addresses busybox httpd -v logged (podman logs)."""
+    """Client addresses busybox httpd -vv logged (podman logs)."""
     res = podman("logs", name)
     # e.g. "[::ffff:10.88.7.3]:59866: url:/index.html" (httpd listens dual-stack)
     return set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)\]?:\d+: ", res.stdout + res.stderr))
@@ -511,8 +577,15 @@ def test_container_reaches_container(podman, node, data_dir):
 
 
 def test_published_port(podman, node, namespaces, data_dir):
+    # As podman's own default network: a pod reaching itself through its host
+    # port is DNATed back out of the bridge port it came in on, which the
+    # bridge only allows in hairpin mode (bridge-nf-call-iptables is on in
+    # every netns on this kernel, so the DNAT happens at bridge level).
+    podman.write_conflist(hairpinMode=True)
     srv = podman.start("web", *HTTPD, publish=["%d:%d" % (HOST_PORT, HTTP_PORT)])
     assert srv["ip"] in SUBNET
+    veth = node_link(node, host_veth(srv["id"]))
+    assert veth and veth["linkinfo"]["info_slave_data"]["hairpin"] is True, veth
     assert ("tcp", HOST_PORT) in published_ports(node), sh(node, "nft", "list", "ruleset").stdout
     wait_listening(srv["netns"], HTTP_PORT, "busybox httpd in web")
 

@@ -86,7 +86,7 @@ def test_del_after_netns_is_gone_releases_everything(plugin, namespaces, mode_co
     assert rc == 0, (out, err)
     assert not [f for f in os.listdir(os.path.join(conf["ipam"]["dataDir"], "testnet")) if f[0].isdigit()]
     assert "pn-" not in sh(plugin.node, "ip", "-o", "link").stdout
-    assert "comment" not in sh(plugin.node, "nft", "list", "set", "inet", "podnet-bridge", "masq4").stdout
+    assert "comment" not in sh(plugin.node, "nft", "list", "map", "inet", "podnet-bridge", "masq4").stdout
     # and DEL with no netns at all
     rc, out, err = plugin("podnet", "DEL", conf, cid="never-added", drop=("CNI_NETNS",))
     assert rc == 0, (out, err)
@@ -187,7 +187,7 @@ def test_status_and_gc(plugin, namespaces, data_dir, daemon):
     assert rc == 0, (out, err)
     files = [f for f in os.listdir(os.path.join(data_dir, "testnet")) if f[0].isdigit()]
     assert len(files) == 1 and open(os.path.join(data_dir, "testnet", files[0]), "rb").read() == b"g1\r\neth0"
-    masq4 = sh(plugin.node, "nft", "list", "set", "inet", "podnet-bridge", "masq4").stdout
+    masq4 = sh(plugin.node, "nft", "list", "map", "inet", "podnet-bridge", "masq4").stdout
     assert "/g1/" in masq4 and "/g0/" not in masq4
     daemon.stop()
     rc, out, err = plugin("podnet", "STATUS", conf, drop=("CNI_CONTAINERID", "CNI_IFNAME"))

@@ -148,4 +148,4 @@ def test_a_plugin_killed_during_add_leaves_nothing_gc_does_not_remove(cni_bin, p
     for pod in killed:
         namespaces.remove(pod)  # what the runtime does with a dead sandbox
     assert not [f for f in os.listdir(os.path.join(data_dir, "testnet")) if f != "lock" and not f.startswith("last_")]
-    assert "comment" not in sh(plugin.node, "nft", "list", "set", "inet", "podnet-bridge", "masq4", check=False).stdout
+    assert "comment" not in sh(plugin.node, "nft", "list", "map", "inet", "podnet-bridge", "masq4", check=False).stdout

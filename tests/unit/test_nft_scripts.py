@@ -7,13 +7,16 @@ from podnet.cni import masq, portmap
 from podnet.cni.errors import CNIError
 
 
-def test_masq_add_and_del_scripts():
-    s = masq.add_script("net/c1/eth0", [ia.ip_interface("10.1.0.5/24"), ia.ip_interface("fd00::5/64")])
-    assert "add element inet podnet-bridge masq4 { 10.1.0.5 comment \"net/c1/eth0\" }" in s
-    assert "nomasq4 { 10.1.0.0/24 }" in s and "nomasq6 { fd00::/64 }" in s
-    d = masq.del_script([ia.ip_address("10.1.0.5")])
-    # add-then-delete: the delete always finds its element, so DEL is idempotent
-    assert d.index("add element inet podnet-bridge masq4 { 10.1.0.5 }") < d.index("delete element")
+def test_masq_scripts():
+    addrs = [ia.ip_interface("10.1.0.5/24"), ia.ip_interface("fd00::5/64")]
+    fast = masq.elements_script("net/c1/eth0", addrs)
+    # the per-pod path is one element per address, nothing else
+    assert fast.count("\n") == 2 and "add element inet podnet-bridge masq4 { 10.1.0.5 comment \"net/c1/eth0\" : jump sub-" in fast
+    full = masq.skeleton({a.network for a in addrs})
+    chain4 = masq.sub_chain(ia.ip_network("10.1.0.0/24"))
+    assert "add rule inet podnet-bridge %s ip daddr 10.1.0.0/24 return" % chain4 in full
+    assert "ip6 daddr ff00::/8 return" in full and full.count("masquerade") == 2
+    assert masq.delete_script([ia.ip_address("10.1.0.5")]) == "delete element inet podnet-bridge masq4 { 10.1.0.5 }\n"
 
 
 def test_portmap_parsing_errors_name_the_field():
