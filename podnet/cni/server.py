@@ -29,14 +29,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         from podnet.kernel.netns import Netns, NetnsError
         sock = self.request
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
         try:
-            plugin, env, raw = thin.decode_request(b"".join(chunks))
+            plugin, env, raw = thin.decode_request(thin.read_all(sock))
         except ValueError as exc:
             sock.sendall(thin.encode_response(1, b"", ("bad request: %s\n" % exc).encode()))
             return

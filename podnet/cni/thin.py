@@ -124,15 +124,19 @@ def call_daemon(path, request, timeout=120.0):
             raise TimeoutError("podnet daemon at %s: backlog stayed full" % path)
         sock.sendall(request)
         sock.shutdown(_socket.SHUT_WR)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_all(sock)
     finally:
         sock.close()
+
+
+def read_all(sock):
+    """Everything until the peer half-closes (both ends frame this way)."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _json_str(text):
