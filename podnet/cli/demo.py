@@ -117,7 +117,6 @@ def run(args):
             table.add_row(pod[len(PREFIX):], res["ips"][0]["address"], res["ips"][0].get("gateway", ""),
                           res["interfaces"][2]["mac"], res["interfaces"][1]["name"])
         console.print(table)
-        ip1 = results[POD1][0]["ips"][0]["address"].split("/")[0]
         ip2 = results[POD2][0]["ips"][0]["address"].split("/")[0]
 
         _step("5. Inside pod1", "ip netns exec %s ip addr show eth0; ip route" % POD1)

@@ -105,7 +105,6 @@ def add(args):
 
 
 def _ensure_bridge(c, args, host):
-    links, _, _ = _kernel()
     br = host.get_link(c.bridge)
     if br is None:
         host.link_add_bridge(c.bridge, stable_mac("bridge", c.bridge), c.mtu)
@@ -259,8 +258,7 @@ def delete(args):
 
 def check(args):
     c = BridgeConf(args.conf)
-    _, _, rtnl = _kernel()
-    links, netns, _ = _kernel()
+    links, netns, rtnl = _kernel()
     prev = args.conf.get("prevResult")
     if not isinstance(prev, dict):
         raise CNIError(INVALID_CONFIG, "prevResult: CHECK needs the result of ADD")
@@ -314,7 +312,7 @@ def gc(args):
 def _gc_links(c, args, valid):
     """Host veths of ours on this bridge that no valid attachment owns (left
     by an ADD killed after the veth was made, while its netns lives on)."""
-    _, netns, rtnl = _kernel()
+    _, _, rtnl = _kernel()
     keep = {host_veth_name(cid, ifname) for cid, ifname in valid}
     with rtnl.Rtnl(args.host_ns) as host:
         br = host.get_link(c.bridge)

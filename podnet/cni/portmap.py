@@ -155,7 +155,7 @@ def add(args):
         tag = "%s/%s/%s" % (args.conf.get("name", ""), args.container_id, args.ifname)
         try:
             nft.apply(add_script(tag, chain, mappings, ips), ns=args.host_ns, what="publish ports")
-        except nft.NftError as exc:
+        except nft.NftError:
             _, owners = observed(args.host_ns)
             for proto, hport, _, _ in mappings:
                 owner = owners.get((proto, hport))

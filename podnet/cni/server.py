@@ -90,7 +90,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def warm_up():
     """Import everything a call needs before the first call arrives."""
-    import pyroute2  # noqa: F401
+    import pyroute2  # noqa: F401  (warm-up: imported for its side effect of loading)
     from podnet.cni import bridge, ipam_plugin, portmap  # noqa: F401
     from podnet.kernel import links, netns  # noqa: F401
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.conftest import bridge_conf, sh
-from tests.helpers import connect, ping, server, snapshot, wire
+from tests.helpers import connect, ping, server, wire
 
 pytestmark = pytest.mark.kernel
 
