@@ -40,10 +40,79 @@ def _runtime_args(p):
     p.add_argument("--cache-dir", default=None, help="result cache (default /var/lib/cni)")
 
 
+def _lab_arg(p):
+    p.add_argument("--lab", default=None, help="lab name (default $PODNET_LAB, or the only lab)")
+
+
+def _ns_args(p):
+    p.add_argument("-n", "--namespace", default=None, help="namespace (default: default)")
+
+
+def _kube_parsers(sub):
+    lab = sub.add_parser("lab", help="a whole cluster on this machine: up, down, status, exec")
+    ls = lab.add_subparsers(dest="lab_cmd", required=True)
+    up = ls.add_parser("up", help="build (or complete) a lab and apply manifests")
+    up.add_argument("--name", default="podnet", help="lab name (default podnet)")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("-f", "--filename", action="append", default=[], help="manifests to apply (file or dir)")
+    up.add_argument("--timeout", type=int, default=180)
+    dn = ls.add_parser("down", help="remove every namespace, process and file of a lab")
+    _lab_arg(dn)
+    dn.add_argument("--name", dest="name", default=None, help="same as --lab")
+    st = ls.add_parser("status", help="what runs in a lab")
+    _lab_arg(st)
+    ex = ls.add_parser("exec", help="run a command in a node's (or the external host's) namespace")
+    _lab_arg(ex)
+    ex.add_argument("target", help="node name or 'external'")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ctl = ls.add_parser("controllers", help=argparse.SUPPRESS)
+    _lab_arg(ctl)
+    ag = sub.add_parser("agent", help="the node agent (started by 'lab up')")
+    _lab_arg(ag)
+    ag.add_argument("--node", required=True)
+
+    ap = sub.add_parser("apply", help="create or update objects from YAML (-f FILE|DIR|-)")
+    _lab_arg(ap)
+    ap.add_argument("-f", "--filename", action="append", required=True)
+    g = sub.add_parser("get", help="list objects (kubectl columns)")
+    _lab_arg(g)
+    _ns_args(g)
+    g.add_argument("kind")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"], default=None)
+    g.add_argument("-l", "--selector", default=None)
+    d = sub.add_parser("describe", help="one object in detail")
+    _lab_arg(d)
+    _ns_args(d)
+    d.add_argument("kind")
+    d.add_argument("name", nargs="?")
+    de = sub.add_parser("delete", help="delete objects by name or from a file")
+    _lab_arg(de)
+    _ns_args(de)
+    de.add_argument("kind", nargs="?")
+    de.add_argument("names", nargs="*")
+    de.add_argument("-f", "--filename", action="append", default=[])
+    de.add_argument("--ignore-not-found", action="store_true")
+    de.add_argument("--wait", action="store_true", help="wait until deleted pods are gone")
+    e = sub.add_parser("exec", help="run a command in a pod's network namespace")
+    _lab_arg(e)
+    _ns_args(e)
+    e.add_argument("pod")
+    e.add_argument("-c", "--container", default=None)
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    lg = sub.add_parser("logs", help="a container's output")
+    _lab_arg(lg)
+    _ns_args(lg)
+    lg.add_argument("pod")
+    lg.add_argument("-c", "--container", default=None)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="podnet", description="podnet: the Kubernetes network model on the real kernel")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _cni_parser(sub)
+    _kube_parsers(sub)
     d = sub.add_parser("demo", help="the CNI demo: two pods on a bridge in throwaway namespaces")
     d.add_argument("--keep", action="store_true", help="leave the demo namespaces for poking around")
     return parser
@@ -58,9 +127,29 @@ def main(argv=None):
         if args.cmd == "demo":
             from podnet.cli import demo
             return demo.run(args)
+        return _kube(args)
     except KeyboardInterrupt:
         return 130
-    return 2
+
+
+def _kube(args):
+    from podnet.api import ApiError
+    from podnet.lab.topology import LabError
+    from podnet.store.base import StoreError
+    try:
+        if args.cmd == "lab":
+            from podnet.cli import lab_cmds
+            return lab_cmds.run(args)
+        if args.cmd == "agent":
+            from podnet.lab.lab import run_agent
+            from podnet.lab.topology import pick_lab
+            run_agent(pick_lab(args.lab), args.node)
+            return 0
+        from podnet.cli import kube
+        return getattr(kube, "cmd_" + args.cmd)(args)
+    except (ApiError, LabError, StoreError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -145,3 +145,33 @@ def list_names():
         return sorted(os.listdir(NETNS_RUN_DIR))
     except FileNotFoundError:
         return []
+
+
+def kill_processes_in(names):
+    """SIGKILL every process living in one of these named namespaces: found
+    by where they are (the namespace inode), never by their name."""
+    import signal
+    idents = set()
+    for name in names:
+        try:
+            st = os.stat(path_of(name))
+            idents.add((st.st_dev, st.st_ino))
+        except FileNotFoundError:
+            continue
+    killed = []
+    if not idents:
+        return killed
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            st = os.stat("/proc/%s/ns/net" % entry)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+        if (st.st_dev, st.st_ino) in idents:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return killed

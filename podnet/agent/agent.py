@@ -1,0 +1,334 @@
+"""The node agent (kubelet role), one process per node, inside the node's netns.
+
+It registers its Node, waits for a podCIDR, writes the node's CNI conflist,
+serves the fast CNI daemon socket, and makes the pods bound to this node real:
+a network namespace per pod, the CNI ADD through the real contract (exec of
+the plugins from the node's bin dir, results cached as libcni does), each
+container as a process in that namespace, restartPolicy, readiness probes and
+a status written back to the store. Level-triggered: a watch on pods only
+marks work pending; every pass compares the store's pods with what runs here.
+
+A pod marked for deletion (metadata.deletionTimestamp) is stopped, its
+network torn down (CNI DEL, netns removed), and then its object removed.
+"""
+
+import json
+import logging
+import os
+import platform
+import threading
+import time
+
+from podnet.agent import containers, probes
+from podnet.cni import libcni
+from podnet.kernel import netns
+from podnet.store.base import Compacted, StoreError
+from podnet.store.objects import NotFound
+from podnet.workload import command_for
+
+log = logging.getLogger("podnet.agent")
+HEARTBEAT = 10.0
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def pod_netns(lab, uid):
+    return "pn-%s-p-%s" % (lab, uid.replace("-", "")[:10])
+
+
+class RunningPod:
+    def __init__(self, pod, ns_name, ip, log_dir):
+        self.uid = pod["metadata"]["uid"]
+        self.ns = pod["metadata"]["namespace"]
+        self.name = pod["metadata"]["name"]
+        self.netns = ns_name
+        self.ip = ip
+        self.log_dir = log_dir
+        self.started = now()
+        self.supervisors = {}
+        self.probes = {}
+        self.errors = {}
+        self.last_status = None
+
+
+class Agent:
+    def __init__(self, lab, node, node_ip, objects, state_dir, cni_bin):
+        self.lab, self.node, self.node_ip = lab, node, node_ip
+        self.objects = objects
+        self.dir = state_dir
+        self.cni_bin = cni_bin
+        self.conf_dir = os.path.join(state_dir, "net.d")
+        self.sock = os.path.join(state_dir, "cni.sock")
+        self.runtime = libcni.Runtime(bin_dirs=[cni_bin], cache_dir=os.path.join(state_dir, "cni-cache"))
+        self.pods = {}
+        self.dirty = threading.Event()
+        self.cni_server = None
+
+    # ---- node ------------------------------------------------------------------
+
+    def register(self):
+        def status(n):
+            n.setdefault("status", {})
+            n["metadata"].setdefault("labels", {})["kubernetes.io/hostname"] = self.node
+            n["status"]["addresses"] = [{"type": "InternalIP", "address": self.node_ip},
+                                        {"type": "Hostname", "address": self.node}]
+            n["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                          "message": "podnet agent is posting ready status",
+                                          "lastHeartbeatTime": now()}]
+            n["status"]["nodeInfo"] = {"kubeletVersion": "podnet-0.1", "osImage": "podnet lab node",
+                                       "kernelVersion": platform.release(),
+                                       "containerRuntimeVersion": "podnet://0.1", "operatingSystem": "linux",
+                                       "architecture": platform.machine()}
+        if self.objects.mutate("Node", None, self.node, status) is None:
+            node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}, "spec": {}}
+            status(node)
+            self.objects.create(node)
+
+    def wait_pod_cidr(self, stop, timeout=60):
+        deadline = time.time() + timeout
+        while not stop.is_set() and time.time() < deadline:
+            node = self.objects.find("Node", None, self.node)
+            if node and node["spec"].get("podCIDR"):
+                return node["spec"]["podCIDR"]
+            stop.wait(0.1)
+        raise RuntimeError("node %s got no podCIDR within %d s: is the controller manager running?"
+                           % (self.node, timeout))
+
+    def write_conflist(self, cidr):
+        os.makedirs(self.conf_dir, exist_ok=True)
+        conf = {"cniVersion": "1.1.0", "name": "podnet", "plugins": [
+            {"type": "podnet", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True,
+             "ipMasq": True, "hairpinMode": True, "daemonSocket": self.sock,
+             "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": cidr}]],
+                      "dataDir": os.path.join(self.dir, "ipam")}},
+            {"type": "podnet-portmap", "capabilities": {"portMappings": True}}]}
+        path = os.path.join(self.conf_dir, "10-podnet.conflist")
+        with open(path + ".tmp", "w") as f:
+            json.dump(conf, f, indent=1)
+        os.replace(path + ".tmp", path)
+
+    def start_cni_daemon(self):
+        from podnet.cni.server import Server, warm_up
+        warm_up()
+        self.cni_server = Server(self.sock, verbose=False)
+        threading.Thread(target=self.cni_server.serve_forever, kwargs={"poll_interval": 0.5},
+                         daemon=True, name="cni").start()
+
+    # ---- pods --------------------------------------------------------------------
+
+    def _start_pod(self, pod):
+        uid = pod["metadata"]["uid"]
+        ns_name = pod_netns(self.lab, uid)
+        netns.create(ns_name)
+        net = libcni.find_network("podnet", self.conf_dir)
+        args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" % (
+            pod["metadata"]["namespace"], pod["metadata"]["name"], uid, uid)
+        result = self.runtime.add(net, uid, netns.path_of(ns_name), "eth0", args)
+        ip = result["ips"][0]["address"].split("/")[0]
+        log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
+                                                                pod["metadata"]["name"], uid))
+        os.makedirs(log_dir, exist_ok=True)
+        rp = RunningPod(pod, ns_name, ip, log_dir)
+        policy = pod["spec"].get("restartPolicy", "Always")
+        for c in pod["spec"]["containers"]:
+            argv = command_for(c)
+            if argv is None:
+                rp.errors[c["name"]] = ("image %r cannot run in podnet: give the container a command, "
+                                        "or use the agnhost image for the built-in workload" % c.get("image"))
+                continue
+            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "name" in e}
+
+            def start(argv=argv, c=c, env=env):
+                return containers.start(argv, netns.path_of(ns_name), pod["metadata"]["name"],
+                                        os.path.join(log_dir, c["name"] + ".log"), env=env)
+            rp.supervisors[c["name"]] = containers.Supervisor(c, start, policy)
+            if c.get("readinessProbe"):
+                rp.probes[c["name"]] = probes.ProbeState(c["readinessProbe"])
+        self.pods[uid] = rp
+        log.info("pod %s/%s started: %s in %s", rp.ns, rp.name, ip, ns_name)
+        return rp
+
+    def _stop_pod(self, rp):
+        for sup in rp.supervisors.values():
+            sup.stop()
+        try:
+            net = libcni.find_network("podnet", self.conf_dir)
+            self.runtime.delete(net, rp.uid, netns.path_of(rp.netns), "eth0")
+        except (libcni.ConfigError, libcni.PluginError) as exc:
+            log.warning("pod %s/%s: CNI DEL: %s", rp.ns, rp.name, exc)
+        netns.delete(rp.netns)
+        self.pods.pop(rp.uid, None)
+        log.info("pod %s/%s stopped", rp.ns, rp.name)
+
+    def _status(self, pod, rp):
+        statuses, ready_all = [], True
+        for c in pod["spec"]["containers"]:
+            name = c["name"]
+            if name in rp.errors:
+                statuses.append({"name": name, "ready": False, "restartCount": 0, "image": c.get("image", ""),
+                                 "state": {"waiting": {"reason": "InvalidImageName", "message": rp.errors[name]}}})
+                ready_all = False
+                continue
+            st = rp.supervisors[name].status()
+            running = "running" in st.get("state", {})
+            ready = running and (name not in rp.probes or rp.probes[name].ready)
+            st["ready"] = ready
+            ready_all = ready_all and ready
+            statuses.append(st)
+        phase = "Running"
+        terms = [s["state"].get("terminated") for s in statuses]
+        if terms and all(terms):
+            phase = "Succeeded" if all(t.get("exitCode") == 0 for t in terms) else "Failed"
+        elif rp.errors:
+            phase = "Pending"
+        cond = lambda t, ok: {"type": t, "status": "True" if ok else "False"}
+        return {"phase": phase, "podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": self.node_ip,
+                "startTime": rp.started, "containerStatuses": statuses,
+                "conditions": [cond("PodScheduled", True), cond("Initialized", True),
+                               cond("ContainersReady", ready_all), cond("Ready", ready_all)]}
+
+    def _write_status(self, pod, rp):
+        status = self._status(pod, rp)
+        if status == rp.last_status:
+            return
+
+        def put(p):
+            if p["metadata"].get("uid") != rp.uid:
+                return False
+            p["status"] = status
+        self.objects.mutate("Pod", rp.ns, rp.name, put)
+        rp.last_status = status
+
+    def _tick_pod(self, pod, rp):
+        for name, sup in rp.supervisors.items():
+            sup.tick()
+            if name in rp.probes:
+                st = rp.probes[name]
+                if "running" in sup.status().get("state", {}):
+                    spec = dict(st.spec)
+                    st.maybe_probe(lambda s=spec: probes.probe(self._resolve(s, pod), rp.ip,
+                                                               netns.path_of(rp.netns), rp.name))
+                else:
+                    st.reset()
+        self._write_status(pod, rp)
+
+    @staticmethod
+    def _resolve(spec, pod):
+        """Named probe ports -> numbers from the pod's containerPorts."""
+        spec = json.loads(json.dumps(spec))
+        for kind in ("httpGet", "tcpSocket"):
+            port = spec.get(kind, {}).get("port")
+            if isinstance(port, str) and not port.isdigit():
+                for c in pod["spec"]["containers"]:
+                    for p in c.get("ports", []):
+                        if p.get("name") == port:
+                            spec[kind]["port"] = p["containerPort"]
+        return spec
+
+    def sync(self):
+        mine = {p["metadata"]["uid"]: p for p in self.objects.list("Pod") if p["spec"].get("nodeName") == self.node}
+        for uid, rp in list(self.pods.items()):
+            pod = mine.get(uid)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                self._stop_pod(rp)
+                if pod is not None:
+                    try:
+                        self.objects.delete("Pod", rp.ns, rp.name)
+                    except NotFound:
+                        pass
+        for uid, pod in mine.items():
+            if pod["metadata"].get("deletionTimestamp"):
+                if uid not in self.pods:
+                    try:
+                        self.objects.delete("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
+                    except NotFound:
+                        pass
+                continue
+            rp = self.pods.get(uid)
+            if rp is None:
+                try:
+                    rp = self._start_pod(pod)
+                except Exception as exc:
+                    log.error("pod %s/%s: start failed: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], exc)
+                    self._fail_start(pod, exc)
+                    continue
+            self._tick_pod(pod, rp)
+
+    def _fail_start(self, pod, exc):
+        ns_name = pod_netns(self.lab, pod["metadata"]["uid"])
+        netns.delete(ns_name)
+
+        def put(p):
+            p["status"] = {"phase": "Pending", "message": "podnet: %s" % exc, "reason": "NetworkSetupFailed",
+                           "conditions": [{"type": "PodScheduled", "status": "True"},
+                                          {"type": "Ready", "status": "False", "reason": "NetworkSetupFailed"}]}
+        self.objects.mutate("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], put)
+
+    # ---- loops --------------------------------------------------------------------
+
+    def _watch(self, stop):
+        while not stop.is_set():
+            try:
+                _, rev = self.objects.store.list("/registry/pods/")
+                self.dirty.set()
+                for _ in self.objects.store.watch("/registry/pods/", rev, stop=stop):
+                    self.dirty.set()
+            except (Compacted, StoreError, OSError) as exc:
+                log.warning("watch: %s", exc)
+                stop.wait(0.5)
+
+    def cleanup_stale(self):
+        """Pods of a previous agent run on this node: their namespaces are
+        ours by name; tear them down so the next pass starts them cleanly."""
+        prefix = "pn-%s-p-" % self.lab
+        for name in netns.list_names():
+            if name.startswith(prefix):
+                owner = self._netns_owner(name)
+                if owner is None:
+                    continue
+                netns.kill_processes_in([name])
+                try:
+                    net = libcni.find_network("podnet", self.conf_dir)
+                    self.runtime.delete(net, owner, netns.path_of(name), "eth0")
+                except (libcni.ConfigError, libcni.PluginError):
+                    pass
+                netns.delete(name)
+
+    def _netns_owner(self, name):
+        for net, cid, _ in self.runtime.attachments():
+            if pod_netns(self.lab, cid) == name:
+                return cid
+        return None
+
+    def run(self, stop):
+        os.makedirs(self.dir, exist_ok=True)
+        self.register()
+        cidr = self.wait_pod_cidr(stop)
+        self.write_conflist(cidr)
+        self.start_cni_daemon()
+        self.cleanup_stale()
+        threading.Thread(target=self._watch, args=(stop,), daemon=True, name="watch").start()
+        beat = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.dirty.wait(0.2)
+                self.dirty.clear()
+                try:
+                    self.sync()
+                except Exception as exc:
+                    log.exception("sync failed: %s", exc)
+                    stop.wait(0.5)
+                if time.monotonic() - beat > HEARTBEAT:
+                    beat = time.monotonic()
+                    try:
+                        self.register()
+                    except Exception as exc:
+                        log.warning("heartbeat: %s", exc)
+        finally:
+            # Pods keep running when the agent stops (as with kubelet); the next
+            # agent run or `lab down` deals with them.
+            if self.cni_server:
+                self.cni_server.shutdown()
+                self.cni_server.server_close()

@@ -1,0 +1,222 @@
+"""kubectl-like verbs against a lab: apply, get, describe, delete, exec, logs."""
+
+import os
+import subprocess
+import sys
+
+from podnet.api import ApiError, KINDS, resolve_kind
+from podnet.lab import lab as labmod
+from podnet.lab import topology as topo
+
+
+def _err(msg):
+    print("error: %s" % msg, file=sys.stderr)
+    return 1
+
+
+def _read(path):
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    files = []
+    if os.path.isdir(path):
+        files = [os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith((".yaml", ".yml", ".json"))]
+    else:
+        files = [path]
+    texts = []
+    for f in files:
+        try:
+            with open(f) as fh:
+                texts.append((fh.read(), f))
+        except OSError as exc:
+            raise ApiError("%s: %s" % (f, exc.strerror)) from None
+    return texts
+
+
+def _sources(paths):
+    out = []
+    for p in paths:
+        got = _read(p)
+        out += [got] if isinstance(got, tuple) else got
+    return out
+
+
+def cmd_apply(args):
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    from podnet.api import parse_manifests
+    sources = _sources(args.filename)
+    for text, src in sources:  # everything is validated before anything is written
+        parse_manifests(text, src)
+    for text, src in sources:
+        for obj, what in labmod.apply_text(objects, text, src):
+            print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))
+    return 0
+
+
+def endpoints_from_slices(slices):
+    """The legacy Endpoints view kubectl shows, derived from EndpointSlices."""
+    by = {}
+    for s in slices:
+        svc = s["metadata"].get("labels", {}).get("kubernetes.io/service-name")
+        if not svc:
+            continue
+        key = (s["metadata"]["namespace"], svc)
+        ep = by.setdefault(key, {"apiVersion": "v1", "kind": "Endpoints",
+                                 "metadata": {"name": svc, "namespace": key[0],
+                                              "creationTimestamp": s["metadata"].get("creationTimestamp")},
+                                 "subsets": []})
+        ready = [{"ip": a, "nodeName": e.get("nodeName"), "targetRef": e.get("targetRef")}
+                 for e in s.get("endpoints") or [] if e.get("conditions", {}).get("ready") for a in e["addresses"]]
+        notready = [{"ip": a, "nodeName": e.get("nodeName")}
+                    for e in s.get("endpoints") or [] if not e.get("conditions", {}).get("ready") for a in e["addresses"]]
+        if ready or notready:
+            subset = {"ports": [{"name": p.get("name", ""), "port": p.get("port"), "protocol": p.get("protocol", "TCP")}
+                                for p in s.get("ports") or []]}
+            if ready:
+                subset["addresses"] = ready
+            if notready:
+                subset["notReadyAddresses"] = notready
+            ep["subsets"].append(subset)
+    return [by[k] for k in sorted(by)]
+
+
+def _list(objects, kind, namespace):
+    if kind.kind == "Endpoints":
+        return endpoints_from_slices(objects.list("EndpointSlice", namespace))
+    return objects.list(kind.kind, namespace if kind.namespaced else None)
+
+
+def cmd_get(args):
+    from podnet.cli.printers import render_get
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    kind = resolve_kind(args.kind)
+    ns = None if args.all_namespaces else (args.namespace or "default")
+    items = _list(objects, kind, ns)
+    if args.name:
+        items = [o for o in items if o["metadata"]["name"] == args.name]
+        if not items:
+            return _err('%s "%s" not found' % (kind.plural, args.name))
+    if args.selector:
+        from podnet.api import matches, parse_selector
+        sel = parse_selector(args.selector)
+        items = [o for o in items if matches(sel, o["metadata"].get("labels", {}))]
+    text = render_get(kind.kind, items, output=args.output, all_namespaces=args.all_namespaces,
+                      single=bool(args.name), namespace=ns or "default")
+    stream = sys.stderr if not items and args.output in (None, "wide") else sys.stdout
+    print(text, file=stream)
+    return 0
+
+
+def cmd_describe(args):
+    from podnet.cli.printers import render_describe
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    kind = resolve_kind(args.kind)
+    ns = args.namespace or "default"
+    items = _list(objects, kind, ns)
+    if args.name:
+        items = [o for o in items if o["metadata"]["name"] == args.name]
+        if not items:
+            return _err('%s "%s" not found' % (kind.plural, args.name))
+    pods = objects.list("Pod")
+    for obj in items:
+        related = {"pods": pods}
+        if kind.kind == "Service":
+            eps = endpoints_from_slices([s for s in objects.list("EndpointSlice", ns)
+                                         if s["metadata"].get("labels", {}).get("kubernetes.io/service-name")
+                                         == obj["metadata"]["name"]])
+            related["endpoints"] = ["%s:%s" % (a["ip"], p["port"]) for e in eps for sub in e["subsets"]
+                                    for a in sub.get("addresses", []) for p in sub["ports"]]
+        if kind.kind == "NetworkPolicy":
+            from podnet.api import matches
+            sel = obj["spec"].get("podSelector", {})
+            related["pods"] = [p for p in pods if p["metadata"]["namespace"] == obj["metadata"]["namespace"]
+                               and matches(sel, p["metadata"].get("labels", {}))]
+        if kind.kind == "Node":
+            related["pods"] = [p for p in pods if p["spec"].get("nodeName") == obj["metadata"]["name"]]
+        print(render_describe(obj, related=related))
+    return 0
+
+
+def cmd_delete(args):
+    from podnet.controllers.manager import request_delete
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    targets = []
+    if args.filename:
+        from podnet.api import parse_manifests
+        for text, src in _sources(args.filename):
+            targets += [(KINDS[o["kind"]], o["metadata"].get("namespace"), o["metadata"]["name"])
+                        for o in parse_manifests(text, src)]
+    else:
+        if not args.kind or not args.names:
+            return _err("give KIND NAME... or -f FILE")
+        kind = resolve_kind(args.kind)
+        targets = [(kind, args.namespace or "default", n) for n in args.names]
+    missing = [n for k, ns, n in targets if objects.find(k.kind, ns if k.namespaced else None, n) is None]
+    if missing and not args.ignore_not_found:
+        return _err('%s not found' % ", ".join('"%s"' % m for m in missing))
+    for kind, ns, name in targets:
+        obj = objects.find(kind.kind, ns if kind.namespaced else None, name)
+        if obj is None:
+            continue
+        if kind.kind == "Pod":
+            request_delete(objects, obj)
+        else:
+            objects.delete(kind.kind, ns if kind.namespaced else None, name)
+        print('%s "%s" deleted' % (kind.kind.lower(), name))
+    if args.wait:
+        import time
+        deadline = time.time() + 60
+        while time.time() < deadline and any(objects.find(k.kind, ns if k.namespaced else None, n)
+                                             for k, ns, n in targets if k.kind == "Pod"):
+            time.sleep(0.1)
+    return 0
+
+
+def _pod_and_netns(lab, objects, name, namespace):
+    from podnet.agent.agent import pod_netns
+    pod = objects.find("Pod", namespace or "default", name)
+    if pod is None:
+        raise ApiError('pods "%s" not found' % name)
+    if not pod.get("status", {}).get("podIP"):
+        raise ApiError("pod %s is not running yet (phase %s)" % (name, pod.get("status", {}).get("phase", "Pending")))
+    return pod, "/run/netns/" + pod_netns(lab, pod["metadata"]["uid"])
+
+
+def cmd_exec(args):
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    if not args.command:
+        return _err("give a command after --")
+    # same network namespace as the pod's containers, hostname = pod name
+    argv = ["nsenter", "--net=" + path, "--", "unshare", "--uts", "--", "sh", "-c",
+            'hostname "$0" && exec "$@"', pod["metadata"]["name"], *args.command]
+    return subprocess.call(argv)
+
+
+def cmd_logs(args):
+    lab = topo.pick_lab(args.lab)
+    objects = labmod.objects_for(lab)
+    ns = args.namespace or "default"
+    pod = objects.find("Pod", ns, args.pod)
+    if pod is None:
+        return _err('pods "%s" not found' % args.pod)
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    container = args.container or (names[0] if len(names) == 1 else None)
+    if container is None:
+        return _err("pod %s has several containers (%s): choose one with -c" % (args.pod, ", ".join(names)))
+    if container not in names:
+        return _err("container %s is not valid for pod %s" % (container, args.pod))
+    path = os.path.join(topo.state_dir(lab), "nodes", pod["spec"].get("nodeName") or "-", "pods",
+                        "%s_%s_%s" % (ns, args.pod, pod["metadata"]["uid"]), container + ".log")
+    try:
+        with open(path, errors="replace") as f:
+            sys.stdout.write(f.read())
+    except FileNotFoundError:
+        return _err("no logs yet for %s/%s" % (args.pod, container))
+    return 0

@@ -1,0 +1,182 @@
+"""The controllers' decisions, as pure functions of cluster state.
+
+Each takes lists of objects (dicts) and returns what should change; the
+manager (manager.py) reads the store, calls these, and writes the result.
+Nothing here does I/O, so every rule is unit-tested without a cluster.
+"""
+
+import hashlib
+import ipaddress
+import json
+import random
+import string
+
+from podnet.api import matches_map
+
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_PREFIX = 24
+
+
+class Exhausted(Exception):
+    pass
+
+
+# ---- node podCIDRs ------------------------------------------------------------
+
+def plan_pod_cidrs(nodes, cluster_cidr=CLUSTER_CIDR, prefix=NODE_PREFIX):
+    """{node name: podCIDR} for nodes that have none; raises Exhausted."""
+    net = ipaddress.ip_network(cluster_cidr)
+    used = {n["spec"].get("podCIDR") for n in nodes if n.get("spec", {}).get("podCIDR")}
+    free = (str(s) for s in net.subnets(new_prefix=prefix) if str(s) not in used)
+    out = {}
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        if node.get("spec", {}).get("podCIDR"):
+            continue
+        cidr = next(free, None)
+        if cidr is None:
+            raise Exhausted("cluster CIDR %s has no free /%d left for node %s"
+                            % (cluster_cidr, prefix, node["metadata"]["name"]))
+        out[node["metadata"]["name"]] = cidr
+    return out
+
+
+# ---- placement ---------------------------------------------------------------
+
+def node_ready(node):
+    for c in node.get("status", {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return False
+
+
+def choose_node(pod, nodes, pods):
+    """spec.nodeSelector, Ready nodes with a podCIDR, then the least-loaded
+    (ties by name). None when nothing fits."""
+    want = pod["spec"].get("nodeSelector") or {}
+    load = {}
+    for p in pods:
+        n = p["spec"].get("nodeName")
+        if n:
+            load[n] = load.get(n, 0) + 1
+    fits = [n for n in nodes if node_ready(n) and n["spec"].get("podCIDR")
+            and all(n["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+    if not fits:
+        return None
+    return min(fits, key=lambda n: (load.get(n["metadata"]["name"], 0), n["metadata"]["name"]))["metadata"]["name"]
+
+
+# ---- deployments ----------------------------------------------------------------
+
+def template_hash(template):
+    return hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _suffix(rng):
+    return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+
+
+def plan_deployment(dep, pods, rng=random):
+    """-> (pods to create, names of pods to delete, status) for one Deployment.
+
+    Recreate-style: pods of an older template are deleted, the current
+    template is scaled to spec.replicas; terminating pods do not count."""
+    ns = dep["metadata"]["namespace"]
+    tmpl = dep["spec"]["template"]
+    h = template_hash(tmpl)
+    owned = [p for p in pods if p["metadata"].get("namespace") == ns
+             and any(r.get("uid") == dep["metadata"].get("uid") for r in p["metadata"].get("ownerReferences", []))]
+    live = [p for p in owned if not p["metadata"].get("deletionTimestamp")]
+    current = sorted((p for p in live if p["metadata"].get("labels", {}).get("pod-template-hash") == h),
+                     key=lambda p: p["metadata"]["name"])
+    stale = [p["metadata"]["name"] for p in live if p not in current]
+    want = dep["spec"].get("replicas", 1)
+    delete = stale + [p["metadata"]["name"] for p in current[want:]]
+    create = []
+    for _ in range(max(0, want - len(current))):
+        labels = dict(tmpl.get("metadata", {}).get("labels", {}), **{"pod-template-hash": h})
+        create.append({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "%s-%s-%s" % (dep["metadata"]["name"], h[:10], _suffix(rng)),
+                         "namespace": ns, "labels": labels,
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "controller": True,
+                                              "name": dep["metadata"]["name"], "uid": dep["metadata"].get("uid")}]},
+            "spec": json.loads(json.dumps(tmpl.get("spec", {}))),
+        })
+    kept = current[:want]
+    ready = sum(1 for p in kept if pod_ready(p))
+    status = {"replicas": len(kept), "updatedReplicas": len(kept), "readyReplicas": ready,
+              "availableReplicas": ready, "observedGeneration": dep["metadata"].get("generation", 1)}
+    if want - ready:
+        status["unavailableReplicas"] = want - ready
+    return create, delete, status
+
+
+def pod_ready(pod):
+    for c in pod.get("status", {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            return c.get("status") == "True"
+    return False
+
+
+# ---- endpointslices ---------------------------------------------------------------
+
+def _resolve_port(svc_port, pod):
+    target = svc_port.get("targetPort", svc_port.get("port"))
+    if isinstance(target, int):
+        return target
+    if isinstance(target, str) and target.isdigit():
+        return int(target)
+    for c in pod["spec"].get("containers", []):
+        for p in c.get("ports", []):
+            if p.get("name") == target and p.get("protocol", "TCP") == svc_port.get("protocol", "TCP"):
+                return p["containerPort"]
+    return None
+
+
+def plan_endpointslices(svc, pods):
+    """The EndpointSlices a Service with a selector should have (one per
+    distinct port mapping, as pods may resolve a named targetPort differently)."""
+    spec = svc["spec"]
+    if not spec.get("selector") or spec.get("type") == "ExternalName":
+        return []
+    ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+    groups = {}
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        if pod["metadata"].get("namespace") != ns or not pod.get("status", {}).get("podIP"):
+            continue
+        if not matches_map(spec["selector"], pod["metadata"].get("labels", {})):
+            continue
+        ports = []
+        for sp in spec.get("ports", []):
+            port = _resolve_port(sp, pod)
+            if port is not None:
+                ports.append({"name": sp.get("name", ""), "port": port, "protocol": sp.get("protocol", "TCP")})
+        if not ports and spec.get("ports"):
+            continue
+        terminating = bool(pod["metadata"].get("deletionTimestamp"))
+        ready = pod_ready(pod)
+        ep = {"addresses": [pod["status"]["podIP"]],
+              "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
+              "nodeName": pod["spec"].get("nodeName"),
+              "targetRef": {"kind": "Pod", "namespace": ns, "name": pod["metadata"]["name"],
+                            "uid": pod["metadata"].get("uid")}}
+        if pod["spec"].get("hostname"):
+            ep["hostname"] = pod["spec"]["hostname"]
+        key = json.dumps(ports, sort_keys=True)
+        groups.setdefault(key, (ports, []))[1].append(ep)
+    if not groups:  # as Kubernetes: one empty slice says "no endpoints" explicitly
+        groups["[]"] = ([], [])
+    slices = []
+    for key in sorted(groups):
+        ports, eps = groups[key]
+        suffix = hashlib.sha1(key.encode()).hexdigest()[:5]
+        slices.append({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "%s-%s" % (name, suffix), "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": name,
+                                    "endpointslice.kubernetes.io/managed-by": "podnet"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name,
+                                              "uid": svc["metadata"].get("uid"), "controller": True}]},
+            "addressType": "IPv4", "endpoints": eps, "ports": ports,
+        })
+    return slices
