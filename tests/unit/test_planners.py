@@ -1,0 +1,97 @@
+"""Pure: what the controllers decide from cluster state."""
+import random
+
+import pytest
+
+from podnet.controllers import planners as P
+
+
+def node(name, cidr=None, ready=True, labels=None):
+    return {"metadata": {"name": name, "labels": labels or {}}, "spec": {"podCIDR": cidr} if cidr else {},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def pod(name, node_name=None, labels=None, ip=None, ready=False, ns="default", owner=None, ports=None, **meta):
+    p = {"metadata": dict({"name": name, "namespace": ns, "labels": labels or {}, "uid": "u-" + name}, **meta),
+         "spec": {"containers": [{"name": "c", "ports": ports or []}]}, "status": {}}
+    if node_name:
+        p["spec"]["nodeName"] = node_name
+    if ip:
+        p["status"]["podIP"] = ip
+    p["status"]["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if owner:
+        p["metadata"]["ownerReferences"] = [{"kind": "Deployment", "uid": owner}]
+    return p
+
+
+def test_pod_cidrs_fill_gaps_and_exhaust():
+    nodes = [node("b", "10.244.0.0/24"), node("a"), node("c")]
+    assert P.plan_pod_cidrs(nodes) == {"a": "10.244.1.0/24", "c": "10.244.2.0/24"}
+    with pytest.raises(P.Exhausted) as e:
+        P.plan_pod_cidrs([node("a"), node("b")], "10.0.0.0/24", 24)
+    assert "no free /24" in str(e.value) and "b" in str(e.value)
+
+
+def test_placement_selector_readiness_and_least_loaded():
+    nodes = [node("n1", "10.244.0.0/24"), node("n2", "10.244.1.0/24", labels={"disk": "ssd"}),
+             node("n3", "10.244.2.0/24", ready=False), node("n4")]
+    pods = [pod("x", "n1"), pod("y", "n1")]
+    assert P.choose_node(pod("new"), nodes, pods) == "n2"
+    assert P.choose_node(dict(pod("s"), spec={"nodeSelector": {"disk": "ssd"}, "containers": []}), nodes, []) == "n2"
+    assert P.choose_node(dict(pod("s"), spec={"nodeSelector": {"disk": "hdd"}, "containers": []}), nodes, []) is None
+
+
+def dep(replicas=3, uid="d1"):
+    return {"metadata": {"name": "web", "namespace": "default", "uid": uid},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}}
+
+
+def test_deployment_scales_up_down_and_replaces():
+    d = dep(3)
+    create, delete, status = P.plan_deployment(d, [], random.Random(1))
+    assert len(create) == 3 and not delete and status["replicas"] == 0
+    assert all(p["metadata"]["ownerReferences"][0]["uid"] == "d1" for p in create)
+    assert len({p["metadata"]["name"] for p in create}) == 3
+    pods = [dict(p, status={"conditions": [{"type": "Ready", "status": "True"}]}) for p in create]
+    assert P.plan_deployment(d, pods)[:2] == ([], [])
+    d1 = dep(1)
+    _, delete, status = P.plan_deployment(d1, pods)
+    assert len(delete) == 2 and status["readyReplicas"] == 1
+    # a deleted (terminating) pod is replaced
+    pods[0]["metadata"]["deletionTimestamp"] = "2026-11-21T00:00:00Z"
+    create, delete, _ = P.plan_deployment(d, pods)
+    assert len(create) == 1 and not delete
+    # a changed template replaces every pod
+    d2 = dep(3)
+    d2["spec"]["template"]["spec"]["containers"][0]["image"] = "new"
+    create, delete, _ = P.plan_deployment(d2, pods[1:])
+    assert len(create) == 3 and sorted(delete) == sorted(p["metadata"]["name"] for p in pods[1:])
+
+
+def test_endpointslices_conditions_named_ports_and_nodes():
+    svc = {"metadata": {"name": "web", "namespace": "default", "uid": "s1"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    ports = [{"name": "http", "containerPort": 8080}]
+    pods = [pod("a", "n1", {"app": "web"}, "10.244.0.5", True, ports=ports),
+            pod("b", "n2", {"app": "web"}, "10.244.1.5", False, ports=ports),
+            pod("c", "n2", {"app": "web"}, "10.244.1.6", True, ports=ports, deletionTimestamp="x"),
+            pod("d", "n1", {"app": "other"}, "10.244.0.9", True, ports=ports),
+            pod("e", "n1", {"app": "web"}, None, False, ports=ports)]
+    (s,) = P.plan_endpointslices(svc, pods)
+    assert s["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    eps = {e["addresses"][0]: e for e in s["endpoints"]}
+    assert set(eps) == {"10.244.0.5", "10.244.1.5", "10.244.1.6"}
+    assert eps["10.244.0.5"]["conditions"] == {"ready": True, "serving": True, "terminating": False}
+    assert eps["10.244.1.5"]["conditions"]["ready"] is False
+    assert eps["10.244.1.6"]["conditions"] == {"ready": False, "serving": True, "terminating": True}
+    assert eps["10.244.1.5"]["nodeName"] == "n2"
+    assert s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
+
+
+def test_endpointslices_none_without_selector_and_empty_slice_without_pods():
+    svc = {"metadata": {"name": "x", "namespace": "default"}, "spec": {"ports": [{"port": 80}]}}
+    assert P.plan_endpointslices(svc, []) == []
+    svc["spec"]["selector"] = {"app": "x"}
+    (s,) = P.plan_endpointslices(svc, [])
+    assert s["endpoints"] == []
