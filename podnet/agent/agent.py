@@ -50,6 +50,7 @@ class RunningPod:
         self.supervisors = {}
         self.probes = {}
         self.errors = {}
+        self.probe_restarts = {}
         self.last_status = None
 
 
@@ -206,12 +207,15 @@ class Agent:
             sup.tick()
             if name in rp.probes:
                 st = rp.probes[name]
-                if "running" in sup.status().get("state", {}):
-                    spec = dict(st.spec)
-                    st.maybe_probe(lambda s=spec: probes.probe(self._resolve(s, pod), rp.ip,
-                                                               netns.path_of(rp.netns), rp.name))
-                else:
-                    st.reset()
+                status = sup.status()
+                restarts = status.get("restartCount", 0)
+                if "running" not in status.get("state", {}) or rp.probe_restarts.get(name) != restarts:
+                    st.reset()  # a (re)started container begins not ready, after initialDelaySeconds
+                    rp.probe_restarts[name] = restarts
+                if "running" in status.get("state", {}):
+                    # from the node, as kubelet probes: through the bridge to the pod IP
+                    st.run(lambda spec: probes.probe(self._resolve(spec, pod), rp.ip, netns.path_of(rp.netns),
+                                                     rp.name, from_netns=probes.OWN_NETNS))
         self._write_status(pod, rp)
 
     @staticmethod

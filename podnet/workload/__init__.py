@@ -1,0 +1,78 @@
+"""The built-in test workload: what podnet runs for agnhost and pause images.
+
+podnet has no image store and no root filesystems: a container is a host
+process in the pod's network (and UTS) namespace. Two kinds of container can
+run that way:
+
+* a spec with `command`: a host program, run as Kubernetes would run it
+  (`command` + `args`);
+* an agnhost or pause image without `command`: our stdlib look-alike,
+  `python -m podnet.workload <args>` (see podnet.workload.agnhost).
+
+Anything else (an nginx image without a command, say) cannot run here;
+`command_for` returns None and `why_not` says so in words for the pod status.
+"""
+
+import os
+import sys
+
+__all__ = ["command_for", "image_kind", "why_not", "WORKLOAD_ARGV"]
+
+# argv prefix that runs this package with the agent's own interpreter.
+WORKLOAD_ARGV = (sys.executable, "-m", "podnet.workload")
+
+
+def _image_name(image):
+    """'registry.k8s.io/e2e-test-images/agnhost:2.45@sha256:..' -> 'agnhost'."""
+    name = (image or "").strip().split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0].lower()
+
+
+def image_kind(image):
+    """'agnhost', 'pause' or None: which built-in stands in for this image."""
+    name = _image_name(image)
+    if "agnhost" in name:
+        return "agnhost"
+    if "pause" in name:
+        return "pause"
+    return None
+
+
+def command_for(container_spec):
+    """The argv that runs this pod container spec, or None when podnet cannot.
+
+    - `command` given: command + args, host programs (like Kubernetes, where
+      command replaces the image's entrypoint). In an agnhost/pause image a
+      command naming the image's own binary (`/agnhost`, `/pause`) maps to
+      the built-in.
+    - agnhost image, no command: python -m podnet.workload *args.
+    - pause image, no command: python -m podnet.workload pause.
+    - otherwise None.
+    """
+    spec = container_spec or {}
+    command = list(spec.get("command") or [])
+    args = [str(a) for a in (spec.get("args") or [])]
+    kind = image_kind(spec.get("image"))
+    if command:
+        binary = os.path.basename(str(command[0]))
+        if kind == "agnhost" and binary == "agnhost":
+            return list(WORKLOAD_ARGV) + [str(c) for c in command[1:]] + args
+        if kind == "pause" and binary == "pause":
+            return list(WORKLOAD_ARGV) + ["pause"]
+        return [str(c) for c in command] + args
+    if kind == "agnhost":
+        return list(WORKLOAD_ARGV) + args
+    if kind == "pause":
+        return list(WORKLOAD_ARGV) + ["pause"]
+    return None
+
+
+def why_not(container_spec):
+    """The message for a container `command_for` cannot run (None if it can)."""
+    if command_for(container_spec) is not None:
+        return None
+    spec = container_spec or {}
+    return ("image %r cannot run in podnet without a command: podnet runs host programs "
+            "(set `command`), or agnhost/pause images with its built-in workload"
+            % (spec.get("image") or ""))
