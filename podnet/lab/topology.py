@@ -98,7 +98,7 @@ def save(lab, doc):
 
 def _ip(*args):
     res = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if res.returncode != 0 and "File exists" not in res.stderr:
+    if res.returncode != 0 and "File exists" not in res.stderr and "already assigned" not in res.stderr:
         raise LabError("ip %s: %s" % (" ".join(args), res.stderr.strip()))
 
 
@@ -131,7 +131,9 @@ def build(lab, nodes, external=True):
 def _start_time(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        # a zombie (exited, not yet reaped: slow on this machine's PID 1) is dead
+        return None if fields[0] == "Z" else fields[19]
     except (FileNotFoundError, IndexError, ProcessLookupError):
         return None
 
