@@ -66,6 +66,7 @@ class Agent:
         self.pods = {}
         self.dirty = threading.Event()
         self.cni_server = None
+        self.stats = {}
 
     # ---- node ------------------------------------------------------------------
 
@@ -126,7 +127,9 @@ class Agent:
         net = libcni.find_network("podnet", self.conf_dir)
         args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" % (
             pod["metadata"]["namespace"], pod["metadata"]["name"], uid, uid)
+        t0 = time.monotonic()
         result = self.runtime.add(net, uid, netns.path_of(ns_name), "eth0", args)
+        self._count("cni_add", time.monotonic() - t0)
         ip = result["ips"][0]["address"].split("/")[0]
         log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
                                                                 pod["metadata"]["name"], uid))
@@ -151,12 +154,23 @@ class Agent:
         log.info("pod %s/%s started: %s in %s", rp.ns, rp.name, ip, ns_name)
         return rp
 
+    def _count(self, what, seconds):
+        """Cumulative timings in <node state>/stats.json (bench/lab.py reads them)."""
+        self.stats[what + "_seconds"] = self.stats.get(what + "_seconds", 0.0) + seconds
+        self.stats[what + "_count"] = self.stats.get(what + "_count", 0) + 1
+        path = os.path.join(self.dir, "stats.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.stats, f)
+        os.replace(path + ".tmp", path)
+
     def _stop_pod(self, rp):
         for sup in rp.supervisors.values():
             sup.stop()
         try:
             net = libcni.find_network("podnet", self.conf_dir)
+            t0 = time.monotonic()
             self.runtime.delete(net, rp.uid, netns.path_of(rp.netns), "eth0")
+            self._count("cni_del", time.monotonic() - t0)
         except (libcni.ConfigError, libcni.PluginError) as exc:
             log.warning("pod %s/%s: CNI DEL: %s", rp.ns, rp.name, exc)
         netns.delete(rp.netns)
