@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # podnet's one entry point on a fresh Debian machine (run as root):
-#   ./setup.sh demo    install everything, then run the main job (the demo)
+#   ./setup.sh demo    install everything, then bring up the example lab (examples/demo.sh)
 #   ./setup.sh test    install everything, then run the whole test suite
 #   ./setup.sh         install only
 # Idempotent: a second run skips what is already installed.
@@ -12,7 +12,7 @@ ROOT=$PWD
 # (interop tests and benchmarks), podman + runc + a static busybox (a real CNI
 # runtime running a real container), etcd-server (the distributed store
 # backend, started by its tests), and python3-venv for the virtualenv.
-APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux
+APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
               etcd-server python3 python3-venv python3-pip)
 
@@ -45,7 +45,7 @@ fi
 .venv/bin/podnet cni install --bin-dir "$ROOT/build/cni-bin" >/dev/null
 
 case "${1:-}" in
-  demo) shift; exec .venv/bin/podnet demo "$@" ;;
+  demo) shift; exec examples/demo.sh "$@" ;;
   test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
   "") echo "installed: .venv/bin/podnet, CNI plugins in build/cni-bin" ;;
   *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The example lab, step by step (run by `./setup.sh demo`; every line is a
+# command you can type yourself). The lab stays up afterwards for exploring:
+# remove it with `.venv/bin/podnet lab down`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+podnet() { .venv/bin/podnet "$@"; }
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step podnet lab up -f examples/lab.yaml
+podnet lab up -f examples/lab.yaml
+
+step podnet get nodes -o wide
+podnet get nodes -o wide
+step podnet get pods -o wide
+podnet get pods -o wide
+step podnet get svc web; podnet get endpoints web
+podnet get svc web
+podnet get endpoints web
+
+# the web pod that runs on the same node as the client
+read -r NODE CLIENT_IP < <(podnet get pod client -o json | .venv/bin/python -c \
+  'import json,sys; p=json.load(sys.stdin); print(p["spec"]["nodeName"], p["status"]["podIP"])')
+WEB_IP=$(podnet get pods -l app=web -o json | .venv/bin/python -c \
+  "import json,sys; print(next(p['status']['podIP'] for p in json.load(sys.stdin)['items'] if p['spec']['nodeName']=='$NODE'))")
+echo
+echo "client ($CLIENT_IP) and a web pod ($WEB_IP) both run on $NODE: they meet on its cni0 bridge"
+step podnet exec client -- curl -s http://$WEB_IP:8080/hostname
+podnet exec client -- curl -s "http://$WEB_IP:8080/hostname"; echo
+step podnet exec client -- curl -s http://$WEB_IP:8080/clientip
+podnet exec client -- curl -s "http://$WEB_IP:8080/clientip"; echo "   <- the client's own pod IP: no NAT"
+step podnet lab exec $NODE -- ip route
+podnet lab exec "$NODE" -- ip route
+echo
+echo "The lab is still up. Try: .venv/bin/podnet describe pod client; .venv/bin/podnet lab status"
+echo "Remove it with: .venv/bin/podnet lab down"
