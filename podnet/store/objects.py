@@ -112,9 +112,12 @@ class Objects:
             for field in ("labels", "annotations"):
                 if field in meta:
                     merged["metadata"][field] = meta[field]
-            for field in ("spec", "data"):
-                if field in obj:
-                    merged[field] = self._keep_allocations(current, obj)[field] if field == "spec" else obj[field]
+            # every top-level field the user owns (spec; EndpointSlice keeps
+            # endpoints/ports/addressType at the top), never status
+            kept = self._keep_allocations(current, obj)
+            for field in obj:
+                if field not in ("apiVersion", "kind", "metadata", "status"):
+                    merged[field] = kept[field]
             if merged == current:
                 return current, "unchanged"
             try:
@@ -148,15 +151,18 @@ class Objects:
             self._allocate_nodeports(spec, exclude=current["metadata"]["name"])
         return new
 
-    def _services(self):
-        return self.list("Service")
+    def _services(self, but=None):
+        """Every Service except `but` (the one being allocated for)."""
+        return [s for s in self.list("Service")
+                if but is None or (s["metadata"].get("namespace"), s["metadata"]["name"])
+                != (but["metadata"].get("namespace"), but["metadata"]["name"])]
 
     def _allocate_service(self, svc):
         spec = svc["spec"]
         if spec.get("type") == "ExternalName":
             return
         if spec.get("clusterIP") in (None, ""):
-            used = {s["spec"].get("clusterIP") for s in self._services()}
+            used = {s["spec"].get("clusterIP") for s in self._services(svc)}
             # .1 is the kubernetes service, .10 is kept for cluster DNS
             reserved = {str(self.service_cidr.network_address + n) for n in (1, 10)}
             if svc["metadata"]["name"] == "kubernetes" and svc["metadata"].get("namespace") == "default":
@@ -173,7 +179,7 @@ class Objects:
             ip = ipaddress.ip_address(spec["clusterIP"])
             if ip not in self.service_cidr:
                 raise ApiError("spec.clusterIP: %s is not in the service range %s" % (ip, self.service_cidr))
-            if any(s["spec"].get("clusterIP") == str(ip) for s in self._services()):
+            if any(s["spec"].get("clusterIP") == str(ip) for s in self._services(svc)):
                 raise ApiError("spec.clusterIP: %s is already allocated" % ip)
         if spec.get("clusterIP") and spec["clusterIP"] != "None":
             spec["clusterIPs"] = [spec["clusterIP"]]
