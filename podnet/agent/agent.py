@@ -122,6 +122,9 @@ class Agent:
 
     def _start_pod(self, pod):
         uid = pod["metadata"]["uid"]
+        if pod["spec"].get("hostNetwork"):
+            # the node's own stack: no netns of its own, no CNI, podIP = node IP
+            return self._start_containers(pod, self.node_ns_name(), self.node_ip)
         ns_name = pod_netns(self.lab, uid)
         netns.create(ns_name)
         net = libcni.find_network("podnet", self.conf_dir)
@@ -131,6 +134,13 @@ class Agent:
         result = self.runtime.add(net, uid, netns.path_of(ns_name), "eth0", args)
         self._count("cni_add", time.monotonic() - t0)
         ip = result["ips"][0]["address"].split("/")[0]
+        return self._start_containers(pod, ns_name, ip)
+
+    def node_ns_name(self):
+        return "pn-%s-%s" % (self.lab, self.node)
+
+    def _start_containers(self, pod, ns_name, ip):
+        uid = pod["metadata"]["uid"]
         log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
                                                                 pod["metadata"]["name"], uid))
         os.makedirs(log_dir, exist_ok=True)
@@ -166,6 +176,9 @@ class Agent:
     def _stop_pod(self, rp):
         for sup in rp.supervisors.values():
             sup.stop()
+        if rp.netns == self.node_ns_name():  # hostNetwork: nothing of its own to tear down
+            self.pods.pop(rp.uid, None)
+            return
         try:
             net = libcni.find_network("podnet", self.conf_dir)
             t0 = time.monotonic()

@@ -182,6 +182,8 @@ def _pod_and_netns(lab, objects, name, namespace):
         raise ApiError('pods "%s" not found' % name)
     if not pod.get("status", {}).get("podIP"):
         raise ApiError("pod %s is not running yet (phase %s)" % (name, pod.get("status", {}).get("phase", "Pending")))
+    if pod["spec"].get("hostNetwork"):
+        return pod, "/run/netns/" + topo.ns_name(lab, pod["spec"]["nodeName"])
     return pod, "/run/netns/" + pod_netns(lab, pod["metadata"]["uid"])
 
 

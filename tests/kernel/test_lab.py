@@ -177,6 +177,19 @@ def test_an_image_podnet_cannot_run_says_so_on_the_pod(lab):
         lab.run("delete", "pod", "nginx", "--wait")
 
 
+def test_a_host_network_pod_shares_the_node_stack(lab):
+    lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet}\nspec:\n"
+                                      "  hostNetwork: true\n  containers: [{name: c, command: [sleep, '600']}]\n")
+    try:
+        pod = lab.wait("hostnet running", lambda: (lambda p: ready(p) and p)(lab.pod("hostnet")))
+        node = next(n for n in lab.get("nodes") if n["metadata"]["name"] == pod["spec"]["nodeName"])
+        node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+        assert pod["status"]["podIP"] == node_ip
+        assert "cni0" in lab.run("exec", "hostnet", "--", "ip", "-br", "link").stdout  # the node's links
+    finally:
+        lab.run("delete", "pod", "hostnet", "--wait")
+
+
 def test_bad_manifests_and_commands_get_clear_errors_and_change_nothing(lab):
     before = lab.run("get", "all" if False else "pods", "-o", "name").stdout
     bad = ("apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n"
