@@ -18,6 +18,7 @@ import os
 import platform
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import containers, probes
 from podnet.cni import libcni
@@ -67,6 +68,9 @@ class Agent:
         self.dirty = threading.Event()
         self.cni_server = None
         self.stats = {}
+        self.starting = {}
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="podstart")
+        self.stats_lock = threading.Lock()
 
     # ---- node ------------------------------------------------------------------
 
@@ -105,7 +109,7 @@ class Agent:
              "ipMasq": True, "hairpinMode": True, "daemonSocket": self.sock,
              "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": cidr}]],
                       "dataDir": os.path.join(self.dir, "ipam")}},
-            {"type": "podnet-portmap", "capabilities": {"portMappings": True}}]}
+            {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.sock}]}
         path = os.path.join(self.conf_dir, "10-podnet.conflist")
         with open(path + ".tmp", "w") as f:
             json.dump(conf, f, indent=1)
@@ -166,12 +170,13 @@ class Agent:
 
     def _count(self, what, seconds):
         """Cumulative timings in <node state>/stats.json (bench/lab.py reads them)."""
-        self.stats[what + "_seconds"] = self.stats.get(what + "_seconds", 0.0) + seconds
-        self.stats[what + "_count"] = self.stats.get(what + "_count", 0) + 1
-        path = os.path.join(self.dir, "stats.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.stats, f)
-        os.replace(path + ".tmp", path)
+        with self.stats_lock:
+            self.stats[what + "_seconds"] = self.stats.get(what + "_seconds", 0.0) + seconds
+            self.stats[what + "_count"] = self.stats.get(what + "_count", 0) + 1
+            path = os.path.join(self.dir, "stats.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(self.stats, f)
+            os.replace(path + ".tmp", path)
 
     def _stop_pod(self, rp):
         for sup in rp.supervisors.values():
@@ -259,7 +264,18 @@ class Agent:
         return spec
 
     def sync(self):
+        """One level-triggered pass. Pod starts (netns, CNI ADD, processes)
+        run on a small thread pool so one slow ADD does not hold back the
+        probes and status of pods already running."""
         mine = {p["metadata"]["uid"]: p for p in self.objects.list("Pod") if p["spec"].get("nodeName") == self.node}
+        for uid, fut in list(self.starting.items()):
+            if fut.done():
+                del self.starting[uid]
+                exc = fut.exception()
+                if exc is not None and uid in mine:
+                    pod = mine[uid]
+                    log.error("pod %s/%s: start failed: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], exc)
+                    self._fail_start(pod, exc)
         for uid, rp in list(self.pods.items()):
             pod = mine.get(uid)
             if pod is None or pod["metadata"].get("deletionTimestamp"):
@@ -270,6 +286,8 @@ class Agent:
                     except NotFound:
                         pass
         for uid, pod in mine.items():
+            if uid in self.starting:
+                continue
             if pod["metadata"].get("deletionTimestamp"):
                 if uid not in self.pods:
                     try:
@@ -279,12 +297,12 @@ class Agent:
                 continue
             rp = self.pods.get(uid)
             if rp is None:
-                try:
-                    rp = self._start_pod(pod)
-                except Exception as exc:
-                    log.error("pod %s/%s: start failed: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], exc)
-                    self._fail_start(pod, exc)
-                    continue
+                if pod.get("status", {}).get("reason") == "NetworkSetupFailed":
+                    continue  # reported on the pod; deleting it is the way out
+                fut = self.pool.submit(self._start_pod, pod)
+                fut.add_done_callback(lambda _f: self.dirty.set())
+                self.starting[uid] = fut
+                continue
             self._tick_pod(pod, rp)
 
     def _fail_start(self, pod, exc):

@@ -77,7 +77,7 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120):
         applied += apply_text(objects, text, source)
     if applied:
         say("waiting for pods to be Ready")
-        wait_pods_ready(objects, timeout, say)
+        wait_pods_ready(objects, timeout, say, expect=expected_pods(objects))
     return doc, applied
 
 
@@ -97,15 +97,26 @@ def wait_nodes(lab, objects, names, timeout, say):
         time.sleep(0.1)
 
 
-def wait_pods_ready(objects, timeout, say=None, namespace=None):
+def expected_pods(objects):
+    """How many pods the cluster should have: bare pods plus every
+    Deployment's replicas (the controller may not have made them yet)."""
+    bare = [p for p in objects.list("Pod") if not p["metadata"].get("ownerReferences")]
+    return len(bare) + sum(d["spec"].get("replicas", 1) for d in objects.list("Deployment"))
+
+
+def wait_pods_ready(objects, timeout, say=None, namespace=None, expect=0):
     deadline = time.time() + timeout
+    shown = None
     while True:
-        pods = objects.list("Pod", namespace)
+        pods = [p for p in objects.list("Pod", namespace) if not p["metadata"].get("deletionTimestamp")]
         ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
                                         for c in p.get("status", {}).get("conditions", []))]
         done = [p for p in pods if p.get("status", {}).get("phase") in ("Succeeded", "Failed")]
-        if len(ready) + len(done) == len(pods):
+        if len(ready) + len(done) == len(pods) and len(pods) >= expect:
             return pods
+        if say and (len(ready), len(pods)) != shown:
+            shown = (len(ready), len(pods))
+            say("%d/%d pods Ready" % (len(ready), max(len(pods), expect)))
         if time.time() > deadline:
             raise LabError("pods not Ready after %d s: %s" % (timeout, ", ".join(
                 p["metadata"]["name"] for p in pods if p not in ready and p not in done)))
