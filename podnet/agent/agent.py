@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from podnet.agent import adopt as adopt_mod
 from podnet.agent import containers, probes
 from podnet.cni import libcni
 from podnet.kernel import netns
@@ -143,13 +144,17 @@ class Agent:
     def node_ns_name(self):
         return "pn-%s-%s" % (self.lab, self.node)
 
-    def _start_containers(self, pod, ns_name, ip):
+    def _start_containers(self, pod, ns_name, ip, adopt=False):
+        """Supervisors for the pod's containers. adopt=True: re-attach to the
+        processes a previous agent started (see adopt.py) instead of starting them."""
         uid = pod["metadata"]["uid"]
         log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
                                                                 pod["metadata"]["name"], uid))
         os.makedirs(log_dir, exist_ok=True)
         rp = RunningPod(pod, ns_name, ip, log_dir)
         policy = pod["spec"].get("restartPolicy", "Always")
+        previous = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
+        path = netns.path_of(ns_name)
         for c in pod["spec"]["containers"]:
             argv = command_for(c)
             if argv is None:
@@ -157,15 +162,26 @@ class Agent:
                                         "or use the agnhost image for the built-in workload" % c.get("image"))
                 continue
             env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "name" in e}
+            found = [adopt_mod.find(log_dir, c["name"], path)] if adopt else [None]
 
-            def start(argv=argv, c=c, env=env):
-                return containers.start(argv, netns.path_of(ns_name), pod["metadata"]["name"],
+            def start(argv=argv, c=c, env=env, found=found):
+                if found[0] is not None:  # once: the process the previous agent started
+                    proc, found[0] = adopt_mod.Adopted(found[0]), None
+                    return proc
+                proc = containers.start(argv, path, pod["metadata"]["name"],
                                         os.path.join(log_dir, c["name"] + ".log"), env=env)
-            rp.supervisors[c["name"]] = containers.Supervisor(c, start, policy)
+                adopt_mod.record_pid(log_dir, c["name"], proc.pid)
+                return proc
+            sup = containers.Supervisor(c, start, policy)
+            if found[0] is not None:  # keep the restart count it had
+                sup.restart_count = previous.get(c["name"], {}).get("restartCount", 0)
+            rp.supervisors[c["name"]] = sup
             if c.get("readinessProbe"):
                 rp.probes[c["name"]] = probes.ProbeState(c["readinessProbe"])
+        if adopt and pod.get("status", {}).get("startTime"):
+            rp.started = pod["status"]["startTime"]
         self.pods[uid] = rp
-        log.info("pod %s/%s started: %s in %s", rp.ns, rp.name, ip, ns_name)
+        log.info("pod %s/%s %s: %s in %s", rp.ns, rp.name, "adopted" if adopt else "started", ip, ns_name)
         return rp
 
     def _count(self, what, seconds):
@@ -328,28 +344,34 @@ class Agent:
                 log.warning("watch: %s", exc)
                 stop.wait(0.5)
 
-    def cleanup_stale(self):
-        """Pods of a previous agent run on this node: their namespaces are
-        ours by name; tear them down so the next pass starts them cleanly."""
+    def adopt_or_clean(self):
+        """Pods a previous agent run left on this node: adopt those the store
+        still binds here (no restart, no CNI call, connections survive);
+        tear down the rest. The cached CNI result ties a namespace to a pod."""
+        mine = {p["metadata"]["uid"]: p for p in self.objects.list("Pod")
+                if p["spec"].get("nodeName") == self.node and not p["metadata"].get("deletionTimestamp")}
+        cached = {cid for net, cid, _ in self.runtime.attachments() if net == "podnet"}
         prefix = "pn-%s-p-" % self.lab
+        for uid, pod in mine.items():
+            if pod["spec"].get("hostNetwork"):
+                self._start_containers(pod, self.node_ns_name(), self.node_ip, adopt=True)
+                continue
+            name = pod_netns(self.lab, uid)
+            res = (self.runtime.cached("podnet", uid, "eth0") or {}).get("result") if uid in cached else None
+            if res and res.get("ips") and os.path.exists(netns.path_of(name)):
+                self._start_containers(pod, name, res["ips"][0]["address"].split("/")[0], adopt=True)
         for name in netns.list_names():
-            if name.startswith(prefix):
-                owner = self._netns_owner(name)
-                if owner is None:
-                    continue
-                netns.kill_processes_in([name])
+            if not name.startswith(prefix) or any(rp.netns == name for rp in self.pods.values()):
+                continue
+            owner = next((cid for cid in cached if pod_netns(self.lab, cid) == name), None)
+            netns.kill_processes_in([name])
+            if owner is not None:
                 try:
                     net = libcni.find_network("podnet", self.conf_dir)
                     self.runtime.delete(net, owner, netns.path_of(name), "eth0")
                 except (libcni.ConfigError, libcni.PluginError):
                     pass
-                netns.delete(name)
-
-    def _netns_owner(self, name):
-        for net, cid, _ in self.runtime.attachments():
-            if pod_netns(self.lab, cid) == name:
-                return cid
-        return None
+            netns.delete(name)
 
     def run(self, stop):
         os.makedirs(self.dir, exist_ok=True)
@@ -357,7 +379,7 @@ class Agent:
         cidr = self.wait_pod_cidr(stop)
         self.write_conflist(cidr)
         self.start_cni_daemon()
-        self.cleanup_stale()
+        self.adopt_or_clean()
         threading.Thread(target=self._watch, args=(stop,), daemon=True, name="watch").start()
         beat = time.monotonic()
         try:

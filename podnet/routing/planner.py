@@ -1,0 +1,140 @@
+"""What a node's kernel should hold so its pods reach every other node's pods
+without NAT: a pure function of the Node objects.
+
+vxlan (as flannel): one VXLAN device `podnet.1` (VNI 1, UDP 8472, no
+learning, MTU = underlay MTU - 50) holding <own podCIDR>.0/32, and per remote
+node exactly three entries, so state is linear in nodes:
+    route  <remote podCIDR> via <remote podCIDR>.0 dev podnet.1 onlink
+    neigh  <remote podCIDR>.0 lladdr <remote VTEP MAC> dev podnet.1 (permanent)
+    fdb    <remote VTEP MAC> dst <remote node IP> dev podnet.1 (permanent)
+The VTEP MAC is derived from the node name, so it survives agent restarts and
+every node can compute it; it is also published on the Node. With
+direct_routing, a peer on the same underlay subnet gets a plain route instead.
+
+host-gw: route <remote podCIDR> via <remote node IP> dev eth0; every peer must
+share the underlay subnet (the next hop must be on-link), otherwise a clear
+error names the peer.
+
+bgp: nothing here: BIRD (routing/bgp.py) learns and installs the routes.
+"""
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+VXLAN_DEV = "podnet.1"
+VNI = 1
+VXLAN_PORT = 8472
+VXLAN_OVERHEAD = 50
+UPLINK = "eth0"
+MODES = ("vxlan", "host-gw", "bgp")
+ANN_BACKEND = "podnet.io/backend-type"
+ANN_VTEP = "podnet.io/vtep-mac"
+
+
+class RoutingError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str
+    gw: str
+    dev: str
+    onlink: bool = False
+
+
+@dataclass(frozen=True)
+class Neigh:
+    ip: str
+    mac: str
+    dev: str
+
+
+@dataclass(frozen=True)
+class Fdb:
+    mac: str
+    dst: str
+    dev: str
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    ip: str
+    cidr: str
+    vtep_mac: str
+
+
+@dataclass
+class Desired:
+    mode: str
+    device: dict = None          # the VXLAN device, or None
+    routes: set = field(default_factory=set)
+    neighs: set = field(default_factory=set)
+    fdbs: set = field(default_factory=set)
+
+
+def vtep_mac(node_name):
+    """Locally administered unicast, stable per node name."""
+    d = hashlib.sha1(("vtep/" + node_name).encode()).digest()
+    return ":".join("%02x" % b for b in bytes([(d[0] & 0xFC) | 0x02]) + d[1:6])
+
+
+def internal_ip(node):
+    for a in node.get("status", {}).get("addresses", []):
+        if a.get("type") == "InternalIP":
+            return a.get("address")
+    return None
+
+
+def peers(self_name, nodes):
+    """Other nodes that can be routed to: a podCIDR and an InternalIP."""
+    out = []
+    for n in nodes:
+        name = n["metadata"]["name"]
+        cidr, ip = n.get("spec", {}).get("podCIDR"), internal_ip(n)
+        if name == self_name or not cidr or not ip:
+            continue
+        mac = n["metadata"].get("annotations", {}).get(ANN_VTEP) or vtep_mac(name)
+        out.append(Peer(name, ip, cidr, mac))
+    return sorted(out, key=lambda p: p.name)
+
+
+def plan(mode, self_node, nodes, underlay, direct_routing=False, underlay_mtu=1500):
+    """-> Desired for the node named self_node (its own Node object must be in nodes)."""
+    if mode not in MODES:
+        raise RoutingError("routing mode %r: one of %s" % (mode, ", ".join(MODES)))
+    me = next((n for n in nodes if n["metadata"]["name"] == self_node), None)
+    if me is None or not me.get("spec", {}).get("podCIDR") or not internal_ip(me):
+        return Desired(mode)  # not registered yet: nothing to program
+    underlay = ipaddress.ip_network(underlay)
+    want = Desired(mode)
+    others = peers(self_node, nodes)
+    if mode == "bgp":
+        return want
+    if mode == "host-gw":
+        for p in others:
+            if ipaddress.ip_address(p.ip) not in underlay:
+                raise RoutingError("host-gw: node %s (%s) is not on this node's L2 segment %s; "
+                                   "use vxlan or bgp for nodes behind a router" % (p.name, p.ip, underlay))
+            want.routes.add(Route(p.cidr, p.ip, UPLINK))
+        return want
+    own = ipaddress.ip_network(me["spec"]["podCIDR"])
+    want.device = {"name": VXLAN_DEV, "vni": VNI, "port": VXLAN_PORT, "local": internal_ip(me),
+                   "mac": vtep_mac(self_node), "mtu": underlay_mtu - VXLAN_OVERHEAD,
+                   "address": "%s/32" % own.network_address}
+    for p in others:
+        if direct_routing and ipaddress.ip_address(p.ip) in underlay:
+            want.routes.add(Route(p.cidr, p.ip, UPLINK))
+            continue
+        gw = str(ipaddress.ip_network(p.cidr).network_address)
+        want.routes.add(Route(p.cidr, gw, VXLAN_DEV, onlink=True))
+        want.neighs.add(Neigh(gw, p.vtep_mac, VXLAN_DEV))
+        want.fdbs.add(Fdb(p.vtep_mac, p.ip, VXLAN_DEV))
+    return want
+
+
+def pod_mtu(mode, underlay_mtu=1500):
+    """The MTU pods should use: the overlay costs 50 bytes of every packet."""
+    return underlay_mtu - VXLAN_OVERHEAD if mode == "vxlan" else underlay_mtu
