@@ -57,8 +57,9 @@ class RunningPod:
 
 
 class Agent:
-    def __init__(self, lab, node, node_ip, objects, state_dir, cni_bin):
+    def __init__(self, lab, node, node_ip, objects, state_dir, cni_bin, routing=None):
         self.lab, self.node, self.node_ip = lab, node, node_ip
+        self.routing = routing  # a RoutingReconciler, or None (single-node use)
         self.objects = objects
         self.dir = state_dir
         self.cni_bin = cni_bin
@@ -68,6 +69,7 @@ class Agent:
         self.pods = {}
         self.dirty = threading.Event()
         self.cni_server = None
+        self.pod_mtu = routing.pod_mtu() if routing else 1500
         self.stats = {}
         self.starting = {}
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="podstart")
@@ -79,6 +81,8 @@ class Agent:
         def status(n):
             n.setdefault("status", {})
             n["metadata"].setdefault("labels", {})["kubernetes.io/hostname"] = self.node
+            if self.routing:
+                n["metadata"].setdefault("annotations", {}).update(self.routing.annotations())
             n["status"]["addresses"] = [{"type": "InternalIP", "address": self.node_ip},
                                         {"type": "Hostname", "address": self.node}]
             n["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -106,8 +110,11 @@ class Agent:
     def write_conflist(self, cidr):
         os.makedirs(self.conf_dir, exist_ok=True)
         conf = {"cniVersion": "1.1.0", "name": "podnet", "plugins": [
+            # ipMasq off: the node masquerades cluster -> outside itself (routing
+            # reconciler), and pod-to-pod traffic across nodes must keep its source
             {"type": "podnet", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True,
-             "ipMasq": True, "hairpinMode": True, "daemonSocket": self.sock,
+             "ipMasq": self.routing is None, "hairpinMode": True, "daemonSocket": self.sock,
+             "mtu": self.pod_mtu,
              "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": cidr}]],
                       "dataDir": os.path.join(self.dir, "ipam")}},
             {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.sock}]}
@@ -351,7 +358,6 @@ class Agent:
         mine = {p["metadata"]["uid"]: p for p in self.objects.list("Pod")
                 if p["spec"].get("nodeName") == self.node and not p["metadata"].get("deletionTimestamp")}
         cached = {cid for net, cid, _ in self.runtime.attachments() if net == "podnet"}
-        prefix = "pn-%s-p-" % self.lab
         for uid, pod in mine.items():
             if pod["spec"].get("hostNetwork"):
                 self._start_containers(pod, self.node_ns_name(), self.node_ip, adopt=True)
@@ -360,17 +366,18 @@ class Agent:
             res = (self.runtime.cached("podnet", uid, "eth0") or {}).get("result") if uid in cached else None
             if res and res.get("ips") and os.path.exists(netns.path_of(name)):
                 self._start_containers(pod, name, res["ips"][0]["address"].split("/")[0], adopt=True)
-        for name in netns.list_names():
-            if not name.startswith(prefix) or any(rp.netns == name for rp in self.pods.values()):
+        # Only pods this node attached (their result is in this node's CNI
+        # cache) are ours to clean: every node's pods share the lab's prefix.
+        for owner in cached:
+            name = pod_netns(self.lab, owner)
+            if owner in self.pods or any(rp.netns == name for rp in self.pods.values()):
                 continue
-            owner = next((cid for cid in cached if pod_netns(self.lab, cid) == name), None)
             netns.kill_processes_in([name])
-            if owner is not None:
-                try:
-                    net = libcni.find_network("podnet", self.conf_dir)
-                    self.runtime.delete(net, owner, netns.path_of(name), "eth0")
-                except (libcni.ConfigError, libcni.PluginError):
-                    pass
+            try:
+                net = libcni.find_network("podnet", self.conf_dir)
+                self.runtime.delete(net, owner, netns.path_of(name), "eth0")
+            except (libcni.ConfigError, libcni.PluginError):
+                pass
             netns.delete(name)
 
     def run(self, stop):
@@ -380,6 +387,8 @@ class Agent:
         self.write_conflist(cidr)
         self.start_cni_daemon()
         self.adopt_or_clean()
+        if self.routing:
+            threading.Thread(target=self.routing.run, args=(stop,), daemon=True, name="routing").start()
         threading.Thread(target=self._watch, args=(stop,), daemon=True, name="watch").start()
         beat = time.monotonic()
         try:

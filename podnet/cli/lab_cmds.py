@@ -31,6 +31,18 @@ def run(args):
         return _status(topo.pick_lab(args.lab))
     if args.lab_cmd == "exec":
         return _exec(args)
+    if args.lab_cmd == "add-node":
+        lab = topo.pick_lab(args.lab)
+        with console.status("adding a node to %s" % lab):
+            name = labmod.add_node(lab)
+        console.print("node %s joined lab %s" % (name, lab))
+        return 0
+    if args.lab_cmd == "remove-node":
+        lab = topo.pick_lab(args.lab)
+        with console.status("removing %s from %s" % (args.node, lab)):
+            labmod.remove_node(lab, args.node)
+        console.print("node %s removed from lab %s" % (args.node, lab))
+        return 0
     if args.lab_cmd == "controllers":
         labmod.run_controllers(topo.pick_lab(args.lab))
         return 0
@@ -51,7 +63,10 @@ def _up(args):
         def progress(msg):
             status.update("lab %s: %s" % (args.name, msg))
             console.print("[dim]%5.1fs[/dim] %s" % (time.monotonic() - t0, msg))
-        doc, applied = labmod.up(args.name, args.nodes, sources, progress, args.timeout)
+        doc, applied = labmod.up(args.name, args.nodes, sources, progress, args.timeout,
+                                 routing=args.routing or (None if os.path.exists(topo.state_dir(args.name))
+                                                          else "vxlan"),
+                                 direct_routing=args.direct_routing, route_reflector=args.route_reflector)
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))
     console.print("lab [bold]%s[/bold] is up in %.1f s: %d nodes, external host %s. Try: podnet get pods -o wide"

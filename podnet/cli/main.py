@@ -56,6 +56,17 @@ def _kube_parsers(sub):
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("-f", "--filename", action="append", default=[], help="manifests to apply (file or dir)")
     up.add_argument("--timeout", type=int, default=180)
+    up.add_argument("--routing", choices=["vxlan", "host-gw", "bgp"], default=None,
+                    help="how pods on different nodes reach each other (default vxlan)")
+    up.add_argument("--direct-routing", action="store_true",
+                    help="vxlan: plain routes to peers on the same underlay subnet")
+    up.add_argument("--route-reflector", metavar="NODE", default=None,
+                    help="bgp: this node reflects routes; the others peer only with it")
+    an = ls.add_parser("add-node", help="add a node to a running lab")
+    _lab_arg(an)
+    rn = ls.add_parser("remove-node", help="remove a node (its pods are rescheduled)")
+    _lab_arg(rn)
+    rn.add_argument("node")
     dn = ls.add_parser("down", help="remove every namespace, process and file of a lab")
     _lab_arg(dn)
     dn.add_argument("--name", dest="name", default=None, help="same as --lab")

@@ -45,7 +45,8 @@ def _podnet(*args):
     return [sys.executable, "-m", "podnet.cli.main", *args]
 
 
-def up(lab, nodes=2, manifests=(), progress=None, timeout=120):
+def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", direct_routing=False,
+       route_reflector=None):
     """-> the lab document. `progress(msg)` reports each step."""
     say = progress or (lambda msg: None)
     topo.check_name(lab)
@@ -57,12 +58,18 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120):
         doc = {"name": lab, "store": store_url(lab), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "nodes": [{"name": n, "ip": topo.node_ip(i), "netns": topo.ns_name(lab, n)} for i, n in enumerate(names)],
                "external": {"ip": topo.EXTERNAL_IP, "netns": topo.ns_name(lab, "ext")},
+               "routing": {"mode": routing or "vxlan", "directRouting": direct_routing, "routeReflector": route_reflector},
+               "clusterCIDR": "10.244.0.0/16",
                "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)}}
         topo.save(lab, doc)
-    elif nodes and nodes != len(doc["nodes"]):
-        say("lab %s already has %d nodes; keeping them" % (lab, len(doc["nodes"])))
+    else:
+        if nodes and nodes != len(doc["nodes"]):
+            say("lab %s already has %d nodes; keeping them (podnet lab add-node adds one)" % (lab, len(doc["nodes"])))
+        have = doc.get("routing", {}).get("mode", "vxlan")
+        if routing and routing != have:
+            raise LabError("lab %s routes with %s; 'podnet lab down' it first to change to %s" % (lab, have, routing))
     say("network: underlay, %d nodes, external host" % len(doc["nodes"]))
-    topo.build(lab, [n["name"] for n in doc["nodes"]])
+    topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
     from podnet.cni.install import install
     install(os.path.join(sdir, "bin"))
     say("controller manager")
@@ -147,6 +154,57 @@ def ensure_default_namespaces(objects):
             objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
 
+def add_node(lab, timeout=60):
+    """A new node: plugged into the underlay, its agent started; the other
+    agents route to it as soon as its Node has a podCIDR."""
+    doc = topo.load(lab)
+    taken = {n["name"] for n in doc["nodes"]}
+    i = len(doc["nodes"])
+    while "node%d" % (i + 1) in taken:
+        i += 1
+    name = "node%d" % (i + 1)
+    used_ips = {n["ip"] for n in doc["nodes"]}
+    ip = next(topo.node_ip(k) for k in range(200) if topo.node_ip(k) not in used_ips)
+    doc["nodes"].append({"name": name, "ip": ip, "netns": topo.ns_name(lab, name)})
+    topo.save(lab, doc)
+    topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
+    _spawn(lab, "agent-" + name, _podnet("agent", "--lab", lab, "--node", name), topo.ns_name(lab, name))
+    wait_nodes(lab, objects_for(lab), [name], timeout, lambda m: None)
+    return name
+
+
+def remove_node(lab, node):
+    """Stop the node's agent, everything running in its namespaces, delete
+    its namespaces, its Node and the pods bound to it (a Deployment replaces
+    them elsewhere). The other agents drop its routes on their next pass."""
+    doc = topo.load(lab)
+    if node not in {n["name"] for n in doc["nodes"]}:
+        raise LabError("no node %r in lab %s" % (node, lab))
+    from podnet.agent.agent import pod_netns
+    from podnet.kernel import netns
+    from podnet.store.objects import NotFound
+    objects = objects_for(lab)
+    topo.stop_recorded(lab, roles=["agent-" + node])
+    pods = [p for p in objects.list("Pod") if p["spec"].get("nodeName") == node]
+    names = [topo.ns_name(lab, node)] + [pod_netns(lab, p["metadata"]["uid"]) for p in pods]
+    netns.kill_processes_in(names)
+    for name in reversed(names):
+        netns.delete(name)
+    for p in pods:
+        try:
+            objects.delete("Pod", p["metadata"]["namespace"], p["metadata"]["name"])
+        except NotFound:
+            pass
+    try:
+        objects.delete("Node", None, node)
+    except NotFound:
+        pass
+    doc["nodes"] = [n for n in doc["nodes"] if n["name"] != node]
+    topo.save(lab, doc)
+    import shutil
+    shutil.rmtree(os.path.join(topo.state_dir(lab), "nodes", node), ignore_errors=True)
+
+
 def down(lab):
     topo.destroy(lab)
 
@@ -180,8 +238,14 @@ def run_agent(lab, node):
     ip = next(n["ip"] for n in doc["nodes"] if n["name"] == node)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    agent = Agent(lab, node, ip, objects_for(lab), os.path.join(topo.state_dir(lab), "nodes", node),
-                  os.path.join(topo.state_dir(lab), "bin"))
+    from podnet.routing.reconciler import RoutingReconciler
+    r = doc.get("routing", {})
+    objects = objects_for(lab)
+    node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
+    routing = RoutingReconciler(r.get("mode", "vxlan"), node, objects, doc["underlay"]["cidr"],
+                                doc.get("clusterCIDR", "10.244.0.0/16"), "/run/netns/" + topo.ns_name(lab, node),
+                                os.path.join(node_dir, "bird"), r.get("directRouting", False), r.get("routeReflector"))
+    agent = Agent(lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing)
     agent.run(stop)
 
 

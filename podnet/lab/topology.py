@@ -114,14 +114,14 @@ def _plug(lab, what, ip, port_name):
     _ip("-n", ns, "link", "set", "eth0", "up")
 
 
-def build(lab, nodes, external=True):
+def build(lab, nodes, external=True, ips=None):
     """Create (or complete) the underlay, the node namespaces and the external host."""
     under = ns_name(lab, "u")
     netns.create(under)
     _ip("-n", under, "link", "add", "br0", "type", "bridge")
     _ip("-n", under, "link", "set", "br0", "up")
     for i, node in enumerate(nodes):
-        _plug(lab, node, node_ip(i), "n-" + node[:13])
+        _plug(lab, node, (ips or {}).get(node) or node_ip(i), "n-" + node[:13])
     if external:
         _plug(lab, "ext", EXTERNAL_IP, "ext")
 

@@ -1,0 +1,124 @@
+"""The node agent's routing loop: Node objects in, kernel state out.
+
+Level-triggered: a watch on nodes only marks work pending; each pass plans
+from the full list of Nodes and applies the difference (vxlan, host-gw), or
+hands BIRD a new configuration (bgp). A periodic resync repairs drift (a
+route deleted by hand). The same pass keeps the node's masquerade table,
+`inet podnet-node`: traffic from the cluster CIDR to anywhere outside it
+leaves with the node's address; pod-to-pod and node-to-pod traffic is never
+NATed. A failed pass is logged and retried in full.
+"""
+
+import logging
+import threading
+import time
+
+from podnet.kernel import nft
+from podnet.routing import apply as ap
+from podnet.routing.planner import ANN_BACKEND, ANN_VTEP, internal_ip, peers, plan, pod_mtu, vtep_mac
+
+log = logging.getLogger("podnet.routing")
+RESYNC = 5.0
+ANN_BGP = "podnet.io/bgp-sessions"
+
+
+def masq_script(cluster_cidr):
+    t = "inet podnet-node"
+    return "\n".join([
+        "add table %s" % t,
+        "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % t,
+        "flush chain %s postrouting" % t,
+        "add rule %s postrouting ip saddr %s ip daddr != %s masquerade" % (t, cluster_cidr, cluster_cidr),
+    ]) + "\n"
+
+
+class RoutingReconciler:
+    def __init__(self, mode, node, objects, underlay, cluster_cidr, netns_path, state_dir,
+                 direct_routing=False, route_reflector=None):
+        self.mode, self.node, self.objects = mode, node, objects
+        self.underlay, self.cluster_cidr = underlay, cluster_cidr
+        self.netns_path, self.state_dir = netns_path, state_dir
+        self.direct_routing = direct_routing
+        self.route_reflector = route_reflector
+        self.dirty = threading.Event()
+        self.passes = self.changes = 0
+        self.bird = None
+        self.last_masq = 0.0
+
+    def pod_mtu(self):
+        return pod_mtu(self.mode)
+
+    def annotations(self):
+        ann = {ANN_BACKEND: self.mode}
+        if self.mode == "vxlan":
+            ann[ANN_VTEP] = vtep_mac(self.node)
+        return ann
+
+    def sync(self):
+        from podnet.kernel.netns import iproute
+        nodes = self.objects.list("Node")
+        if self.mode == "bgp":
+            self._bgp(nodes)
+        else:
+            desired = plan(self.mode, self.node, nodes, self.underlay, self.direct_routing)
+            ipr = iproute()
+            try:
+                n = ap.apply(ipr, desired)
+            finally:
+                ipr.close()
+            if n:
+                log.info("routing (%s): %d change(s) for %d peer(s)", self.mode, n, len(desired.routes))
+            self.changes += n
+        if time.monotonic() - self.last_masq > RESYNC:
+            nft.apply(masq_script(self.cluster_cidr), what="node masquerade")
+            self.last_masq = time.monotonic()
+        self.passes += 1
+
+    def _bgp(self, nodes):
+        from podnet.routing.bgp import Bird, render_config
+        me = next((n for n in nodes if n["metadata"]["name"] == self.node), None)
+        if me is None or not me["spec"].get("podCIDR") or not internal_ip(me):
+            return
+        others = [(p.name, p.ip) for p in peers(self.node, nodes)]
+        rr = self.route_reflector
+        conf = render_config(self.node, internal_ip(me), me["spec"]["podCIDR"],
+                             others if not rr or rr == self.node else [(n, ip) for n, ip in others if n == rr],
+                             route_reflector=bool(rr) and rr == self.node)
+        if self.bird is None:
+            self.bird = Bird(self.netns_path, self.state_dir)
+        what = self.bird.ensure(conf)
+        if what != "unchanged":
+            log.info("bgp: BIRD %s (%d peers)", what, len(others))
+        try:
+            sessions = ",".join("%s=%s" % (s["peer"], s["state"]) for s in self.bird.sessions())
+        except Exception as exc:  # birdc not answering yet: report it, retry next pass
+            sessions = "unknown (%s)" % exc
+        if me["metadata"].get("annotations", {}).get(ANN_BGP) != sessions:
+            self.objects.mutate("Node", None, self.node,
+                                lambda n: n["metadata"].setdefault("annotations", {}).__setitem__(ANN_BGP, sessions))
+
+    def _watch(self, stop):
+        while not stop.is_set():
+            try:
+                _, rev = self.objects.store.list("/registry/nodes/")
+                self.dirty.set()
+                for _ in self.objects.store.watch("/registry/nodes/", rev, stop=stop):
+                    self.dirty.set()
+            except Exception as exc:
+                log.warning("node watch: %s", exc)
+                stop.wait(0.5)
+
+    def run(self, stop):
+        threading.Thread(target=self._watch, args=(stop,), daemon=True, name="node-watch").start()
+        last = 0.0
+        while not stop.is_set():
+            resync = self.mode == "bgp" and 1.0 or RESYNC  # bgp: refresh the session state often
+            if self.dirty.wait(0.2) or time.monotonic() - last > resync:
+                self.dirty.clear()
+                last = time.monotonic()
+                try:
+                    self.sync()
+                except Exception as exc:
+                    log.error("routing pass failed, retrying in full: %s", exc)
+                    stop.wait(0.5)
+                    self.dirty.set()
