@@ -121,6 +121,7 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         "  ipv4 { import none; export where source = RTS_BGP; };",
         "  merge paths on;",
         "  learn off;",
+        "  scan time 5;   # re-installs within 5 s a route someone deleted by hand",
         "}",
         "",
         "# What this node originates; for export to BGP only, never to the kernel.",

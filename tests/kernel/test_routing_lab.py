@@ -154,10 +154,8 @@ def test_restarting_an_agent_keeps_connections_and_changes_nothing(lab):
                 p.wait()
 
 
-@pytest.mark.parametrize("dummy", [0])
-def test_a_route_deleted_by_hand_comes_back(lab, dummy):
-    if lab.mode == "bgp":
-        pytest.skip("bgp: BIRD owns these routes and re-exports them itself; drift repair is the vxlan/host-gw reconciler's")
+def test_a_route_deleted_by_hand_comes_back(lab):
+    # vxlan/host-gw: the agent's resync; bgp: BIRD's kernel scan re-installs it
     cidr = next(n["spec"]["podCIDR"] for n in lab.get("nodes") if n["metadata"]["name"] == "node2")
     lab.run("lab", "exec", "node1", "--", "ip", "route", "del", cidr)
     assert cidr not in lab.run("lab", "exec", "node1", "--", "ip", "route").stdout
