@@ -442,8 +442,19 @@ def _node_row(node, wide, now):
         row += [_node_address(node, "InternalIP"), _node_address(node, "ExternalIP"),
                 info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
                 info.get("containerRuntimeVersion") or "<unknown>",
-                ",".join(spec.get("podCIDRs") or []) or spec.get("podCIDR") or "<none>"]
+                ",".join(spec.get("podCIDRs") or []) or spec.get("podCIDR") or "<none>",
+                node_routing(node)]
     return row
+
+
+def node_routing(node):
+    """podnet's routing backend, with BGP sessions ("bgp node2=Established,...")."""
+    ann = _meta(node).get("annotations") or {}
+    mode = ann.get("podnet.io/backend-type")
+    if not mode:
+        return "<none>"
+    sessions = ann.get("podnet.io/bgp-sessions")
+    return "%s %s" % (mode, sessions) if mode == "bgp" and sessions else mode
 
 
 def _netpol_row(np, wide, now):
@@ -472,7 +483,7 @@ _TABLES = {
     "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], _endpointslice_row),
     "Endpoints": (["NAME", "ENDPOINTS", "AGE"], [], _endpoints_row),
     "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
-             ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR"],
+             ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR", "ROUTING"],
              _node_row),
     "NetworkPolicy": (["NAME", "POD-SELECTOR", "AGE"], [], _netpol_row),
     "Namespace": (["NAME", "STATUS", "AGE"], [], _namespace_row),

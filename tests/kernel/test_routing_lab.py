@@ -71,6 +71,16 @@ def pod_ns(lab, pod):
     return pod_netns(lab.name, pod["metadata"]["uid"])
 
 
+def test_nodes_show_their_routing_and_bgp_sessions(lab):
+    rows = lab.run("get", "nodes", "-o", "wide").stdout.splitlines()
+    assert rows[0].split()[-1] == "ROUTING"
+    for row in rows[1:]:
+        assert lab.mode in row
+    if lab.mode == "bgp":
+        lab.wait("every session Established in get nodes", lambda: all(
+            row.count("=Established") == 2 for row in lab.run("get", "nodes", "-o", "wide").stdout.splitlines()[1:]), 20)
+
+
 def test_every_pod_reaches_every_pod_without_nat(lab):
     ps = pods(lab)
     assert all(ready(p) for p in ps.values())
@@ -100,6 +110,8 @@ def test_nodes_and_pods_reach_each_other_and_the_outside_sees_the_node(lab):
 
 def test_mtu_is_right_end_to_end(lab):
     ps = pods(lab)
+    want = "mtu 1450" if lab.mode == "vxlan" else "mtu 1500"  # the overlay's 50 bytes, set for pods automatically
+    assert want in lab.run("exec", "p1", "--", "ip", "link", "show", "eth0").stdout
     assert ping(pod_ns(lab, ps["p1"]), ps["p3"]["status"]["podIP"], size=1400)
     # a bulk transfer: 20 MB from p1 to p3 across nodes
     code = ("import socket,sys; s=socket.create_connection((sys.argv[1],7000),timeout=10); "

@@ -297,10 +297,14 @@ def test_node_table_and_wide():
     ]
     assert lines(render_get("Node", [n1], output="wide", now=NOW)) == [
         "NAME    STATUS   ROLES           AGE    VERSION   INTERNAL-IP   EXTERNAL-IP   OS-IMAGE              "
-        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR",
+        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR        ROUTING",
         "node1   Ready    control-plane   5m3s   v1.31.0   172.18.0.2    <none>        Debian GNU/Linux 12   "
-        "6.1.0-podnet     podnet://0.1        10.244.1.0/24",
+        "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>",
     ]
+    n1["metadata"]["annotations"] = {"podnet.io/backend-type": "bgp",
+                                     "podnet.io/bgp-sessions": "node2=Established,node3=Active"}
+    assert lines(render_get("Node", [n1], output="wide", now=NOW))[1].endswith(
+        "bgp node2=Established,node3=Active")
 
 
 def netpol(name, **spec):
