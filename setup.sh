@@ -11,10 +11,11 @@ ROOT=$PWD
 # System packages: the kernel tools podnet drives, the Go reference plugins
 # (interop tests and benchmarks), podman + runc + a static busybox (a real CNI
 # runtime running a real container), etcd-server (the distributed store
-# backend, started by its tests), and python3-venv for the virtualenv.
+# backend, started by its tests), bird2 (BGP routing between nodes), iperf3
+# (the dataplane benchmark), and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server python3 python3-venv python3-pip)
+              etcd-server bird2 iperf3 python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
