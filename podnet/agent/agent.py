@@ -24,7 +24,7 @@ from podnet.agent import adopt as adopt_mod
 from podnet.agent import containers, probes
 from podnet.cni import libcni
 from podnet.kernel import netns
-from podnet.store.base import Compacted, StoreError
+from podnet.store import loop
 from podnet.store.objects import NotFound
 from podnet.workload import command_for
 
@@ -340,17 +340,6 @@ class Agent:
 
     # ---- loops --------------------------------------------------------------------
 
-    def _watch(self, stop):
-        while not stop.is_set():
-            try:
-                _, rev = self.objects.store.list("/registry/pods/")
-                self.dirty.set()
-                for _ in self.objects.store.watch("/registry/pods/", rev, stop=stop):
-                    self.dirty.set()
-            except (Compacted, StoreError, OSError) as exc:
-                log.warning("watch: %s", exc)
-                stop.wait(0.5)
-
     def adopt_or_clean(self):
         """Pods a previous agent run left on this node: adopt those the store
         still binds here (no restart, no CNI call, connections survive);
@@ -389,7 +378,8 @@ class Agent:
         self.adopt_or_clean()
         if self.routing:
             threading.Thread(target=self.routing.run, args=(stop,), daemon=True, name="routing").start()
-        threading.Thread(target=self._watch, args=(stop,), daemon=True, name="watch").start()
+        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
+                         daemon=True, name="watch").start()
         beat = time.monotonic()
         try:
             while not stop.is_set():

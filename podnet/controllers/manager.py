@@ -13,7 +13,8 @@ import threading
 import time
 
 from podnet.controllers import planners
-from podnet.store.base import Compacted, Conflict, StoreError
+from podnet.store import loop
+from podnet.store.base import Conflict
 from podnet.store.objects import NotFound
 
 log = logging.getLogger("podnet.controllers")
@@ -150,28 +151,7 @@ class Manager:
 
     # ---- the loop ------------------------------------------------------------
 
-    def _watch(self, stop):
-        rev = 0
-        while not stop.is_set():
-            try:
-                _, rev = self.objects.store.list("/registry/")
-                self.dirty.set()
-                for _ in self.objects.store.watch("/registry/", rev, stop=stop):
-                    self.dirty.set()
-            except (Compacted, StoreError, OSError) as exc:
-                log.warning("watch: %s; re-listing", exc)
-                time.sleep(0.5)
-
     def run(self, stop):
-        threading.Thread(target=self._watch, args=(stop,), daemon=True, name="watch").start()
-        last = 0.0
-        while not stop.is_set():
-            if self.dirty.wait(0.2) or time.monotonic() - last > RESYNC:
-                self.dirty.clear()
-                last = time.monotonic()
-                try:
-                    self.sync()
-                except Exception as exc:  # a failed sync is retried in full
-                    log.exception("sync failed: %s", exc)
-                    self.dirty.set()
-                    stop.wait(0.5)
+        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/", self.dirty, stop, log),
+                         daemon=True, name="watch").start()
+        loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

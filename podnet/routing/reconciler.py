@@ -14,6 +14,7 @@ import threading
 import time
 
 from podnet.kernel import nft
+from podnet.store import loop
 from podnet.routing import apply as ap
 from podnet.routing.planner import ANN_BACKEND, ANN_VTEP, internal_ip, peers, plan, pod_mtu, vtep_mac
 
@@ -97,28 +98,8 @@ class RoutingReconciler:
             self.objects.mutate("Node", None, self.node,
                                 lambda n: n["metadata"].setdefault("annotations", {}).__setitem__(ANN_BGP, sessions))
 
-    def _watch(self, stop):
-        while not stop.is_set():
-            try:
-                _, rev = self.objects.store.list("/registry/nodes/")
-                self.dirty.set()
-                for _ in self.objects.store.watch("/registry/nodes/", rev, stop=stop):
-                    self.dirty.set()
-            except Exception as exc:
-                log.warning("node watch: %s", exc)
-                stop.wait(0.5)
-
     def run(self, stop):
-        threading.Thread(target=self._watch, args=(stop,), daemon=True, name="node-watch").start()
-        last = 0.0
-        while not stop.is_set():
-            resync = self.mode == "bgp" and 1.0 or RESYNC  # bgp: refresh the session state often
-            if self.dirty.wait(0.2) or time.monotonic() - last > resync:
-                self.dirty.clear()
-                last = time.monotonic()
-                try:
-                    self.sync()
-                except Exception as exc:
-                    log.error("routing pass failed, retrying in full: %s", exc)
-                    stop.wait(0.5)
-                    self.dirty.set()
+        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/nodes/", self.dirty, stop, log),
+                         daemon=True, name="node-watch").start()
+        # bgp: a short period so the BGP session state on the Node stays fresh
+        loop.run(self.sync, self.dirty, stop, 1.0 if self.mode == "bgp" else RESYNC, log, "routing pass")

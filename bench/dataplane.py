@@ -1,0 +1,489 @@
+"""Data plane: podnet's pod-to-pod paths vs the same paths built by hand.
+
+Run as root:  .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 2] [--pings 50]
+                  [--modes vxlan,host-gw,bgp] [--hand-masq] [--json FILE]
+
+What it measures, in one run: iperf3 TCP throughput (`iperf3 -c DST -t
+SECONDS -J`, the receiver's bits/s, against `iperf3 -s -1` started in the
+server's namespace and stopped by PID) and ping RTT (median of --pings
+per-packet times of `ping -c N -i 0.01`; -q is not used because its summary
+has no median) for
+
+  same node    podnet: two pods pinned to node1 (veth -> cni0 bridge -> veth,
+               plus whatever podnet adds: nft tables, br_netfilter)
+               vs a plain veth pair between two namespaces (the floor), and
+               vs a hand-built bridge with two veths (podnet's topology, no rules)
+  cross node   for each routing mode (`lab up --routing vxlan|host-gw|bgp`):
+               a pod on node1 to a pod on node2, vs the same path by hand:
+               vxlan    flannel style: per node `vx` (VNI 1, dstport 8472,
+                        nolearning, MTU underlay-50, pods' MTU the same),
+                        .0/32 on vx, and per remote node exactly
+                        `ip route add <podCIDR> via <remote .0> dev vx onlink`,
+                        `ip neigh add <remote .0> lladdr <VTEP MAC> dev vx nud permanent`,
+                        `bridge fdb add <VTEP MAC> dev vx dst <remote node IP>`
+               host-gw  `ip route add <remote podCIDR> via <remote node IP>`
+               bgp      BGP only installs routes: the hand-built peer is host-gw
+
+The podnet side is real labs brought up by the CLI (`lab up --name dp<N><m>
+--nodes 2 [--routing MODE] -f MANIFEST`, PODNET_STATE_ROOT in a temp dir), one
+lab at a time; iperf3 and ping run inside the pods through `podnet exec`. The
+hand-built side lives in namespaces named pndp-<pid>-* (underlay
+192.168.220.0/24, pod subnets 10.250.x.0/24, ip_forward only in them); the
+root namespace is never changed. Each hand-built path is measured while the
+lab it is compared with is up, so both see the same background load, and the
+order alternates per round (podnet first, then hand-built first, ...); the
+figure is the median over --rounds.
+
+Reading it: ratio = podnet / hand-built. Throughput: higher is better, the
+target is >= 0.95. RTT: lower is better (a ratio above 1 is podnet's extra
+latency). The pods' eth0 MTU and TCP retransmits are printed too: an MTU above
+the path's (vxlan: underlay - 50) shows up as retransmits or a stall (in a
+vxlan lab podnet gives every pod MTU 1450, same-node pods too, as flannel
+does; the hand-built same-node pods keep 1500). podnet's nodes carry an nft
+masquerade rule, so conntrack sees every packet; the hand-built nodes have no
+rules unless --hand-masq gives them the same one, which separates conntrack's
+cost (flannel pays it too) from the rest of podnet's path. On a
+shared 2-CPU machine (iperf3's client and server compete with everything else)
+the figures are noisy: compare within one run, never across runs. At the end
+every lab is taken down through the CLI (also on failure, Ctrl-C, SIGTERM),
+every process this script started is stopped by PID, its namespaces and temp
+dir are removed, and it checks that no pndp-/pn-<lab>- namespace is left.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PREFIX = "pndp-%d-" % os.getpid()
+MODES = ("vxlan", "host-gw", "bgp")
+UNDERLAY_MTU = 1500
+NODES = {1: "192.168.220.11", 2: "192.168.220.12"}  # hand-built node -> underlay IP; podCIDR 10.250.1<n>.0/24
+
+MANIFEST = "".join("""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  nodeName: %s
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "infinity"]
+---
+""" % pn for pn in (("dp-a", "node1"), ("dp-b", "node1"), ("dp-c", "node2")))
+
+
+class BenchError(Exception):
+    pass
+
+
+def run(argv, check=True, timeout=120):
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and res.returncode != 0:
+        raise BenchError("%s: rc %d: %s" % (" ".join(argv), res.returncode, (res.stderr or res.stdout).strip()[-600:]))
+    return res
+
+
+def all_netns():
+    return [line.split()[0] for line in run(["ip", "netns", "list"]).stdout.splitlines() if line.strip()]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix=PREFIX)
+        # every child inherits it: `lab up`, `get`, and the `exec` that runs iperf3 and ping
+        os.environ["PODNET_STATE_ROOT"] = os.path.join(self.tmp, "labs")
+        os.environ.pop("PODNET_LAB", None)
+        self.labs = []      # every lab we asked for (checked in cleanup)
+        self.live = []      # labs not yet taken down
+        self.ns = []        # every hand-built namespace (deleted in cleanup)
+        self.procs = []     # every Popen we started (stopped by PID / process group)
+        self.rows = []      # result rows for the table
+        self.notes = []
+
+    # ---- podnet through its CLI ---------------------------------------------------
+
+    def cli(self, *args, **kw):
+        return run([sys.executable, "-m", "podnet.cli.main", *args], **kw)
+
+    def routing_supported(self):
+        return "--routing" in self.cli("lab", "up", "--help").stdout
+
+    def lab_up(self, tag, routing):
+        lab = "dp%d%s" % (os.getpid() % 10000, tag)
+        if any(n.startswith("pn-%s-" % lab) for n in all_netns()):
+            raise BenchError("namespaces pn-%s-* exist already: not ours, not touching them" % lab)
+        self.labs.append(lab)  # before `up`: a half-made lab is still taken down
+        self.live.append(lab)
+        manifest = os.path.join(self.tmp, "pods.yaml")
+        with open(manifest, "w") as f:
+            f.write(MANIFEST)
+        argv = ["lab", "up", "--name", lab, "--nodes", "2", "-f", manifest, "--timeout", "120"]
+        if routing:
+            argv += ["--routing", routing]
+        t0 = time.monotonic()
+        self.cli(*argv, timeout=180)
+        say("lab %s up (%s) in %.1f s" % (lab, routing or "default routing", time.monotonic() - t0))
+        pods = {p["metadata"]["name"]: p for p in json.loads(self.cli("get", "pods", "--lab", lab, "-o", "json").stdout)["items"]}
+        ips = {n: pods[n]["status"]["podIP"] for n in ("dp-a", "dp-b", "dp-c")}
+        return lab, ips
+
+    def lab_down(self, lab):
+        try:
+            rc = self.cli("lab", "down", "--name", lab, check=False, timeout=120).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        self.live.remove(lab)
+        left = [n for n in all_netns() if n.startswith("pn-%s-" % lab)]
+        if rc != 0 or left:
+            self.notes.append("lab %s down: rc %s; namespaces left: %s" % (lab, rc, ", ".join(left) or "none"))
+        return not left
+
+    def pod(self, lab, name):
+        return [sys.executable, "-m", "podnet.cli.main", "exec", "--lab", lab, name, "--"]
+
+    # ---- hand-built namespaces ------------------------------------------------------
+
+    def netns(self, label):
+        name = PREFIX + label
+        self.ns.append(name)
+        run(["ip", "netns", "add", name])
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        return name
+
+    @staticmethod
+    def inside(ns):
+        return ["nsenter", "--net=/run/netns/" + ns, "--"]
+
+    def veth(self, ns_a, if_a, ns_b, if_b, mtu=None):
+        run(["ip", "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b])
+        for ns, ifname in ((ns_a, if_a), (ns_b, if_b)):
+            run(["ip", "-n", ns, "link", "set", ifname] + (["mtu", str(mtu)] if mtu else []) + ["up"])
+
+    def masq(self, node_ns):
+        """--hand-masq: the node masquerade rule podnet installs (it makes conntrack see every packet)."""
+        if self.args.hand_masq:
+            run(self.inside(node_ns) + ["nft", "add table inet pndp; add chain inet pndp post { type nat hook "
+                                        "postrouting priority srcnat; policy accept; }; add rule inet pndp post "
+                                        "ip saddr 10.250.0.0/16 ip daddr != 10.250.0.0/16 masquerade"])
+
+    def pod_ns(self, label, node_ns, bridge, ip, gw):
+        """A hand-built pod: eth0 in its own netns, the host end on `bridge`."""
+        ns = self.netns(label)
+        self.veth(node_ns, "v" + label, ns, "eth0")
+        run(["ip", "-n", node_ns, "link", "set", "v" + label, "master", bridge])
+        run(["ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", gw])
+        return ns
+
+    def build(self):
+        # same node: a plain veth pair, and a bridge in a node namespace
+        a, b = self.netns("va"), self.netns("vb")
+        self.veth(a, "eth0", b, "eth0")
+        run(["ip", "-n", a, "addr", "add", "10.250.0.1/24", "dev", "eth0"])
+        run(["ip", "-n", b, "addr", "add", "10.250.0.2/24", "dev", "eth0"])
+        sn = self.netns("sn")
+        run(["ip", "-n", sn, "link", "add", "cni0", "type", "bridge"])
+        run(["ip", "-n", sn, "addr", "add", "10.250.1.1/24", "dev", "cni0"])
+        run(["ip", "-n", sn, "link", "set", "cni0", "up"])
+        self.masq(sn)
+        s1 = self.pod_ns("sa", sn, "cni0", "10.250.1.2", "10.250.1.1")
+        s2 = self.pod_ns("sb", sn, "cni0", "10.250.1.3", "10.250.1.1")
+        # cross node: underlay bridge, two nodes with cni0, one pod each
+        u = self.netns("u")
+        run(["ip", "-n", u, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", u, "link", "set", "br0", "up"])
+        self.node, self.cpod = {}, {}
+        for i, ip in NODES.items():
+            n = self.netns("n%d" % i)
+            self.node[i] = n
+            self.veth(u, "p%d" % i, n, "eth0", UNDERLAY_MTU)
+            run(["ip", "-n", u, "link", "set", "p%d" % i, "master", "br0"])
+            run(["ip", "-n", n, "addr", "add", ip + "/24", "dev", "eth0"])
+            run(["ip", "-n", n, "link", "add", "cni0", "type", "bridge"])
+            run(["ip", "-n", n, "addr", "add", "10.250.1%d.1/24" % i, "dev", "cni0"])
+            run(["ip", "-n", n, "link", "set", "cni0", "up"])
+            run(self.inside(n) + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            self.masq(n)
+            self.cpod[i] = self.pod_ns("c%d" % i, n, "cni0", "10.250.1%d.2" % i, "10.250.1%d.1" % i)
+        self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3")}
+
+    def hand_mode(self, mode):
+        """Program the cross-node path: 'host-gw' (also bgp's peer) or 'vxlan'."""
+        mtu = UNDERLAY_MTU - 50 if mode == "vxlan" else UNDERLAY_MTU
+        for i in NODES:
+            n, other = self.node[i], 3 - i
+            run(["ip", "-n", n, "route", "del", "10.250.1%d.0/24" % other], check=False)
+            run(["ip", "-n", n, "link", "del", "vx"], check=False)
+            for ns, ifname in ((self.cpod[i], "eth0"), (n, "vc%d" % i), (n, "cni0")):
+                run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(mtu)])
+            if mode == "vxlan":
+                run(["ip", "-n", n, "link", "add", "vx", "type", "vxlan", "id", "1", "dstport", "8472",
+                     "local", NODES[i], "dev", "eth0", "nolearning"])
+                run(["ip", "-n", n, "link", "set", "vx", "mtu", str(mtu), "up"])
+                run(["ip", "-n", n, "addr", "add", "10.250.1%d.0/32" % i, "dev", "vx"])
+        for i in NODES:
+            n, o = self.node[i], 3 - i
+            cidr, gw = "10.250.1%d.0/24" % o, "10.250.1%d.0" % o
+            if mode == "vxlan":
+                mac = json.loads(run(["ip", "-n", self.node[o], "-j", "link", "show", "vx"]).stdout)[0]["address"]
+                run(["ip", "-n", n, "route", "add", cidr, "via", gw, "dev", "vx", "onlink"])
+                run(["ip", "-n", n, "neigh", "add", gw, "lladdr", mac, "dev", "vx", "nud", "permanent"])
+                run(["bridge", "-n", n, "fdb", "add", mac, "dev", "vx", "dst", NODES[o]])
+            else:
+                run(["ip", "-n", n, "route", "add", cidr, "via", NODES[o]])
+
+    # ---- measuring --------------------------------------------------------------------
+
+    def stop(self, proc, grace=3.0):
+        """Stop a process we started, with its process group (its own session)."""
+        if proc.poll() is None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def reachable(self, prefix, dst, timeout=30):
+        """None when dst answers a ping (retried: BGP routes take a moment), else why not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            res = run(prefix + ["ping", "-c", "1", "-W", "1", dst], check=False)
+            if res.returncode == 0:
+                run(prefix + ["ping", "-c", "3", "-i", "0.01", dst], check=False)  # warm caches
+                return None
+            if time.monotonic() > deadline:
+                return " ".join((res.stdout + res.stderr).split())[-200:]
+            time.sleep(0.5)
+
+    def iperf(self, srv, cli, dst):
+        log = open(os.path.join(self.tmp, "iperf-server.log"), "w+")
+        server = subprocess.Popen(srv + ["iperf3", "-s", "-1"], stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(server)
+        try:
+            deadline = time.monotonic() + 20
+            while True:  # the server needs a moment (podnet exec starts an interpreter first)
+                res = run(cli + ["iperf3", "-c", dst, "-t", str(self.args.seconds), "-J"], check=False,
+                          timeout=self.args.seconds + 60)
+                try:
+                    doc = json.loads(res.stdout)
+                except ValueError:
+                    doc = {"error": (res.stderr or res.stdout).strip()[-300:]}
+                err = doc.get("error")
+                if not err:
+                    try:
+                        server.wait(5)  # -1: it exits after one test
+                    except subprocess.TimeoutExpired:
+                        pass
+                    return {"gbps": doc["end"]["sum_received"]["bits_per_second"] / 1e9,
+                            "retransmits": doc["end"]["sum_sent"].get("retransmits")}
+                if "refused" not in err or time.monotonic() > deadline or server.poll() is not None:
+                    log.seek(0)
+                    raise BenchError("iperf3 to %s: %s (server: %s)" % (dst, err, log.read().strip()[-300:]))
+                time.sleep(0.3)
+        finally:
+            self.stop(server)
+            log.close()
+
+    def ping(self, prefix, dst):
+        res = run(prefix + ["ping", "-c", str(self.args.pings), "-i", "0.01", dst], check=False, timeout=120)
+        times = [float(t) for t in re.findall(r"time=([\d.]+) ms", res.stdout)]
+        if not times:
+            raise BenchError("ping %s: no replies: %s" % (dst, (res.stdout + res.stderr).strip()[-300:]))
+        return {"ms": statistics.median(times), "received": len(times)}
+
+    def mtu(self, prefix):
+        m = re.search(r" mtu (\d+) ", run(prefix + ["ip", "-o", "link", "show", "eth0"], check=False).stdout)
+        return int(m.group(1)) if m else None
+
+    def compare(self, label, podnet, hand):
+        """podnet and hand are (server prefix, client prefix, dst) or None; ABBA over rounds."""
+        row = {"path": label, "podnet": None, "hand": None, "errors": []}
+        sides = {k: v for k, v in (("podnet", podnet), ("hand", hand)) if v}
+        for side, (srv, cli, dst) in list(sides.items()):
+            why = self.reachable(cli, dst)
+            if why is not None:
+                row["errors"].append("%s: %s not reachable after 30 s: %s" % (side, dst, why))
+                del sides[side]
+            else:
+                row[side] = {"mtu": self.mtu(cli), "rounds": []}
+        for r in range(self.args.rounds):
+            for side in (sorted(sides) if r % 2 == 0 else sorted(sides, reverse=True)):
+                srv, cli, dst = sides[side]
+                try:
+                    got = self.iperf(srv, cli, dst)
+                    got.update(self.ping(cli, dst))
+                except BenchError as exc:
+                    row["errors"].append("%s round %d: %s" % (side, r + 1, exc))
+                    continue
+                row[side]["rounds"].append(got)
+        for side in sides:
+            rr = row[side]["rounds"]
+            if rr:
+                row[side].update({k: statistics.median(x[k] for x in rr) for k in ("gbps", "ms")},
+                                 retransmits=sum(x["retransmits"] or 0 for x in rr))
+        self.rows.append(row)
+        say("%s: %s" % (label, "; ".join("%s %.2f Gbit/s %.3f ms" % (s, row[s]["gbps"], row[s]["ms"])
+                                         for s in sides if row[s].get("gbps") is not None) or "no figures"))
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def main(self):
+        self.build()
+        h = self.inside
+        if self.routing_supported():
+            plan = [(m[0], m, m) for m in self.args.modes]
+        else:
+            self.notes.append("`lab up --routing` is not available yet: cross-node rows are hand-built only")
+            plan = [("s", None, None)] + [(None, None, m) for m in self.args.modes]
+        same_done = False
+        for tag, routing, mode in plan:
+            lab = ips = None
+            if tag:
+                try:
+                    lab, ips = self.lab_up(tag, routing)
+                except (BenchError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
+                    self.notes.append("lab up (%s) failed: %s" % (routing or "default routing", exc))
+            try:
+                if lab and not same_done:
+                    same_done = True
+                    pa, pb = self.pod(lab, "dp-a"), self.pod(lab, "dp-b")
+                    for what in ("veth", "bridge"):
+                        s1, s2, dst = self.same[what]
+                        self.compare("same node vs hand-built %s" % ("veth pair" if what == "veth" else "bridge"),
+                                     (pb, pa, ips["dp-b"]), (h(s2), h(s1), dst))
+                if mode:
+                    self.hand_mode("vxlan" if mode == "vxlan" else "host-gw")
+                    self.compare("cross node %s%s" % (mode, " (hand: plain routes)" if mode == "bgp" else ""),
+                                 (self.pod(lab, "dp-c"), self.pod(lab, "dp-a"), ips["dp-c"]) if lab else None,
+                                 (h(self.cpod[2]), h(self.cpod[1]), "10.250.12.2"))
+            finally:
+                if lab:
+                    self.lab_down(lab)
+
+    def cleanup(self):
+        for proc in list(self.procs):
+            self.stop(proc)
+        for lab in list(self.live):
+            self.lab_down(lab)
+        for name in reversed(self.ns):
+            run(["ip", "netns", "del", name], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        left = [n for n in all_netns() if n.startswith(PREFIX) or any(n.startswith("pn-%s-" % lab) for lab in self.labs)]
+        return left
+
+
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _f(v, fmt):
+    return fmt % v if v is not None else "-"
+
+
+def report(b, data):
+    rows = [("path", "podnet Gbit/s", "hand Gbit/s", "ratio", "", "podnet RTT ms", "hand RTT ms", "ratio",
+             "MTU p/h", "retr p/h")]
+    for r in b.rows:
+        p, h = r["podnet"] or {}, r["hand"] or {}
+        tp = p.get("gbps") / h["gbps"] if p.get("gbps") and h.get("gbps") else None
+        rt = p.get("ms") / h["ms"] if p.get("ms") and h.get("ms") else None
+        r["ratio_gbps"], r["ratio_rtt"] = tp, rt
+        rows.append((r["path"], _f(p.get("gbps"), "%.2f"), _f(h.get("gbps"), "%.2f"), _f(tp, "%.2f"),
+                     "" if tp is None else ("ok" if tp >= 0.95 else "LOW"),
+                     _f(p.get("ms"), "%.3f"), _f(h.get("ms"), "%.3f"), _f(rt, "%.2f"),
+                     "%s/%s" % (p.get("mtu", "-"), h.get("mtu", "-")),
+                     "%s/%s" % (p.get("retransmits", "-"), h.get("retransmits", "-"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    print("\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
+          "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings)
+    if b.args.hand_masq:
+        print("hand-built nodes carry the same nft masquerade rule as podnet's nodes (--hand-masq).")
+    print("iperf3 -t %d per figure, median over %d round(s) alternating which side goes first; "
+          "retr = TCP retransmits summed over the rounds." % (b.args.seconds, b.args.rounds))
+    for r in b.rows:
+        for e in r["errors"]:
+            print("error: %s: %s" % (r["path"], e))
+    for n in b.notes:
+        print("note: %s" % n)
+    print("load average: %.2f at start, %.2f at end (%d CPUs); run took %.0f s. Figures on a shared 2-CPU machine "
+          "are noisy: compare within one run, not across runs." % (data["loadavg_start"], data["loadavg_end"],
+                                                                    os.cpu_count(), data["seconds"]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=5, help="iperf3 -t (default 5)")
+    ap.add_argument("--rounds", type=int, default=2, help="measurements per side and path (default 2)")
+    ap.add_argument("--pings", type=int, default=50, help="pings per RTT figure (default 50)")
+    ap.add_argument("--modes", default=",".join(MODES), help="routing modes (default vxlan,host-gw,bgp)")
+    ap.add_argument("--hand-masq", action="store_true",
+                    help="give the hand-built nodes podnet's masquerade rule too (nft nat: conntrack on every packet)")
+    ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
+    args = ap.parse_args(argv)
+    args.modes = [m for m in args.modes.split(",") if m]
+    if any(m not in MODES for m in args.modes) or args.seconds < 1 or args.rounds < 1 or args.pings < 1:
+        ap.error("--modes from %s; --seconds, --rounds, --pings >= 1" % ",".join(MODES))
+    if os.geteuid() != 0:
+        ap.error("needs root (creates network namespaces)")
+    for tool in ("iperf3", "ping", "nsenter", "ip", "bridge"):
+        if not shutil.which(tool):
+            ap.error("%s is not installed" % tool)
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    os.chdir(ROOT)  # `python -m podnet.cli.main` finds the package here
+    data = {"loadavg_start": os.getloadavg()[0], "cpus": os.cpu_count(), "args": vars(args)}
+    start = time.monotonic()
+    b = Bench(args)
+    rc = 0
+    try:
+        b.main()
+    except KeyboardInterrupt:
+        say("interrupted; cleaning up")
+        rc = 130
+    except (BenchError, subprocess.TimeoutExpired) as exc:
+        say("bench failed: %s" % exc)
+        rc = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # cleanup runs to the end
+        left = b.cleanup()
+    data.update(loadavg_end=os.getloadavg()[0], seconds=time.monotonic() - start, rows=b.rows, notes=b.notes,
+                labs=b.labs, netns_left=left)
+    if b.rows:
+        print()
+        report(b, data)
+    print("cleanup: %s" % ("WARNING: left behind: " + ", ".join(left) if left else
+                           "no %s* or pn-<lab>- namespace left (labs: %s)" % (PREFIX, ", ".join(b.labs) or "none")))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+    return rc or (1 if left else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
