@@ -29,6 +29,14 @@ step podnet exec client -- curl -s http://$WEB_IP:8080/hostname
 podnet exec client -- curl -s "http://$WEB_IP:8080/hostname"; echo
 step podnet exec client -- curl -s http://$WEB_IP:8080/clientip
 podnet exec client -- curl -s "http://$WEB_IP:8080/clientip"; echo "   <- the client's own pod IP: no NAT"
+OTHER=$(podnet get pods -l app=web -o json | .venv/bin/python -c \
+  "import json,sys; print(next((p['status']['podIP'] for p in json.load(sys.stdin)['items'] if p['spec']['nodeName']!='$NODE'), ''))")
+if [ -n "$OTHER" ]; then
+  echo
+  echo "and a web pod on another node ($OTHER): across the VXLAN overlay, still no NAT"
+  step podnet exec client -- curl -s http://$OTHER:8080/clientip
+  podnet exec client -- curl -s "http://$OTHER:8080/clientip"; echo
+fi
 step podnet lab exec $NODE -- ip route
 podnet lab exec "$NODE" -- ip route
 echo
