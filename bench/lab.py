@@ -350,27 +350,14 @@ class LabBench:
             got = proc_cpu(p["pid"]) if p["alive"] else None
             if got:
                 out[role] = {"own": got[0], "children": got[1]}
-        pod_ns = set()
-        for name in self.topo.lab_namespaces(self.lab):
-            if name.startswith(self.topo.prefix(self.lab) + "p-"):
-                try:
-                    st = os.stat("/run/netns/" + name)
-                    pod_ns.add((st.st_dev, st.st_ino))
-                except FileNotFoundError:
-                    pass
+        from podnet.kernel.netns import pids_in
+        pod_ns = [n for n in self.topo.lab_namespaces(self.lab) if n.startswith(self.topo.prefix(self.lab) + "p-")]
         total = n = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                st = os.stat("/proc/%s/ns/net" % entry)
-            except (FileNotFoundError, PermissionError, ProcessLookupError):
-                continue
-            if (st.st_dev, st.st_ino) in pod_ns:
-                got = proc_cpu(int(entry))
-                if got:
-                    total += got[0] + got[1]
-                    n += 1
+        for pid in pids_in(pod_ns):
+            got = proc_cpu(pid)
+            if got:
+                total += got[0] + got[1]
+                n += 1
         out["containers"] = {"own": total, "children": 0.0, "processes": n}
         return out
 

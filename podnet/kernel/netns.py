@@ -147,10 +147,9 @@ def list_names():
         return []
 
 
-def kill_processes_in(names):
-    """SIGKILL every process living in one of these named namespaces: found
-    by where they are (the namespace inode), never by their name."""
-    import signal
+def pids_in(names):
+    """PIDs of the processes living in these named namespaces, found by the
+    namespace inode (never by a process name)."""
     idents = set()
     for name in names:
         try:
@@ -158,9 +157,9 @@ def kill_processes_in(names):
             idents.add((st.st_dev, st.st_ino))
         except FileNotFoundError:
             continue
-    killed = []
+    pids = []
     if not idents:
-        return killed
+        return pids
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
@@ -169,9 +168,18 @@ def kill_processes_in(names):
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             continue
         if (st.st_dev, st.st_ino) in idents:
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-                killed.append(int(entry))
-            except ProcessLookupError:
-                pass
+            pids.append(int(entry))
+    return pids
+
+
+def kill_processes_in(names):
+    """SIGKILL every process living in one of these named namespaces."""
+    import signal
+    killed = []
+    for pid in pids_in(names):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
     return killed
