@@ -183,18 +183,26 @@ def listen(port, kind):
     raise last
 
 
+_STOP = threading.Event()
+
+
+def _on_signal(signum, frame):
+    log("Shutting down after receiving signal %d" % signum)
+    _STOP.set()
+
+
+def install_signal_handlers():
+    """Catch SIGTERM/SIGINT before any port is opened: a supervisor that sees
+    the port answer may stop us at once, and must get a graceful exit 0."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
 def wait_for_signal():
     """Block the main thread until SIGTERM/SIGINT; return 0 (graceful exit)."""
-    done = threading.Event()
-
-    def on_signal(signum, frame):
-        log("Shutting down after receiving signal %d" % signum)
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not done.is_set():
-        done.wait(3600)
+    install_signal_handlers()
+    while not _STOP.is_set():
+        _STOP.wait(3600)
     return 0
 
 
@@ -498,6 +506,8 @@ COMMANDS = {"serve-hostname": cmd_serve_hostname, "netexec": cmd_netexec,
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.subcommand != "connect":
+        install_signal_handlers()
     try:
         return COMMANDS[args.subcommand](args)
     except OSError as e:  # bind failures and the like
