@@ -119,11 +119,17 @@ def _kube_parsers(sub):
     lg.add_argument("-c", "--container", default=None)
 
 
+# verbs of podnet/cli/docker_cmds.py (single containers, Docker's network modes)
+DOCKER_CMDS = ("run", "ps", "inspect", "stop", "rm", "network")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="podnet", description="podnet: the Kubernetes network model on the real kernel")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _cni_parser(sub)
     _kube_parsers(sub)
+    from podnet.cli import docker_cmds   # argparse only: keeps `podnet --help` quick
+    docker_cmds.add_parsers(sub, _lab_arg)
     d = sub.add_parser("demo", help="the CNI demo: two pods on a bridge in throwaway namespaces")
     d.add_argument("--keep", action="store_true", help="leave the demo namespaces for poking around")
     return parser
@@ -151,6 +157,9 @@ def _kube(args):
         if args.cmd == "lab":
             from podnet.cli import lab_cmds
             return lab_cmds.run(args)
+        if args.cmd in DOCKER_CMDS:
+            from podnet.cli import docker_cmds
+            return docker_cmds.run(args)
         if args.cmd == "agent":
             from podnet.lab.lab import run_agent
             from podnet.lab.topology import pick_lab
