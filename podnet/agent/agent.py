@@ -57,9 +57,10 @@ class RunningPod:
 
 
 class Agent:
-    def __init__(self, lab, node, node_ip, objects, state_dir, cni_bin, routing=None):
+    def __init__(self, lab, node, node_ip, objects, state_dir, cni_bin, routing=None, extras=()):
         self.lab, self.node, self.node_ip = lab, node, node_ip
         self.routing = routing  # a RoutingReconciler, or None (single-node use)
+        self.extras = list(extras)  # more reconcilers (proxy, policy): each .run(stop) in a thread
         self.objects = objects
         self.dir = state_dir
         self.cni_bin = cni_bin
@@ -378,6 +379,8 @@ class Agent:
         self.adopt_or_clean()
         if self.routing:
             threading.Thread(target=self.routing.run, args=(stop,), daemon=True, name="routing").start()
+        for r in self.extras:
+            threading.Thread(target=r.run, args=(stop,), daemon=True, name=type(r).__name__).start()
         threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
                          daemon=True, name="watch").start()
         beat = time.monotonic()

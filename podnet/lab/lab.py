@@ -245,7 +245,13 @@ def run_agent(lab, node):
     routing = RoutingReconciler(r.get("mode", "vxlan"), node, objects, doc["underlay"]["cidr"],
                                 doc.get("clusterCIDR", "10.244.0.0/16"), "/run/netns/" + topo.ns_name(lab, node),
                                 os.path.join(node_dir, "bird"), r.get("directRouting", False), r.get("routeReflector"))
-    agent = Agent(lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing)
+    from podnet.policy.reconciler import PolicyReconciler
+    from podnet.proxy.reconciler import ProxyReconciler
+    cluster_cidr = doc.get("clusterCIDR", "10.244.0.0/16")
+    extras = [ProxyReconciler(node, objects, cluster_cidr, node_dir),
+              PolicyReconciler(node, objects, cluster_cidr)]
+    agent = Agent(lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing,
+                  extras=extras)
     agent.run(stop)
 
 
