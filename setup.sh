@@ -12,10 +12,12 @@ ROOT=$PWD
 # (interop tests and benchmarks), podman + runc + a static busybox (a real CNI
 # runtime running a real container), etcd-server (the distributed store
 # backend, started by its tests), bird2 (BGP routing between nodes), iperf3
-# (the dataplane benchmark), and python3-venv for the virtualenv.
+# (the dataplane benchmark), dnsperf + dnsmasq-base (the DNS benchmark; the
+# -base package has no system service) + dnsutils (dig, nslookup), and
+# python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 iperf3 python3 python3-venv python3-pip)
+              etcd-server bird2 iperf3 dnsperf dnsmasq-base dnsutils python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -34,7 +36,7 @@ if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest" 2>/dev/null \
+if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo ">> pip install -e .[test]"
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"

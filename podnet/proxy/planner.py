@@ -1,22 +1,28 @@
 """Services as one nftables table, `ip podnet-proxy` (kube-proxy nftables shape).
 
-plan_ruleset() is pure: Services + EndpointSlices + this node -> ONE `nft -f`
-script that replaces the whole table in one transaction (add, delete, then the
-full definition). The output is sorted, so equal inputs give equal scripts.
+Pure. Each Service becomes a Fragment: the chains, sets and map elements it
+contributes; the fixed skeleton of the table is one more Fragment (`base`).
+render.py turns fragments into a full `nft -f` script or into the difference
+between two syncs. Because a Service's fragment depends only on the Service,
+its EndpointSlices and this node, the reconciler plans again only the
+Services whose objects changed (`Planner` caches by resourceVersion), which is
+what keeps a one-Service change at 10,000 Services cheap.
 
     nat-prerouting (dstnat) / nat-output (-100)  -> jump services
     services        ip daddr . meta l4proto . th dport vmap @service-ips
                     fib daddr type local ... meta l4proto . th dport vmap @service-nodeports
     svc-<h>-<ns/name/proto/port>   masquerade off-cluster clients, affinity
                     checks, numgen random mod N vmap { i : goto ep-... }
-    ext-<h>-...     NodePort: Cluster -> mark for masquerade, goto svc-...;
-                    Local -> local endpoints only, client address kept
+    ext-<h>-...     NodePort, LoadBalancer and external IPs: Cluster policy ->
+                    mark for masquerade, goto svc-...; Local -> pods and the
+                    node use svc-..., others only local endpoints (client
+                    address kept), dropped when there is none here
     ep-<h>-.../<ip>/<port>   hairpin mark, affinity update, dnat
     nat-postrouting (srcnat)  meta mark & 0x4000 == 0x4000 masquerade fully-random
-    filter-*        (priority -110/-90) as kube-proxy: no-endpoint services and
-                    nodeports are rejected (or dropped when endpoints exist but
-                    none may be used, e.g. externalTrafficPolicy Local with no
-                    local endpoint), unknown ports of a ClusterIP rejected.
+    filter-*        (priority -110/-90) as kube-proxy: a service without
+                    endpoints is rejected (an immediate ICMP error), endpoints
+                    that exist but may not be used here are dropped, unknown
+                    ports of a ClusterIP are rejected.
 
 Endpoints: ready ones; when none is ready, those serving and terminating.
 IPv4 only (addressType IPv4, IPv4 ClusterIPs); the first address of an endpoint.
@@ -26,11 +32,45 @@ import base64
 import hashlib
 import ipaddress
 import re
+from dataclasses import dataclass, field
 
 MARK = "0x4000"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 NAME_MAX = 100          # readable part of a chain/set name (nft allows 255)
 _BAD = re.compile(r"[^A-Za-z0-9_./-]")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+# element containers of the table: name -> declaration
+MAPS = {
+    "service-ips": "type ipv4_addr . inet_proto . inet_service : verdict;",
+    "service-nodeports": "type inet_proto . inet_service : verdict;",
+    "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict;",
+    "no-endpoint-nodeports": "type inet_proto . inet_service : verdict;",
+}
+FIXED_SETS = {"cluster-ips": "type ipv4_addr;", "nodeport-ips": "type ipv4_addr;"}
+BASE_CHAINS = {
+    "nat-prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+    "nat-output": "type nat hook output priority -100; policy accept;",
+    "nat-postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+    "filter-input": "type filter hook input priority -110; policy accept;",
+    "filter-forward": "type filter hook forward priority -110; policy accept;",
+    "filter-output": "type filter hook output priority -110; policy accept;",
+    "filter-output-post-dnat": "type filter hook output priority -90; policy accept;",
+}
+
+
+@dataclass
+class Fragment:
+    """What one Service (or the skeleton) puts into the table."""
+    chains: dict = field(default_factory=dict)     # name -> tuple of rule bodies
+    sets: dict = field(default_factory=dict)       # dynamic set name -> declaration
+    elements: dict = field(default_factory=dict)   # map/set name -> {key text: verdict text or None}
+    udp_endpoints: frozenset = frozenset()         # {(ip, port)} behind UDP service ports
+    udp_fronts: frozenset = frozenset()            # {(ip or None for nodePort, port)} UDP with endpoints
+    endpoints: int = 0                             # endpoints in use, for metrics
+
+    def add(self, container, key, value=None):
+        self.elements.setdefault(container, {})[key] = value
 
 
 def _hash(text):
@@ -54,6 +94,10 @@ def _ipv4(text):
     return ip if ip.version == 4 else None
 
 
+def _port(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 else None
+
+
 def _conditions(ep):
     c = ep.get("conditions") or {}
     ready = c.get("ready")
@@ -68,19 +112,28 @@ def _usable(eps):
     return ready or [e for e in eps if e["serving"] and e["terminating"]]
 
 
-def _endpoints(svc_port, svc_ns, svc_name, slices, node_name):
+def slices_by_service(slices):
+    """{(namespace, service name): [slices]}: one pass, so planning N services
+    never scans every slice N times."""
+    out = {}
+    for sl in slices or []:
+        meta = sl.get("metadata", {})
+        name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if name:
+            out.setdefault((meta.get("namespace"), name), []).append(sl)
+    return out
+
+
+def _endpoints(svc_port, slices, node_name):
     """[{ip, port, ready, serving, terminating, local}] for one service port, sorted."""
     name, proto = svc_port.get("name", "") or "", _proto(svc_port.get("protocol"))
     found = {}
     for sl in slices:
-        meta = sl.get("metadata", {})
-        if meta.get("namespace") != svc_ns or (meta.get("labels") or {}).get("kubernetes.io/service-name") != svc_name:
-            continue
         if sl.get("addressType", "IPv4") != "IPv4":
             continue
         target = None
         for p in sl.get("ports") or []:
-            if (p.get("name") or "") == name and _proto(p.get("protocol")) == proto and isinstance(p.get("port"), int):
+            if (p.get("name") or "") == name and _proto(p.get("protocol")) == proto and _port(p.get("port")):
                 target = p["port"]
                 break
         if target is None:
@@ -107,161 +160,202 @@ def _affinity_timeout(spec):
     return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else DEFAULT_AFFINITY_TIMEOUT
 
 
-def plan_ruleset(services, slices, node_name, node_ips, table="podnet-proxy", cluster_cidr="10.244.0.0/16"):
-    T = "ip " + table
-    slices = list(slices or [])
-    chains = {}                     # name -> [rule bodies]
-    sets = {}                       # name -> declaration body
-    service_ips, service_nodeports = {}, {}
-    no_endpoint_services, no_endpoint_nodeports = {}, {}
-    cluster_ips = set()
+def external_addresses(svc):
+    """The service's externalIPs and LoadBalancer ingress IPs (IPv4), sorted."""
+    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    ips = set()
+    for x in spec.get("externalIPs") or []:
+        ips.add(_ipv4(x))
+    if spec.get("type") == "LoadBalancer":
+        for ing in ((status.get("loadBalancer") or {}).get("ingress") or []):
+            ips.add(_ipv4(ing.get("ip")))
+    ips.discard(None)
+    return sorted(ips)
 
-    def dispatch(rules, eps, ep_chain, affinity):
-        if affinity is not None:
-            for e in eps:
-                rules.append("ip saddr @%s goto %s" % (ep_chain[e["ip"], e["port"]][1], ep_chain[e["ip"], e["port"]][0]))
-        vmap = ", ".join("%d : goto %s" % (i, ep_chain[e["ip"], e["port"]][0]) for i, e in enumerate(eps))
-        rules.append("numgen random mod %d vmap { %s }" % (len(eps), vmap))
 
-    def svc_key(s):
-        m = s.get("metadata", {})
-        return (m.get("namespace", ""), m.get("name", ""))
+def service_key(svc):
+    m = svc.get("metadata", {})
+    return "%s/%s" % (m.get("namespace", ""), m.get("name", ""))
 
-    for svc in sorted(services or [], key=svc_key):
-        ns, name = svc_key(svc)
-        spec = svc.get("spec") or {}
-        stype = spec.get("type", "ClusterIP")
-        if stype == "ExternalName":
+
+def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
+    """One Service (and its EndpointSlices) -> Fragment, or None when the
+    Service gets no rules (headless, ExternalName, no IPv4 ClusterIP)."""
+    spec = svc.get("spec") or {}
+    stype = spec.get("type", "ClusterIP")
+    if stype == "ExternalName":
+        return None
+    cip = _ipv4(spec.get("clusterIP"))
+    if cip is None:                                  # headless ("None"), unallocated, IPv6
+        return None
+    frag = Fragment()
+    frag.add("cluster-ips", str(cip))
+    affinity = _affinity_timeout(spec)
+    ext_local = spec.get("externalTrafficPolicy") == "Local"
+    int_local = spec.get("internalTrafficPolicy") == "Local"
+    fronts = external_addresses(svc)
+    udp_eps, udp_fronts, used = set(), set(), set()
+    ports = sorted(spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or ""))
+    for sp in ports:
+        port, proto = _port(sp.get("port")), _proto(sp.get("protocol"))
+        if port is None:
             continue
-        cip = _ipv4(spec.get("clusterIP"))
-        if cip is None:                                  # headless ("None"), unallocated, IPv6
-            continue
-        cluster_ips.add(cip)
-        affinity = _affinity_timeout(spec)
-        ext_local = spec.get("externalTrafficPolicy") == "Local"
-        int_local = spec.get("internalTrafficPolicy") == "Local"
-        ports = sorted(spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or ""))
-        for sp in ports:
-            port, proto = sp.get("port"), _proto(sp.get("protocol"))
-            if not isinstance(port, int):
-                continue
-            base = "%s/%s/%s/%d" % (ns, name, proto, port)
-            eps = _endpoints(sp, ns, name, slices, node_name)
-            usable = _usable(eps)
-            local = _usable([e for e in eps if e["local"]])
-            cluster = local if int_local else usable
-            nodeport = sp.get("nodePort") if stype in ("NodePort", "LoadBalancer") else None
-            nodeport = nodeport if isinstance(nodeport, int) and not isinstance(nodeport, bool) else None
-            external = (local if ext_local else usable) if nodeport else []
+        base = "%s/%s/%d" % (service_key(svc), proto, port)
+        eps = _endpoints(sp, slices, node_name)
+        usable = _usable(eps)
+        local = _usable([e for e in eps if e["local"]])
+        cluster = local if int_local else usable
+        nodeport = _port(sp.get("nodePort")) if stype in ("NodePort", "LoadBalancer") else None
+        has_external = bool(nodeport or fronts)
+        external = (local if ext_local else usable) if has_external else []
 
-            ep_chain = {}
-            for e in sorted({(e["ip"], e["port"]): e for e in cluster + external}.values(),
-                            key=lambda e: (e["ip"], e["port"])):
-                key = "%s__%s/%d" % (base, e["ip"], e["port"])
-                ch, aff = chain_name("ep", key), chain_name("affinity", key)
-                ep_chain[e["ip"], e["port"]] = (ch, aff)
-                rules = ["ip saddr %s meta mark set meta mark | %s" % (e["ip"], MARK)]
-                if affinity is not None:
-                    sets[aff] = "type ipv4_addr; flags dynamic,timeout; timeout %ds;" % affinity
-                    rules.append("update @%s { ip saddr }" % aff)
-                rules.append("meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"]))
-                chains[ch] = rules
+        ep_chain = {}
+        for e in sorted({(e["ip"], e["port"]): e for e in cluster + external}.values(),
+                        key=lambda e: (e["ip"], e["port"])):
+            key = "%s__%s/%d" % (base, e["ip"], e["port"])
+            ch, aff = chain_name("ep", key), chain_name("affinity", key)
+            ep_chain[e["ip"], e["port"]] = (ch, aff)
+            rules = ["ip saddr %s meta mark set meta mark | %s" % (e["ip"], MARK)]
+            if affinity is not None:
+                frag.sets[aff] = "type ipv4_addr; flags dynamic,timeout; timeout %ds;" % affinity
+                rules.append("update @%s { ip saddr }" % aff)
+            rules.append("meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"]))
+            frag.chains[ch] = tuple(rules)
+            used.add((str(e["ip"]), e["port"]))
+            if proto == "udp":
+                udp_eps.add((str(e["ip"]), e["port"]))
 
-            svc_chain = chain_name("svc", base)
-            key = (cip, proto, port)
-            if cluster:
-                rules = []
-                if cluster_cidr:
-                    rules.append("ip daddr %s meta l4proto %s th dport %d ip saddr != %s meta mark set meta mark | %s"
-                                 % (cip, proto, port, cluster_cidr, MARK))
-                dispatch(rules, cluster, ep_chain, affinity)
-                chains[svc_chain] = rules
-                service_ips.setdefault(key, "goto " + svc_chain)
-            else:   # endpoints that exist but may not be used here are dropped, none at all rejected
-                no_endpoint_services.setdefault(key, "drop" if usable else "goto reject-chain")
+        def dispatch(rules, chosen):
+            if affinity is not None:
+                for e in chosen:
+                    ch, aff = ep_chain[e["ip"], e["port"]]
+                    rules.append("ip saddr @%s goto %s" % (aff, ch))
+            vmap = ", ".join("%d : goto %s" % (i, ep_chain[e["ip"], e["port"]][0]) for i, e in enumerate(chosen))
+            rules.append("numgen random mod %d vmap { %s }" % (len(chosen), vmap))
 
-            if nodeport is None:
-                continue
-            nkey = (proto, nodeport)
-            if not external:
-                no_endpoint_nodeports.setdefault(nkey, "drop" if usable else "goto reject-chain")
-                continue
-            ext_chain = chain_name("ext", base)
+        svc_chain = chain_name("svc", base)
+        svc_key_text = "%s . %s . %d" % (cip, proto, port)
+        if cluster:
             rules = []
-            if ext_local:
-                if cluster:  # pods and the node itself may use every endpoint
-                    if cluster_cidr:
-                        rules.append("ip saddr %s goto %s" % (cluster_cidr, svc_chain))
-                    rules.append("fib saddr type local meta mark set meta mark | %s" % MARK)
-                    rules.append("fib saddr type local goto %s" % svc_chain)
-                dispatch(rules, external, ep_chain, affinity)
+            if cluster_cidr:
+                rules.append("ip daddr %s meta l4proto %s th dport %d ip saddr != %s meta mark set meta mark | %s"
+                             % (cip, proto, port, cluster_cidr, MARK))
+            dispatch(rules, cluster)
+            frag.chains[svc_chain] = tuple(rules)
+            frag.add("service-ips", svc_key_text, "goto " + svc_chain)
+            if proto == "udp":
+                udp_fronts.add((str(cip), port))
+        else:   # endpoints that exist but may not be used here are dropped, none at all rejected
+            frag.add("no-endpoint-services", svc_key_text, "drop" if usable else "goto reject-chain")
+
+        if not has_external:
+            continue
+        front_keys = ["%s . %s . %d" % (ip, proto, port) for ip in fronts]
+        if not usable:  # nothing anywhere: reject on every front
+            for k in front_keys:
+                frag.add("no-endpoint-services", k, "goto reject-chain")
+            if nodeport:
+                frag.add("no-endpoint-nodeports", "%s . %d" % (proto, nodeport), "goto reject-chain")
+            continue
+        ext_chain = chain_name("ext", base)
+        rules = []
+        if ext_local:
+            if cluster:  # pods and the node itself may use every endpoint
+                if cluster_cidr:
+                    rules.append("ip saddr %s goto %s" % (cluster_cidr, svc_chain))
+                rules.append("fib saddr type local meta mark set meta mark | %s" % MARK)
+                rules.append("fib saddr type local goto %s" % svc_chain)
+            if external:
+                dispatch(rules, external)
+            else:      # no local endpoint: outside clients are dropped here (healthCheckNodePort says 503)
+                rules.append("drop")
+        else:
+            rules.append("meta mark set meta mark | %s" % MARK)
+            if cluster == external:
+                rules.append("goto " + svc_chain)
             else:
-                rules.append("meta mark set meta mark | %s" % MARK)
-                if cluster == external:
-                    rules.append("goto " + svc_chain)
-                else:
-                    dispatch(rules, external, ep_chain, affinity)
-            chains[ext_chain] = rules
-            service_nodeports.setdefault(nkey, "goto " + ext_chain)
+                dispatch(rules, external)
+        frag.chains[ext_chain] = tuple(rules)
+        for k in front_keys:
+            frag.add("service-ips", k, "goto " + ext_chain)
+        if nodeport:
+            frag.add("service-nodeports", "%s . %d" % (proto, nodeport), "goto " + ext_chain)
+        if proto == "udp" and external:
+            udp_fronts.update((ip, port) for ip in map(str, fronts))
+            if nodeport:
+                udp_fronts.add((None, nodeport))
+    frag.udp_endpoints, frag.udp_fronts, frag.endpoints = frozenset(udp_eps), frozenset(udp_fronts), len(used)
+    return frag
 
-    node_ips = sorted({ip for ip in (_ipv4(x) for x in (node_ips or [])) if ip is not None})
-    np_match = "fib daddr type local ip daddr != 127.0.0.0/8" + (" ip daddr @nodeport-ips" if node_ips else "")
 
-    base_chains = [
-        ("nat-prerouting", "type nat hook prerouting priority dstnat; policy accept;", ["jump services"]),
-        ("nat-output", "type nat hook output priority -100; policy accept;", ["jump services"]),
-        ("nat-postrouting", "type nat hook postrouting priority srcnat; policy accept;",
-         ["meta mark & %s == %s masquerade fully-random" % (MARK, MARK)]),
-        ("filter-input", "type filter hook input priority -110; policy accept;",
-         ["ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"]),
-        ("filter-forward", "type filter hook forward priority -110; policy accept;",
-         ["ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"]),
-        ("filter-output", "type filter hook output priority -110; policy accept;",
-         ["ct state new jump service-endpoints-check"]),
-        ("filter-output-post-dnat", "type filter hook output priority -90; policy accept;",
-         ["ct state new jump cluster-ips-check"]),
-    ]
-    regular = [
-        ("services", ["ip daddr . meta l4proto . th dport vmap @service-ips",
-                      np_match + " meta l4proto . th dport vmap @service-nodeports"]),
-        ("service-endpoints-check", ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services"]),
-        ("nodeport-endpoints-check", [np_match + " meta l4proto . th dport vmap @no-endpoint-nodeports"]),
-        ("cluster-ips-check", ["ip daddr @cluster-ips reject"]),
-        ("reject-chain", ["reject"]),
-    ]
+def plan_base(node_ips):
+    """The fixed skeleton: base chains, dispatch chains, maps, node addresses."""
+    frag = Fragment()
+    ips = sorted({ip for ip in (_ipv4(x) for x in (node_ips or [])) if ip is not None})
+    np_match = "fib daddr type local ip daddr != 127.0.0.0/8" + (" ip daddr @nodeport-ips" if ips else "")
+    frag.chains = {
+        "nat-prerouting": ("jump services",),
+        "nat-output": ("jump services",),
+        "nat-postrouting": ("meta mark & %s == %s masquerade fully-random" % (MARK, MARK),),
+        "filter-input": ("ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"),
+        "filter-forward": ("ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"),
+        "filter-output": ("ct state new jump service-endpoints-check",),
+        "filter-output-post-dnat": ("ct state new jump cluster-ips-check",),
+        "services": ("ip daddr . meta l4proto . th dport vmap @service-ips",
+                     np_match + " meta l4proto . th dport vmap @service-nodeports"),
+        "service-endpoints-check": ("ip daddr . meta l4proto . th dport vmap @no-endpoint-services",),
+        "nodeport-endpoints-check": (np_match + " meta l4proto . th dport vmap @no-endpoint-nodeports",),
+        "cluster-ips-check": ("ip daddr @cluster-ips reject",),
+        "reject-chain": ("reject",),
+    }
+    for ip in ips:
+        frag.add("nodeport-ips", str(ip))
+    return frag
 
-    out = ["add table %s" % T, "delete table %s" % T, "add table %s" % T]
-    for name, decl, _ in base_chains:
-        out.append("add chain %s %s { %s }" % (T, name, decl))
-    for name, _ in regular:
-        out.append("add chain %s %s" % (T, name))
-    for name in sorted(chains):
-        out.append("add chain %s %s" % (T, name))
 
-    out.append("add set %s cluster-ips { type ipv4_addr; }" % T)
-    out.append("add set %s nodeport-ips { type ipv4_addr; }" % T)
-    for name in sorted(sets):
-        out.append("add set %s %s { %s }" % (T, name, sets[name]))
-    out.append("add map %s service-ips { type ipv4_addr . inet_proto . inet_service : verdict; }" % T)
-    out.append("add map %s service-nodeports { type inet_proto . inet_service : verdict; }" % T)
-    out.append("add map %s no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }" % T)
-    out.append("add map %s no-endpoint-nodeports { type inet_proto . inet_service : verdict; }" % T)
+class Planner:
+    """Plans every Service, re-planning only those whose Service or slices
+    changed since the last call (cache keyed by resourceVersions)."""
 
-    for ip in sorted(cluster_ips):
-        out.append("add element %s cluster-ips { %s }" % (T, ip))
-    for ip in node_ips:
-        out.append("add element %s nodeport-ips { %s }" % (T, ip))
-    for mname, m in (("service-ips", service_ips), ("no-endpoint-services", no_endpoint_services)):
-        for (ip, proto, port) in sorted(m):
-            out.append("add element %s %s { %s . %s . %d : %s }" % (T, mname, ip, proto, port, m[ip, proto, port]))
-    for mname, m in (("service-nodeports", service_nodeports), ("no-endpoint-nodeports", no_endpoint_nodeports)):
-        for (proto, port) in sorted(m):
-            out.append("add element %s %s { %s . %d : %s }" % (T, mname, proto, port, m[proto, port]))
+    def __init__(self, node_name, cluster_cidr="10.244.0.0/16"):
+        self.node_name, self.cluster_cidr = node_name, cluster_cidr
+        self._cache = {}   # service key -> (version key, fragment)
+        self._base = (None, None)
 
-    for name, _, rules in base_chains:
-        out += ["add rule %s %s %s" % (T, name, r) for r in rules]
-    for name, rules in regular:
-        out += ["add rule %s %s %s" % (T, name, r) for r in rules]
-    for name in sorted(chains):
-        out += ["add rule %s %s %s" % (T, name, r) for r in chains[name]]
-    return "\n".join(out) + "\n"
+    def plan(self, services, slices, node_ips):
+        """-> {fragment key: Fragment}; "" is the skeleton."""
+        by_svc = slices_by_service(slices)
+        ips = tuple(sorted(node_ips or ()))
+        if self._base[0] != ips:
+            self._base = (ips, plan_base(ips))
+        out = {"": self._base[1]}
+        cache = {}
+        for svc in services or []:
+            m = svc.get("metadata", {})
+            key = service_key(svc)
+            mine = by_svc.get((m.get("namespace"), m.get("name")), [])
+            version = (m.get("resourceVersion"), tuple(sorted((s["metadata"].get("name"), s["metadata"].get("resourceVersion"))
+                                                              for s in mine)))
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == version and version[0] is not None:
+                frag = hit[1]
+            else:
+                frag = plan_service(svc, mine, self.node_name, self.cluster_cidr)
+            cache[key] = (version, frag)
+            if frag is not None:
+                out[key] = frag
+        self._cache = cache
+        return out
+
+
+def plan_ruleset(services, slices, node_name, node_ips, table="podnet-proxy", cluster_cidr="10.244.0.0/16"):
+    """The whole table as one script that replaces it (see render.full)."""
+    from podnet.proxy.render import full
+    by_svc = slices_by_service(slices)
+    frags = {"": plan_base(node_ips)}
+    for svc in services or []:
+        m = svc.get("metadata", {})
+        frag = plan_service(svc, by_svc.get((m.get("namespace"), m.get("name")), []), node_name, cluster_cidr)
+        if frag is not None:
+            frags[service_key(svc)] = frag
+    return full(frags, table)

@@ -156,11 +156,14 @@ def test_nodeport_local_policy():
     # the ClusterIP still balances over every endpoint
     (svc_rules,) = rules_of(s, "svc-").values()
     assert "numgen random mod 2 vmap" in svc_rules[-1]
-    # on a node without a local endpoint: dropped (not rejected), no nodeport jump
+    # on a node without a local endpoint: pods and the node still reach every
+    # endpoint, outside clients are dropped (not rejected: the LB's health check
+    # steers them away)
     s = plan([service], both, node="n3")
-    assert "add element %s no-endpoint-nodeports { tcp . 30080 : drop }" % T in s
-    assert "service-nodeports { tcp" not in s
-    assert not rules_of(s, "ext-")
+    rules = rules_of(s, "ext-")[ext]
+    assert rules[0] == "ip saddr 10.244.0.0/16 goto " + chain_name("svc", "default/web/tcp/80")
+    assert rules[-1] == "drop"
+    assert "no-endpoint-nodeports { tcp" not in s
     # no endpoints at all: rejected
     s = plan([service], [], node="n1")
     assert "add element %s no-endpoint-nodeports { tcp . 30080 : goto reject-chain }" % T in s
