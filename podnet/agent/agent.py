@@ -379,8 +379,12 @@ class Agent:
         self.adopt_or_clean()
         if self.routing:
             threading.Thread(target=self.routing.run, args=(stop,), daemon=True, name="routing").start()
-        for r in self.extras:
-            threading.Thread(target=r.run, args=(stop,), daemon=True, name=type(r).__name__).start()
+        extras = [threading.Thread(target=r.run, args=(stop,), daemon=True, name=type(r).__name__)
+                  for r in self.extras]
+        for t in extras:
+            t.start()
+        from podnet.agent import metrics
+        metrics.serve(self.node_ip)
         threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
                          daemon=True, name="watch").start()
         beat = time.monotonic()
@@ -405,3 +409,18 @@ class Agent:
             if self.cni_server:
                 self.cni_server.shutdown()
                 self.cni_server.server_close()
+            for t in extras:   # let reconcilers hand back what others must take over (LB IPs)
+                t.join(5)
+            self.mark_stopped()
+
+    def mark_stopped(self):
+        """A graceful stop says so on the Node at once, so other nodes take
+        over its LoadBalancer IPs now rather than after the heartbeat grace."""
+        def down(n):
+            n.setdefault("status", {})["conditions"] = [
+                {"type": "Ready", "status": "False", "reason": "AgentStopped",
+                 "message": "podnet agent stopped", "lastHeartbeatTime": now()}]
+        try:
+            self.objects.mutate("Node", None, self.node, down)
+        except Exception as exc:
+            log.warning("marking node %s stopped: %s", self.node, exc)

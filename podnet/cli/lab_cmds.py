@@ -66,7 +66,8 @@ def _up(args):
         doc, applied = labmod.up(args.name, args.nodes, sources, progress, args.timeout,
                                  routing=args.routing or (None if os.path.exists(topo.state_dir(args.name))
                                                           else "vxlan"),
-                                 direct_routing=args.direct_routing, route_reflector=args.route_reflector)
+                                 direct_routing=args.direct_routing, route_reflector=args.route_reflector,
+                                 lb_pool=args.lb_pool)
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))
     console.print("lab [bold]%s[/bold] is up in %.1f s: %d nodes, external host %s. Try: podnet get pods -o wide"

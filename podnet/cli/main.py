@@ -62,6 +62,8 @@ def _kube_parsers(sub):
                     help="vxlan: plain routes to peers on the same underlay subnet")
     up.add_argument("--route-reflector", metavar="NODE", default=None,
                     help="bgp: this node reflects routes; the others peer only with it")
+    up.add_argument("--lb-pool", metavar="CIDR", default=None,
+                    help="LoadBalancer ingress IPs, on the underlay (default 192.168.200.240/28)")
     an = ls.add_parser("add-node", help="add a node to a running lab")
     _lab_arg(an)
     rn = ls.add_parser("remove-node", help="remove a node (its pods are rescheduled)")

@@ -45,8 +45,10 @@ def request_delete(objects, pod):
 
 
 class Manager:
-    def __init__(self, objects, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX):
+    def __init__(self, objects, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX,
+                 lb_pool=planners.LB_POOL):
         self.objects = objects
+        self.lb_pool = lb_pool
         self.cluster_cidr = cluster_cidr
         self.node_prefix = node_prefix
         self.dirty = threading.Event()
@@ -68,7 +70,24 @@ class Manager:
         self._deployments()
         self._schedule(nodes)
         self._endpointslices()
+        self._loadbalancers()
         self.syncs += 1
+
+    def _loadbalancers(self):
+        """status.loadBalancer.ingress from the lab's pool (the cloud's job)."""
+        try:
+            changes = planners.plan_lb_ips(self.objects.list("Service"), self.lb_pool)
+        except planners.Exhausted as exc:
+            log.error("%s", exc)
+            return
+        for (ns, name), ip in changes.items():
+            def put(s, ip=ip):
+                s.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}
+            try:
+                self.objects.mutate("Service", ns, name, put)
+                log.info("service %s/%s: LoadBalancer ingress %s", ns, name, ip or "released")
+            except NotFound:
+                pass
 
     def _deployments(self):
         o = self.objects

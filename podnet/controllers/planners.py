@@ -180,3 +180,49 @@ def plan_endpointslices(svc, pods):
             "addressType": "IPv4", "endpoints": eps, "ports": ports,
         })
     return slices
+
+
+# ---- LoadBalancer ingress IPs ------------------------------------------------
+
+LB_POOL = "192.168.200.240/28"
+
+
+def _lb_ip(svc):
+    ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return ing[0].get("ip") if ing else None
+
+
+def plan_lb_ips(services, pool=LB_POOL):
+    """{(namespace, name): ip or None} for Services whose LoadBalancer ingress
+    must change: a LoadBalancer without one gets spec.loadBalancerIP when that
+    is in the pool and free, else the lowest free address; a Service that is
+    no longer a LoadBalancer (or holds an IP outside the pool) gives it back.
+    Raises Exhausted naming the Service when the pool is used up."""
+    net = ipaddress.ip_network(pool)
+    changes, used = {}, set()
+    lbs = []
+    for s in sorted(services, key=lambda s: (s["metadata"].get("namespace", ""), s["metadata"]["name"])):
+        key = (s["metadata"].get("namespace"), s["metadata"]["name"])
+        ip = _lb_ip(s)
+        if (s.get("spec") or {}).get("type") != "LoadBalancer":
+            if ip is not None:
+                changes[key] = None
+            continue
+        if ip is not None and ipaddress.ip_address(ip) in net and ip not in used:
+            used.add(ip)
+        else:
+            lbs.append((key, s))
+            if ip is not None:
+                changes[key] = None
+    free = [str(h) for h in net.hosts() if str(h) not in used]
+    for key, s in lbs:
+        want = (s.get("spec") or {}).get("loadBalancerIP")
+        if want and want in free:
+            ip = want
+        elif free:
+            ip = free[0]
+        else:
+            raise Exhausted("service %s/%s: no free LoadBalancer IP left in %s" % (key[0], key[1], pool))
+        free.remove(ip)
+        changes[key] = ip
+    return changes

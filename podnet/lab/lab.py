@@ -45,8 +45,26 @@ def _podnet(*args):
     return [sys.executable, "-m", "podnet.cli.main", *args]
 
 
+def _check_pool(pool):
+    """The LoadBalancer pool must lie on the underlay, where the external
+    host can reach it (one elected node answers ARP for each IP)."""
+    import ipaddress
+    from podnet.controllers.planners import LB_POOL
+    try:
+        net = ipaddress.ip_network(pool or LB_POOL)
+    except ValueError as exc:
+        raise LabError("--lb-pool: %s" % exc) from None
+    if net.version != 4 or not net.subnet_of(topo.UNDERLAY) or net.num_addresses < 4:
+        raise LabError("--lb-pool: %s must be an IPv4 range of at least 4 addresses inside the underlay %s"
+                       % (net, topo.UNDERLAY))
+    if ipaddress.ip_address(topo.EXTERNAL_IP) in net or any(ipaddress.ip_address(topo.node_ip(i)) in net
+                                                           for i in range(20)):
+        raise LabError("--lb-pool: %s overlaps node or external host addresses" % net)
+    return str(net)
+
+
 def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", direct_routing=False,
-       route_reflector=None):
+       route_reflector=None, lb_pool=None):
     """-> the lab document. `progress(msg)` reports each step."""
     say = progress or (lambda msg: None)
     topo.check_name(lab)
@@ -60,6 +78,7 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
                "external": {"ip": topo.EXTERNAL_IP, "netns": topo.ns_name(lab, "ext")},
                "routing": {"mode": routing or "vxlan", "directRouting": direct_routing, "routeReflector": route_reflector},
                "clusterCIDR": "10.244.0.0/16",
+               "loadBalancerPool": _check_pool(lb_pool),
                "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)}}
         topo.save(lab, doc)
     else:
@@ -225,7 +244,8 @@ def run_controllers(lab):
     ensure_default_namespaces(objects)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    Manager(objects).run(stop)
+    from podnet.controllers.planners import LB_POOL
+    Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)
 
 
 def run_agent(lab, node):
@@ -248,7 +268,7 @@ def run_agent(lab, node):
     from podnet.policy.reconciler import PolicyReconciler
     from podnet.proxy.reconciler import ProxyReconciler
     cluster_cidr = doc.get("clusterCIDR", "10.244.0.0/16")
-    extras = [ProxyReconciler(node, objects, cluster_cidr, node_dir),
+    extras = [ProxyReconciler(node, objects, cluster_cidr, node_dir, mode=r.get("mode", "vxlan")),
               PolicyReconciler(node, objects, cluster_cidr)]
     agent = Agent(lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing,
                   extras=extras)

@@ -1,9 +1,159 @@
-"""Services in the node agent. Placeholder until wired."""
+"""The node agent's Services loop: Services + EndpointSlices + Nodes in,
+the `ip podnet-proxy` table (and LoadBalancer announcements, health-check
+ports, UDP conntrack cleanup) out.
+
+Level-triggered: informers keep local copies of the objects and only mark
+work pending; each pass plans from the full copies (re-planning only the
+Services whose objects changed: planner.Planner) and applies the difference
+from the last applied plan as one `nft -f` transaction. A failed apply, or a
+change a difference cannot express, makes that pass (and the next) a full
+one that replaces the whole table; a periodic full sync repairs drift.
+"""
+
+import logging
+import threading
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from podnet.agent.metrics import REGISTRY
+from podnet.kernel import conntrack, nft
+from podnet.proxy import announce, healthcheck, render
+from podnet.proxy.planner import Planner
+from podnet.store import loop
+from podnet.store.informer import Informer
+
+log = logging.getLogger("podnet.proxy")
+TABLE = "podnet-proxy"
+RESYNC = 5.0            # re-evaluate node liveness (LB election) this often
+FULL_EVERY = 60.0       # and replace the whole table this often (drift repair)
+
+SYNC_SECONDS = Histogram("podnet_proxy_sync_duration_seconds", "Time to plan and apply the Services table",
+                         ["type"], registry=REGISTRY,
+                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+SYNC_PHASE = Gauge("podnet_proxy_last_sync_seconds", "Planner and nft apply time of the last sync",
+                   ["phase"], registry=REGISTRY)
+SYNCS = Counter("podnet_proxy_syncs", "Syncs of the Services table", ["type"], registry=REGISTRY)
+FAILURES = Counter("podnet_proxy_sync_failures", "Failed syncs (the next one is full)", registry=REGISTRY)
+RULES = Gauge("podnet_proxy_rules", "nft rules in the Services table", registry=REGISTRY)
+CHAINS = Gauge("podnet_proxy_chains", "nft chains in the Services table", registry=REGISTRY)
+ELEMENTS = Gauge("podnet_proxy_map_elements", "Map and set elements in the Services table", registry=REGISTRY)
+ENDPOINTS = Gauge("podnet_proxy_endpoints", "Endpoints the Services table sends traffic to", registry=REGISTRY)
+SERVICES = Gauge("podnet_proxy_services", "Services with rules on this node", registry=REGISTRY)
+CONNTRACK = Counter("podnet_proxy_conntrack_cleanups", "UDP conntrack deletions for removed endpoints",
+                    registry=REGISTRY)
 
 
 class ProxyReconciler:
-    def __init__(self, node, objects, cluster_cidr, state_dir):
-        self.node, self.objects, self.cluster_cidr, self.state_dir = node, objects, cluster_cidr, state_dir
+    def __init__(self, node, objects, cluster_cidr, state_dir, mode="vxlan", uplink="eth0", table=TABLE):
+        self.node, self.objects, self.cluster_cidr = node, objects, cluster_cidr
+        self.state_dir, self.mode, self.table = state_dir, mode, table
+        self.dirty = threading.Event()
+        self.planner = Planner(node, cluster_cidr)
+        self.applied = None             # the plan the kernel has, None = unknown -> full sync
+        self.last_full = 0.0
+        self.announcer = announce.L2Announcer(uplink)
+        self.health = healthcheck.HealthServers()
+        self.lb_owned = set()
+        self.syncs = {"full": 0, "partial": 0}
+        store = objects.store
+        self.services = Informer(store, "/registry/services/", self.dirty)
+        self.slices = Informer(store, "/registry/endpointslices/", self.dirty)
+        self.nodes = Informer(store, "/registry/nodes/", self.dirty)
+
+    def node_ips(self, nodes):
+        for n in nodes:
+            if n["metadata"]["name"] == self.node:
+                return [a["address"] for a in (n.get("status") or {}).get("addresses") or []
+                        if a.get("type") == "InternalIP"]
+        return []
+
+    def sync(self, force_full=False):
+        services, slices, nodes = self.services.values(), self.slices.values(), self.nodes.values()
+        t0 = time.perf_counter()
+        plan = self.planner.plan(services, slices, self.node_ips(nodes))
+        script = None
+        full = force_full or self.applied is None or time.monotonic() - self.last_full > FULL_EVERY
+        if not full:
+            script = render.diff(self.applied, plan, self.table)
+            full = script is None
+        if full:
+            script = render.full(plan, self.table)
+        t1 = time.perf_counter()
+        if script:
+            try:
+                nft.apply(script, what="services table (%s sync)" % ("full" if full else "partial"))
+            except Exception:
+                self.applied = None      # unknown state: the next pass replaces the table
+                FAILURES.inc()
+                raise
+        t2 = time.perf_counter()
+        old, self.applied = self.applied, plan
+        if full:
+            self.last_full = time.monotonic()
+        kind = "full" if full else "partial"
+        if script:
+            self.syncs[kind] += 1
+            SYNCS.labels(kind).inc()
+            SYNC_SECONDS.labels(kind).observe(t2 - t0)
+            SYNC_PHASE.labels("plan").set(t1 - t0)
+            SYNC_PHASE.labels("apply").set(t2 - t1)
+            rules, chains, elements, eps = render.counts(plan)
+            RULES.set(rules)
+            CHAINS.set(chains)
+            ELEMENTS.set(elements)
+            ENDPOINTS.set(eps)
+            SERVICES.set(len(plan) - 1)
+            log.info("services: %s sync, %d services, plan %.1f ms, nft %.1f ms", kind, len(plan) - 1,
+                     (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        self._conntrack(old, plan)
+        self._announce(services, slices, nodes)
+        self.health.ensure(healthcheck.wanted(services, slices, self.node))
+
+    def _conntrack(self, old, new):
+        """UDP entries DNATed to endpoints that left, and entries to fronts
+        that just got endpoints (opened while nothing answered)."""
+        if old is None:
+            return
+        gone, fresh = set(), set()
+        for k in set(old) | set(new):
+            a, b = old.get(k), new.get(k)
+            if a is b:
+                continue
+            gone |= (a.udp_endpoints if a else frozenset()) - (b.udp_endpoints if b else frozenset())
+            fresh |= (b.udp_fronts if b else frozenset()) - (a.udp_fronts if a else frozenset())
+        for ip, port in sorted(gone):
+            if conntrack.delete_udp_to_endpoint(ip, port):
+                CONNTRACK.inc()
+        for ip, port in sorted(fresh, key=str):
+            if conntrack.delete_udp_to_front(ip, port):
+                CONNTRACK.inc()
+
+    def _announce(self, services, slices, nodes):
+        if self.mode == "bgp":
+            return      # BIRD announces LoadBalancer IPs (routing reconciler)
+        owners = announce.elect(services, slices, nodes)
+        mine = {ip for ip, n in owners.items() if n == self.node}
+        if mine != self.lb_owned:
+            added, removed = self.announcer.ensure(mine)
+            for ip in added:
+                log.info("loadbalancer: answering for %s on the underlay", ip)
+            for ip in removed:
+                log.info("loadbalancer: no longer answering for %s", ip)
+            self.lb_owned = mine
 
     def run(self, stop):
-        stop.wait()
+        for inf in (self.services, self.slices, self.nodes):
+            inf.start(stop)
+        for inf in (self.services, self.slices, self.nodes):
+            inf.synced.wait(30)
+        try:
+            loop.run(self.sync, self.dirty, stop, RESYNC, log, "services sync")
+        finally:
+            # Rules stay (traffic keeps flowing while the agent restarts, as with
+            # kube-proxy); LoadBalancer IPs go, so another node takes them over.
+            try:
+                self.announcer.release()
+            except Exception as exc:
+                log.warning("releasing LoadBalancer IPs: %s", exc)
+            self.health.close()

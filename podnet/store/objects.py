@@ -147,6 +147,8 @@ class Objects:
         for p in spec.get("ports", []):
             if not p.get("nodePort") and old_ports.get((p.get("port"), p.get("protocol", "TCP"))):
                 p["nodePort"] = old_ports[(p.get("port"), p.get("protocol", "TCP"))]
+        if not spec.get("healthCheckNodePort") and old.get("healthCheckNodePort"):
+            spec["healthCheckNodePort"] = old["healthCheckNodePort"]
         if spec.get("type") in ("NodePort", "LoadBalancer"):
             self._allocate_nodeports(spec, exclude=current["metadata"]["name"])
         return new
@@ -192,6 +194,7 @@ class Objects:
             if s["metadata"]["name"] == exclude:
                 continue
             used |= {p.get("nodePort") for p in s["spec"].get("ports", []) if p.get("nodePort")}
+            used.add(s["spec"].get("healthCheckNodePort"))
         for i, p in enumerate(spec.get("ports", [])):
             if p.get("nodePort"):
                 if p["nodePort"] in used:
@@ -205,3 +208,17 @@ class Objects:
                     break
             else:
                 raise ApiError("spec.ports[%d].nodePort: no free port left in 30000-32767" % i)
+        # a LoadBalancer with externalTrafficPolicy Local: the port each node
+        # answers health checks on (200 with a local endpoint, 503 without)
+        local_lb = spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+        hc = spec.get("healthCheckNodePort")
+        if not local_lb:
+            spec.pop("healthCheckNodePort", None)
+        elif hc:
+            if hc in used:
+                raise ApiError("spec.healthCheckNodePort: %d is already allocated" % hc)
+        else:
+            port = next((p for p in NODEPORTS if p not in used), None)
+            if port is None:
+                raise ApiError("spec.healthCheckNodePort: no free port left in 30000-32767")
+            spec["healthCheckNodePort"] = port
