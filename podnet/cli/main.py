@@ -114,6 +114,14 @@ def _kube_parsers(sub):
     e.add_argument("pod")
     e.add_argument("-c", "--container", default=None)
     e.add_argument("command", nargs=argparse.REMAINDER)
+    ru = sub.add_parser("rules", help="podnet's nftables on a node, service by service")
+    _lab_arg(ru)
+    _ns_args(ru)
+    ru.add_argument("node", nargs="?", help="node name (default: every node)")
+    ru.add_argument("-A", "--all-namespaces", action="store_true")
+    ru.add_argument("--service", metavar="NAME", help="only this Service")
+    ru.add_argument("--policy", action="store_true", help="the NetworkPolicy table (inet podnet-policy) instead")
+    ru.add_argument("--raw", action="store_true", help="the whole table as nft lists it")
     lg = sub.add_parser("logs", help="a container's output")
     _lab_arg(lg)
     _ns_args(lg)
@@ -167,6 +175,9 @@ def _kube(args):
             from podnet.lab.topology import pick_lab
             run_agent(pick_lab(args.lab), args.node)
             return 0
+        if args.cmd == "rules":
+            from podnet.cli import rules
+            return rules.cmd_rules(args)
         from podnet.cli import kube
         return getattr(kube, "cmd_" + args.cmd)(args)
     except (ApiError, LabError, StoreError) as exc:
