@@ -50,19 +50,30 @@ def node_ready(node):
 
 
 def choose_node(pod, nodes, pods):
-    """spec.nodeSelector, Ready nodes with a podCIDR, then the least-loaded
+    """spec.nodeSelector, Ready nodes with a podCIDR, then the node with the
+    fewest pods of the same owner (replicas spread over nodes, as the default
+    Kubernetes scheduler's pod topology spread does), then the least-loaded
     (ties by name). None when nothing fits."""
     want = pod["spec"].get("nodeSelector") or {}
-    load = {}
+    owner = _owner_uid(pod)
+    load, siblings = {}, {}
     for p in pods:
         n = p["spec"].get("nodeName")
         if n:
             load[n] = load.get(n, 0) + 1
+            if owner is not None and _owner_uid(p) == owner:
+                siblings[n] = siblings.get(n, 0) + 1
     fits = [n for n in nodes if node_ready(n) and n["spec"].get("podCIDR")
             and all(n["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
     if not fits:
         return None
-    return min(fits, key=lambda n: (load.get(n["metadata"]["name"], 0), n["metadata"]["name"]))["metadata"]["name"]
+    return min(fits, key=lambda n: (siblings.get(n["metadata"]["name"], 0), load.get(n["metadata"]["name"], 0),
+                                    n["metadata"]["name"]))["metadata"]["name"]
+
+
+def _owner_uid(pod):
+    refs = pod["metadata"].get("ownerReferences") or []
+    return refs[0].get("uid") if refs else None
 
 
 # ---- deployments ----------------------------------------------------------------

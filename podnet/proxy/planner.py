@@ -29,6 +29,8 @@ IPv4 only (addressType IPv4, IPv4 ClusterIPs); the first address of an endpoint.
 """
 
 import base64
+import collections
+import functools
 import hashlib
 import ipaddress
 import re
@@ -47,7 +49,8 @@ MAPS = {
     "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict;",
     "no-endpoint-nodeports": "type inet_proto . inet_service : verdict;",
 }
-FIXED_SETS = {"cluster-ips": "type ipv4_addr;", "nodeport-ips": "type ipv4_addr;"}
+FIXED_SETS = {"cluster-ips": "type ipv4_addr;", "nodeport-ips": "type ipv4_addr;",
+              "hairpin": "type ipv4_addr . ipv4_addr;"}
 BASE_CHAINS = {
     "nat-prerouting": "type nat hook prerouting priority dstnat; policy accept;",
     "nat-output": "type nat hook output priority -100; policy accept;",
@@ -68,6 +71,7 @@ class Fragment:
     udp_endpoints: frozenset = frozenset()         # {(ip, port)} behind UDP service ports
     udp_fronts: frozenset = frozenset()            # {(ip or None for nodePort, port)} UDP with endpoints
     endpoints: int = 0                             # endpoints in use, for metrics
+    endpoint_ips: frozenset = frozenset()          # their addresses (hairpin pairs)
 
     def add(self, container, key, value=None):
         self.elements.setdefault(container, {})[key] = value
@@ -75,6 +79,9 @@ class Fragment:
 
 def _hash(text):
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
+
+
+_hash = functools.lru_cache(maxsize=1 << 16)(_hash)
 
 
 def chain_name(prefix, key):
@@ -86,12 +93,15 @@ def _proto(p):
     return str(p or "TCP").lower()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _ipv4(text):
+    """The canonical text of an IPv4 address, or None. Cached: the same
+    addresses come back in every plan, and parsing is most of a plan's cost."""
     try:
         ip = ipaddress.ip_address(str(text))
     except ValueError:
         return None
-    return ip if ip.version == 4 else None
+    return str(ip) if ip.version == 4 else None
 
 
 def _port(v):
@@ -180,7 +190,15 @@ def service_key(svc):
 
 def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
     """One Service (and its EndpointSlices) -> Fragment, or None when the
-    Service gets no rules (headless, ExternalName, no IPv4 ClusterIP)."""
+    Service gets no rules (headless, ExternalName, no IPv4 ClusterIP).
+
+    One chain per service port (and one more for its external fronts);
+    endpoints are picked by a cascade of `numgen random mod k == 0` rules
+    (uniform: rule i wins with 1/(N-i) of what is left), as kube-proxy's
+    iptables mode does with `-m statistic`. No anonymous sets or per-endpoint
+    chains: nft 1.0's cost per transaction grows with the table's chains and
+    sets, so fewer of them is what keeps a sync fast at 10,000 Services.
+    Affinity is the exception: a chain and a timeout set per endpoint."""
     spec = svc.get("spec") or {}
     stype = spec.get("type", "ClusterIP")
     if stype == "ExternalName":
@@ -209,18 +227,18 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
         has_external = bool(nodeport or fronts)
         external = (local if ext_local else usable) if has_external else []
 
-        ep_chain = {}
+        targets = {}    # (ip, port) -> the action that sends a packet there
         for e in sorted({(e["ip"], e["port"]): e for e in cluster + external}.values(),
                         key=lambda e: (e["ip"], e["port"])):
-            key = "%s__%s/%d" % (base, e["ip"], e["port"])
-            ch, aff = chain_name("ep", key), chain_name("affinity", key)
-            ep_chain[e["ip"], e["port"]] = (ch, aff)
-            rules = ["ip saddr %s meta mark set meta mark | %s" % (e["ip"], MARK)]
+            dnat = "meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"])
             if affinity is not None:
+                key = "%s__%s/%d" % (base, e["ip"], e["port"])
+                ch, aff = chain_name("ep", key), chain_name("affinity", key)
                 frag.sets[aff] = "type ipv4_addr; flags dynamic,timeout; timeout %ds;" % affinity
-                rules.append("update @%s { ip saddr }" % aff)
-            rules.append("meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"]))
-            frag.chains[ch] = tuple(rules)
+                frag.chains[ch] = ("update @%s { ip saddr }" % aff, dnat)
+                targets[e["ip"], e["port"]] = ("goto " + ch, aff)
+            else:
+                targets[e["ip"], e["port"]] = (dnat, None)
             used.add((str(e["ip"]), e["port"]))
             if proto == "udp":
                 udp_eps.add((str(e["ip"]), e["port"]))
@@ -228,18 +246,19 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
         def dispatch(rules, chosen):
             if affinity is not None:
                 for e in chosen:
-                    ch, aff = ep_chain[e["ip"], e["port"]]
-                    rules.append("ip saddr @%s goto %s" % (aff, ch))
-            vmap = ", ".join("%d : goto %s" % (i, ep_chain[e["ip"], e["port"]][0]) for i, e in enumerate(chosen))
-            rules.append("numgen random mod %d vmap { %s }" % (len(chosen), vmap))
+                    action, aff = targets[e["ip"], e["port"]]
+                    rules.append("ip saddr @%s %s" % (aff, action))
+            n = len(chosen)
+            for i, e in enumerate(chosen):
+                action = targets[e["ip"], e["port"]][0]
+                rules.append(action if i == n - 1 else "numgen random mod %d == 0 %s" % (n - i, action))
 
         svc_chain = chain_name("svc", base)
         svc_key_text = "%s . %s . %d" % (cip, proto, port)
         if cluster:
             rules = []
             if cluster_cidr:
-                rules.append("ip daddr %s meta l4proto %s th dport %d ip saddr != %s meta mark set meta mark | %s"
-                             % (cip, proto, port, cluster_cidr, MARK))
+                rules.append("ip saddr != %s meta mark set meta mark | %s" % (cluster_cidr, MARK))
             dispatch(rules, cluster)
             frag.chains[svc_chain] = tuple(rules)
             frag.add("service-ips", svc_key_text, "goto " + svc_chain)
@@ -285,18 +304,23 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
             if nodeport:
                 udp_fronts.add((None, nodeport))
     frag.udp_endpoints, frag.udp_fronts, frag.endpoints = frozenset(udp_eps), frozenset(udp_fronts), len(used)
+    frag.endpoint_ips = frozenset(ip for ip, _ in used)
     return frag
 
 
-def plan_base(node_ips):
-    """The fixed skeleton: base chains, dispatch chains, maps, node addresses."""
+def plan_base(node_ips, endpoint_ips=()):
+    """The fixed skeleton: base chains, dispatch chains, maps, node addresses,
+    and the hairpin pairs: a pod DNATed to itself (source = destination after
+    DNAT) must be masqueraded, or its reply would never leave the pod. One
+    `ip . ip` element per endpoint address does that comparison in a lookup."""
     frag = Fragment()
     ips = sorted({ip for ip in (_ipv4(x) for x in (node_ips or [])) if ip is not None})
     np_match = "fib daddr type local ip daddr != 127.0.0.0/8" + (" ip daddr @nodeport-ips" if ips else "")
     frag.chains = {
         "nat-prerouting": ("jump services",),
         "nat-output": ("jump services",),
-        "nat-postrouting": ("meta mark & %s == %s masquerade fully-random" % (MARK, MARK),),
+        "nat-postrouting": ("meta mark & %s == %s masquerade fully-random" % (MARK, MARK),
+                            "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random"),
         "filter-input": ("ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"),
         "filter-forward": ("ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"),
         "filter-output": ("ct state new jump service-endpoints-check",),
@@ -310,41 +334,50 @@ def plan_base(node_ips):
     }
     for ip in ips:
         frag.add("nodeport-ips", str(ip))
+    for ip in sorted(endpoint_ips):
+        frag.add("hairpin", "%s . %s" % (ip, ip))
     return frag
 
 
 class Planner:
-    """Plans every Service, re-planning only those whose Service or slices
-    changed since the last call (cache keyed by resourceVersions)."""
+    """The plan of one node, kept between syncs.
+
+    `update(key, svc, slices)` re-plans one Service (svc None: it is gone);
+    `plan(node_ips)` returns the current {key: Fragment} ("" = skeleton). A
+    change to one Service therefore costs one plan_service call plus a dict
+    copy, whatever the number of Services. `replan_all` rebuilds everything
+    from full lists (first sync, periodic resync, after a failure), so an
+    update the caller missed cannot outlive the next full sync."""
 
     def __init__(self, node_name, cluster_cidr="10.244.0.0/16"):
         self.node_name, self.cluster_cidr = node_name, cluster_cidr
-        self._cache = {}   # service key -> (version key, fragment)
+        self.frags = {}                       # service key -> Fragment
+        self.hairpin = collections.Counter()  # endpoint IP -> fragments using it
         self._base = (None, None)
 
-    def plan(self, services, slices, node_ips):
-        """-> {fragment key: Fragment}; "" is the skeleton."""
+    def update(self, key, svc, slices):
+        old = self.frags.pop(key, None)
+        if old is not None:
+            self.hairpin.subtract(old.endpoint_ips)
+        frag = plan_service(svc, slices, self.node_name, self.cluster_cidr) if svc is not None else None
+        if frag is not None:
+            self.frags[key] = frag
+            self.hairpin.update(frag.endpoint_ips)
+
+    def replan_all(self, services, slices):
         by_svc = slices_by_service(slices)
-        ips = tuple(sorted(node_ips or ()))
-        if self._base[0] != ips:
-            self._base = (ips, plan_base(ips))
-        out = {"": self._base[1]}
-        cache = {}
+        self.frags, self.hairpin = {}, collections.Counter()
         for svc in services or []:
             m = svc.get("metadata", {})
-            key = service_key(svc)
-            mine = by_svc.get((m.get("namespace"), m.get("name")), [])
-            version = (m.get("resourceVersion"), tuple(sorted((s["metadata"].get("name"), s["metadata"].get("resourceVersion"))
-                                                              for s in mine)))
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] == version and version[0] is not None:
-                frag = hit[1]
-            else:
-                frag = plan_service(svc, mine, self.node_name, self.cluster_cidr)
-            cache[key] = (version, frag)
-            if frag is not None:
-                out[key] = frag
-        self._cache = cache
+            self.update(service_key(svc), svc, by_svc.get((m.get("namespace"), m.get("name")), []))
+
+    def plan(self, node_ips):
+        ips = tuple(sorted(node_ips or ()))
+        hairpin = frozenset(ip for ip, n in self.hairpin.items() if n > 0)
+        if self._base[0] != (ips, hairpin):
+            self._base = ((ips, hairpin), plan_base(ips, hairpin))
+        out = dict(self.frags)
+        out[""] = self._base[1]
         return out
 
 
@@ -352,10 +385,11 @@ def plan_ruleset(services, slices, node_name, node_ips, table="podnet-proxy", cl
     """The whole table as one script that replaces it (see render.full)."""
     from podnet.proxy.render import full
     by_svc = slices_by_service(slices)
-    frags = {"": plan_base(node_ips)}
+    frags = {}
     for svc in services or []:
         m = svc.get("metadata", {})
         frag = plan_service(svc, by_svc.get((m.get("namespace"), m.get("name")), []), node_name, cluster_cidr)
         if frag is not None:
             frags[service_key(svc)] = frag
+    frags[""] = plan_base(node_ips, frozenset().union(*(f.endpoint_ips for f in frags.values())))
     return full(frags, table)

@@ -19,12 +19,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from podnet.agent.metrics import REGISTRY
 from podnet.kernel import conntrack, nft
 from podnet.proxy import announce, healthcheck, render
-from podnet.proxy.planner import Planner
+from podnet.proxy.planner import SERVICE_NAME_LABEL, Planner
 from podnet.store import loop
 from podnet.store.informer import Informer
 
 log = logging.getLogger("podnet.proxy")
 TABLE = "podnet-proxy"
+SVC_PREFIX = "/registry/services/"
 RESYNC = 5.0            # re-evaluate node liveness (LB election) this often
 FULL_EVERY = 60.0       # and replace the whole table this often (drift repair)
 
@@ -44,6 +45,15 @@ CONNTRACK = Counter("podnet_proxy_conntrack_cleanups", "UDP conntrack deletions 
                     registry=REGISTRY)
 
 
+def _external(svc):
+    """Could this (changed) Service move a LoadBalancer IP or a health port?
+    A deleted one (None) might have had one."""
+    if svc is None:
+        return True
+    spec = svc.get("spec") or {}
+    return spec.get("type") == "LoadBalancer" or spec.get("externalTrafficPolicy") == "Local"
+
+
 class ProxyReconciler:
     def __init__(self, node, objects, cluster_cidr, state_dir, mode="vxlan", uplink="eth0", table=TABLE):
         self.node, self.objects, self.cluster_cidr = node, objects, cluster_cidr
@@ -55,11 +65,39 @@ class ProxyReconciler:
         self.announcer = announce.L2Announcer(uplink)
         self.health = healthcheck.HealthServers()
         self.lb_owned = set()
+        self._node_sig = None
+        self._counts = None
+        for i, gauge in enumerate((RULES, CHAINS, ELEMENTS, ENDPOINTS, SERVICES)):
+            gauge.set_function(lambda i=i: self._count(i))
         self.syncs = {"full": 0, "partial": 0}
+        self.lock = threading.Lock()
+        self.pending = set()            # service keys ("ns/name") whose objects changed
+        self.slice_index = {}           # (ns, service name) -> {store key: EndpointSlice}
         store = objects.store
-        self.services = Informer(store, "/registry/services/", self.dirty)
-        self.slices = Informer(store, "/registry/endpointslices/", self.dirty)
+        self.services = Informer(store, SVC_PREFIX, self.dirty, self._service_changed)
+        self.slices = Informer(store, "/registry/endpointslices/", self.dirty, self._slice_changed)
         self.nodes = Informer(store, "/registry/nodes/", self.dirty)
+
+    # informer callbacks (watch threads): remember what changed, nothing more
+    def _service_changed(self, key, old, new):
+        with self.lock:
+            self.pending.add(key[len(SVC_PREFIX):])
+
+    def _slice_changed(self, key, old, new):
+        with self.lock:
+            for obj, keep in ((old, False), (new, True)):
+                if obj is None:
+                    continue
+                m = obj.get("metadata", {})
+                owner = (m.get("namespace"), (m.get("labels") or {}).get(SERVICE_NAME_LABEL))
+                if owner[1] is None:
+                    continue
+                bucket = self.slice_index.setdefault(owner, {})
+                if keep:
+                    bucket[key] = obj
+                else:
+                    bucket.pop(key, None)
+                self.pending.add("%s/%s" % owner)
 
     def node_ips(self, nodes):
         for n in nodes:
@@ -69,11 +107,21 @@ class ProxyReconciler:
         return []
 
     def sync(self, force_full=False):
-        services, slices, nodes = self.services.values(), self.slices.values(), self.nodes.values()
+        nodes = self.nodes.values()
         t0 = time.perf_counter()
-        plan = self.planner.plan(services, slices, self.node_ips(nodes))
-        script = None
+        with self.lock:
+            keys, self.pending = self.pending, set()
         full = force_full or self.applied is None or time.monotonic() - self.last_full > FULL_EVERY
+        if full:   # from the full copies: nothing a missed callback did can survive this
+            self.planner.replan_all(self.services.values(), self.slices.values())
+        else:
+            for key in keys:
+                ns, name = key.split("/", 1)
+                with self.lock:
+                    mine = list(self.slice_index.get((ns, name), {}).values())
+                self.planner.update(key, self.services.get(SVC_PREFIX + key), mine)
+        plan = self.planner.plan(self.node_ips(nodes))
+        script = None
         if not full:
             script = render.diff(self.applied, plan, self.table)
             full = script is None
@@ -98,17 +146,26 @@ class ProxyReconciler:
             SYNC_SECONDS.labels(kind).observe(t2 - t0)
             SYNC_PHASE.labels("plan").set(t1 - t0)
             SYNC_PHASE.labels("apply").set(t2 - t1)
-            rules, chains, elements, eps = render.counts(plan)
-            RULES.set(rules)
-            CHAINS.set(chains)
-            ELEMENTS.set(elements)
-            ENDPOINTS.set(eps)
-            SERVICES.set(len(plan) - 1)
+            self._counts = None    # counted when scraped: O(table), not on every small sync
             log.info("services: %s sync, %d services, plan %.1f ms, nft %.1f ms", kind, len(plan) - 1,
                      (t1 - t0) * 1e3, (t2 - t1) * 1e3)
         self._conntrack(old, plan)
-        self._announce(services, slices, nodes)
-        self.health.ensure(healthcheck.wanted(services, slices, self.node))
+        # LoadBalancer owners and health-check ports look at every Service:
+        # only when one that can matter changed, or the live nodes did
+        node_sig = tuple(sorted((n["metadata"]["name"], announce.node_alive(n)) for n in nodes))
+        if full or node_sig != self._node_sig or any(_external(self.services.get(SVC_PREFIX + k)) for k in keys):
+            self._node_sig = node_sig
+            services, slices = self.services.values(), self.slices.values()
+            self._announce(services, slices, nodes)
+            self.health.ensure(healthcheck.wanted(services, slices, self.node))
+
+    def _count(self, i):
+        plan = self.applied
+        if plan is None:
+            return 0
+        if self._counts is None:
+            self._counts = render.counts(plan) + (len(plan) - 1,)
+        return self._counts[i]
 
     def _conntrack(self, old, new):
         """UDP entries DNATed to endpoints that left, and entries to fronts

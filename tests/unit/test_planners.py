@@ -41,6 +41,15 @@ def test_placement_selector_readiness_and_least_loaded():
     assert P.choose_node(dict(pod("s"), spec={"nodeSelector": {"disk": "hdd"}, "containers": []}), nodes, []) is None
 
 
+def test_replicas_spread_over_nodes_before_load():
+    nodes = [node("n1", "10.244.0.0/24"), node("n2", "10.244.1.0/24"), node("n3", "10.244.2.0/24")]
+    # n1 is the busiest node, but it has no replica of d1 yet: spreading wins
+    pods = [pod("client", "n1"), pod("other", "n1"), pod("w1", "n2", owner="d1"), pod("w2", "n3", owner="d1")]
+    assert P.choose_node(pod("w3", owner="d1"), nodes, pods) == "n1"
+    # a pod without an owner goes to the least-loaded node
+    assert P.choose_node(pod("bare"), nodes, pods) == "n2"
+
+
 def dep(replicas=3, uid="d1"):
     return {"metadata": {"name": "web", "namespace": "default", "uid": uid},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},

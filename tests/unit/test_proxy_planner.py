@@ -39,6 +39,24 @@ def rules_of(script, prefix):
     return out
 
 
+def cascade(rules):
+    """The endpoint choice at the end of a chain: [target] in order, checking
+    that rule i is `numgen random mod (N-i) == 0` (uniform) and the last has
+    no condition. A target is `ip:port` for a dnat, the chain name for a goto."""
+    picks = [r for r in rules if "dnat to" in r or "goto ep-" in r]
+    picks = [r for r in picks if not r.startswith("ip saddr @")]
+    out = []
+    for i, r in enumerate(picks):
+        m = re.fullmatch(r"(?:numgen random mod (\d+) == 0 )?(?:meta l4proto \w+ dnat to (\S+)|goto (ep-\S+))", r)
+        assert m, r
+        if i < len(picks) - 1:
+            assert m.group(1) == str(len(picks) - i), (i, r)
+        else:
+            assert m.group(1) is None, r
+        out.append(m.group(2) or m.group(3))
+    return out
+
+
 def dnats(script):
     return sorted(re.findall(r"dnat to (\S+)$", script, re.M))
 
@@ -54,16 +72,17 @@ def test_clusterip_three_ready_endpoints():
     chain = chain_name("svc", "default/web/tcp/80")
     assert "add element %s service-ips { 10.96.0.10 . tcp . 80 : goto %s }" % (T, chain) in s
     (rules,) = rules_of(s, "svc-").values()
-    assert re.search(r"numgen random mod 3 vmap \{ 0 : goto ep-\S+, 1 : goto ep-\S+, 2 : goto ep-\S+ \}$", rules[-1])
-    assert dnats(s) == ["10.244.1.2:8080", "10.244.1.3:8080", "10.244.1.4:8080"]
-    for ip in ("10.244.1.2", "10.244.1.3", "10.244.1.4"):  # hairpin mark
-        assert re.search(r"ep-\S+ ip saddr %s meta mark set meta mark \| 0x4000$" % re.escape(ip), s, re.M)
+    assert cascade(rules) == ["10.244.1.2:8080", "10.244.1.3:8080", "10.244.1.4:8080"]
+    assert not rules_of(s, "ep-")                              # no affinity: no per-endpoint chains
+    for ip in ("10.244.1.2", "10.244.1.3", "10.244.1.4"):  # hairpin: a pod DNATed to itself is masqueraded
+        assert "add element %s hairpin { %s . %s }" % (T, ip, ip) in s
+    assert "add rule %s nat-postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random" % T in s
     assert "add rule %s nat-postrouting meta mark & 0x4000 == 0x4000 masquerade fully-random" % T in s
     assert "add element %s cluster-ips { 10.96.0.10 }" % T in s
     assert "add rule %s services ip daddr . meta l4proto . th dport vmap @service-ips" % T in s
     assert "add rule %s cluster-ips-check ip daddr @cluster-ips reject" % T in s
     # off-cluster clients of the ClusterIP are masqueraded
-    assert "ip daddr 10.96.0.10 meta l4proto tcp th dport 80 ip saddr != 10.244.0.0/16 meta mark set" in s
+    assert rules[0] == "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000"
 
 
 def test_not_ready_excluded_and_terminating_fallback():
@@ -71,7 +90,7 @@ def test_not_ready_excluded_and_terminating_fallback():
              [eps_slice("web", [ep("10.244.1.2"), ep("10.244.1.3", ready=False),
                                 ep("10.244.1.4", ready=False, serving=True, terminating=True)], WEB_SLICE_PORT)])
     assert dnats(s) == ["10.244.1.2:8080"]
-    assert "numgen random mod 1 vmap" in s
+    assert "numgen" not in s                                   # one endpoint: no choice to make
     # nothing ready: the serving terminating one is used, the not-serving one is not
     s = plan([svc("web", "10.96.0.10", WEB_PORT)],
              [eps_slice("web", [ep("10.244.1.3", ready=False),
@@ -152,10 +171,10 @@ def test_nodeport_local_policy():
     rules = rules_of(s, "ext-")[ext]
     assert not any(r == "meta mark set meta mark | 0x4000" for r in rules)   # client address kept
     assert "fib saddr type local meta mark set meta mark | 0x4000" in rules  # the node itself: masquerade
-    assert re.fullmatch(r"numgen random mod 1 vmap \{ 0 : goto ep-\S+__10\.244\.1\.2/8080 \}", rules[-1])
+    assert rules[-1] == "meta l4proto tcp dnat to 10.244.1.2:8080"
     # the ClusterIP still balances over every endpoint
     (svc_rules,) = rules_of(s, "svc-").values()
-    assert "numgen random mod 2 vmap" in svc_rules[-1]
+    assert cascade(svc_rules) == ["10.244.1.2:8080", "10.244.2.2:8080"]
     # on a node without a local endpoint: pods and the node still reach every
     # endpoint, outside clients are dropped (not rejected: the LB's health check
     # steers them away)
@@ -199,7 +218,7 @@ def test_client_ip_affinity():
         epc = "ep-" + aff[len("affinity-"):]
         assert "ip saddr @%s goto %s" % (aff, epc) in svc_rules[:-1]           # checked before numgen
         assert "update @%s { ip saddr }" % aff in rules_of(s, epc)[epc]
-    assert svc_rules[-1].startswith("numgen random mod 2 vmap")
+    assert len(cascade(svc_rules)) == 2 and all(t.startswith("ep-") for t in cascade(svc_rules))
     # default timeout
     service["spec"].pop("sessionAffinityConfig")
     s = plan([service], [eps_slice("web", [ep("10.244.1.2")], WEB_SLICE_PORT)])
@@ -261,7 +280,7 @@ def test_nft_accepts_script(namespaces):
     sh(ns, "nft", "-f", "-", input=script)
     sh(ns, "nft", "-f", "-", input=script)
     listing = sh(ns, "nft", "list", "table", "ip", "podnet-proxy").stdout
-    assert "numgen random mod 2 vmap" in listing and "masquerade fully-random" in listing
+    assert "numgen random mod 2 0 " in listing and "masquerade fully-random" in listing
     sh(ns, "nft", "-f", "-", input=plan([], []))
     listing = sh(ns, "nft", "list", "table", "ip", "podnet-proxy").stdout
     assert "dnat to" not in listing and "goto svc-" not in listing
