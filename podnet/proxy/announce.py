@@ -133,3 +133,29 @@ def gratuitous_arp(ifname, mac, ip):
         s.send(frame)
     finally:
         s.close()
+
+
+def bgp_prefixes(services, slices, node):
+    """The LoadBalancer /32s this node advertises over BGP (Calico's model):
+    every node for externalTrafficPolicy Cluster (any node can forward), only
+    nodes with a ready local endpoint for Local. A Service with no ready
+    endpoint anywhere is not advertised at all."""
+    ready_on = {}
+    for sl in slices:
+        m = sl.get("metadata", {})
+        key = (m.get("namespace"), (m.get("labels") or {}).get(SERVICE_NAME_LABEL))
+        for ep in sl.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready", True):
+                ready_on.setdefault(key, set()).add(ep.get("nodeName"))
+    out = set()
+    for svc in services:
+        spec = svc.get("spec") or {}
+        if spec.get("type") != "LoadBalancer":
+            continue
+        m = svc.get("metadata", {})
+        here = ready_on.get((m.get("namespace"), m.get("name")), set())
+        if not here or (spec.get("externalTrafficPolicy") == "Local" and node not in here):
+            continue
+        out.update("%s/32" % ip for ip in external_addresses({"spec": {"type": "LoadBalancer"},
+                                                               "status": svc.get("status")}))
+    return sorted(out)

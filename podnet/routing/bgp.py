@@ -79,7 +79,7 @@ def _quote(text):
 
 
 def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflector=False,
-                  reflector_ips=(), announce=()):
+                  reflector_ips=(), announce=(), upstreams=()):
     """bird.conf (BIRD 2) for `node`. peers: [(name, ip)] of the other nodes.
 
     Full mesh by default. route_reflector=True: every peer not in reflector_ips
@@ -109,6 +109,13 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         sessions = [(ip, False) for ip in reflectors]
     else:
         sessions = [(ip, False) for ip in names]
+    # routers outside the cluster (the lab's external host): plain sessions that
+    # receive what this node originates (podCIDR, LoadBalancer IPs)
+    for name, ip in upstreams:
+        addr = _ipv4(ip, "upstream %s" % name)
+        if addr not in names:
+            names[addr] = str(name)
+            sessions.append((addr, False))
     out = [
         "# podnet BGP for node %s: generated, do not edit." % re.sub(r"\s", "_", str(node)),
         "router id %s;" % me,
@@ -162,6 +169,44 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         if client:
             out.append("  rr client;")
         out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def render_upstream_config(router_ip, peers, asn=DEFAULT_ASN):
+    """bird.conf for a router outside the cluster (the lab's `external` host):
+    it peers with every node, learns podCIDRs and LoadBalancer /32s, installs
+    them in its kernel (several nodes announcing one IP: an ECMP route), and
+    announces nothing back."""
+    me = _ipv4(router_ip, "router_ip")
+    out = [
+        "# podnet upstream router: generated, do not edit.",
+        "router id %s;" % me,
+        'timeformat protocol "%FT%T";',
+        "protocol device { scan time 10; }",
+        "protocol kernel kernel4 {",
+        "  ipv4 { import none; export where source = RTS_BGP; };",
+        "  merge paths on;",
+        "  learn off;",
+        "}",
+        "template bgp podnet_node {",
+        "  local as %d;" % int(asn),
+        "  direct;",
+        "  connect delay time 1;",
+        "  connect retry time 1;",
+        "  startup hold time 5;",
+        "  hold time 9;",
+        "  keepalive time 3;",
+        "  error wait time 1, 5;",
+        "  ipv4 { import all; export none; };",
+        "}",
+    ]
+    taken = set()
+    for name, ip in peers:
+        addr = _ipv4(ip, "peer %s" % name)
+        proto = protocol_name(str(name), taken)
+        taken.add(proto)
+        out += ["protocol bgp %s from podnet_node {" % proto, "  description %s;" % _quote(name),
+                "  neighbor %s as %d;" % (addr, int(asn)), "}"]
     return "\n".join(out) + "\n"
 
 

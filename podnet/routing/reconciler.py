@@ -35,12 +35,13 @@ def masq_script(cluster_cidr):
 
 class RoutingReconciler:
     def __init__(self, mode, node, objects, underlay, cluster_cidr, netns_path, state_dir,
-                 direct_routing=False, route_reflector=None):
+                 direct_routing=False, route_reflector=None, upstreams=()):
         self.mode, self.node, self.objects = mode, node, objects
         self.underlay, self.cluster_cidr = underlay, cluster_cidr
         self.netns_path, self.state_dir = netns_path, state_dir
         self.direct_routing = direct_routing
         self.route_reflector = route_reflector
+        self.upstreams = list(upstreams)    # bgp: routers outside the cluster, [(name, ip)]
         self.dirty = threading.Event()
         self.passes = self.changes = 0
         self.bird = None
@@ -80,11 +81,13 @@ class RoutingReconciler:
         me = next((n for n in nodes if n["metadata"]["name"] == self.node), None)
         if me is None or not me["spec"].get("podCIDR") or not internal_ip(me):
             return
+        from podnet.proxy.announce import bgp_prefixes
         others = [(p.name, p.ip) for p in peers(self.node, nodes)]
         rr = self.route_reflector
+        lb = bgp_prefixes(self.objects.list("Service"), self.objects.list("EndpointSlice"), self.node)
         conf = render_config(self.node, internal_ip(me), me["spec"]["podCIDR"],
                              others if not rr or rr == self.node else [(n, ip) for n, ip in others if n == rr],
-                             route_reflector=bool(rr) and rr == self.node)
+                             route_reflector=bool(rr) and rr == self.node, announce=lb, upstreams=self.upstreams)
         if self.bird is None:
             self.bird = Bird(self.netns_path, self.state_dir)
         what = self.bird.ensure(conf)

@@ -1,5 +1,6 @@
 """Pods on different nodes talk without NAT: a 3-node lab per routing mode."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -77,8 +78,48 @@ def test_nodes_show_their_routing_and_bgp_sessions(lab):
     for row in rows[1:]:
         assert lab.mode in row
     if lab.mode == "bgp":
+        # two node peers and the external host's router
         lab.wait("every session Established in get nodes", lambda: all(
-            row.count("=Established") == 2 for row in lab.run("get", "nodes", "-o", "wide").stdout.splitlines()[1:]), 20)
+            row.count("=Established") == 3 and "external=Established" in row
+            for row in lab.run("get", "nodes", "-o", "wide").stdout.splitlines()[1:]), 20)
+
+
+LB = """apiVersion: v1
+kind: Service
+metadata: {name: mesh-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: mesh}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def test_loadbalancer_ip_reaches_the_pods_from_outside(lab):
+    """vxlan/host-gw: one elected node answers ARP for the IP; bgp: every node
+    advertises it to the external host's router, which installs it (ECMP)."""
+    lab.run("apply", "-f", "-", input=LB)
+    try:
+        ing = lab.wait("an ingress IP", lambda: json.loads(lab.run("get", "svc", "mesh-lb", "-o", "json").stdout)
+                       .get("status", {}).get("loadBalancer", {}).get("ingress"))
+        ip = ing[0]["ip"]
+        names = {p["metadata"]["name"] for p in pods(lab).values()}
+        url = "http://%s/hostname" % ip
+        seen = lab.wait("answers from outside", lambda: lab.run(
+            "lab", "exec", "external", "--", "sh", "-c", "for i in $(seq 12); do curl -s -m 2 %s; echo; done" % url,
+            check=False).stdout.split(), 30)
+        assert len(seen) == 12 and set(seen) <= names
+        routes = lab.run("lab", "exec", "external", "--", "ip", "route").stdout
+        if lab.mode == "bgp":
+            lines = routes.splitlines()
+            i = next(k for k, x in enumerate(lines) if x.startswith(ip + " "))
+            block = [lines[i]] + list(itertools.takewhile(lambda x: x[:1].isspace(), lines[i + 1:]))
+            # one ECMP route through every node (externalTrafficPolicy Cluster: all advertise)
+            assert "proto bird" in block[0] and all("via %s " % n["ip"] in " ".join(block) + " "
+                                                     for n in lab.doc["nodes"]), routes
+        else:
+            assert ip not in routes           # on-link: found by ARP, answered by the elected node
+    finally:
+        lab.run("delete", "svc", "mesh-lb")
 
 
 def test_every_pod_reaches_every_pod_without_nat(lab):
