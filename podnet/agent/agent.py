@@ -159,6 +159,7 @@ class Agent:
         log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
                                                                 pod["metadata"]["name"], uid))
         os.makedirs(log_dir, exist_ok=True)
+        resolv = self.write_resolv_conf(pod, log_dir)
         rp = RunningPod(pod, ns_name, ip, log_dir)
         policy = pod["spec"].get("restartPolicy", "Always")
         previous = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
@@ -177,7 +178,7 @@ class Agent:
                     proc, found[0] = adopt_mod.Adopted(found[0]), None
                     return proc
                 proc = containers.start(argv, path, pod["metadata"]["name"],
-                                        os.path.join(log_dir, c["name"] + ".log"), env=env)
+                                        os.path.join(log_dir, c["name"] + ".log"), env=env, resolv_conf=resolv)
                 adopt_mod.record_pid(log_dir, c["name"], proc.pid)
                 return proc
             sup = containers.Supervisor(c, start, policy)
@@ -191,6 +192,26 @@ class Agent:
         self.pods[uid] = rp
         log.info("pod %s/%s %s: %s in %s", rp.ns, rp.name, "adopted" if adopt else "started", ip, ns_name)
         return rp
+
+    def write_resolv_conf(self, pod, log_dir):
+        """<pod dir>/resolv.conf by dnsPolicy (podnet.dns.resolvconf); every
+        container of the pod (and `podnet exec`) sees it as /etc/resolv.conf.
+        The node's own resolver config ("Default") is <node dir>/resolv.conf,
+        which the lab writes, else this host's."""
+        from podnet.dns import resolvconf
+        node_conf = ""
+        for candidate in (os.path.join(self.dir, "resolv.conf"), "/etc/resolv.conf"):
+            try:
+                with open(candidate) as f:
+                    node_conf = f.read()
+                break
+            except OSError:
+                continue
+        path = os.path.join(log_dir, "resolv.conf")
+        with open(path + ".tmp", "w") as f:
+            f.write(resolvconf.plan(pod, node_conf))
+        os.replace(path + ".tmp", path)
+        return path
 
     def _count(self, what, seconds):
         """Cumulative timings in <node state>/stats.json (bench/lab.py reads them)."""

@@ -100,10 +100,29 @@ def _check_runnable(argv0, path, cwd):
                             else "no such executable file", argv0)
 
 
-def _wrap(argv, hostname):
+# $0 = hostname, $1 = the pod's resolv.conf, then the container argv. A mount
+# namespace of its own (private propagation, as `ip netns exec` does for
+# /etc/netns/NAME/) so the bind mount over /etc/resolv.conf is seen by this
+# container only; the host's file is never touched. One `mount` exec: ~2 ms.
+SET_HOSTNAME_RESOLV = ('hostname "$0" 2>/dev/null || printf %s "$0" > /proc/sys/kernel/hostname '
+                       '|| { echo "podnet: cannot set hostname $0" >&2; exit 126; }; '
+                       'mount --bind "$1" /etc/resolv.conf '
+                       '|| { echo "podnet: cannot bind $1 over /etc/resolv.conf" >&2; exit 126; }; '
+                       'shift; exec "$@"')
+
+
+def wrap(argv, hostname, resolv_conf=None):
+    """The argv that runs `argv` in a UTS namespace with `hostname` and, with
+    resolv_conf (a file), in a mount namespace where /etc/resolv.conf is it."""
     if hostname is None:
         return list(argv)
+    if resolv_conf:
+        return [_tool("unshare"), "--uts", "--mount", "--propagation", "private", "--", "sh", "-c",
+                SET_HOSTNAME_RESOLV, pod_hostname(hostname), resolv_conf] + list(argv)
     return [_tool("unshare"), "--uts", "--", "sh", "-c", SET_HOSTNAME, pod_hostname(hostname)] + list(argv)
+
+
+_wrap = wrap
 
 
 def _popen_in(netns_path, argv, **kw):
@@ -112,10 +131,11 @@ def _popen_in(netns_path, argv, **kw):
         return subprocess.Popen(argv, start_new_session=True, close_fds=True, **kw)
 
 
-def start(argv, netns_path, hostname, log_path, env=None, cwd=None):
+def start(argv, netns_path, hostname, log_path, env=None, cwd=None, resolv_conf=None):
     """Start one container: argv in the pod netns, in its own UTS namespace
     with `hostname` (the pod name), stdout+stderr appended to log_path, in a
     new session. -> subprocess.Popen (pid = the container process).
+    resolv_conf: a file bind-mounted over /etc/resolv.conf for this container.
 
     Raises FileNotFoundError when argv[0] is not an executable (so callers
     can report StartError), NetnsError when the netns is gone."""
@@ -130,7 +150,7 @@ def start(argv, netns_path, hostname, log_path, env=None, cwd=None):
     os.makedirs(log_dir, exist_ok=True)
     log = open(log_path, "ab")
     try:
-        proc = _popen_in(netns_path, _wrap(argv, name), stdin=subprocess.DEVNULL, stdout=log,
+        proc = _popen_in(netns_path, _wrap(argv, name, resolv_conf), stdin=subprocess.DEVNULL, stdout=log,
                          stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     finally:
         log.close()
@@ -209,7 +229,7 @@ def kill_leftovers(proc):
         signal_group(proc.pid, signal.SIGKILL)
 
 
-def exec_in(netns_path, argv, hostname=None, timeout=30.0, input=None, env=None, cwd=None):
+def exec_in(netns_path, argv, hostname=None, timeout=30.0, input=None, env=None, cwd=None, resolv_conf=None):
     """Run argv to completion in the pod's netns (and, with `hostname`, a UTS
     namespace of its own with that hostname) -> CompletedProcess (text).
 
@@ -223,7 +243,7 @@ def exec_in(netns_path, argv, hostname=None, timeout=30.0, input=None, env=None,
         full_env.pop("HOSTNAME")
     cwd = cwd or "/"
     _check_runnable(argv[0], full_env["PATH"], cwd)
-    proc = _popen_in(netns_path, _wrap(argv, hostname), stdin=subprocess.PIPE if input is not None
+    proc = _popen_in(netns_path, _wrap(argv, hostname, resolv_conf), stdin=subprocess.PIPE if input is not None
                      else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                      env=full_env, cwd=cwd, text=True)
     with proc:

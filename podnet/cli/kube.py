@@ -190,14 +190,24 @@ def _pod_and_netns(lab, objects, name, namespace):
 def cmd_exec(args):
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
-    pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
+    try:
+        pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
+    except ApiError:
+        from podnet.cli import docker_cmds  # no such pod: a `podnet run` container of that name?
+        if args.namespace is None and docker_cmds.has_container(lab, args.pod):
+            return docker_cmds.exec_container(lab, args.pod, args.command)
+        raise
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
         return _err("give a command after --")
-    # same network namespace as the pod's containers, hostname = pod name
-    argv = ["nsenter", "--net=" + path, "--", "unshare", "--uts", "--", "sh", "-c",
-            'hostname "$0" && exec "$@"', pod["metadata"]["name"], *args.command]
+    # same network namespace as the pod's containers, hostname = pod name,
+    # and the pod's /etc/resolv.conf (written by the agent) when it has one
+    from podnet.agent.containers import wrap
+    resolv = os.path.join(topo.state_dir(lab), "nodes", pod["spec"].get("nodeName") or "-", "pods", "%s_%s_%s" % (
+        pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]), "resolv.conf")
+    argv = ["nsenter", "--net=" + path, "--"] + wrap(args.command, pod["metadata"]["name"],
+                                                      resolv if os.path.exists(resolv) else None)
     return subprocess.call(argv)
 
 

@@ -93,11 +93,20 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
     install(os.path.join(sdir, "bin"))
     say("controller manager")
     _spawn(lab, "controllers", _podnet("lab", "controllers", "--lab", lab))
+    if doc.get("routing", {}).get("mode") == "bgp":
+        say("BGP router on the external host (learns podCIDRs and LoadBalancer IPs)")
+        external_router(lab, doc)
+    say("external resolver (the lab's internet) on %s" % doc["external"]["ip"])
+    _start_external_dns(lab, doc)
     for n in doc["nodes"]:
         say("agent on %s" % n["name"])
+        _write_node_resolv_conf(lab, doc, n["name"])
         _spawn(lab, "agent-" + n["name"], _podnet("agent", "--lab", lab, "--node", n["name"]), n["netns"])
     objects = objects_for(lab)
     wait_nodes(lab, objects, [n["name"] for n in doc["nodes"]], timeout, say)
+    from podnet.dns import addon
+    say("kube-dns addon (Service kube-system/kube-dns, %s)" % addon.CLUSTER_DNS)
+    apply_text(objects, addon.manifest_text(store_url(lab)), "kube-dns addon")
     applied = []
     for text, source in manifests:
         applied += apply_text(objects, text, source)
@@ -105,6 +114,26 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
         say("waiting for pods to be Ready")
         wait_pods_ready(objects, timeout, say, expect=expected_pods(objects))
     return doc, applied
+
+
+def _start_external_dns(lab, doc):
+    """podnet's DNS server with static records on the external host,
+    recorded in procs.json like every lab process (lab down stops it)."""
+    from podnet.dns import addon
+    path = os.path.join(topo.state_dir(lab), "external.zone")
+    with open(path, "w") as f:
+        f.write(addon.external_zone(doc["external"]["ip"]))
+    _spawn(lab, "external-dns", [sys.executable, "-m", "podnet.dns", "serve", "--static", path, "--listen",
+                                 doc["external"]["ip"], "--workers", "1", "--no-forward"], doc["external"]["netns"])
+
+
+def _write_node_resolv_conf(lab, doc, node):
+    """<node dir>/resolv.conf: the node's resolver (dnsPolicy Default), the external host."""
+    from podnet.dns import addon
+    node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
+    os.makedirs(node_dir, exist_ok=True)
+    with open(os.path.join(node_dir, "resolv.conf"), "w") as f:
+        f.write(addon.node_resolv_conf(doc["external"]["ip"]))
 
 
 def wait_nodes(lab, objects, names, timeout, say):
@@ -187,7 +216,9 @@ def add_node(lab, timeout=60):
     doc["nodes"].append({"name": name, "ip": ip, "netns": topo.ns_name(lab, name)})
     topo.save(lab, doc)
     topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
+    _write_node_resolv_conf(lab, doc, name)
     _spawn(lab, "agent-" + name, _podnet("agent", "--lab", lab, "--node", name), topo.ns_name(lab, name))
+    external_router(lab, doc)
     wait_nodes(lab, objects_for(lab), [name], timeout, lambda m: None)
     return name
 
@@ -220,8 +251,22 @@ def remove_node(lab, node):
         pass
     doc["nodes"] = [n for n in doc["nodes"] if n["name"] != node]
     topo.save(lab, doc)
+    external_router(lab, doc)
     import shutil
     shutil.rmtree(os.path.join(topo.state_dir(lab), "nodes", node), ignore_errors=True)
+
+
+def external_router(lab, doc):
+    """bgp labs: a BIRD on the external host that peers with every node, as
+    the upstream router a real cluster's nodes would peer with; that is how
+    the external host reaches LoadBalancer IPs. Other modes: nothing. The
+    daemon runs in the external namespace, so `lab down` stops it with
+    everything else running there."""
+    if doc.get("routing", {}).get("mode") != "bgp":
+        return None
+    from podnet.routing.bgp import Bird, render_upstream_config
+    bird = Bird("/run/netns/" + doc["external"]["netns"], os.path.join(topo.state_dir(lab), "external-bird"))
+    return bird.ensure(render_upstream_config(doc["external"]["ip"], [(n["name"], n["ip"]) for n in doc["nodes"]]))
 
 
 def down(lab):
@@ -262,9 +307,11 @@ def run_agent(lab, node):
     r = doc.get("routing", {})
     objects = objects_for(lab)
     node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
+    upstreams = [("external", doc["external"]["ip"])] if r.get("mode") == "bgp" else []
     routing = RoutingReconciler(r.get("mode", "vxlan"), node, objects, doc["underlay"]["cidr"],
                                 doc.get("clusterCIDR", "10.244.0.0/16"), "/run/netns/" + topo.ns_name(lab, node),
-                                os.path.join(node_dir, "bird"), r.get("directRouting", False), r.get("routeReflector"))
+                                os.path.join(node_dir, "bird"), r.get("directRouting", False), r.get("routeReflector"),
+                                upstreams=upstreams)
     from podnet.policy.reconciler import PolicyReconciler
     from podnet.proxy.reconciler import ProxyReconciler
     cluster_cidr = doc.get("clusterCIDR", "10.244.0.0/16")

@@ -20,6 +20,8 @@ __all__ = ["command_for", "image_kind", "why_not", "WORKLOAD_ARGV"]
 
 # argv prefix that runs this package with the agent's own interpreter.
 WORKLOAD_ARGV = (sys.executable, "-m", "podnet.workload")
+# the cluster DNS image (podnet/dns, the kube-dns addon): podnet's DNS server
+DNS_ARGV = (sys.executable, "-m", "podnet.dns")
 
 
 def _image_name(image):
@@ -30,8 +32,10 @@ def _image_name(image):
 
 
 def image_kind(image):
-    """'agnhost', 'pause' or None: which built-in stands in for this image."""
+    """'agnhost', 'pause', 'dns' or None: which built-in stands in for this image."""
     name = _image_name(image)
+    if (image or "").strip().split("@", 1)[0].split(":", 1)[0].endswith("podnet/dns"):
+        return "dns"
     if "agnhost" in name:
         return "agnhost"
     if "pause" in name:
@@ -65,6 +69,8 @@ def command_for(container_spec):
         return list(WORKLOAD_ARGV) + args
     if kind == "pause":
         return list(WORKLOAD_ARGV) + ["pause"]
+    if kind == "dns":
+        return list(DNS_ARGV) + (args or ["serve"])
     return None
 
 
