@@ -19,6 +19,17 @@ What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv}:
                 Service in one chain, the target Service last), which is what
                 the verdict map replaces.
 
+  --lab         (default on; --no-lab skips it) change to rules in a real
+                lab (`lab up --nodes 2`, PODNET_STATE_ROOT in a temp dir):
+                the time from the user's command to the moment node1's
+                table shows it, polled every 10 ms with `nft list table`:
+                a pod deleted (its IP leaves the table: the agent marks it
+                terminating, the EndpointSlice follows, the proxy syncs),
+                a scale-up (from the new pod's Ready condition in the store
+                to its IP in the table), and a readiness change (the pod's
+                readiness file removed -> its IP leaves the table; includes
+                the 1 s probe period, failureThreshold 1).
+
 Targets (issue 5): one change at 10,000 under 50 ms (kube-proxy's partial
 sync: 141 ms), full sync at 10,000 under 3 s, latency ratio 10,000/10 at
 most 1.1. kube-proxy itself does not run here (no API server); its figures
@@ -142,11 +153,116 @@ def iptables_style(n, target_ip):
     return "\n".join(out) + "\n"
 
 
+LAB_MANIFEST = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: netexec
+        image: registry.k8s.io/e2e-test-images/agnhost:2.45
+        args: [netexec, --http-port=8080]
+        readinessProbe: {exec: {command: [sh, -c, "test ! -e /tmp/pnbp-notready-$HOSTNAME"]}, periodSeconds: 1,
+                         failureThreshold: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def lab_latency():
+    import tempfile
+    root = tempfile.mkdtemp(prefix="pnbp-lab-")
+    name = "bp%d" % (os.getpid() % 10000)
+    env = dict(os.environ, PODNET_STATE_ROOT=root, PODNET_LAB=name)
+    cli = [sys.executable, "-m", "podnet.cli.main"]
+
+    def run(*args, input=None):
+        res = subprocess.run(cli + list(args), env=env, input=input, capture_output=True, text=True, timeout=180)
+        if res.returncode != 0:
+            raise RuntimeError("podnet %s: %s" % (" ".join(args), res.stderr.strip()))
+        return res.stdout
+
+    def pods():
+        return json.loads(run("get", "pods", "-l", "app=web", "-o", "json"))["items"]
+
+    def table():
+        return subprocess.run(["ip", "netns", "exec", "pn-%s-node1" % name, "nft", "list", "table", "ip",
+                               "podnet-proxy"], capture_output=True, text=True).stdout
+
+    def until(pred, timeout=30):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if pred():
+                return time.monotonic()
+            time.sleep(0.01)
+        raise RuntimeError("timed out")
+
+    out = {}
+    try:
+        run("lab", "up", "--name", name, "--nodes", "2", "-f", "-", input=LAB_MANIFEST)
+
+        def web_in_table(n):
+            live = [x["status"].get("podIP") for x in pods() if not x["metadata"].get("deletionTimestamp")]
+            t = table()
+            return sum(1 for ip in live if ip and "dnat to %s:8080" % ip in t) == n
+        until(lambda: web_in_table(2), 60)
+        # a pod deleted
+        victim = pods()[0]
+        ip = victim["status"]["podIP"]
+        t0 = time.monotonic()
+        subprocess.Popen(cli + ["delete", "pod", victim["metadata"]["name"]], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+        out["pod deleted -> gone from the rules"] = until(lambda: "dnat to %s:" % ip not in table()) - t0
+        until(lambda: web_in_table(2), 60)
+        # readiness lost
+        p = [x for x in pods() if not x["metadata"].get("deletionTimestamp")][0]
+        ip = p["status"]["podIP"]
+        t0 = time.monotonic()
+        open("/tmp/pnbp-notready-" + p["metadata"]["name"], "w").close()
+        try:
+            out["readiness lost (1 s probe) -> gone"] = until(lambda: "dnat to %s:" % ip not in table()) - t0
+        finally:
+            os.unlink("/tmp/pnbp-notready-" + p["metadata"]["name"])
+        until(lambda: web_in_table(2), 60)
+        # scale up: from Ready in the store to the table
+        from podnet.store.base import open_store
+        from podnet.store.objects import Objects
+        objects = Objects(open_store(json.load(open(os.path.join(root, name, "lab.json")))["store"]))
+        seen = {x["status"].get("podIP") for x in pods()}
+        subprocess.Popen(cli + ["apply", "-f", "-"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         text=True).communicate(LAB_MANIFEST.replace("replicas: 2", "replicas: 3"))
+
+        def new_ready():
+            for x in objects.list("Pod", "default"):
+                ip = (x.get("status") or {}).get("podIP")
+                if ip and ip not in seen and any(c["type"] == "Ready" and c["status"] == "True"
+                                                 for c in x["status"].get("conditions", [])):
+                    return ip
+        t_ready = until(lambda: new_ready() is not None, 60)
+        ip = new_ready()
+        out["new pod Ready -> in the rules"] = until(lambda: "dnat to %s:" % ip in table()) - t_ready
+    finally:
+        subprocess.run(cli + ["lab", "down", "--name", name], env=env, capture_output=True)
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--conns", type=int, default=2000)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-lab", dest="lab", action="store_false", help="skip the lab latency part")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     node, srv = PREFIX + "node", PREFIX + "srv"
@@ -203,6 +319,12 @@ def main():
         print("  peer    (linear rules)   10: %7.1f us   10,000: %7.1f us   ratio %.2f" % (
             lat["linear_10"], lat["linear_10000"], lat["linear_10000"] / lat["linear_10"]))
         print("  podnet / peer at 10,000: %.2f" % (lat["podnet_10000"] / lat["linear_10000"]))
+        if args.lab:
+            print()
+            print("change -> rules in a 2-node lab (polled every 10 ms on node1):")
+            results["lab_s"] = lab_latency()
+            for k, v in results["lab_s"].items():
+                print("  %-40s %6.0f ms" % (k, v * 1e3))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
