@@ -78,6 +78,20 @@ def _quote(text):
     return '"%s"' % re.sub(r'["\\\n]', "_", str(text))
 
 
+# Session settings shared by nodes and the upstream router: on-link peers
+# (`direct`), and short timers so a lab converges and notices a stopped node
+# within seconds rather than BIRD's default minutes.
+SESSION_TIMERS = [
+    "  direct;",
+    "  connect delay time 1;",
+    "  connect retry time 1;",
+    "  startup hold time 5;",
+    "  hold time 9;",
+    "  keepalive time 3;",
+    "  error wait time 1, 5;",
+]
+
+
 def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflector=False,
                   reflector_ips=(), announce=(), upstreams=()):
     """bird.conf (BIRD 2) for `node`. peers: [(name, ip)] of the other nodes.
@@ -141,13 +155,7 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         "",
         "template bgp podnet_peer {",
         "  local as %d;" % int(asn),
-        "  direct;",
-        "  connect delay time 1;",
-        "  connect retry time 1;",
-        "  startup hold time 5;",
-        "  hold time 9;",
-        "  keepalive time 3;",
-        "  error wait time 1, 5;",
+    ] + SESSION_TIMERS + [
         "  ipv4 { import all; export where source = RTS_STATIC; next hop self; };",
         "}",
         "",
@@ -190,13 +198,7 @@ def render_upstream_config(router_ip, peers, asn=DEFAULT_ASN):
         "}",
         "template bgp podnet_node {",
         "  local as %d;" % int(asn),
-        "  direct;",
-        "  connect delay time 1;",
-        "  connect retry time 1;",
-        "  startup hold time 5;",
-        "  hold time 9;",
-        "  keepalive time 3;",
-        "  error wait time 1, 5;",
+    ] + SESSION_TIMERS + [
         "  ipv4 { import all; export none; };",
         "}",
     ]
