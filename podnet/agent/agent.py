@@ -30,6 +30,7 @@ from podnet.workload import command_for
 
 log = logging.getLogger("podnet.agent")
 HEARTBEAT = 10.0
+DEFAULT_GRACE = 30     # terminationGracePeriodSeconds when the pod does not say (as Kubernetes)
 
 
 def now():
@@ -74,6 +75,10 @@ class Agent:
         self.stats = {}
         self.starting = {}
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="podstart")
+        # stops wait out each pod's grace period: their own threads, so a pod
+        # that ignores SIGTERM holds back neither starts nor probes
+        self.stopping = {}
+        self.stop_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="podstop")
         self.stats_lock = threading.Lock()
 
     # ---- node ------------------------------------------------------------------
@@ -223,9 +228,17 @@ class Agent:
                 json.dump(self.stats, f)
             os.replace(path + ".tmp", path)
 
-    def _stop_pod(self, rp):
-        for sup in rp.supervisors.values():
-            sup.stop()
+    def _stop_pod(self, rp, grace=DEFAULT_GRACE):
+        """SIGTERM to every container at once, SIGKILL after `grace` seconds,
+        then the network: CNI DEL and the netns."""
+        sups = list(rp.supervisors.values())
+        others = [threading.Thread(target=s.stop, args=(grace,), daemon=True) for s in sups[1:]]
+        for t in others:
+            t.start()
+        if sups:
+            sups[0].stop(grace)
+        for t in others:
+            t.join()
         if rp.netns == self.node_ns_name():  # hostNetwork: nothing of its own to tear down
             self.pods.pop(rp.uid, None)
             return
@@ -321,15 +334,20 @@ class Agent:
                     pod = mine[uid]
                     log.error("pod %s/%s: start failed: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], exc)
                     self._fail_start(pod, exc)
+        for uid, fut in list(self.stopping.items()):
+            if fut.done():
+                del self.stopping[uid]
+                if fut.exception() is not None:
+                    log.error("pod %s: stop failed: %s", uid, fut.exception())
         for uid, rp in list(self.pods.items()):
             pod = mine.get(uid)
-            if pod is None or pod["metadata"].get("deletionTimestamp"):
-                self._stop_pod(rp)
-                if pod is not None:
-                    try:
-                        self.objects.delete("Pod", rp.ns, rp.name)
-                    except NotFound:
-                        pass
+            if (pod is None or pod["metadata"].get("deletionTimestamp")) and uid not in self.stopping:
+                # the pod keeps its last status while it terminates: its endpoint
+                # is then serving but not ready, used only when nothing else is
+                grace = DEFAULT_GRACE if pod is None else pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+                fut = self.stop_pool.submit(self._stop_and_remove, rp, pod is not None, grace)
+                fut.add_done_callback(lambda _f: self.dirty.set())
+                self.stopping[uid] = fut
         for uid, pod in mine.items():
             if uid in self.starting:
                 continue
@@ -349,6 +367,14 @@ class Agent:
                 self.starting[uid] = fut
                 continue
             self._tick_pod(pod, rp)
+
+    def _stop_and_remove(self, rp, remove, grace):
+        self._stop_pod(rp, grace)
+        if remove:
+            try:
+                self.objects.delete("Pod", rp.ns, rp.name)
+            except NotFound:
+                pass
 
     def _fail_start(self, pod, exc):
         ns_name = pod_netns(self.lab, pod["metadata"]["uid"])

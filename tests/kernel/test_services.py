@@ -37,6 +37,30 @@ spec:
 """ % (name, replicas, name, name, extra_labels, AGNHOST)
 
 
+# A server that ignores SIGTERM, so it keeps serving through its grace period
+SLOWSTOP = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: slowstop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: slowstop}}
+  template:
+    metadata: {labels: {app: slowstop}}
+    spec:
+      terminationGracePeriodSeconds: 6
+      containers:
+      - name: http
+        command: [sh, -c, "trap '' TERM; exec python3 -m http.server 8080"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: slowstop}
+spec:
+  selector: {app: slowstop}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
 SERVICES = """apiVersion: v1
 kind: Service
 metadata: {name: web}
@@ -145,7 +169,8 @@ def lab(tmp_path_factory):
     lab.root = root
     try:
         lab.run("lab", "up", "--name", lab.name, "--nodes", "3", "-f", "-", "--timeout", "90",
-                input=deployment("web", 3) + "---\n" + deployment("solo", 1) + "---\n" + SERVICES, timeout=150)
+                input=deployment("web", 3) + "---\n" + deployment("solo", 1) + "---\n" + SERVICES + "---\n" + SLOWSTOP,
+                timeout=150)
         lab.doc = json.load(open(os.path.join(root, lab.name, "lab.json")))
         yield lab
     finally:
@@ -321,6 +346,18 @@ def test_udp_service_answers_after_its_server_pod_is_replaced(lab):
     (new,) = set(web_pods(lab, "solo")) - {old}
     # the same client socket (same conntrack tuple) now reaches the new pod
     assert lab.run(*ask, "20").stdout.strip() == new
+
+
+def test_a_terminating_but_serving_endpoint_is_used_when_no_ready_one_is_left(lab):
+    ip = svc(lab, "slowstop")["spec"]["clusterIP"]
+    (old,) = web_pods(lab, "slowstop")
+    lab.run("delete", "pod", old)            # ignores SIGTERM: serves for 6 s more
+    codes = lab.run("exec", "client", "--", "sh", "-c", "for i in $(seq 40); do curl -s -m 1 -o /dev/null "
+                    "-w '%%{http_code} ' http://%s/; sleep 0.05; done" % ip, timeout=120).stdout.split()
+    # the replacement is not Ready for a while: without the old pod's serving
+    # endpoint the Service would have none and refuse (000)
+    assert codes == ["200"] * 40, codes
+    wait_for(lab, "the old pod gone", lambda: old not in web_pods(lab, "slowstop"), 30)
 
 
 def test_loadbalancer_ip_fails_over_when_its_node_agent_stops(lab):
