@@ -39,6 +39,17 @@ if [ -n "$OTHER" ]; then
 fi
 step podnet lab exec $NODE -- ip route
 podnet lab exec "$NODE" -- ip route
+
+echo
+echo "the Service: a virtual IP every node load-balances with nftables, found by name through the cluster DNS"
+step podnet exec client -- cat /etc/resolv.conf
+podnet exec client -- cat /etc/resolv.conf
+step 'podnet exec client -- sh -c "for i in 1 2 3 4 5 6; do curl -s http://web/hostname; echo; done"'
+podnet exec client -- sh -c 'for i in 1 2 3 4 5 6; do curl -s http://web/hostname; echo; done'
+step podnet exec client -- nslookup web.default.svc.cluster.local
+podnet exec client -- nslookup web.default.svc.cluster.local || true
+step podnet rules $NODE --service web
+podnet rules "$NODE" --service web
 echo
 echo "The lab is still up. Try: .venv/bin/podnet describe pod client; .venv/bin/podnet lab status"
 echo "Remove it with: .venv/bin/podnet lab down"
