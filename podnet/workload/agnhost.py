@@ -10,6 +10,8 @@ tests use), started as `python -m podnet.workload <subcommand> [flags]`.
   connect HOST:PORT [--timeout 3] [--protocol tcp|udp]
                                             exit 0 if it connects, else 1 with
                                             TIMEOUT/REFUSED/DNS/OTHER/UNKNOWN
+  probe PROTO:HOST:PORT... [--timeout 1]    all at once; one JSON line of verdicts
+                                            (podnet.workload.probe)
   pause                                     sleep until SIGTERM/SIGINT, exit 0
 
 Flags are accepted as `--flag=value`, `--flag value` and Go's `-flag=value`;
@@ -30,7 +32,7 @@ import sys
 import threading
 import time
 
-SUBCOMMANDS = ("serve-hostname", "netexec", "connect", "pause")
+SUBCOMMANDS = ("serve-hostname", "netexec", "connect", "probe", "pause")
 
 
 def log(line):
@@ -118,6 +120,8 @@ def build_parser():
     co.add_argument("--timeout", type=parse_duration, default=3.0)
     co.add_argument("--protocol", default="tcp")
 
+    from podnet.workload import probe  # many connections at once (truth tables)
+    probe.add_parser(sub)
     sub.add_parser("pause", help="sleep until SIGTERM")
     return p
 
@@ -506,8 +510,11 @@ COMMANDS = {"serve-hostname": cmd_serve_hostname, "netexec": cmd_netexec,
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.subcommand != "connect":
+    if args.subcommand not in ("connect", "probe"):
         install_signal_handlers()
+    if args.subcommand == "probe":
+        from podnet.workload.probe import cmd_probe
+        return cmd_probe(args)
     try:
         return COMMANDS[args.subcommand](args)
     except OSError as e:  # bind failures and the like
