@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import CLIENT, connect, nsenter, ping, server
+from tests.helpers import connect, nsenter, ping, server
 from tests.kernel.test_lab import Lab, leftovers, ready
 
 pytestmark = pytest.mark.kernel
