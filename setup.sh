@@ -36,10 +36,13 @@ if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns" 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prometheus_client" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ] || ls .venv/lib/python3*/site-packages/__editable___*finder.py >/dev/null 2>&1; then
   echo ">> pip install -e .[test]"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  # compat mode: a plain path entry in a .pth file. The default editable mode
+  # installs an import finder whose own imports cost 50-300 ms at every
+  # interpreter start, and podnet starts many (CLI, agents, pods, probes).
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
   touch .venv/.installed
 fi
 
