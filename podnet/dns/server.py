@@ -38,6 +38,7 @@ from podnet.dns.forward import Forwarder
 
 log = logging.getLogger("podnet.dns")
 RESYNC = 30.0
+WHOLE_MAX = 200000      # joined answers kept per worker (a few hundred bytes each)
 WATCHED = ("/registry/services/", "/registry/endpointslices/")
 TCP_IDLE = 10.0
 
@@ -117,10 +118,11 @@ class Server:
         system call pair. Same answers as serve_udp_single; kept flat on
         purpose: every attribute lookup here is paid per query."""
         b = mmsg.Batcher(sock)
-        recv, reply, flush = b.recv, b.reply, b.flush
+        recv, reply, put, flush = b.recv, b.reply, b.put, b.flush
         sendto = sock.sendto
         cache = self.forwarder.cache
         monotonic = time.monotonic
+        table, whole = None, {}
         while not self.stop.is_set():
             try:
                 batch = recv()
@@ -129,12 +131,21 @@ class Server:
                     return
                 continue
             slow = None
-            udp = self.table.udp
+            if self.table is not table:     # a new table: the joined answers go with the old one
+                table, whole = self.table, {}
+            udp = table.udp
             for data, slot in batch:
                 try:
                     if data[4:12] == ONE_QUESTION and not data[2] & 0xF8:
                         q = data[12:]
+                        w = whole.get(q)    # everything after the ID, joined once per question
+                        if w is not None and put(slot, data, w[data[2] & 1]):
+                            continue
                         v = udp.get(q)
+                        if v is not None and len(whole) < WHOLE_MAX:
+                            w = whole[q] = (v[0] + q + v[2], v[1] + q + v[2])
+                            if put(slot, data, w[data[2] & 1]):
+                                continue
                         if v is None:
                             key = data[12:-4].lower() + data[-4:]
                             v = udp.get(key)
