@@ -98,12 +98,17 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
         external_router(lab, doc)
     say("external resolver (the lab's internet) on %s" % doc["external"]["ip"])
     _start_external_dns(lab, doc)
+    objects = objects_for(lab)
+    # an agent found running (not started now) may be on its way out (it got
+    # SIGTERM a moment ago): if it exits while we wait, start it again once
+    respawn = {}
     for n in doc["nodes"]:
         say("agent on %s" % n["name"])
         _write_node_resolv_conf(lab, doc, n["name"])
-        _spawn(lab, "agent-" + n["name"], _podnet("agent", "--lab", lab, "--node", n["name"]), n["netns"])
-    objects = objects_for(lab)
-    wait_nodes(lab, objects, [n["name"] for n in doc["nodes"]], timeout, say)
+        argv = _podnet("agent", "--lab", lab, "--node", n["name"])
+        if not _spawn(lab, "agent-" + n["name"], argv, n["netns"]):
+            respawn["agent-" + n["name"]] = (argv, n["netns"])
+    wait_nodes(lab, objects, [n["name"] for n in doc["nodes"]], timeout, say, respawn)
     from podnet.dns import addon
     say("kube-dns addon (Service kube-system/kube-dns, %s)" % addon.CLUSTER_DNS)
     apply_text(objects, addon.manifest_text(store_url(lab)), "kube-dns addon")
@@ -136,7 +141,8 @@ def _write_node_resolv_conf(lab, doc, node):
         f.write(addon.node_resolv_conf(doc["external"]["ip"]))
 
 
-def wait_nodes(lab, objects, names, timeout, say):
+def wait_nodes(lab, objects, names, timeout, say, respawn=None):
+    respawn = dict(respawn or {})
     deadline = time.time() + timeout
     while True:
         ready = [n for n in objects.list("Node") if n["metadata"]["name"] in names and n["spec"].get("podCIDR")
@@ -145,6 +151,10 @@ def wait_nodes(lab, objects, names, timeout, say):
         if len(ready) == len(names):
             return
         dead = [r for r, p in topo.processes(lab).items() if not p["alive"]]
+        for role in [r for r in dead if r in respawn]:
+            say("%s exited as we started; starting it again" % role)
+            _spawn(lab, role, *respawn.pop(role))
+            dead.remove(role)
         if dead:
             raise LabError("%s exited; see %s" % (", ".join(dead), os.path.join(topo.state_dir(lab), "logs")))
         if time.time() > deadline:
