@@ -4,6 +4,7 @@ and a link between two namespaces. Processes are stopped by their own PID."""
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 
 # Answers every TCP connection / UDP datagram with "peer=<source address>".
@@ -101,3 +102,16 @@ def snapshot(node, pods=(), data_dir=None):
     return {"node-links": links(node), "pod-links": {p: links(p) for p in pods},
             "nft": out(nsenter(node) + ["nft", "list", "ruleset"]),
             "addrs": out(["ip", "-n", node, "-br", "addr"]), "ipam-files": sorted(files)}
+
+
+def wait_for(what, fn, timeout=30, every=0.1):
+    """Poll fn until it returns something true (returned); fail naming `what`
+    and the last value when `timeout` seconds pass."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))

@@ -13,27 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import sh
+from tests.helpers import wait_for
 from tests.kernel.test_lab import Lab, leftovers
 
 pytestmark = pytest.mark.kernel
 
 SERVER, UPSTREAM = "10.53.7.2", "10.53.7.3"
 
-
-def wait_for(what, fn, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 class Proc:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.helpers import wait_for
+
 pytestmark = pytest.mark.kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,14 +37,7 @@ class Lab:
         return json.loads(self.run("get", "pod", name, "-o", "json").stdout)
 
     def wait(self, what, fn, timeout=30):
-        deadline = time.time() + timeout
-        last = None
-        while time.time() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.2)
-        raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+        return wait_for(what, fn, timeout, every=0.2)
 
 
 def ready(pod):
