@@ -114,10 +114,23 @@ class Bench:
     def start_daemon(self):
         self.daemon_log = open(os.path.join(self.tmp, "daemon.log"), "w+")
         self.daemon = subprocess.Popen(
-            [sys.executable, "-m", "podnet.cli.main", "cni", "serve", "--netns", self.node,
-             "--socket", self.sock, "--quiet"],
-            stdin=subprocess.DEVNULL, stdout=self.daemon_log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # a terminal's Ctrl-C reaches us, not it: cleanup stops it
+            [
+                sys.executable,
+                "-m",
+                "podnet.cli.main",
+                "cni",
+                "serve",
+                "--netns",
+                self.node,
+                "--socket",
+                self.sock,
+                "--quiet",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self.daemon_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # a terminal's Ctrl-C reaches us, not it: cleanup stops it
         deadline = time.time() + 30
         while not os.path.exists(self.sock):
             if self.daemon.poll() is not None:
@@ -159,10 +172,19 @@ class Bench:
 
     def conf(self, system, masq):
         name, plugin, ipam, bridge, subnet, daemon = system
-        c = {"cniVersion": "1.0.0", "name": "pnbench-" + bridge, "type": plugin, "bridge": bridge,
-             "isGateway": True, "ipMasq": masq,
-             "ipam": {"type": ipam, "dataDir": os.path.join(self.tmp, "data-" + bridge),
-                      "ranges": [[{"subnet": subnet}]]}}
+        c = {
+            "cniVersion": "1.0.0",
+            "name": "pnbench-" + bridge,
+            "type": plugin,
+            "bridge": bridge,
+            "isGateway": True,
+            "ipMasq": masq,
+            "ipam": {
+                "type": ipam,
+                "dataDir": os.path.join(self.tmp, "data-" + bridge),
+                "ranges": [[{"subnet": subnet}]],
+            },
+        }
         if daemon:
             c["daemonSocket"] = self.sock
         return c
@@ -172,9 +194,13 @@ class Bench:
 
     def run(self, system, command, conf, cid, ns):
         """One plugin exec; -> (seconds, stdout bytes). Raises on a failure."""
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-               "CNI_PATH": REF_BIN if system[1] == "bridge" else self.bin}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": REF_BIN if system[1] == "bridge" else self.bin,
+        }
         if ns:
             env["CNI_NETNS"] = pnns.path_of(ns)
         stdin = json.dumps(conf).encode()
@@ -183,9 +209,17 @@ class Bench:
         res = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=120)
         dt = time.perf_counter() - t0
         if res.returncode != 0 or (system[5] and b"not reachable" in res.stderr):
-            raise BenchError("%s %s %s failed (exit %d)\nstdout: %s\nstderr: %s" % (
-                system[0], command, cid, res.returncode, res.stdout.decode(errors="replace"),
-                res.stderr.decode(errors="replace")))
+            raise BenchError(
+                "%s %s %s failed (exit %d)\nstdout: %s\nstderr: %s"
+                % (
+                    system[0],
+                    command,
+                    cid,
+                    res.returncode,
+                    res.stdout.decode(errors="replace"),
+                    res.stderr.decode(errors="replace"),
+                )
+            )
         return dt, res.stdout
 
     def add(self, system, conf, cid, ns):
@@ -222,8 +256,9 @@ class Bench:
                 out[system[0]]["add"].append(dt)
         for i in range(self.args.pods):
             for k, (system, conf) in enumerate(zip(SYSTEMS, confs)):
-                out[system[0]]["del"].append(self.delete(system, conf, "pnbench-%s-s%d" % (tag(system), i),
-                                                         self.seq_ns[k][i], results[k, i]))
+                out[system[0]]["del"].append(
+                    self.delete(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i], results[k, i])
+                )
         for system, conf in zip(SYSTEMS, confs):
             out[system[0]].update(self.parallel(system, conf, tag(system)))
         return out
@@ -237,8 +272,7 @@ class Bench:
             par = list(pool.map(lambda a: self.add(system, conf, *a), zip(cids, self.par_ns)))
             par_add = time.perf_counter() - t0
             t0 = time.perf_counter()
-            list(pool.map(lambda a: self.delete(system, conf, *a),
-                          zip(cids, self.par_ns, [r for _, r in par])))
+            list(pool.map(lambda a: self.delete(system, conf, *a), zip(cids, self.par_ns, [r for _, r in par])))
             par_del = time.perf_counter() - t0
         finally:  # on a failure or Ctrl-C, start nothing new and let running execs finish
             pool.shutdown(wait=True, cancel_futures=True)
@@ -251,10 +285,12 @@ class Bench:
         env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
         v100 = b'{"cniVersion": "1.0.0"}'
         podnet = os.path.join(self.bin, "podnet")
-        cmds = {"python_start": ([python, "-IS", "-c", "pass"], None, b""),
-                "podnet_version_daemon": ([podnet], env, json.dumps(self.conf(SYSTEMS[0], False)).encode()),
-                "podnet_version_inproc": ([podnet], env, v100),
-                "ref_version": ([os.path.join(REF_BIN, "bridge")], env, v100)}
+        cmds = {
+            "python_start": ([python, "-IS", "-c", "pass"], None, b""),
+            "podnet_version_daemon": ([podnet], env, json.dumps(self.conf(SYSTEMS[0], False)).encode()),
+            "podnet_version_inproc": ([podnet], env, v100),
+            "ref_version": ([os.path.join(REF_BIN, "bridge")], env, v100),
+        }
         times = {key: [] for key in cmds}
         for _ in range(FLOOR_RUNS):
             for key, (argv, e, stdin) in cmds.items():
@@ -270,18 +306,30 @@ class Bench:
 
 # ---- report -------------------------------------------------------------------
 
+
 def report(data, args):
     ms = lambda s: "%.1f" % (s * 1e3)  # noqa: E731
     fl = data["floors"]
-    print("\nCNI plugin exec latency: %d sequential pods, %d ADDs %d at a time, %d warm-up cycles; %s, %d CPUs"
-          % (args.pods, args.pods, args.parallel, WARMUP, platform.release(), os.cpu_count()))
+    print(
+        "\nCNI plugin exec latency: %d sequential pods, %d ADDs %d at a time, %d warm-up cycles; %s, %d CPUs"
+        % (args.pods, args.pods, args.parallel, WARMUP, platform.release(), os.cpu_count())
+    )
     head = ("system", "ipMasq", "ADD p50", "ADD p95", "DEL p50", "DEL p95", "par ADD wall")
     rows = [head, ("", "", "ms", "ms", "ms", "ms", "s")]
     for masq in ("false", "true"):
         for name in [s[0] for s in SYSTEMS]:
             r = data["results"][name][masq]
-            rows.append((name, masq, ms(p50(r["add"])), ms(p95(r["add"])), ms(p50(r["del"])),
-                         ms(p95(r["del"])), "%.2f" % r["par_add_wall"]))
+            rows.append(
+                (
+                    name,
+                    masq,
+                    ms(p50(r["add"])),
+                    ms(p95(r["add"])),
+                    ms(p50(r["del"])),
+                    ms(p95(r["del"])),
+                    "%.2f" % r["par_add_wall"],
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for n, row in enumerate(rows):
         print("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
@@ -291,20 +339,26 @@ def report(data, args):
     for masq in ("false", "true"):
         for name in ("podnet-daemon", "podnet-inproc"):
             q = data["ratios"][name][masq]
-            print("  %-13s / reference  ipMasq %-5s  %5.2f     %5.2f     %5.2f"
-                  % (name, masq, q["add_p50"], q["del_p50"], q["par_add_wall"]))
+            print(
+                "  %-13s / reference  ipMasq %-5s  %5.2f     %5.2f     %5.2f"
+                % (name, masq, q["add_p50"], q["del_p50"], q["par_add_wall"])
+            )
     print("\ntarget: daemon-mode ADD and DEL medians <= 0.75 x reference")
     for masq in ("false", "true"):
         q = data["ratios"]["podnet-daemon"][masq]
         ok = q["add_p50"] <= 0.75 and q["del_p50"] <= 0.75
-        print("  ipMasq %-5s: ADD %.2f, DEL %.2f -> %s" % (masq, q["add_p50"], q["del_p50"], "met" if ok else "NOT met"))
+        print(
+            "  ipMasq %-5s: ADD %.2f, DEL %.2f -> %s" % (masq, q["add_p50"], q["del_p50"], "met" if ok else "NOT met")
+        )
     print("\nfloors (median of %d execs):" % FLOOR_RUNS)
     print("  %-56s %6s ms" % ("%s -IS -c pass (plugin interpreter start)" % fl["python"], ms(fl["python_start"])))
     print("  %-56s %6s ms" % ("podnet VERSION via daemon (thin exe + socket)", ms(fl["podnet_version_daemon"])))
     print("  %-56s %6s ms" % ("podnet VERSION in-process (no daemonSocket)", ms(fl["podnet_version_inproc"])))
     print("  %-56s %6s ms" % ("Go bridge VERSION", ms(fl["ref_version"])))
-    print("\ntotal run time %.1f s; load average at start %.2f, at end %.2f (others' work skews every figure)"
-          % (data["total_seconds"], data["loadavg_start"], data["loadavg_end"]))
+    print(
+        "\ntotal run time %.1f s; load average at start %.2f, at end %.2f (others' work skews every figure)"
+        % (data["total_seconds"], data["loadavg_start"], data["loadavg_end"])
+    )
 
 
 def main(argv=None):
@@ -322,6 +376,7 @@ def main(argv=None):
 
     def on_term(*_):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
 
@@ -330,8 +385,17 @@ def main(argv=None):
     bench = Bench(args)
     try:
         bench.setup()
-        data = {"pods": args.pods, "parallel": args.parallel, "warmup": WARMUP, "kernel": platform.release(),
-                "cpus": os.cpu_count(), "loadavg_start": load0, "floors": bench.floors(), "results": {}, "ratios": {}}
+        data = {
+            "pods": args.pods,
+            "parallel": args.parallel,
+            "warmup": WARMUP,
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": load0,
+            "floors": bench.floors(),
+            "results": {},
+            "ratios": {},
+        }
         for masq in (False, True):
             print("measuring ipMasq=%s ..." % str(masq).lower(), file=sys.stderr, flush=True)
             for name, numbers in bench.measure(masq).items():
@@ -350,7 +414,8 @@ def main(argv=None):
             data["ratios"].setdefault(name, {})[masq] = {
                 "add_p50": p50(r["add"]) / p50(ref[masq]["add"]),
                 "del_p50": p50(r["del"]) / p50(ref[masq]["del"]),
-                "par_add_wall": r["par_add_wall"] / ref[masq]["par_add_wall"]}
+                "par_add_wall": r["par_add_wall"] / ref[masq]["par_add_wall"],
+            }
     data["total_seconds"] = time.perf_counter() - start
     data["loadavg_end"] = os.getloadavg()[0]
     report(data, args)

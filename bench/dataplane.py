@@ -68,7 +68,8 @@ MODES = ("vxlan", "host-gw", "bgp")
 UNDERLAY_MTU = 1500
 NODES = {1: "192.168.220.11", 2: "192.168.220.12"}  # hand-built node -> underlay IP; podCIDR 10.250.1<n>.0/24
 
-MANIFEST = "".join("""\
+MANIFEST = "".join(
+    """\
 apiVersion: v1
 kind: Pod
 metadata:
@@ -80,7 +81,10 @@ spec:
     image: busybox
     command: ["sleep", "infinity"]
 ---
-""" % pn for pn in (("dp-a", "node1"), ("dp-b", "node1"), ("dp-c", "node2")))
+"""
+    % pn
+    for pn in (("dp-a", "node1"), ("dp-b", "node1"), ("dp-c", "node2"))
+)
 
 
 class BenchError(Exception):
@@ -105,11 +109,11 @@ class Bench:
         # every child inherits it: `lab up`, `get`, and the `exec` that runs iperf3 and ping
         os.environ["PODNET_STATE_ROOT"] = os.path.join(self.tmp, "labs")
         os.environ.pop("PODNET_LAB", None)
-        self.labs = []      # every lab we asked for (checked in cleanup)
-        self.live = []      # labs not yet taken down
-        self.ns = []        # every hand-built namespace (deleted in cleanup)
-        self.procs = []     # every Popen we started (stopped by PID / process group)
-        self.rows = []      # result rows for the table
+        self.labs = []  # every lab we asked for (checked in cleanup)
+        self.live = []  # labs not yet taken down
+        self.ns = []  # every hand-built namespace (deleted in cleanup)
+        self.procs = []  # every Popen we started (stopped by PID / process group)
+        self.rows = []  # result rows for the table
         self.notes = []
 
     # ---- podnet through its CLI ---------------------------------------------------
@@ -135,7 +139,10 @@ class Bench:
         t0 = time.monotonic()
         self.cli(*argv, timeout=180)
         say("lab %s up (%s) in %.1f s" % (lab, routing or "default routing", time.monotonic() - t0))
-        pods = {p["metadata"]["name"]: p for p in json.loads(self.cli("get", "pods", "--lab", lab, "-o", "json").stdout)["items"]}
+        pods = {
+            p["metadata"]["name"]: p
+            for p in json.loads(self.cli("get", "pods", "--lab", lab, "-o", "json").stdout)["items"]
+        }
         ips = {n: pods[n]["status"]["podIP"] for n in ("dp-a", "dp-b", "dp-c")}
         return lab, ips
 
@@ -174,9 +181,15 @@ class Bench:
     def masq(self, node_ns):
         """--hand-masq: the node masquerade rule podnet installs (it makes conntrack see every packet)."""
         if self.args.hand_masq:
-            run(self.inside(node_ns) + ["nft", "add table inet pndp; add chain inet pndp post { type nat hook "
-                                        "postrouting priority srcnat; policy accept; }; add rule inet pndp post "
-                                        "ip saddr 10.250.0.0/16 ip daddr != 10.250.0.0/16 masquerade"])
+            run(
+                self.inside(node_ns)
+                + [
+                    "nft",
+                    "add table inet pndp; add chain inet pndp post { type nat hook "
+                    "postrouting priority srcnat; policy accept; }; add rule inet pndp post "
+                    "ip saddr 10.250.0.0/16 ip daddr != 10.250.0.0/16 masquerade",
+                ]
+            )
 
     def pod_ns(self, label, node_ns, bridge, ip, gw):
         """A hand-built pod: eth0 in its own netns, the host end on `bridge`."""
@@ -229,8 +242,27 @@ class Bench:
             for ns, ifname in ((self.cpod[i], "eth0"), (n, "vc%d" % i), (n, "cni0")):
                 run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(mtu)])
             if mode == "vxlan":
-                run(["ip", "-n", n, "link", "add", "vx", "type", "vxlan", "id", "1", "dstport", "8472",
-                     "local", NODES[i], "dev", "eth0", "nolearning"])
+                run(
+                    [
+                        "ip",
+                        "-n",
+                        n,
+                        "link",
+                        "add",
+                        "vx",
+                        "type",
+                        "vxlan",
+                        "id",
+                        "1",
+                        "dstport",
+                        "8472",
+                        "local",
+                        NODES[i],
+                        "dev",
+                        "eth0",
+                        "nolearning",
+                    ]
+                )
                 run(["ip", "-n", n, "link", "set", "vx", "mtu", str(mtu), "up"])
                 run(["ip", "-n", n, "addr", "add", "10.250.1%d.0/32" % i, "dev", "vx"])
         for i in NODES:
@@ -276,14 +308,22 @@ class Bench:
 
     def iperf(self, srv, cli, dst):
         log = open(os.path.join(self.tmp, "iperf-server.log"), "w+")
-        server = subprocess.Popen(srv + ["iperf3", "-s", "-1"], stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            srv + ["iperf3", "-s", "-1"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(server)
         try:
             deadline = time.monotonic() + 20
             while True:  # the server needs a moment (podnet exec starts an interpreter first)
-                res = run(cli + ["iperf3", "-c", dst, "-t", str(self.args.seconds), "-J"], check=False,
-                          timeout=self.args.seconds + 60)
+                res = run(
+                    cli + ["iperf3", "-c", dst, "-t", str(self.args.seconds), "-J"],
+                    check=False,
+                    timeout=self.args.seconds + 60,
+                )
                 try:
                     doc = json.loads(res.stdout)
                 except ValueError:
@@ -294,8 +334,10 @@ class Bench:
                         server.wait(5)  # -1: it exits after one test
                     except subprocess.TimeoutExpired:
                         pass
-                    return {"gbps": doc["end"]["sum_received"]["bits_per_second"] / 1e9,
-                            "retransmits": doc["end"]["sum_sent"].get("retransmits")}
+                    return {
+                        "gbps": doc["end"]["sum_received"]["bits_per_second"] / 1e9,
+                        "retransmits": doc["end"]["sum_sent"].get("retransmits"),
+                    }
                 if "refused" not in err or time.monotonic() > deadline or server.poll() is not None:
                     log.seek(0)
                     raise BenchError("iperf3 to %s: %s (server: %s)" % (dst, err, log.read().strip()[-300:]))
@@ -327,7 +369,7 @@ class Bench:
             else:
                 row[side] = {"mtu": self.mtu(cli), "rounds": []}
         for r in range(self.args.rounds):
-            for side in (sorted(sides) if r % 2 == 0 else sorted(sides, reverse=True)):
+            for side in sorted(sides) if r % 2 == 0 else sorted(sides, reverse=True):
                 srv, cli, dst = sides[side]
                 try:
                     got = self.iperf(srv, cli, dst)
@@ -339,11 +381,23 @@ class Bench:
         for side in sides:
             rr = row[side]["rounds"]
             if rr:
-                row[side].update({k: statistics.median(x[k] for x in rr) for k in ("gbps", "ms")},
-                                 retransmits=sum(x["retransmits"] or 0 for x in rr))
+                row[side].update(
+                    {k: statistics.median(x[k] for x in rr) for k in ("gbps", "ms")},
+                    retransmits=sum(x["retransmits"] or 0 for x in rr),
+                )
         self.rows.append(row)
-        say("%s: %s" % (label, "; ".join("%s %.2f Gbit/s %.3f ms" % (s, row[s]["gbps"], row[s]["ms"])
-                                         for s in sides if row[s].get("gbps") is not None) or "no figures"))
+        say(
+            "%s: %s"
+            % (
+                label,
+                "; ".join(
+                    "%s %.2f Gbit/s %.3f ms" % (s, row[s]["gbps"], row[s]["ms"])
+                    for s in sides
+                    if row[s].get("gbps") is not None
+                )
+                or "no figures",
+            )
+        )
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -369,13 +423,18 @@ class Bench:
                     pa, pb = self.pod(lab, "dp-a"), self.pod(lab, "dp-b")
                     for what in ("veth", "bridge"):
                         s1, s2, dst = self.same[what]
-                        self.compare("same node vs hand-built %s" % ("veth pair" if what == "veth" else "bridge"),
-                                     (pb, pa, ips["dp-b"]), (h(s2), h(s1), dst))
+                        self.compare(
+                            "same node vs hand-built %s" % ("veth pair" if what == "veth" else "bridge"),
+                            (pb, pa, ips["dp-b"]),
+                            (h(s2), h(s1), dst),
+                        )
                 if mode:
                     self.hand_mode("vxlan" if mode == "vxlan" else "host-gw")
-                    self.compare("cross node %s%s" % (mode, " (hand: plain routes)" if mode == "bgp" else ""),
-                                 (self.pod(lab, "dp-c"), self.pod(lab, "dp-a"), ips["dp-c"]) if lab else None,
-                                 (h(self.cpod[2]), h(self.cpod[1]), "10.250.12.2"))
+                    self.compare(
+                        "cross node %s%s" % (mode, " (hand: plain routes)" if mode == "bgp" else ""),
+                        (self.pod(lab, "dp-c"), self.pod(lab, "dp-a"), ips["dp-c"]) if lab else None,
+                        (h(self.cpod[2]), h(self.cpod[1]), "10.250.12.2"),
+                    )
             finally:
                 if lab:
                     self.lab_down(lab)
@@ -388,7 +447,9 @@ class Bench:
         for name in reversed(self.ns):
             run(["ip", "netns", "del", name], check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
-        left = [n for n in all_netns() if n.startswith(PREFIX) or any(n.startswith("pn-%s-" % lab) for lab in self.labs)]
+        left = [
+            n for n in all_netns() if n.startswith(PREFIX) or any(n.startswith("pn-%s-" % lab) for lab in self.labs)
+        ]
         return left
 
 
@@ -401,35 +462,62 @@ def _f(v, fmt):
 
 
 def report(b, data):
-    rows = [("path", "podnet Gbit/s", "hand Gbit/s", "ratio", "", "podnet RTT ms", "hand RTT ms", "ratio",
-             "MTU p/h", "retr p/h")]
+    rows = [
+        (
+            "path",
+            "podnet Gbit/s",
+            "hand Gbit/s",
+            "ratio",
+            "",
+            "podnet RTT ms",
+            "hand RTT ms",
+            "ratio",
+            "MTU p/h",
+            "retr p/h",
+        )
+    ]
     for r in b.rows:
         p, h = r["podnet"] or {}, r["hand"] or {}
         tp = p.get("gbps") / h["gbps"] if p.get("gbps") and h.get("gbps") else None
         rt = p.get("ms") / h["ms"] if p.get("ms") and h.get("ms") else None
         r["ratio_gbps"], r["ratio_rtt"] = tp, rt
-        rows.append((r["path"], _f(p.get("gbps"), "%.2f"), _f(h.get("gbps"), "%.2f"), _f(tp, "%.2f"),
-                     "" if tp is None else ("ok" if tp >= 0.95 else "LOW"),
-                     _f(p.get("ms"), "%.3f"), _f(h.get("ms"), "%.3f"), _f(rt, "%.2f"),
-                     "%s/%s" % (p.get("mtu", "-"), h.get("mtu", "-")),
-                     "%s/%s" % (p.get("retransmits", "-"), h.get("retransmits", "-"))))
+        rows.append(
+            (
+                r["path"],
+                _f(p.get("gbps"), "%.2f"),
+                _f(h.get("gbps"), "%.2f"),
+                _f(tp, "%.2f"),
+                "" if tp is None else ("ok" if tp >= 0.95 else "LOW"),
+                _f(p.get("ms"), "%.3f"),
+                _f(h.get("ms"), "%.3f"),
+                _f(rt, "%.2f"),
+                "%s/%s" % (p.get("mtu", "-"), h.get("mtu", "-")),
+                "%s/%s" % (p.get("retransmits", "-"), h.get("retransmits", "-")),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-    print("\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
-          "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings)
+    print(
+        "\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
+        "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings
+    )
     if b.args.hand_masq:
         print("hand-built nodes carry the same nft masquerade rule as podnet's nodes (--hand-masq).")
-    print("iperf3 -t %d per figure, median over %d round(s) alternating which side goes first; "
-          "retr = TCP retransmits summed over the rounds." % (b.args.seconds, b.args.rounds))
+    print(
+        "iperf3 -t %d per figure, median over %d round(s) alternating which side goes first; "
+        "retr = TCP retransmits summed over the rounds." % (b.args.seconds, b.args.rounds)
+    )
     for r in b.rows:
         for e in r["errors"]:
             print("error: %s: %s" % (r["path"], e))
     for n in b.notes:
         print("note: %s" % n)
-    print("load average: %.2f at start, %.2f at end (%d CPUs); run took %.0f s. Figures on a shared 2-CPU machine "
-          "are noisy: compare within one run, not across runs." % (data["loadavg_start"], data["loadavg_end"],
-                                                                    os.cpu_count(), data["seconds"]))
+    print(
+        "load average: %.2f at start, %.2f at end (%d CPUs); run took %.0f s. Figures on a shared 2-CPU machine "
+        "are noisy: compare within one run, not across runs."
+        % (data["loadavg_start"], data["loadavg_end"], os.cpu_count(), data["seconds"])
+    )
 
 
 def main(argv=None):
@@ -438,8 +526,11 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2, help="measurements per side and path (default 2)")
     ap.add_argument("--pings", type=int, default=50, help="pings per RTT figure (default 50)")
     ap.add_argument("--modes", default=",".join(MODES), help="routing modes (default vxlan,host-gw,bgp)")
-    ap.add_argument("--hand-masq", action="store_true",
-                    help="give the hand-built nodes podnet's masquerade rule too (nft nat: conntrack on every packet)")
+    ap.add_argument(
+        "--hand-masq",
+        action="store_true",
+        help="give the hand-built nodes podnet's masquerade rule too (nft nat: conntrack on every packet)",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -453,6 +544,7 @@ def main(argv=None):
 
     def on_term(*_):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     os.chdir(ROOT)  # `python -m podnet.cli.main` finds the package here
@@ -472,13 +564,25 @@ def main(argv=None):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # cleanup runs to the end
         left = b.cleanup()
-    data.update(loadavg_end=os.getloadavg()[0], seconds=time.monotonic() - start, rows=b.rows, notes=b.notes,
-                labs=b.labs, netns_left=left)
+    data.update(
+        loadavg_end=os.getloadavg()[0],
+        seconds=time.monotonic() - start,
+        rows=b.rows,
+        notes=b.notes,
+        labs=b.labs,
+        netns_left=left,
+    )
     if b.rows:
         print()
         report(b, data)
-    print("cleanup: %s" % ("WARNING: left behind: " + ", ".join(left) if left else
-                           "no %s* or pn-<lab>- namespace left (labs: %s)" % (PREFIX, ", ".join(b.labs) or "none")))
+    print(
+        "cleanup: %s"
+        % (
+            "WARNING: left behind: " + ", ".join(left)
+            if left
+            else "no %s* or pn-<lab>- namespace left (labs: %s)" % (PREFIX, ", ".join(b.labs) or "none")
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)

@@ -88,15 +88,21 @@ def make_store(tmp, count):
     """count ClusterIP Services through podnet's own API path -> [(fqdn, ip)]."""
     from podnet.store.base import open_store
     from podnet.store.objects import Objects
+
     objects = Objects(open_store("sqlite://" + os.path.join(tmp, "store.db")))
     out = []
     for n in range(10):
         objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns%d" % n}})
     for i in range(count):
         ns = "ns%d" % (i % 10)
-        svc, _ = objects.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc%d" % i, "namespace": ns},
-                                "spec": {"selector": {"app": "svc%d" % i},
-                                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+        svc, _ = objects.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "svc%d" % i, "namespace": ns},
+                "spec": {"selector": {"app": "svc%d" % i}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+            }
+        )
         out.append(("svc%d.%s.svc.cluster.local" % (i, ns), svc["spec"]["clusterIP"]))
     objects.store.close()
     return out
@@ -104,6 +110,7 @@ def make_store(tmp, count):
 
 def write_inputs(tmp, names, total=20000):
     import ipaddress
+
     with open(os.path.join(tmp, "hosts"), "w") as f:
         for fqdn, ip in names:
             f.write("%s %s\n" % (ip, fqdn))
@@ -132,8 +139,11 @@ def start(argv, log, ready=None):
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit("%s exited: %s" % (argv[0], open(log).read()))
-        res = subprocess.run(in_ns(CLI, "dig", "+short", "+tries=1", "+time=1", "@" + SERVER_IP,
-                                   "svc0.ns0.svc.cluster.local"), capture_output=True, text=True)
+        res = subprocess.run(
+            in_ns(CLI, "dig", "+short", "+tries=1", "+time=1", "@" + SERVER_IP, "svc0.ns0.svc.cluster.local"),
+            capture_output=True,
+            text=True,
+        )
         if res.stdout.strip() and (ready is None or ready(open(log, errors="replace").read())):
             return proc
         time.sleep(0.2)
@@ -176,9 +186,25 @@ def dnsperf(tmp, args, seconds, rate=None):
     rate=N: -Q N with -v, for latency percentiles at a load both servers
     sustain (at saturation latency only measures dnsperf's own queue)."""
     extra = ["-Q", str(rate), "-v"] if rate else []
-    res = subprocess.run(in_ns(CLI, "dnsperf", "-s", SERVER_IP, "-d", os.path.join(tmp, "queries"),
-                               "-l", str(seconds), "-c", str(args.clients), "-q", str(args.outstanding),
-                               *extra), capture_output=True, text=True)
+    res = subprocess.run(
+        in_ns(
+            CLI,
+            "dnsperf",
+            "-s",
+            SERVER_IP,
+            "-d",
+            os.path.join(tmp, "queries"),
+            "-l",
+            str(seconds),
+            "-c",
+            str(args.clients),
+            "-q",
+            str(args.outstanding),
+            *extra,
+        ),
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise SystemExit("dnsperf: %s" % res.stderr)
     with open(os.path.join(tmp, "dnsperf.out"), "a") as f:
@@ -194,9 +220,13 @@ def dnsperf(tmp, args, seconds, rate=None):
             except ValueError:
                 pass
     summary = {}
-    for key, pat in (("qps", r"Queries per second:\s+([\d.]+)"), ("sent", r"Queries sent:\s+(\d+)"),
-                     ("avg_ms", r"Average Latency \(s\):\s+([\d.]+)"),
-                     ("completed", r"Queries completed:\s+(\d+)"), ("lost", r"Queries lost:\s+(\d+)")):
+    for key, pat in (
+        ("qps", r"Queries per second:\s+([\d.]+)"),
+        ("sent", r"Queries sent:\s+(\d+)"),
+        ("avg_ms", r"Average Latency \(s\):\s+([\d.]+)"),
+        ("completed", r"Queries completed:\s+(\d+)"),
+        ("lost", r"Queries lost:\s+(\d+)"),
+    ):
         m = re.search(pat, res.stdout)
         summary[key] = float(m.group(1)) if m else None
     lat.sort()
@@ -211,8 +241,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--services", type=int, default=500)
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--workers", default=None,
-                   help="podnet worker counts to run, comma-separated (default: 1 and one per CPU, when different)")
+    p.add_argument(
+        "--workers",
+        default=None,
+        help="podnet worker counts to run, comma-separated (default: 1 and one per CPU, when different)",
+    )
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--outstanding", type=int, default=200)
     p.add_argument("--latency-qps", type=int, default=5000, help="the paced load of the latency run")
@@ -233,16 +266,43 @@ def main():
         results = {}
         counts = [int(x) for x in args.workers.split(",")] if args.workers else sorted({1, os.cpu_count() or 1})
         servers = {
-            "podnet/%d" % w: [sys.executable, "-m", "podnet.dns", "serve", "--store",
-                              "sqlite://" + os.path.join(tmp, "store.db"), "--listen", SERVER_IP, "--no-forward",
-                              "--workers", str(w)] for w in counts}
-        servers.update({
-            "dnsmasq": [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "-k", "-C", "/dev/null", "--no-resolv", "--no-hosts",
-                        "--addn-hosts=" + os.path.join(tmp, "hosts"), "--local=/cluster.local/",
-                        "--listen-address=" + SERVER_IP, "--bind-interfaces", "--port=53", "--cache-size=10000",
-                        "--pid-file=" + os.path.join(tmp, "dnsmasq.pid"), "--user=root", "--group=root",
-                        "--log-facility=" + os.path.join(tmp, "dnsmasq.syslog")],
-        })
+            "podnet/%d" % w: [
+                sys.executable,
+                "-m",
+                "podnet.dns",
+                "serve",
+                "--store",
+                "sqlite://" + os.path.join(tmp, "store.db"),
+                "--listen",
+                SERVER_IP,
+                "--no-forward",
+                "--workers",
+                str(w),
+            ]
+            for w in counts
+        }
+        servers.update(
+            {
+                "dnsmasq": [
+                    shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+                    "-k",
+                    "-C",
+                    "/dev/null",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--addn-hosts=" + os.path.join(tmp, "hosts"),
+                    "--local=/cluster.local/",
+                    "--listen-address=" + SERVER_IP,
+                    "--bind-interfaces",
+                    "--port=53",
+                    "--cache-size=10000",
+                    "--pid-file=" + os.path.join(tmp, "dnsmasq.pid"),
+                    "--user=root",
+                    "--group=root",
+                    "--log-facility=" + os.path.join(tmp, "dnsmasq.syslog"),
+                ],
+            }
+        )
         for name, argv in servers.items():
             print("%s: starting, then dnsperf for %d s ..." % (name, args.seconds), flush=True)
             workers = int(name.split("/")[1]) if name.startswith("podnet/") else 0
@@ -254,25 +314,45 @@ def main():
             results[name] = dnsperf(tmp, args, args.seconds)
             results[name]["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu0, 2)
             paced = dnsperf(tmp, args, args.latency_seconds, args.latency_qps)
-            results[name].update({k: paced[k] for k in ("p50_ms", "p90_ms", "p99_ms")},
-                                 paced_qps=paced["qps"], paced_lost=paced["lost"])
+            results[name].update(
+                {k: paced[k] for k in ("p50_ms", "p90_ms", "p99_ms")}, paced_qps=paced["qps"], paced_lost=paced["lost"]
+            )
             stop(proc)
-        ratios = {name: r["qps"] / results["dnsmasq"]["qps"] for name, r in results.items()
-                  if name.startswith("podnet/") and results["dnsmasq"]["qps"]}
+        ratios = {
+            name: r["qps"] / results["dnsmasq"]["qps"]
+            for name, r in results.items()
+            if name.startswith("podnet/") and results["dnsmasq"]["qps"]
+        }
         ratio = max(ratios.values()) if ratios else None
         print()
-        print("%-8s %10s %6s %8s %8s | at %d QPS: %8s %8s %8s %6s" % (
-            "server", "max QPS", "lost", "cpu s", "avg ms", args.latency_qps, "p50 ms", "p90 ms", "p99 ms", "lost"))
+        print(
+            "%-8s %10s %6s %8s %8s | at %d QPS: %8s %8s %8s %6s"
+            % ("server", "max QPS", "lost", "cpu s", "avg ms", args.latency_qps, "p50 ms", "p90 ms", "p99 ms", "lost")
+        )
         for name, r in results.items():
-            print("%-8s %10.0f %6d %8.1f %8.3f | %14s %8.3f %8.3f %8.3f %6d" % (
-                name, r["qps"], r["lost"] or 0, r["server_cpu_s"], r["avg_ms"] or 0, "",
-                r["p50_ms"], r["p90_ms"], r["p99_ms"], r["paced_lost"] or 0))
+            print(
+                "%-8s %10.0f %6d %8.1f %8.3f | %14s %8.3f %8.3f %8.3f %6d"
+                % (
+                    name,
+                    r["qps"],
+                    r["lost"] or 0,
+                    r["server_cpu_s"],
+                    r["avg_ms"] or 0,
+                    "",
+                    r["p50_ms"],
+                    r["p90_ms"],
+                    r["p99_ms"],
+                    r["paced_lost"] or 0,
+                )
+            )
         print()
         for name, r in sorted(ratios.items()):
             print("%s/dnsmasq QPS ratio: %.2f (workers %s)" % (name, r, name.split("/")[1]))
-        print("best podnet/dnsmasq QPS ratio: %.2f (target >= 1.0); %d services, %d s, %d clients, %d outstanding, "
-              "%d CPUs shared with dnsperf" % (ratio, args.services, args.seconds, args.clients, args.outstanding,
-                                                os.cpu_count()))
+        print(
+            "best podnet/dnsmasq QPS ratio: %.2f (target >= 1.0); %d services, %d s, %d clients, %d outstanding, "
+            "%d CPUs shared with dnsperf"
+            % (ratio, args.services, args.seconds, args.clients, args.outstanding, os.cpu_count())
+        )
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"results": results, "ratios": ratios, "ratio": ratio, "args": vars(args)}, f, indent=1)

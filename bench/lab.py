@@ -143,8 +143,9 @@ def proc_cpu(pid):
 
 
 def _ready(obj):
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in obj.get("status", {}).get("conditions", []))
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in obj.get("status", {}).get("conditions", [])
+    )
 
 
 class LabBench:
@@ -158,6 +159,7 @@ class LabBench:
         sys.path.insert(0, ROOT)
         from podnet.lab import lab as labmod
         from podnet.lab import topology as topo
+
         if topo.STATE_ROOT != self.tmp:
             raise BenchError("podnet.lab.topology was imported before PODNET_STATE_ROOT was set")
         self.labmod, self.topo = labmod, topo
@@ -169,21 +171,21 @@ class LabBench:
         with open(self.manifest, "w") as f:
             f.write(MANIFEST.format(pods=args.pods, image=IMAGE))
         self.up_out = os.path.join(self.tmp, "lab-up.out")
-        self.up_text = None   # its contents, kept when the temp dir goes
+        self.up_text = None  # its contents, kept when the temp dir goes
         self.proc = None
         self.objects = None
         self.t0 = None
         self.t0_wall = None
-        self.marks = {}       # milestone -> seconds from t0
-        self.pods = {}        # uid -> {"name", "node", stage: seconds}
+        self.marks = {}  # milestone -> seconds from t0
+        self.pods = {}  # uid -> {"name", "node", stage: seconds}
         self.poll_cpu = 0.0
         self.polls = 0
         self.poll_errors = []
-        self.collected = {}   # stats.json and agent-log figures, read before `lab down`
-        self.add_seen = {}    # node -> (cni_add_count, cni_add_seconds) at the last poll
-        self.adds = {}        # node -> [(t, seconds of one ADD)] when a poll saw exactly one more
+        self.collected = {}  # stats.json and agent-log figures, read before `lab down`
+        self.add_seen = {}  # node -> (cni_add_count, cni_add_seconds) at the last poll
+        self.adds = {}  # node -> [(t, seconds of one ADD)] when a poll saw exactly one more
         self.cpu0 = None
-        self.cpu = {}         # component -> CPU seconds, at all Ready
+        self.cpu = {}  # component -> CPU seconds, at all Ready
 
     # ---- the CLI ---------------------------------------------------------------
 
@@ -196,10 +198,24 @@ class LabBench:
         self.t0 = time.monotonic()
         with open(self.up_out, "wb") as out:
             self.proc = subprocess.Popen(
-                self.cli("lab", "up", "--name", self.lab, "--nodes", str(self.args.nodes),
-                         "-f", self.manifest, "--timeout", str(self.args.timeout)),
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)  # a terminal's Ctrl-C reaches us; cleanup stops it
+                self.cli(
+                    "lab",
+                    "up",
+                    "--name",
+                    self.lab,
+                    "--nodes",
+                    str(self.args.nodes),
+                    "-f",
+                    self.manifest,
+                    "--timeout",
+                    str(self.args.timeout),
+                ),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # a terminal's Ctrl-C reaches us; cleanup stops it
 
     def stop_up(self):
         """The `lab up` process we started, if it still runs (by its PID)."""
@@ -312,10 +328,15 @@ class LabBench:
                 return
             if time.monotonic() > deadline:
                 c = self.counts()
-                raise BenchError("timeout after %.0f s: nodes Ready %s; pods %s; lab up %s" % (
-                    time.monotonic() - self.t0, "yes" if "nodes Ready" in self.marks else "no",
-                    ", ".join("%s %d" % kv for kv in c.items()),
-                    "still running" if rc is None else "returned %d" % rc))
+                raise BenchError(
+                    "timeout after %.0f s: nodes Ready %s; pods %s; lab up %s"
+                    % (
+                        time.monotonic() - self.t0,
+                        "yes" if "nodes Ready" in self.marks else "no",
+                        ", ".join("%s %d" % kv for kv in c.items()),
+                        "still running" if rc is None else "returned %d" % rc,
+                    )
+                )
             time.sleep(self.args.poll)
 
     # ---- what the lab recorded -------------------------------------------------------
@@ -328,7 +349,7 @@ class LabBench:
             with open(path) as f:
                 nodes[node] = {"stats": json.load(f)}
         for path in sorted(glob.glob(os.path.join(self.sdir, "logs", "agent-*.log"))):
-            node = os.path.basename(path)[len("agent-"):-len(".log")]
+            node = os.path.basename(path)[len("agent-") : -len(".log")]
             starts = []
             with open(path, errors="replace") as f:
                 for line in f:
@@ -351,6 +372,7 @@ class LabBench:
             if got:
                 out[role] = {"own": got[0], "children": got[1]}
         from podnet.kernel.netns import pids_in
+
         pod_ns = [n for n in self.topo.lab_namespaces(self.lab) if n.startswith(self.topo.prefix(self.lab) + "p-")]
         total = n = 0
         for pid in pids_in(pod_ns):
@@ -383,8 +405,14 @@ class LabBench:
         if not os.path.exists(self.sdir) and not self.topo.lab_namespaces(self.lab):
             return 0.0, "not run: nothing was made", []
         t = time.monotonic()
-        res = subprocess.run(self.cli("lab", "down", "--name", self.lab), cwd=ROOT, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            self.cli("lab", "down", "--name", self.lab),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         took = time.monotonic() - t
         if res.returncode != 0:
             print("`lab down` exited with %d:\n%s%s" % (res.returncode, res.stdout, res.stderr), file=sys.stderr)
@@ -405,8 +433,10 @@ class LabBench:
             self.marks["lab down seconds"] = took
             self.marks["lab down rc"] = rc
             if left:
-                print("WARNING: network namespaces of lab %s left behind: %s" % (self.lab, ", ".join(left)),
-                      file=sys.stderr)
+                print(
+                    "WARNING: network namespaces of lab %s left behind: %s" % (self.lab, ", ".join(left)),
+                    file=sys.stderr,
+                )
             self.marks["netns left"] = left
             self.up_text = self.up_output()
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -415,6 +445,7 @@ class LabBench:
 
 
 # ---- figures and report -----------------------------------------------------------
+
 
 def figures(b, args):
     m = b.marks
@@ -430,33 +461,53 @@ def figures(b, args):
         s, n = st.get("cni_add_seconds", 0.0), st.get("cni_add_count", 0)
         add_sum += s
         add_n += n
-        nodes[node] = {"pods": len(mine), "cni_add_seconds": s, "cni_add_count": n,
-                       "cni_add_mean": s / n if n else None,
-                       "first_start": starts[0] if starts else None, "last_start": starts[-1] if starts else None,
-                       "start_gap_p50": statistics.median(gaps) if gaps else None,
-                       "last_ready": max((r["ready"] for r in mine if "ready" in r), default=None)}
+        nodes[node] = {
+            "pods": len(mine),
+            "cni_add_seconds": s,
+            "cni_add_count": n,
+            "cni_add_mean": s / n if n else None,
+            "first_start": starts[0] if starts else None,
+            "last_start": starts[-1] if starts else None,
+            "start_gap_p50": statistics.median(gaps) if gaps else None,
+            "last_ready": max((r["ready"] for r in mine if "ready" in r), default=None),
+        }
     lat = {}
     for a, z in (("created", "scheduled"), ("scheduled", "started"), ("started", "ready"), ("created", "ready")):
         xs = [r[z] - r[a] for r in b.pods.values() if a in r and z in r]
-        lat["%s->%s" % (a, z)] = {"p50": pct(xs, 50), "p95": pct(xs, 95), "max": max(xs) if xs else None,
-                                  "mean": statistics.mean(xs) if xs else None}
+        lat["%s->%s" % (a, z)] = {
+            "p50": pct(xs, 50),
+            "p95": pct(xs, 95),
+            "max": max(xs) if xs else None,
+            "mean": statistics.mean(xs) if xs else None,
+        }
     one = [dt for xs in b.adds.values() for _, dt in xs]
     firsts = [dt for xs in b.adds.values() for _, dt in xs[:5]]
     lasts = [dt for xs in b.adds.values() for _, dt in xs[-5:]]
-    adds = {"p50": pct(one, 50), "p95": pct(one, 95), "max": max(one) if one else None,
-            "min": min(one) if one else None,
-            "first5_mean": statistics.mean(firsts) if firsts else None,
-            "last5_mean": statistics.mean(lasts) if lasts else None}
+    adds = {
+        "p50": pct(one, 50),
+        "p95": pct(one, 95),
+        "max": max(one) if one else None,
+        "min": min(one) if one else None,
+        "first5_mean": statistics.mean(firsts) if firsts else None,
+        "last5_mean": statistics.mean(lasts) if lasts else None,
+    }
     cpu = m.get("cpu")
-    return {"wall_ready": wall, "pod_phase": phase, "single_add": adds,
-            "cpu_busy_fraction": cpu["busy"] / cpu["total"] if cpu and cpu["total"] else None,
-            "pods_per_second_phase": args.pods / phase if phase > 0 else None,
-            "pods_per_second_overall": args.pods / wall,
-            "cni_add_seconds_sum": add_sum, "cni_add_count": add_n,
-            "cni_add_mean": add_sum / add_n if add_n else None,
-            "cni_share_start": ((add_sum / add_n) / lat["scheduled->started"]["mean"])
-                               if add_n and lat.get("scheduled->started", {}).get("mean") else None,
-            "nodes": nodes, "latencies": lat}
+    return {
+        "wall_ready": wall,
+        "pod_phase": phase,
+        "single_add": adds,
+        "cpu_busy_fraction": cpu["busy"] / cpu["total"] if cpu and cpu["total"] else None,
+        "pods_per_second_phase": args.pods / phase if phase > 0 else None,
+        "pods_per_second_overall": args.pods / wall,
+        "cni_add_seconds_sum": add_sum,
+        "cni_add_count": add_n,
+        "cni_add_mean": add_sum / add_n if add_n else None,
+        "cni_share_start": ((add_sum / add_n) / lat["scheduled->started"]["mean"])
+        if add_n and lat.get("scheduled->started", {}).get("mean")
+        else None,
+        "nodes": nodes,
+        "latencies": lat,
+    }
 
 
 def _f(x, fmt="%.2f"):
@@ -467,62 +518,109 @@ def table(rows, left=(0,)):
     """Plain aligned text: the columns in `left` flush left, the others right."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, row in enumerate(rows):
-        print("  " + "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        print(
+            "  "
+            + "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        )
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
 
 
 def report(b, fig, data, args):
     m = b.marks
-    print("\npodnet lab up: %d nodes, a Deployment of %d agnhost netexec pods (readiness httpGet /healthz, "
-          "period 1 s)\nlab %s, state %s; %s, %d CPUs; poll every %.2f s"
-          % (args.nodes, args.pods, b.lab, b.tmp, platform.release(), os.cpu_count(), args.poll))
+    print(
+        "\npodnet lab up: %d nodes, a Deployment of %d agnhost netexec pods (readiness httpGet /healthz, "
+        "period 1 s)\nlab %s, state %s; %s, %d CPUs; poll every %.2f s"
+        % (args.nodes, args.pods, b.lab, b.tmp, platform.release(), os.cpu_count(), args.poll)
+    )
     print()
     rows = [("milestone (first time seen)", "s from start")]
-    for key, label in (("first read of the store", "store readable (poller's first read)"),
-                       ("nodes Ready", "nodes Ready (%d, with podCIDR)" % args.nodes),
-                       ("first pod created", "first pod object created"),
-                       ("all pods created", "all %d pod objects created" % args.pods),
-                       ("all pods scheduled", "all %d pods scheduled" % args.pods),
-                       ("first pod started", "first pod started (podIP set)"),
-                       ("all pods started", "all %d pods started" % args.pods),
-                       ("first pod ready", "first pod Ready"),
-                       ("all pods ready", "all %d pods Ready" % args.pods),
-                       ("lab up returned", "`lab up` command returned (rc %s)" % m.get("lab up rc"))):
+    for key, label in (
+        ("first read of the store", "store readable (poller's first read)"),
+        ("nodes Ready", "nodes Ready (%d, with podCIDR)" % args.nodes),
+        ("first pod created", "first pod object created"),
+        ("all pods created", "all %d pod objects created" % args.pods),
+        ("all pods scheduled", "all %d pods scheduled" % args.pods),
+        ("first pod started", "first pod started (podIP set)"),
+        ("all pods started", "all %d pods started" % args.pods),
+        ("first pod ready", "first pod Ready"),
+        ("all pods ready", "all %d pods Ready" % args.pods),
+        ("lab up returned", "`lab up` command returned (rc %s)" % m.get("lab up rc")),
+    ):
         rows.append((label, _f(m.get(key))))
     table(rows)
     if m.get("lab up returned", 0) < m["all pods ready"] - 2 * args.poll:
-        print("  note: `lab up` returned %.1f s before all pods were Ready" % (m["all pods ready"] - m["lab up returned"]))
+        print(
+            "  note: `lab up` returned %.1f s before all pods were Ready" % (m["all pods ready"] - m["lab up returned"])
+        )
     print()
     rows = [("throughput and CNI", "value")]
-    rows += [("pod phase (all Ready - nodes Ready)", "%.2f s" % fig["pod_phase"]),
-             ("pods/s in the pod phase", _f(fig["pods_per_second_phase"])),
-             ("pods/s overall (pods / all Ready)", _f(fig["pods_per_second_overall"])),
-             ("CNI ADD sum over nodes (count)", "%.2f s (%d)" % (fig["cni_add_seconds_sum"], fig["cni_add_count"])),
-             ("CNI ADD mean per pod", _f(fig["cni_add_mean"] and fig["cni_add_mean"] * 1e3, "%.1f ms")),
-             ("CNI share of a pod's start wait (ADD / sched->started)",
-              _f(fig["cni_share_start"] and fig["cni_share_start"] * 100, "%.1f %%")),
-             ("single ADD min / p50 / p95 / max (ms)", "/".join(_f(fig["single_add"][k] and fig["single_add"][k] * 1e3,
-                                                                  "%.0f") for k in ("min", "p50", "p95", "max"))),
-             ("single ADD mean: each node's first 5, last 5", "%s, %s ms" % (
-                 _f(fig["single_add"]["first5_mean"] and fig["single_add"]["first5_mean"] * 1e3, "%.0f"),
-                 _f(fig["single_add"]["last5_mean"] and fig["single_add"]["last5_mean"] * 1e3, "%.0f"))),
-             ("machine CPU busy, start to all Ready", _f(fig["cpu_busy_fraction"] and fig["cpu_busy_fraction"] * 100,
-                                                          "%%.0f %%%% of %d CPUs" % os.cpu_count())),
-             ("machine CPU busy, 1 s before the start", _f(data["cpu_busy_before"] and data["cpu_busy_before"] * 100,
-                                                            "%.0f %%")),
-             ("`lab down`", "%.2f s (rc %s)" % (m["lab down seconds"], m["lab down rc"]))]
+    rows += [
+        ("pod phase (all Ready - nodes Ready)", "%.2f s" % fig["pod_phase"]),
+        ("pods/s in the pod phase", _f(fig["pods_per_second_phase"])),
+        ("pods/s overall (pods / all Ready)", _f(fig["pods_per_second_overall"])),
+        ("CNI ADD sum over nodes (count)", "%.2f s (%d)" % (fig["cni_add_seconds_sum"], fig["cni_add_count"])),
+        ("CNI ADD mean per pod", _f(fig["cni_add_mean"] and fig["cni_add_mean"] * 1e3, "%.1f ms")),
+        (
+            "CNI share of a pod's start wait (ADD / sched->started)",
+            _f(fig["cni_share_start"] and fig["cni_share_start"] * 100, "%.1f %%"),
+        ),
+        (
+            "single ADD min / p50 / p95 / max (ms)",
+            "/".join(
+                _f(fig["single_add"][k] and fig["single_add"][k] * 1e3, "%.0f") for k in ("min", "p50", "p95", "max")
+            ),
+        ),
+        (
+            "single ADD mean: each node's first 5, last 5",
+            "%s, %s ms"
+            % (
+                _f(fig["single_add"]["first5_mean"] and fig["single_add"]["first5_mean"] * 1e3, "%.0f"),
+                _f(fig["single_add"]["last5_mean"] and fig["single_add"]["last5_mean"] * 1e3, "%.0f"),
+            ),
+        ),
+        (
+            "machine CPU busy, start to all Ready",
+            _f(fig["cpu_busy_fraction"] and fig["cpu_busy_fraction"] * 100, "%%.0f %%%% of %d CPUs" % os.cpu_count()),
+        ),
+        (
+            "machine CPU busy, 1 s before the start",
+            _f(data["cpu_busy_before"] and data["cpu_busy_before"] * 100, "%.0f %%"),
+        ),
+        ("`lab down`", "%.2f s (rc %s)" % (m["lab down seconds"], m["lab down rc"])),
+    ]
     table(rows)
     print()
-    rows = [("node", "pods", "ADDs", "ADD sum s", "ADD mean ms", "first start", "last start",
-             "start gap p50 ms", "ADD/gap", "last Ready")]
+    rows = [
+        (
+            "node",
+            "pods",
+            "ADDs",
+            "ADD sum s",
+            "ADD mean ms",
+            "first start",
+            "last start",
+            "start gap p50 ms",
+            "ADD/gap",
+            "last Ready",
+        )
+    ]
     for node, d in fig["nodes"].items():
         share = d["cni_add_mean"] / d["start_gap_p50"] if d["cni_add_mean"] and d["start_gap_p50"] else None
-        rows.append((node, str(d["pods"]), str(d["cni_add_count"]), _f(d["cni_add_seconds"]),
-                     _f(d["cni_add_mean"] and d["cni_add_mean"] * 1e3, "%.1f"), _f(d["first_start"]),
-                     _f(d["last_start"]), _f(d["start_gap_p50"] and d["start_gap_p50"] * 1e3, "%.0f"),
-                     _f(share and share * 100, "%.0f %%"), _f(d["last_ready"])))
+        rows.append(
+            (
+                node,
+                str(d["pods"]),
+                str(d["cni_add_count"]),
+                _f(d["cni_add_seconds"]),
+                _f(d["cni_add_mean"] and d["cni_add_mean"] * 1e3, "%.1f"),
+                _f(d["first_start"]),
+                _f(d["last_start"]),
+                _f(d["start_gap_p50"] and d["start_gap_p50"] * 1e3, "%.0f"),
+                _f(share and share * 100, "%.0f %%"),
+                _f(d["last_ready"]),
+            )
+        )
     table(rows)
     print()
     rows = [("per-pod stage latency (s)", "p50", "p95", "max")]
@@ -533,18 +631,27 @@ def report(b, fig, data, args):
         cpu = m.get("cpu", {})
         rows = [("CPU seconds, start to all Ready", "own", "children", "")]
         for role, d in b.cpu.items():
-            rows.append((role, "%.2f" % d["own"], "%.2f" % d["children"],
-                         "(%d processes)" % d["processes"] if "processes" in d else
-                         ("(children: CNI plugin execs, nft/ip)" if role.startswith("agent") else "")))
+            rows.append(
+                (
+                    role,
+                    "%.2f" % d["own"],
+                    "%.2f" % d["children"],
+                    "(%d processes)" % d["processes"]
+                    if "processes" in d
+                    else ("(children: CNI plugin execs, nft/ip)" if role.startswith("agent") else ""),
+                )
+            )
         lab_total = sum(d["own"] + d["children"] for d in b.cpu.values())
         rows.append(("all of the lab", "%.2f" % lab_total, "", ""))
         if cpu:
             rows.append(("whole machine busy (of %.1f available)" % cpu["total"], "%.2f" % cpu["busy"], "", ""))
         print()
         table(rows, left=(0, 3))
-    print("\npoller: %d reads of the store (%d failed), %.2f s CPU; load average at start %.2f, at end %.2f; "
-          "total run time %.1f s" % (b.polls, len(b.poll_errors), b.poll_cpu, data["loadavg_start"], data["loadavg_end"],
-                                     data["total_seconds"]))
+    print(
+        "\npoller: %d reads of the store (%d failed), %.2f s CPU; load average at start %.2f, at end %.2f; "
+        "total run time %.1f s"
+        % (b.polls, len(b.poll_errors), b.poll_cpu, data["loadavg_start"], data["loadavg_end"], data["total_seconds"])
+    )
     if m.get("netns left"):
         print("WARNING: netns left behind: %s" % ", ".join(m["netns left"]))
     else:
@@ -555,8 +662,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--pods", type=int, default=90, help="replicas of the Deployment")
-    ap.add_argument("--timeout", type=int, default=300,
-                    help="passed to `lab up --timeout`; also the bench's limit for all pods Ready")
+    ap.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        help="passed to `lab up --timeout`; also the bench's limit for all pods Ready",
+    )
     ap.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the store")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers (and every pod's timeline) here")
     args = ap.parse_args(argv)
@@ -567,12 +678,19 @@ def main(argv=None):
 
     def on_term(*_):
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
 
     start = time.perf_counter()
-    data = {"nodes": args.nodes, "pods": args.pods, "kernel": platform.release(), "cpus": os.cpu_count(),
-            "loadavg_start": os.getloadavg()[0], "poll": args.poll}
+    data = {
+        "nodes": args.nodes,
+        "pods": args.pods,
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg()[0],
+        "poll": args.poll,
+    }
     c0 = cpu_times()
     try:
         time.sleep(1.0)  # what the machine does without us
@@ -587,8 +705,11 @@ def main(argv=None):
         return 1
     ok = False
     try:
-        print("lab %s: `lab up` of %d nodes and %d pods (state in %s) ..." % (b.lab, args.nodes, args.pods, b.tmp),
-              file=sys.stderr, flush=True)
+        print(
+            "lab %s: `lab up` of %d nodes and %d pods (state in %s) ..." % (b.lab, args.nodes, args.pods, b.tmp),
+            file=sys.stderr,
+            flush=True,
+        )
         b.start_up()
         b.wait()
         b.collect()
@@ -604,18 +725,32 @@ def main(argv=None):
     finally:
         b.cleanup()
         if not ok:
-            print("lab down: %.2f s (rc %s)%s" % (b.marks.get("lab down seconds", 0), b.marks.get("lab down rc"),
-                                                  "; netns left: " + ", ".join(b.marks["netns left"])
-                                                  if b.marks.get("netns left") else ""), file=sys.stderr)
+            print(
+                "lab down: %.2f s (rc %s)%s"
+                % (
+                    b.marks.get("lab down seconds", 0),
+                    b.marks.get("lab down rc"),
+                    "; netns left: " + ", ".join(b.marks["netns left"]) if b.marks.get("netns left") else "",
+                ),
+                file=sys.stderr,
+            )
     data["total_seconds"] = time.perf_counter() - start
     data["loadavg_end"] = os.getloadavg()[0]
     fig = figures(b, args)
     report(b, fig, data, args)
     if args.json:
-        data.update(figures=fig, milestones=b.marks, agents=b.collected, poll_cpu=b.poll_cpu, polls=b.polls,
-                    poll_errors=b.poll_errors, single_adds=b.adds, component_cpu=b.cpu,
-                    pod_timelines=sorted(b.pods.values(), key=lambda r: r.get("created", 0)),
-                    lab_up_output=b.up_text)
+        data.update(
+            figures=fig,
+            milestones=b.marks,
+            agents=b.collected,
+            poll_cpu=b.poll_cpu,
+            polls=b.polls,
+            poll_errors=b.poll_errors,
+            single_adds=b.adds,
+            component_cpu=b.cpu,
+            pod_timelines=sorted(b.pods.values(), key=lambda r: r.get("created", 0)),
+            lab_up_output=b.up_text,
+        )
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
     return 0 if not b.marks.get("netns left") else 1

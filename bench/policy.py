@@ -50,7 +50,7 @@ from podnet.policy.planner import plan  # noqa: E402
 
 PREFIX = "pnpb-%d-" % os.getpid()
 NODE = "bench-node"
-SERVER, CLIENT = "ns3/pod-07", "ns5/pod-02"       # two of the 100 pods
+SERVER, CLIENT = "ns3/pod-07", "ns5/pod-02"  # two of the 100 pods
 PORT = 8080
 
 
@@ -63,14 +63,32 @@ def cluster():
     for n in range(10):
         for j in range(10):
             i = n * 10 + j
-            pods.append({"kind": "Pod", "metadata": {"namespace": "ns%d" % n, "name": "pod-%02d" % j,
-                                                     "labels": {"app": "app%d" % j, "pod": "pod-%02d" % j}},
-                         "spec": {"nodeName": NODE, "containers": [{"name": "c", "ports": [
-                             {"name": "http", "containerPort": PORT}, {"name": "dns", "containerPort": 53,
-                                                                      "protocol": "UDP"}]}]},
-                         "status": {"podIP": pod_ip(i), "phase": "Running"}})
-    namespaces = [{"kind": "Namespace", "metadata": {"name": "ns%d" % n, "labels": {"tier": "t%d" % (n % 3)}}}
-                  for n in range(10)]
+            pods.append(
+                {
+                    "kind": "Pod",
+                    "metadata": {
+                        "namespace": "ns%d" % n,
+                        "name": "pod-%02d" % j,
+                        "labels": {"app": "app%d" % j, "pod": "pod-%02d" % j},
+                    },
+                    "spec": {
+                        "nodeName": NODE,
+                        "containers": [
+                            {
+                                "name": "c",
+                                "ports": [
+                                    {"name": "http", "containerPort": PORT},
+                                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                ],
+                            }
+                        ],
+                    },
+                    "status": {"podIP": pod_ip(i), "phase": "Running"},
+                }
+            )
+    namespaces = [
+        {"kind": "Namespace", "metadata": {"name": "ns%d" % n, "labels": {"tier": "t%d" % (n % 3)}}} for n in range(10)
+    ]
     return pods, namespaces
 
 
@@ -78,19 +96,36 @@ def policies(count):
     out = []
     for i in range(count):
         n, app = i % 10, (i // 10) % 10
-        peers = [{"podSelector": {"matchLabels": {"app": "app%d" % ((app + 1) % 10)}}},
-                 {"namespaceSelector": {"matchLabels": {"tier": "t%d" % (i % 3)}},
-                  "podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
-                                                        "values": ["app%d" % (i % 10), "app%d" % ((i + 3) % 10)]}]}},
-                 {"ipBlock": {"cidr": "172.16.%d.0/24" % (i % 250), "except": ["172.16.%d.128/25" % (i % 250)]}}]
-        spec = {"podSelector": {"matchLabels": {"app": "app%d" % app}},
-                "ingress": [{"from": peers, "ports": [{"port": 80}, {"port": 9000, "endPort": 9100},
-                                                       {"port": "dns", "protocol": "UDP"}]}]}
+        peers = [
+            {"podSelector": {"matchLabels": {"app": "app%d" % ((app + 1) % 10)}}},
+            {
+                "namespaceSelector": {"matchLabels": {"tier": "t%d" % (i % 3)}},
+                "podSelector": {
+                    "matchExpressions": [
+                        {"key": "app", "operator": "In", "values": ["app%d" % (i % 10), "app%d" % ((i + 3) % 10)]}
+                    ]
+                },
+            },
+            {"ipBlock": {"cidr": "172.16.%d.0/24" % (i % 250), "except": ["172.16.%d.128/25" % (i % 250)]}},
+        ]
+        spec = {
+            "podSelector": {"matchLabels": {"app": "app%d" % app}},
+            "ingress": [
+                {
+                    "from": peers,
+                    "ports": [{"port": 80}, {"port": 9000, "endPort": 9100}, {"port": "dns", "protocol": "UDP"}],
+                }
+            ],
+        }
         if i % 3 == 0:
-            spec["egress"] = [{"to": peers[:1], "ports": [{"port": 443}]}, {"ports": [{"port": "dns", "protocol": "UDP"}]}]
+            spec["egress"] = [
+                {"to": peers[:1], "ports": [{"port": 443}]},
+                {"ports": [{"port": "dns", "protocol": "UDP"}]},
+            ]
             spec["policyTypes"] = ["Ingress", "Egress"]
-        out.append({"kind": "NetworkPolicy", "metadata": {"namespace": "ns%d" % n, "name": "np-%04d" % i},
-                    "spec": spec})
+        out.append(
+            {"kind": "NetworkPolicy", "metadata": {"namespace": "ns%d" % n, "name": "np-%04d" % i}, "spec": spec}
+        )
     return out
 
 
@@ -98,13 +133,35 @@ def allow_pair():
     """The policies that let CLIENT reach SERVER: named to sort last in their pods' chains."""
     sns, sname = SERVER.split("/")
     cns, cname = CLIENT.split("/")
-    return [{"kind": "NetworkPolicy", "metadata": {"namespace": sns, "name": "zz-allow-in"},
-             "spec": {"podSelector": {"matchLabels": {"pod": sname}}, "ingress": [{"from": [
-                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cns}},
-                  "podSelector": {"matchLabels": {"pod": cname}}}], "ports": [{"port": PORT}]}]}},
-            {"kind": "NetworkPolicy", "metadata": {"namespace": cns, "name": "zz-allow-out"},
-             "spec": {"podSelector": {"matchLabels": {"pod": cname}}, "policyTypes": ["Egress"],
-                      "egress": [{"ports": [{"port": PORT}]}]}}]
+    return [
+        {
+            "kind": "NetworkPolicy",
+            "metadata": {"namespace": sns, "name": "zz-allow-in"},
+            "spec": {
+                "podSelector": {"matchLabels": {"pod": sname}},
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cns}},
+                                "podSelector": {"matchLabels": {"pod": cname}},
+                            }
+                        ],
+                        "ports": [{"port": PORT}],
+                    }
+                ],
+            },
+        },
+        {
+            "kind": "NetworkPolicy",
+            "metadata": {"namespace": cns, "name": "zz-allow-out"},
+            "spec": {
+                "podSelector": {"matchLabels": {"pod": cname}},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"port": PORT}]}],
+            },
+        },
+    ]
 
 
 def sh(argv, ns=None, check=True, **kw):
@@ -113,6 +170,7 @@ def sh(argv, ns=None, check=True, **kw):
 
 
 # ---- sync -------------------------------------------------------------------------
+
 
 def bench_sync(ns, counts, rounds):
     pods, namespaces = cluster()
@@ -133,12 +191,30 @@ def bench_sync(ns, counts, rounds):
             for k, v in (("plan", t1 - t0), ("render", t2 - t1), ("apply", t3 - t2), ("list", t4 - t3)):
                 t[k].append(v * 1000)
         med = {k: statistics.median(v) for k, v in t.items()}
-        out[count] = dict(med, chains=len(p.chains), rules=sum(len(c.rules) for c in p.chains.values()),
-                          script_kb=len(script) / 1024, full_ms=med["plan"] + med["render"] + med["apply"])
-        print("sync %5d policies: plan %6.1f ms  render %5.1f ms  nft -f %6.1f ms  (full sync %6.1f ms; "
-              "unchanged pass %6.1f ms)  listing %6.1f ms;  %d chains, %d rules, script %.0f KiB"
-              % (count, med["plan"], med["render"], med["apply"], out[count]["full_ms"], med["plan"] + med["render"],
-                 med["list"], out[count]["chains"], out[count]["rules"], out[count]["script_kb"]), flush=True)
+        out[count] = dict(
+            med,
+            chains=len(p.chains),
+            rules=sum(len(c.rules) for c in p.chains.values()),
+            script_kb=len(script) / 1024,
+            full_ms=med["plan"] + med["render"] + med["apply"],
+        )
+        print(
+            "sync %5d policies: plan %6.1f ms  render %5.1f ms  nft -f %6.1f ms  (full sync %6.1f ms; "
+            "unchanged pass %6.1f ms)  listing %6.1f ms;  %d chains, %d rules, script %.0f KiB"
+            % (
+                count,
+                med["plan"],
+                med["render"],
+                med["apply"],
+                out[count]["full_ms"],
+                med["plan"] + med["render"],
+                med["list"],
+                out[count]["chains"],
+                out[count]["rules"],
+                out[count]["script_kb"],
+            ),
+            flush=True,
+        )
     return out
 
 
@@ -185,15 +261,17 @@ class Topology:
 
     def build(self):
         self.node = self.netns("node")
-        self.handle = Netns(self.node)        # for podnet.kernel.nft (a handle, not a name)
+        self.handle = Netns(self.node)  # for podnet.kernel.nft (a handle, not a name)
         sh(["ip", "link", "add", "br0", "type", "bridge"], ns=self.node)
         sh(["ip", "addr", "add", "10.244.0.1/24", "dev", "br0"], ns=self.node)
         sh(["ip", "link", "set", "br0", "up"], ns=self.node)
         sh(["ip", "link", "set", "lo", "up"], ns=self.node)
         bnf = sh(["sysctl", "-n", "net.bridge.bridge-nf-call-iptables"], ns=self.node, check=False).stdout.strip()
         if bnf != "1":
-            raise SystemExit("br_netfilter is not active in a new namespace (bridge-nf-call-iptables=%r): "
-                             "bridged pod traffic would bypass the table" % bnf)
+            raise SystemExit(
+                "br_netfilter is not active in a new namespace (bridge-nf-call-iptables=%r): "
+                "bridged pod traffic would bypass the table" % bnf
+            )
         self.ips = {}
         for key, label in ((SERVER, "srv"), (CLIENT, "cli")):
             ns = self.netns(label)
@@ -236,12 +314,27 @@ def bench_latency(topo, n, rounds):
     sel_in = len(p.chains[p.ingress_pods[ipaddress.ip_address(topo.ips[SERVER][1])]].rules) - 1
     sel_out = len(p.chains[p.egress_pods[ipaddress.ip_address(topo.ips[CLIENT][1])]].rules) - 1
     chains = {SERVER: sel_in, CLIENT: sel_out}
-    print("latency: server %s is selected by %d ingress policies, client %s by %d egress policies"
-          % (SERVER, chains[SERVER], CLIENT, chains[CLIENT]), flush=True)
+    print(
+        "latency: server %s is selected by %d ingress policies, client %s by %d egress policies"
+        % (SERVER, chains[SERVER], CLIENT, chains[CLIENT]),
+        flush=True,
+    )
     # the path must go through the table: a deny-all makes the connection fail
-    deny = nftscript.render(plan([{"kind": "NetworkPolicy", "metadata": {"namespace": SERVER.split("/")[0],
-                                                                          "name": "deny"},
-                                   "spec": {"podSelector": {}}}], pods, namespaces, NODE, ["10.244.0.1"]))
+    deny = nftscript.render(
+        plan(
+            [
+                {
+                    "kind": "NetworkPolicy",
+                    "metadata": {"namespace": SERVER.split("/")[0], "name": "deny"},
+                    "spec": {"podSelector": {}},
+                }
+            ],
+            pods,
+            namespaces,
+            NODE,
+            ["10.244.0.1"],
+        )
+    )
     nft.apply(deny, ns=topo.handle, what="bench deny")
     if connects(topo, 1) is not None:
         raise SystemExit("a deny-all policy did not stop the connection: the bench path bypasses the table")
@@ -261,8 +354,11 @@ def bench_latency(topo, n, rounds):
     for name, v in samples.items():
         v = sorted(v)
         out[name] = {"median_us": statistics.median(v) / 1000, "p90_us": v[int(len(v) * 0.9)] / 1000, "n": len(v)}
-        print("latency %-14s connect median %7.1f us   p90 %7.1f us   (%d connections)"
-              % (name, out[name]["median_us"], out[name]["p90_us"], len(v)), flush=True)
+        print(
+            "latency %-14s connect median %7.1f us   p90 %7.1f us   (%d connections)"
+            % (name, out[name]["median_us"], out[name]["p90_us"], len(v)),
+            flush=True,
+        )
     ratio = out["1000 policies"]["median_us"] / out["0 policies"]["median_us"]
     print("latency ratio 1000 / 0 policies: %.3f (target <= 1.1)" % ratio, flush=True)
     out["ratio"] = ratio
@@ -281,8 +377,11 @@ def main(argv=None):
         topo.build()
         sync = bench_sync(topo.handle, (100, 1000), min(args.rounds, 3))
         sns, _ = topo.ips[SERVER]
-        server = subprocess.Popen(["nsenter", "--net=/run/netns/" + sns, "--", sys.executable, "-c", SERVER_CODE,
-                                   str(PORT)], stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/" + sns, "--", sys.executable, "-c", SERVER_CODE, str(PORT)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if server.stdout.readline().strip() != "ready":
             raise SystemExit("the bench server did not start")
         latency = bench_latency(topo, args.connects, args.rounds)
@@ -291,7 +390,7 @@ def main(argv=None):
                 json.dump({"sync": sync, "latency": latency}, f, indent=1)
     finally:
         if server is not None:
-            server.terminate()   # by the PID we started
+            server.terminate()  # by the PID we started
             try:
                 server.wait(5)
             except subprocess.TimeoutExpired:

@@ -85,18 +85,31 @@ def world(n):
     services, slices = [], []
     for i in range(n):
         name = "svc%05d" % i
-        services.append({"metadata": {"namespace": "bench", "name": name, "resourceVersion": "1"},
-                         "spec": {"clusterIP": "10.96.%d.%d" % (i // 250, i % 250 + 2),
-                                  "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+        services.append(
+            {
+                "metadata": {"namespace": "bench", "name": name, "resourceVersion": "1"},
+                "spec": {
+                    "clusterIP": "10.96.%d.%d" % (i // 250, i % 250 + 2),
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+                },
+            }
+        )
         slices.append(slice_for(name, SRV_IPS, "1"))
     return services, slices
 
 
 def slice_for(name, ips, rv):
-    return {"metadata": {"namespace": "bench", "name": name + "-abc", "resourceVersion": rv,
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "n1"} for ip in ips]}
+    return {
+        "metadata": {
+            "namespace": "bench",
+            "name": name + "-abc",
+            "resourceVersion": rv,
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "n1"} for ip in ips],
+    }
 
 
 def nft_apply(node, script):
@@ -120,7 +133,7 @@ def measure_size(node, n):
         key = "bench/" + services[i]["metadata"]["name"]
         slices[i] = slice_for(services[i]["metadata"]["name"], (SRV_IPS[k % 2],), str(k + 2))
         t = time.perf_counter()
-        p.update(key, services[i], [slices[i]])     # what the agent does for one changed Service
+        p.update(key, services[i], [slices[i]])  # what the agent does for one changed Service
         new = p.plan(["192.168.200.11"])
         d = render.diff(plan, new)
         tp = time.perf_counter() - t
@@ -133,9 +146,16 @@ def measure_size(node, n):
     changes.sort()
     total, tp, ta = changes[len(changes) // 2]
     rules, chains, elements, _ = render.counts(plan)
-    return {"services": n, "rules": rules, "chains": chains, "full_plan_ms": t_plan * 1e3,
-            "full_apply_ms": t_apply * 1e3, "change_ms": total * 1e3, "change_plan_ms": tp * 1e3,
-            "change_apply_ms": ta * 1e3}
+    return {
+        "services": n,
+        "rules": rules,
+        "chains": chains,
+        "full_plan_ms": t_plan * 1e3,
+        "full_apply_ms": t_apply * 1e3,
+        "change_ms": total * 1e3,
+        "change_plan_ms": tp * 1e3,
+        "change_apply_ms": ta * 1e3,
+    }
 
 
 def latency(node, conns, target_ip):
@@ -144,11 +164,17 @@ def latency(node, conns, target_ip):
 
 def iptables_style(n, target_ip):
     """The peer: one linear chain, a rule per Service, the measured one last."""
-    out = ["add table ip pnbp-linear", "delete table ip pnbp-linear", "add table ip pnbp-linear",
-           "add chain ip pnbp-linear out { type nat hook output priority -100; policy accept; }"]
+    out = [
+        "add table ip pnbp-linear",
+        "delete table ip pnbp-linear",
+        "add table ip pnbp-linear",
+        "add chain ip pnbp-linear out { type nat hook output priority -100; policy accept; }",
+    ]
     for i in range(n - 1):
-        out.append("add rule ip pnbp-linear out ip daddr 10.97.%d.%d tcp dport 80 dnat to %s:8080"
-                   % (i // 250, i % 250 + 2, SRV_IPS[i % 2]))
+        out.append(
+            "add rule ip pnbp-linear out ip daddr 10.97.%d.%d tcp dport 80 dnat to %s:8080"
+            % (i // 250, i % 250 + 2, SRV_IPS[i % 2])
+        )
     out.append("add rule ip pnbp-linear out ip daddr %s tcp dport 80 dnat to %s:8080" % (target_ip, SRV_IPS[0]))
     return "\n".join(out) + "\n"
 
@@ -180,6 +206,7 @@ spec:
 
 def lab_latency():
     import tempfile
+
     root = tempfile.mkdtemp(prefix="pnbp-lab-")
     name = "bp%d" % (os.getpid() % 10000)
     env = dict(os.environ, PODNET_STATE_ROOT=root, PODNET_LAB=name)
@@ -195,8 +222,11 @@ def lab_latency():
         return json.loads(run("get", "pods", "-l", "app=web", "-o", "json"))["items"]
 
     def table():
-        return subprocess.run(["ip", "netns", "exec", "pn-%s-node1" % name, "nft", "list", "table", "ip",
-                               "podnet-proxy"], capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["ip", "netns", "exec", "pn-%s-node1" % name, "nft", "list", "table", "ip", "podnet-proxy"],
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def until(pred, timeout=30):
         t0 = time.monotonic()
@@ -214,13 +244,18 @@ def lab_latency():
             live = [x["status"].get("podIP") for x in pods() if not x["metadata"].get("deletionTimestamp")]
             t = table()
             return sum(1 for ip in live if ip and "dnat to %s:8080" % ip in t) == n
+
         until(lambda: web_in_table(2), 60)
         # a pod deleted
         victim = pods()[0]
         ip = victim["status"]["podIP"]
         t0 = time.monotonic()
-        subprocess.Popen(cli + ["delete", "pod", victim["metadata"]["name"]], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+        subprocess.Popen(
+            cli + ["delete", "pod", victim["metadata"]["name"]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).wait()
         out["pod deleted -> gone from the rules"] = until(lambda: "dnat to %s:" % ip not in table()) - t0
         until(lambda: web_in_table(2), 60)
         # readiness lost
@@ -236,23 +271,30 @@ def lab_latency():
         # scale up: from Ready in the store to the table
         from podnet.store.base import open_store
         from podnet.store.objects import Objects
+
         objects = Objects(open_store(json.load(open(os.path.join(root, name, "lab.json")))["store"]))
         seen = {x["status"].get("podIP") for x in pods()}
-        subprocess.Popen(cli + ["apply", "-f", "-"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                         text=True).communicate(LAB_MANIFEST.replace("replicas: 2", "replicas: 3"))
+        subprocess.Popen(
+            cli + ["apply", "-f", "-"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        ).communicate(LAB_MANIFEST.replace("replicas: 2", "replicas: 3"))
 
         def new_ready():
             for x in objects.list("Pod", "default"):
                 ip = (x.get("status") or {}).get("podIP")
-                if ip and ip not in seen and any(c["type"] == "Ready" and c["status"] == "True"
-                                                 for c in x["status"].get("conditions", [])):
+                if (
+                    ip
+                    and ip not in seen
+                    and any(c["type"] == "Ready" and c["status"] == "True" for c in x["status"].get("conditions", []))
+                ):
                     return ip
+
         t_ready = until(lambda: new_ready() is not None, 60)
         ip = new_ready()
         out["new pod Ready -> in the rules"] = until(lambda: "dnat to %s:" % ip in table()) - t_ready
     finally:
         subprocess.run(cli + ["lab", "down", "--name", name], env=env, capture_output=True)
         import shutil
+
         shutil.rmtree(root, ignore_errors=True)
     return out
 
@@ -272,8 +314,10 @@ def main():
     try:
         for ns in (node, srv):
             netns.create(ns)
-        subprocess.run(["ip", "link", "add", "pnbp0", "netns", node, "type", "veth", "peer", "name", "eth0",
-                        "netns", srv], check=True)
+        subprocess.run(
+            ["ip", "link", "add", "pnbp0", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", srv],
+            check=True,
+        )
         sh(node, "ip", "addr", "add", "10.244.1.1/24", "dev", "pnbp0")
         # a node has a default route; without one a connect to a ClusterIP fails before nat-output
         sh(node, "ip", "link", "set", "pnbp0", "up")
@@ -284,18 +328,31 @@ def main():
         for ip in SRV_IPS:
             sh(srv, "ip", "addr", "add", ip + "/24", "dev", "eth0")
         sh(srv, "ip", "route", "add", "default", "via", "10.244.1.1")
-        server = subprocess.Popen(["ip", "netns", "exec", srv, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", srv, sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
+        )
         server.stdout.readline()
 
-        print("%8s %8s %8s | %10s %10s | %10s %10s %10s" % ("services", "chains", "rules", "full plan", "full nft",
-                                                              "1 change", "plan", "nft"))
+        print(
+            "%8s %8s %8s | %10s %10s | %10s %10s %10s"
+            % ("services", "chains", "rules", "full plan", "full nft", "1 change", "plan", "nft")
+        )
         for n in sizes:
             r = measure_size(node, n)
             results["sizes"].append(r)
-            print("%8d %8d %8d | %8.0f ms %8.0f ms | %8.1f ms %8.1f ms %8.1f ms" % (
-                n, r["chains"], r["rules"], r["full_plan_ms"], r["full_apply_ms"], r["change_ms"],
-                r["change_plan_ms"], r["change_apply_ms"]))
+            print(
+                "%8d %8d %8d | %8.0f ms %8.0f ms | %8.1f ms %8.1f ms %8.1f ms"
+                % (
+                    n,
+                    r["chains"],
+                    r["rules"],
+                    r["full_plan_ms"],
+                    r["full_apply_ms"],
+                    r["change_ms"],
+                    r["change_plan_ms"],
+                    r["change_apply_ms"],
+                )
+            )
 
         lat = results["latency_us"]
         # alternate 10 / 10,000 for --rounds rounds: the machine's drift over
@@ -308,7 +365,7 @@ def main():
                 p.replan_all(services, slices)
                 nft_apply(node, render.full(p.plan([])))
                 target = services[-1]["spec"]["clusterIP"]
-                latency(node, 200, target)       # warm up (ARP, caches)
+                latency(node, 200, target)  # warm up (ARP, caches)
                 rounds[n].append(latency(node, args.conns, target))
         for n, xs in rounds.items():
             lat["podnet_%d" % n] = statistics.median(xs)
@@ -321,13 +378,23 @@ def main():
         latency(node, 200, "10.98.0.2")
         lat["linear_10"] = latency(node, args.conns, "10.98.0.2")
         print()
-        print("connection setup (median of %d connects; podnet: median of %d alternating rounds %s / %s):" % (
-            args.conns, args.rounds, " ".join("%.0f" % x for x in lat["podnet_10_rounds"]),
-            " ".join("%.0f" % x for x in lat["podnet_10000_rounds"])))
-        print("  podnet  (verdict map)    10: %7.1f us   10,000: %7.1f us   ratio %.2f" % (
-            lat["podnet_10"], lat["podnet_10000"], lat["podnet_10000"] / lat["podnet_10"]))
-        print("  peer    (linear rules)   10: %7.1f us   10,000: %7.1f us   ratio %.2f" % (
-            lat["linear_10"], lat["linear_10000"], lat["linear_10000"] / lat["linear_10"]))
+        print(
+            "connection setup (median of %d connects; podnet: median of %d alternating rounds %s / %s):"
+            % (
+                args.conns,
+                args.rounds,
+                " ".join("%.0f" % x for x in lat["podnet_10_rounds"]),
+                " ".join("%.0f" % x for x in lat["podnet_10000_rounds"]),
+            )
+        )
+        print(
+            "  podnet  (verdict map)    10: %7.1f us   10,000: %7.1f us   ratio %.2f"
+            % (lat["podnet_10"], lat["podnet_10000"], lat["podnet_10000"] / lat["podnet_10"])
+        )
+        print(
+            "  peer    (linear rules)   10: %7.1f us   10,000: %7.1f us   ratio %.2f"
+            % (lat["linear_10"], lat["linear_10000"], lat["linear_10000"] / lat["linear_10"])
+        )
         print("  podnet / peer at 10,000: %.2f" % (lat["podnet_10000"] / lat["linear_10000"]))
         if args.lab:
             print()

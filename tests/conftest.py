@@ -35,6 +35,7 @@ def pytest_collection_modifyitems(config, items):
 
 # ---- namespaces ---------------------------------------------------------------
 
+
 class Namespaces:
     """Creates named netns for one test and removes them all afterwards."""
 
@@ -43,6 +44,7 @@ class Namespaces:
 
     def new(self, label="ns"):
         from podnet.kernel import netns
+
         name = "%s%d-%s" % (PREFIX, next(_counter), label)
         netns.create(name)
         self.names.append(name)
@@ -53,11 +55,13 @@ class Namespaces:
 
     def remove(self, name):
         from podnet.kernel import netns
+
         netns.delete(name)
         self.names.remove(name)
 
     def cleanup(self):
         from podnet.kernel import netns
+
         for name in reversed(self.names):
             netns.delete(name)
         self.names.clear()
@@ -83,10 +87,12 @@ def sh(ns, *argv, check=True, timeout=30, input=None):
 
 # ---- the plugins --------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def cni_bin(tmp_path_factory):
     """The podnet executables, freshly generated for this run."""
     from podnet.cni.install import install
+
     d = str(tmp_path_factory.mktemp("cni-bin"))
     install(d)
     return d
@@ -109,11 +115,14 @@ class Plugin:
         self.bin_dirs = bin_dirs
         self.node = node
 
-    def __call__(self, plugin, command, conf, cid="c1", netns=None, ifname="eth0", args=None,
-                 env_extra=None, drop=()):
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
-               "CNI_PATH": os.pathsep.join(self.bin_dirs)}
+    def __call__(self, plugin, command, conf, cid="c1", netns=None, ifname="eth0", args=None, env_extra=None, drop=()):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": os.pathsep.join(self.bin_dirs),
+        }
         if netns:
             env["CNI_NETNS"] = netns if "/" in netns else "/run/netns/" + netns
         if args:
@@ -128,9 +137,13 @@ class Plugin:
                 break
         assert binary, "no plugin %s in %s" % (plugin, self.bin_dirs)
         stdin = conf if isinstance(conf, (bytes, str)) else json.dumps(conf)
-        res = subprocess.run(["nsenter", "--net=/run/netns/%s" % self.node, "--", binary],
-                             input=stdin.encode() if isinstance(stdin, str) else stdin,
-                             env=env, capture_output=True, timeout=60)
+        res = subprocess.run(
+            ["nsenter", "--net=/run/netns/%s" % self.node, "--", binary],
+            input=stdin.encode() if isinstance(stdin, str) else stdin,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
         out = res.stdout.decode()
         doc = json.loads(out) if out.strip() else None
         return res.returncode, doc, res.stderr.decode()
@@ -149,15 +162,29 @@ def plugin(cni_bin, ref_bin, node):
 
 # ---- the daemon ---------------------------------------------------------------
 
+
 class Daemon:
     def __init__(self, node, sock):
         self.node, self.sock, self.proc = node, sock, None
 
     def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podnet.cli.main", "cni", "serve", "--netns", self.node,
-             "--socket", self.sock, "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "podnet.cli.main",
+                "cni",
+                "serve",
+                "--netns",
+                self.node,
+                "--socket",
+                self.sock,
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 20
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None:
@@ -192,25 +219,25 @@ def daemon(node, tmp_path):
 
 # ---- configs ------------------------------------------------------------------
 
+
 @pytest.fixture
 def data_dir(tmp_path):
     return str(tmp_path / "ipam")
 
 
-def bridge_conf(data_dir, version="1.0.0", name="testnet", subnet="10.22.0.0/24", bridge="pnbr0",
-                ranges=None, **extra):
+def bridge_conf(data_dir, version="1.0.0", name="testnet", subnet="10.22.0.0/24", bridge="pnbr0", ranges=None, **extra):
     ipam = {"type": "podnet-ipam", "dataDir": data_dir}
     if ranges is not None:
         ipam["ranges"] = ranges
     else:
         ipam["ranges"] = [[{"subnet": subnet}]]
-    conf = {"cniVersion": version, "name": name, "type": "podnet", "bridge": bridge,
-            "isGateway": True, "ipam": ipam}
+    conf = {"cniVersion": version, "name": name, "type": "podnet", "bridge": bridge, "isGateway": True, "ipam": ipam}
     conf.update(extra)
     return conf
 
 
 # ---- the leak check -----------------------------------------------------------
+
 
 def _ours_left():
     left = []

@@ -49,8 +49,12 @@ def nsenter(ns):
 
 @contextmanager
 def server(ns, port=8080, proto="tcp", family="4"):
-    proc = subprocess.Popen(nsenter(ns) + [sys.executable, "-c", SERVER, proto, str(port), family],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        nsenter(ns) + [sys.executable, "-c", SERVER, proto, str(port), family],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         if line.strip() != "ready":
@@ -65,12 +69,13 @@ def server(ns, port=8080, proto="tcp", family="4"):
 
 def connect(ns, host, port=8080, proto="tcp"):
     """-> the peer address the server saw, or None when unreachable."""
-    res = subprocess.run(nsenter(ns) + [sys.executable, "-c", CLIENT, proto, host, str(port)],
-                         capture_output=True, text=True, timeout=20)
+    res = subprocess.run(
+        nsenter(ns) + [sys.executable, "-c", CLIENT, proto, host, str(port)], capture_output=True, text=True, timeout=20
+    )
     if res.returncode != 0:
         return None
     out = res.stdout.strip()
-    return out[len("peer="):] if out.startswith("peer=") else None
+    return out[len("peer=") :] if out.startswith("peer=") else None
 
 
 def ping(ns, host, size=None, count=1):
@@ -82,8 +87,11 @@ def ping(ns, host, size=None, count=1):
 
 def wire(a, a_ip, b, b_ip, a_if="up0", b_if="up0"):
     """A veth between namespaces a and b with addresses (CIDR strings)."""
-    subprocess.run(["ip", "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ip", "-n", a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b],
+        check=True,
+        capture_output=True,
+    )
     for ns, ifn, ip in ((a, a_if, a_ip), (b, b_if, b_ip)):
         subprocess.run(["ip", "-n", ns, "addr", "add", ip, "dev", ifn], check=True, capture_output=True)
         subprocess.run(["ip", "-n", ns, "link", "set", ifn, "up"], check=True, capture_output=True)
@@ -91,17 +99,24 @@ def wire(a, a_ip, b, b_ip, a_if="up0", b_if="up0"):
 
 def snapshot(node, pods=(), data_dir=None):
     """What a failed call must not have changed."""
+
     def out(argv):
         return subprocess.run(argv, capture_output=True, text=True).stdout
-    links = lambda ns: sorted(l.split(":")[1].strip().split("@")[0]
-                              for l in out(["ip", "-n", ns, "-o", "link"]).splitlines())
+
+    links = lambda ns: sorted(
+        l.split(":")[1].strip().split("@")[0] for l in out(["ip", "-n", ns, "-o", "link"]).splitlines()
+    )
     files = []
     if data_dir and os.path.isdir(data_dir):
         for d, _, names in os.walk(data_dir):
             files += [os.path.join(d, n) for n in names if n[:1].isdigit() or ":" in n]
-    return {"node-links": links(node), "pod-links": {p: links(p) for p in pods},
-            "nft": out(nsenter(node) + ["nft", "list", "ruleset"]),
-            "addrs": out(["ip", "-n", node, "-br", "addr"]), "ipam-files": sorted(files)}
+    return {
+        "node-links": links(node),
+        "pod-links": {p: links(p) for p in pods},
+        "nft": out(nsenter(node) + ["nft", "list", "ruleset"]),
+        "addrs": out(["ip", "-n", node, "-br", "addr"]),
+        "ipam-files": sorted(files),
+    }
 
 
 def wait_for(what, fn, timeout=30, every=0.1):

@@ -30,7 +30,7 @@ from podnet.workload import command_for
 
 log = logging.getLogger("podnet.agent")
 HEARTBEAT = 10.0
-DEFAULT_GRACE = 30     # terminationGracePeriodSeconds when the pod does not say (as Kubernetes)
+DEFAULT_GRACE = 30  # terminationGracePeriodSeconds when the pod does not say (as Kubernetes)
 
 
 def now():
@@ -89,15 +89,28 @@ class Agent:
             n["metadata"].setdefault("labels", {})["kubernetes.io/hostname"] = self.node
             if self.routing:
                 n["metadata"].setdefault("annotations", {}).update(self.routing.annotations())
-            n["status"]["addresses"] = [{"type": "InternalIP", "address": self.node_ip},
-                                        {"type": "Hostname", "address": self.node}]
-            n["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                          "message": "podnet agent is posting ready status",
-                                          "lastHeartbeatTime": now()}]
-            n["status"]["nodeInfo"] = {"kubeletVersion": "podnet-0.1", "osImage": "podnet lab node",
-                                       "kernelVersion": platform.release(),
-                                       "containerRuntimeVersion": "podnet://0.1", "operatingSystem": "linux",
-                                       "architecture": platform.machine()}
+            n["status"]["addresses"] = [
+                {"type": "InternalIP", "address": self.node_ip},
+                {"type": "Hostname", "address": self.node},
+            ]
+            n["status"]["conditions"] = [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "podnet agent is posting ready status",
+                    "lastHeartbeatTime": now(),
+                }
+            ]
+            n["status"]["nodeInfo"] = {
+                "kubeletVersion": "podnet-0.1",
+                "osImage": "podnet lab node",
+                "kernelVersion": platform.release(),
+                "containerRuntimeVersion": "podnet://0.1",
+                "operatingSystem": "linux",
+                "architecture": platform.machine(),
+            }
+
         if self.objects.mutate("Node", None, self.node, status) is None:
             node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}, "spec": {}}
             status(node)
@@ -110,20 +123,36 @@ class Agent:
             if node and node["spec"].get("podCIDR"):
                 return node["spec"]["podCIDR"]
             stop.wait(0.1)
-        raise RuntimeError("node %s got no podCIDR within %d s: is the controller manager running?"
-                           % (self.node, timeout))
+        raise RuntimeError(
+            "node %s got no podCIDR within %d s: is the controller manager running?" % (self.node, timeout)
+        )
 
     def write_conflist(self, cidr):
         os.makedirs(self.conf_dir, exist_ok=True)
-        conf = {"cniVersion": "1.1.0", "name": "podnet", "plugins": [
-            # ipMasq off: the node masquerades cluster -> outside itself (routing
-            # reconciler), and pod-to-pod traffic across nodes must keep its source
-            {"type": "podnet", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True,
-             "ipMasq": self.routing is None, "hairpinMode": True, "daemonSocket": self.sock,
-             "mtu": self.pod_mtu,
-             "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": cidr}]],
-                      "dataDir": os.path.join(self.dir, "ipam")}},
-            {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.sock}]}
+        conf = {
+            "cniVersion": "1.1.0",
+            "name": "podnet",
+            "plugins": [
+                # ipMasq off: the node masquerades cluster -> outside itself (routing
+                # reconciler), and pod-to-pod traffic across nodes must keep its source
+                {
+                    "type": "podnet",
+                    "bridge": "cni0",
+                    "isGateway": True,
+                    "isDefaultGateway": True,
+                    "ipMasq": self.routing is None,
+                    "hairpinMode": True,
+                    "daemonSocket": self.sock,
+                    "mtu": self.pod_mtu,
+                    "ipam": {
+                        "type": "podnet-ipam",
+                        "ranges": [[{"subnet": cidr}]],
+                        "dataDir": os.path.join(self.dir, "ipam"),
+                    },
+                },
+                {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.sock},
+            ],
+        }
         path = os.path.join(self.conf_dir, "10-podnet.conflist")
         with open(path + ".tmp", "w") as f:
             json.dump(conf, f, indent=1)
@@ -131,10 +160,12 @@ class Agent:
 
     def start_cni_daemon(self):
         from podnet.cni.server import Server, warm_up
+
         warm_up()
         self.cni_server = Server(self.sock, verbose=False)
-        threading.Thread(target=self.cni_server.serve_forever, kwargs={"poll_interval": 0.5},
-                         daemon=True, name="cni").start()
+        threading.Thread(
+            target=self.cni_server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="cni"
+        ).start()
 
     # ---- pods --------------------------------------------------------------------
 
@@ -147,7 +178,11 @@ class Agent:
         netns.create(ns_name)
         net = libcni.find_network("podnet", self.conf_dir)
         args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s" % (
-            pod["metadata"]["namespace"], pod["metadata"]["name"], uid, uid)
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            uid,
+            uid,
+        )
         t0 = time.monotonic()
         result = self.runtime.add(net, uid, netns.path_of(ns_name), "eth0", args)
         self._count("cni_add", time.monotonic() - t0)
@@ -161,8 +196,9 @@ class Agent:
         """Supervisors for the pod's containers. adopt=True: re-attach to the
         processes a previous agent started (see adopt.py) instead of starting them."""
         uid = pod["metadata"]["uid"]
-        log_dir = os.path.join(self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"],
-                                                                pod["metadata"]["name"], uid))
+        log_dir = os.path.join(
+            self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"], pod["metadata"]["name"], uid)
+        )
         os.makedirs(log_dir, exist_ok=True)
         resolv = self.write_resolv_conf(pod, log_dir)
         rp = RunningPod(pod, ns_name, ip, log_dir)
@@ -172,8 +208,10 @@ class Agent:
         for c in pod["spec"]["containers"]:
             argv = command_for(c)
             if argv is None:
-                rp.errors[c["name"]] = ("image %r cannot run in podnet: give the container a command, "
-                                        "or use the agnhost image for the built-in workload" % c.get("image"))
+                rp.errors[c["name"]] = (
+                    "image %r cannot run in podnet: give the container a command, "
+                    "or use the agnhost image for the built-in workload" % c.get("image")
+                )
                 continue
             env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "name" in e}
             found = [adopt_mod.find(log_dir, c["name"], path)] if adopt else [None]
@@ -182,10 +220,17 @@ class Agent:
                 if found[0] is not None:  # once: the process the previous agent started
                     proc, found[0] = adopt_mod.Adopted(found[0]), None
                     return proc
-                proc = containers.start(argv, path, pod["metadata"]["name"],
-                                        os.path.join(log_dir, c["name"] + ".log"), env=env, resolv_conf=resolv)
+                proc = containers.start(
+                    argv,
+                    path,
+                    pod["metadata"]["name"],
+                    os.path.join(log_dir, c["name"] + ".log"),
+                    env=env,
+                    resolv_conf=resolv,
+                )
                 adopt_mod.record_pid(log_dir, c["name"], proc.pid)
                 return proc
+
             sup = containers.Supervisor(c, start, policy)
             if found[0] is not None:  # keep the restart count it had
                 sup.restart_count = previous.get(c["name"], {}).get("restartCount", 0)
@@ -204,6 +249,7 @@ class Agent:
         The node's own resolver config ("Default") is <node dir>/resolv.conf,
         which the lab writes, else this host's."""
         from podnet.dns import resolvconf
+
         node_conf = ""
         for candidate in (os.path.join(self.dir, "resolv.conf"), "/etc/resolv.conf"):
             try:
@@ -258,8 +304,15 @@ class Agent:
         for c in pod["spec"]["containers"]:
             name = c["name"]
             if name in rp.errors:
-                statuses.append({"name": name, "ready": False, "restartCount": 0, "image": c.get("image", ""),
-                                 "state": {"waiting": {"reason": "InvalidImageName", "message": rp.errors[name]}}})
+                statuses.append(
+                    {
+                        "name": name,
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": c.get("image", ""),
+                        "state": {"waiting": {"reason": "InvalidImageName", "message": rp.errors[name]}},
+                    }
+                )
                 ready_all = False
                 continue
             st = rp.supervisors[name].status()
@@ -275,10 +328,20 @@ class Agent:
         elif rp.errors:
             phase = "Pending"
         cond = lambda t, ok: {"type": t, "status": "True" if ok else "False"}
-        return {"phase": phase, "podIP": rp.ip, "podIPs": [{"ip": rp.ip}], "hostIP": self.node_ip,
-                "startTime": rp.started, "containerStatuses": statuses,
-                "conditions": [cond("PodScheduled", True), cond("Initialized", True),
-                               cond("ContainersReady", ready_all), cond("Ready", ready_all)]}
+        return {
+            "phase": phase,
+            "podIP": rp.ip,
+            "podIPs": [{"ip": rp.ip}],
+            "hostIP": self.node_ip,
+            "startTime": rp.started,
+            "containerStatuses": statuses,
+            "conditions": [
+                cond("PodScheduled", True),
+                cond("Initialized", True),
+                cond("ContainersReady", ready_all),
+                cond("Ready", ready_all),
+            ],
+        }
 
     def _write_status(self, pod, rp):
         status = self._status(pod, rp)
@@ -289,6 +352,7 @@ class Agent:
             if p["metadata"].get("uid") != rp.uid:
                 return False
             p["status"] = status
+
         self.objects.mutate("Pod", rp.ns, rp.name, put)
         rp.last_status = status
 
@@ -304,8 +368,15 @@ class Agent:
                     rp.probe_restarts[name] = restarts
                 if "running" in status.get("state", {}):
                     # from the node, as kubelet probes: through the bridge to the pod IP
-                    st.run(lambda spec: probes.probe(self._resolve(spec, pod), rp.ip, netns.path_of(rp.netns),
-                                                     rp.name, from_netns=probes.OWN_NETNS))
+                    st.run(
+                        lambda spec: probes.probe(
+                            self._resolve(spec, pod),
+                            rp.ip,
+                            netns.path_of(rp.netns),
+                            rp.name,
+                            from_netns=probes.OWN_NETNS,
+                        )
+                    )
         self._write_status(pod, rp)
 
     @staticmethod
@@ -344,7 +415,9 @@ class Agent:
             if (pod is None or pod["metadata"].get("deletionTimestamp")) and uid not in self.stopping:
                 # the pod keeps its last status while it terminates: its endpoint
                 # is then serving but not ready, used only when nothing else is
-                grace = DEFAULT_GRACE if pod is None else pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+                grace = (
+                    DEFAULT_GRACE if pod is None else pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+                )
                 fut = self.stop_pool.submit(self._stop_and_remove, rp, pod is not None, grace)
                 fut.add_done_callback(lambda _f: self.dirty.set())
                 self.stopping[uid] = fut
@@ -381,9 +454,16 @@ class Agent:
         netns.delete(ns_name)
 
         def put(p):
-            p["status"] = {"phase": "Pending", "message": "podnet: %s" % exc, "reason": "NetworkSetupFailed",
-                           "conditions": [{"type": "PodScheduled", "status": "True"},
-                                          {"type": "Ready", "status": "False", "reason": "NetworkSetupFailed"}]}
+            p["status"] = {
+                "phase": "Pending",
+                "message": "podnet: %s" % exc,
+                "reason": "NetworkSetupFailed",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "False", "reason": "NetworkSetupFailed"},
+                ],
+            }
+
         self.objects.mutate("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], put)
 
     # ---- loops --------------------------------------------------------------------
@@ -392,8 +472,11 @@ class Agent:
         """Pods a previous agent run left on this node: adopt those the store
         still binds here (no restart, no CNI call, connections survive);
         tear down the rest. The cached CNI result ties a namespace to a pod."""
-        mine = {p["metadata"]["uid"]: p for p in self.objects.list("Pod")
-                if p["spec"].get("nodeName") == self.node and not p["metadata"].get("deletionTimestamp")}
+        mine = {
+            p["metadata"]["uid"]: p
+            for p in self.objects.list("Pod")
+            if p["spec"].get("nodeName") == self.node and not p["metadata"].get("deletionTimestamp")
+        }
         cached = {cid for net, cid, _ in self.runtime.attachments() if net == "podnet"}
         for uid, pod in mine.items():
             if pod["spec"].get("hostNetwork"):
@@ -426,14 +509,18 @@ class Agent:
         self.adopt_or_clean()
         if self.routing:
             threading.Thread(target=self.routing.run, args=(stop,), daemon=True, name="routing").start()
-        extras = [threading.Thread(target=r.run, args=(stop,), daemon=True, name=type(r).__name__)
-                  for r in self.extras]
+        extras = [threading.Thread(target=r.run, args=(stop,), daemon=True, name=type(r).__name__) for r in self.extras]
         for t in extras:
             t.start()
         from podnet.agent import metrics
+
         metrics.serve(self.node_ip)
-        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
-                         daemon=True, name="watch").start()
+        threading.Thread(
+            target=loop.watch_dirty,
+            args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
+            daemon=True,
+            name="watch",
+        ).start()
         beat = time.monotonic()
         try:
             while not stop.is_set():
@@ -456,17 +543,25 @@ class Agent:
             if self.cni_server:
                 self.cni_server.shutdown()
                 self.cni_server.server_close()
-            for t in extras:   # let reconcilers hand back what others must take over (LB IPs)
+            for t in extras:  # let reconcilers hand back what others must take over (LB IPs)
                 t.join(5)
             self.mark_stopped()
 
     def mark_stopped(self):
         """A graceful stop says so on the Node at once, so other nodes take
         over its LoadBalancer IPs now rather than after the heartbeat grace."""
+
         def down(n):
             n.setdefault("status", {})["conditions"] = [
-                {"type": "Ready", "status": "False", "reason": "AgentStopped",
-                 "message": "podnet agent stopped", "lastHeartbeatTime": now()}]
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "AgentStopped",
+                    "message": "podnet agent stopped",
+                    "lastHeartbeatTime": now(),
+                }
+            ]
+
         try:
             self.objects.mutate("Node", None, self.node, down)
         except Exception as exc:

@@ -39,8 +39,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PASS_ENV = ("PYTHONPATH", "LANG", "LC_ALL", "TZ")
 # $0 = hostname, "$@" = the container argv. sethostname(2) through the
 # `hostname` tool; /proc/sys/kernel/hostname (per UTS namespace) if it is missing.
-SET_HOSTNAME = ('hostname "$0" 2>/dev/null || printf %s "$0" > /proc/sys/kernel/hostname '
-                '|| { echo "podnet: cannot set hostname $0" >&2; exit 126; }; exec "$@"')
+SET_HOSTNAME = (
+    'hostname "$0" 2>/dev/null || printf %s "$0" > /proc/sys/kernel/hostname '
+    '|| { echo "podnet: cannot set hostname $0" >&2; exit 126; }; exec "$@"'
+)
 HOSTNAME_MAX = 63
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -96,19 +98,22 @@ def _check_runnable(argv0, path, cwd):
             return
     elif shutil.which(argv0, path=path):
         return
-    raise FileNotFoundError(2, "executable file not found in $PATH" if "/" not in argv0
-                            else "no such executable file", argv0)
+    raise FileNotFoundError(
+        2, "executable file not found in $PATH" if "/" not in argv0 else "no such executable file", argv0
+    )
 
 
 # $0 = hostname, $1 = the pod's resolv.conf, then the container argv. A mount
 # namespace of its own (private propagation, as `ip netns exec` does for
 # /etc/netns/NAME/) so the bind mount over /etc/resolv.conf is seen by this
 # container only; the host's file is never touched. One `mount` exec: ~2 ms.
-SET_HOSTNAME_RESOLV = ('hostname "$0" 2>/dev/null || printf %s "$0" > /proc/sys/kernel/hostname '
-                       '|| { echo "podnet: cannot set hostname $0" >&2; exit 126; }; '
-                       'mount --bind "$1" /etc/resolv.conf '
-                       '|| { echo "podnet: cannot bind $1 over /etc/resolv.conf" >&2; exit 126; }; '
-                       'shift; exec "$@"')
+SET_HOSTNAME_RESOLV = (
+    'hostname "$0" 2>/dev/null || printf %s "$0" > /proc/sys/kernel/hostname '
+    '|| { echo "podnet: cannot set hostname $0" >&2; exit 126; }; '
+    'mount --bind "$1" /etc/resolv.conf '
+    '|| { echo "podnet: cannot bind $1 over /etc/resolv.conf" >&2; exit 126; }; '
+    'shift; exec "$@"'
+)
 
 
 def wrap(argv, hostname, resolv_conf=None):
@@ -117,8 +122,19 @@ def wrap(argv, hostname, resolv_conf=None):
     if hostname is None:
         return list(argv)
     if resolv_conf:
-        return [_tool("unshare"), "--uts", "--mount", "--propagation", "private", "--", "sh", "-c",
-                SET_HOSTNAME_RESOLV, pod_hostname(hostname), resolv_conf] + list(argv)
+        return [
+            _tool("unshare"),
+            "--uts",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            SET_HOSTNAME_RESOLV,
+            pod_hostname(hostname),
+            resolv_conf,
+        ] + list(argv)
     return [_tool("unshare"), "--uts", "--", "sh", "-c", SET_HOSTNAME, pod_hostname(hostname)] + list(argv)
 
 
@@ -150,8 +166,15 @@ def start(argv, netns_path, hostname, log_path, env=None, cwd=None, resolv_conf=
     os.makedirs(log_dir, exist_ok=True)
     log = open(log_path, "ab")
     try:
-        proc = _popen_in(netns_path, _wrap(argv, name, resolv_conf), stdin=subprocess.DEVNULL, stdout=log,
-                         stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        proc = _popen_in(
+            netns_path,
+            _wrap(argv, name, resolv_conf),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+        )
     finally:
         log.close()
     proc.container_argv = argv
@@ -243,9 +266,16 @@ def exec_in(netns_path, argv, hostname=None, timeout=30.0, input=None, env=None,
         full_env.pop("HOSTNAME")
     cwd = cwd or "/"
     _check_runnable(argv[0], full_env["PATH"], cwd)
-    proc = _popen_in(netns_path, _wrap(argv, hostname, resolv_conf), stdin=subprocess.PIPE if input is not None
-                     else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                     env=full_env, cwd=cwd, text=True)
+    proc = _popen_in(
+        netns_path,
+        _wrap(argv, hostname, resolv_conf),
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        cwd=cwd,
+        text=True,
+    )
     with proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
@@ -259,6 +289,7 @@ def exec_in(netns_path, argv, hostname=None, timeout=30.0, input=None, env=None,
 
 
 # ---- restartPolicy ------------------------------------------------------------
+
 
 def now_rfc3339():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -297,8 +328,16 @@ class Supervisor:
     readiness probe); status() reports it only while the container runs.
     """
 
-    def __init__(self, spec, start_fn, restart_policy=None, backoff_initial=0.5, backoff_max=10.0,
-                 backoff_reset=None, clock=time.monotonic):
+    def __init__(
+        self,
+        spec,
+        start_fn,
+        restart_policy=None,
+        backoff_initial=0.5,
+        backoff_max=10.0,
+        backoff_reset=None,
+        clock=time.monotonic,
+    ):
         self.spec = spec
         self.name = spec.get("name", "")
         self.image = spec.get("image", "")
@@ -321,7 +360,7 @@ class Supervisor:
         self.stopped = False
         self._attempts = 0
         self._delay = backoff_initial
-        self._next_start = clock()   # due at the first tick
+        self._next_start = clock()  # due at the first tick
         self._started_mono = None
         self._started_at = None
 
@@ -355,8 +394,13 @@ class Supervisor:
         try:
             proc = self.start_fn()
         except Exception as e:  # noqa: BLE001 - any failure to start is the container's StartError
-            state = {"exitCode": 128, "reason": "StartError", "message": str(e),
-                     "startedAt": self._started_at, "finishedAt": self._started_at}
+            state = {
+                "exitCode": 128,
+                "reason": "StartError",
+                "message": str(e),
+                "startedAt": self._started_at,
+                "finishedAt": self._started_at,
+            }
             self._exited(state, now)
             return
         self.proc, self.pid = proc, proc.pid
@@ -372,8 +416,12 @@ class Supervisor:
             self._delay = self.backoff_initial
         delay, self._delay = self._delay, min(self._delay * 2, self.backoff_max)
         self.last_state = {"terminated": terminated}
-        self.state = {"waiting": {"reason": "CrashLoopBackOff",
-                                  "message": "back-off %gs restarting failed container=%s" % (delay, self.name)}}
+        self.state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": "back-off %gs restarting failed container=%s" % (delay, self.name),
+            }
+        }
         self._next_start = now + delay
 
     # -- the agent's handles -----------------------------------------------------------
@@ -414,12 +462,15 @@ class Supervisor:
     def status(self):
         """A Kubernetes containerStatuses entry."""
         with self.lock:
-            doc = {"name": self.name, "image": self.image,
-                   "ready": bool(self.running and self.ready),
-                   "started": self.running,
-                   "restartCount": self.restart_count,
-                   "state": {k: dict(v) for k, v in self.state.items()},
-                   "lastState": {k: dict(v) for k, v in self.last_state.items()}}
+            doc = {
+                "name": self.name,
+                "image": self.image,
+                "ready": bool(self.running and self.ready),
+                "started": self.running,
+                "restartCount": self.restart_count,
+                "state": {k: dict(v) for k, v in self.state.items()},
+                "lastState": {k: dict(v) for k, v in self.last_state.items()},
+            }
             if self.pid is not None:
                 doc["containerID"] = "podnet://%d" % self.pid
             return doc
@@ -431,6 +482,7 @@ def starter(spec, netns_path, hostname, log_path):
     Raises ContainerError (with the message for the pod) when podnet cannot
     run the spec."""
     from podnet.workload import command_for, why_not
+
     argv = command_for(spec)
     if argv is None:
         raise ContainerError(why_not(spec))

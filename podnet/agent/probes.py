@@ -32,8 +32,13 @@ import time
 
 from podnet.kernel.netns import Netns, NetnsError, entered
 
-DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "initialDelaySeconds": 0,
-            "failureThreshold": 3, "successThreshold": 1}
+DEFAULTS = {
+    "timeoutSeconds": 1,
+    "periodSeconds": 10,
+    "initialDelaySeconds": 0,
+    "failureThreshold": 3,
+    "successThreshold": 1,
+}
 BODY_LIMIT = 10 * 1024
 USER_AGENT = "kube-probe/podnet"
 OWN_NETNS = "/proc/thread-self/ns/net"  # from_netns: the calling thread's own namespace
@@ -160,6 +165,7 @@ def _tcp(handler, pod_ip, from_ns, timeout):
 
 def _exec(handler, netns_path, hostname, timeout):
     from podnet.agent.containers import exec_in
+
     command = handler.get("command") or []
     if not command:
         return False, "exec probe has no command"

@@ -6,7 +6,7 @@ absent (as in Kubernetes' JSON): it is removed, or replaced by the default.
 """
 
 import ipaddress
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from podnet.api.meta import fail, iana_svc_name, label_key, label_value
 
@@ -28,8 +28,14 @@ def is_int(v) -> bool:
 def typename(v) -> str:
     if v is None:
         return "null"
-    for t, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
-                    (dict, "mapping"), (list, "list")):
+    for t, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (dict, "mapping"),
+        (list, "list"),
+    ):
         if isinstance(v, t):
             return name
     return type(v).__name__
@@ -57,13 +63,12 @@ def need_map(v, path: str) -> dict:
     return v
 
 
-def opt_map(d: dict, key: str, base: str, required: bool = False) -> Optional[dict]:
+def opt_map(d: dict, key: str, base: str, required: bool = False) -> dict | None:
     v = _take(d, key, base, required)
     return None if v is None else need_map(v, join(base, key))
 
 
-def opt_list(d: dict, key: str, base: str, required: bool = False,
-             nonempty: bool = False) -> Optional[list]:
+def opt_list(d: dict, key: str, base: str, required: bool = False, nonempty: bool = False) -> list | None:
     v = _take(d, key, base, required)
     if v is None:
         return None
@@ -82,8 +87,15 @@ def opt_maps(d: dict, key: str, base: str, required: bool = False, nonempty: boo
     return [(need_map(item, index(p, i)), index(p, i)) for i, item in enumerate(items)]
 
 
-def opt_str(d: dict, key: str, base: str, required: bool = False, default=_MISSING,
-            check: Optional[Callable] = None, nonempty: bool = False) -> Optional[str]:
+def opt_str(
+    d: dict,
+    key: str,
+    base: str,
+    required: bool = False,
+    default=_MISSING,
+    check: Callable | None = None,
+    nonempty: bool = False,
+) -> str | None:
     v = _take(d, key, base, required, default)
     if v is None:
         return None
@@ -99,8 +111,9 @@ def opt_str(d: dict, key: str, base: str, required: bool = False, default=_MISSI
     return v
 
 
-def str_list(d: dict, key: str, base: str, required: bool = False, nonempty: bool = False,
-             check: Optional[Callable] = None) -> Optional[list]:
+def str_list(
+    d: dict, key: str, base: str, required: bool = False, nonempty: bool = False, check: Callable | None = None
+) -> list | None:
     items = opt_list(d, key, base, required, nonempty)
     for i, v in enumerate(items or []):
         p = index(join(base, key), i)
@@ -112,36 +125,45 @@ def str_list(d: dict, key: str, base: str, required: bool = False, nonempty: boo
     return items
 
 
-def int_range(lo: Optional[int], hi: Optional[int]) -> str:
+def int_range(lo: int | None, hi: int | None) -> str:
     if lo is not None and hi is not None:
         return "%d-%d" % (lo, hi)
     return ">= %d" % lo if lo is not None else "<= %d" % hi
 
 
-def check_int(v, path: str, lo: Optional[int] = None, hi: Optional[int] = None) -> int:
+def check_int(v, path: str, lo: int | None = None, hi: int | None = None) -> int:
     if not is_int(v):
-        fail(path, "must be an integer%s, got %s %s"
-             % ("" if lo is None and hi is None else " " + int_range(lo, hi), typename(v), shown(v)))
+        fail(
+            path,
+            "must be an integer%s, got %s %s"
+            % ("" if lo is None and hi is None else " " + int_range(lo, hi), typename(v), shown(v)),
+        )
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         fail(path, "must be %s" % int_range(lo, hi))
     return v
 
 
-def opt_int(d: dict, key: str, base: str, lo: Optional[int] = None, hi: Optional[int] = None,
-            required: bool = False, default=_MISSING) -> Optional[int]:
+def opt_int(
+    d: dict,
+    key: str,
+    base: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    required: bool = False,
+    default=_MISSING,
+) -> int | None:
     v = _take(d, key, base, required, default)
     return None if v is None else check_int(v, join(base, key), lo, hi)
 
 
-def opt_bool(d: dict, key: str, base: str, default=_MISSING) -> Optional[bool]:
+def opt_bool(d: dict, key: str, base: str, default=_MISSING) -> bool | None:
     v = _take(d, key, base, False, default)
     if v is not None and not isinstance(v, bool):
         fail(join(base, key), "must be true or false, got %s %s" % (typename(v), shown(v)))
     return v
 
 
-def opt_enum(d: dict, key: str, base: str, allowed, required: bool = False,
-             default=_MISSING) -> Optional[str]:
+def opt_enum(d: dict, key: str, base: str, allowed, required: bool = False, default=_MISSING) -> str | None:
     v = _take(d, key, base, required, default)
     if v is not None and v not in allowed:
         fail(join(base, key), "must be one of %s, got %s" % (", ".join(allowed), shown(v)))
@@ -161,9 +183,11 @@ def check_port_or_name(v, path: str):
         return check_int(v, path, 1, 65535)
     if isinstance(v, str) and not iana_svc_name(v):
         return v
-    fail(path, "must be 1-65535 or a port name (IANA_SVC_NAME: lowercase letters, digits and "
-               "'-', at least one letter, at most 15 characters), got %s %s"
-         % (typename(v), shown(v)))
+    fail(
+        path,
+        "must be 1-65535 or a port name (IANA_SVC_NAME: lowercase letters, digits and "
+        "'-', at least one letter, at most 15 characters), got %s %s" % (typename(v), shown(v)),
+    )
 
 
 def str_map(d: dict, key: str, base: str, labels: bool = True, required: bool = False):
@@ -175,8 +199,11 @@ def str_map(d: dict, key: str, base: str, labels: bool = True, required: bool = 
         why = label_key(k)
         if why:
             fail("%s[%s]" % (p, k), why)
-        why = label_value(v) if labels else (None if isinstance(v, str) else
-                                             "values must be strings, got %s" % typename(v))
+        why = (
+            label_value(v)
+            if labels
+            else (None if isinstance(v, str) else "values must be strings, got %s" % typename(v))
+        )
         if why:
             fail("%s[%s]" % (p, k), why)
     return m
@@ -184,7 +211,8 @@ def str_map(d: dict, key: str, base: str, labels: bool = True, required: bool = 
 
 # ---- addresses ----------------------------------------------------------------
 
-def ip_error(v, version: Optional[int] = None) -> Optional[str]:
+
+def ip_error(v, version: int | None = None) -> str | None:
     fam = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
     try:
         a = ipaddress.ip_address(v) if isinstance(v, str) else None

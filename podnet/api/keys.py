@@ -7,7 +7,6 @@ Every prefix ends in "/", so "/registry/pods/default/" never also lists the
 namespace "default2".
 """
 
-from typing import Optional, Union
 
 from podnet.api.kinds import KINDS, Kind, stored_kind
 from podnet.api.meta import ApiError
@@ -21,18 +20,17 @@ def _segment(what: str, value) -> str:
     return value
 
 
-def key_for(kind: Union[str, Kind], namespace: Optional[str], name: str) -> str:
+def key_for(kind: str | Kind, namespace: str | None, name: str) -> str:
     """The store key of one object. kind: a Kind or any name resolve_kind
     accepts. namespace is required for namespaced kinds and ignored for
     cluster-scoped ones."""
     k = stored_kind(kind)
     if k.namespaced:
-        return "%s%s/%s/%s" % (ROOT, k.plural, _segment("namespace", namespace),
-                               _segment("name", name))
+        return "%s%s/%s/%s" % (ROOT, k.plural, _segment("namespace", namespace), _segment("name", name))
     return "%s%s/%s" % (ROOT, k.plural, _segment("name", name))
 
 
-def prefix_for(kind: Union[str, Kind], namespace: Optional[str] = None) -> str:
+def prefix_for(kind: str | Kind, namespace: str | None = None) -> str:
     """The list prefix: all objects of kind, or those in one namespace."""
     k = stored_kind(kind)
     if k.namespaced and namespace:
@@ -45,17 +43,15 @@ def key_of(obj: dict) -> str:
     namespace is in "default"."""
     meta = obj.get("metadata") or {}
     k = stored_kind(obj.get("kind"))
-    return key_for(k, (meta.get("namespace") or "default") if k.namespaced else None,
-                   meta.get("name"))
+    return key_for(k, (meta.get("namespace") or "default") if k.namespaced else None, meta.get("name"))
 
 
 def parse_key(key: str) -> tuple:
     """'/registry/pods/default/web' -> (POD, 'default', 'web');
     '/registry/nodes/n1' -> (NODE, None, 'n1')."""
     if isinstance(key, str) and key.startswith(ROOT):
-        parts = key[len(ROOT):].split("/")
+        parts = key[len(ROOT) :].split("/")
         for k in KINDS.values():
-            if parts[0] == k.plural and len(parts) == (3 if k.namespaced else 2) \
-                    and all(parts[1:]):
+            if parts[0] == k.plural and len(parts) == (3 if k.namespaced else 2) and all(parts[1:]):
                 return (k, parts[1], parts[2]) if k.namespaced else (k, None, parts[1])
     raise ApiError("not an object key: %r" % (key,))

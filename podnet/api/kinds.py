@@ -8,17 +8,16 @@ kind `ENDPOINTS`, which the CLI derives from EndpointSlices; it is never stored.
 """
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from podnet.api.meta import ApiError
 
 
 @dataclass(frozen=True)
 class Kind:
-    kind: str               # "Deployment"
-    plural: str             # "deployments" (also the store key segment)
+    kind: str  # "Deployment"
+    plural: str  # "deployments" (also the store key segment)
     namespaced: bool
-    api_version: str        # "apps/v1"
+    api_version: str  # "apps/v1"
     short_names: tuple = field(default=())
 
     def __post_init__(self):
@@ -60,8 +59,7 @@ NETWORKPOLICY = Kind("NetworkPolicy", "networkpolicies", True, "networking.k8s.i
 # Derived by the CLI from EndpointSlices (kubectl get endpoints); never stored.
 ENDPOINTS = Kind("Endpoints", "endpoints", True, "v1", ["ep"])
 
-KINDS: dict = {k.kind: k for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE,
-                                    ENDPOINTSLICE, NETWORKPOLICY)}
+KINDS: dict = {k.kind: k for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, NETWORKPOLICY)}
 
 _BY_NAME: dict = {}
 for _k in list(KINDS.values()) + [ENDPOINTS]:
@@ -74,7 +72,7 @@ def _unknown(name) -> ApiError:
     return ApiError("unknown resource type '%s'" % name)
 
 
-def resolve_kind(name: Union[str, Kind]) -> Kind:
+def resolve_kind(name: str | Kind) -> Kind:
     """'pods', 'pod', 'Pod', 'po', 'deployments.apps', 'ep', ... -> Kind;
     ApiError("unknown resource type 'x'") for anything else."""
     if isinstance(name, Kind):
@@ -93,7 +91,7 @@ def resolve_kind(name: Union[str, Kind]) -> Kind:
     raise _unknown(name)
 
 
-def stored_kind(name: Union[str, Kind]) -> Kind:
+def stored_kind(name: str | Kind) -> Kind:
     """resolve_kind, refusing the pseudo kind Endpoints (never stored)."""
     k = resolve_kind(name)
     if not k.stored:

@@ -7,11 +7,11 @@ allowed), so validators can put the field path in front.
 
 import re
 import uuid
-from datetime import datetime, timezone
-from typing import Optional, Union
-
+from datetime import UTC, datetime
+from typing import Union
 
 # ---- errors -------------------------------------------------------------------
+
 
 class ApiError(Exception):
     """An error whose message is meant for the user as is."""
@@ -30,8 +30,9 @@ class ManifestError(ApiError):
     """A manifest (file or stdin) is not acceptable; names the source, the
     document (1-based, as it stands in the stream) and the field path."""
 
-    def __init__(self, message: str, source: str = "<stdin>", document: Optional[int] = None,
-                 path: Optional[str] = None):
+    def __init__(
+        self, message: str, source: str = "<stdin>", document: int | None = None, path: str | None = None
+    ):
         self.source = source
         self.document = document
         self.path = path
@@ -69,65 +70,82 @@ def quote_hint(value) -> str:
     return ""
 
 
-def dns_label(value) -> Optional[str]:
+def dns_label(value) -> str | None:
     """RFC 1123 label: namespaces, container names, port names of services."""
     if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.match(value):
-        return ("must be a DNS-1123 label (lowercase letters, digits and '-', starting and "
-                "ending with a letter or digit, at most 63 characters), got %s" % _shown(value))
+        return (
+            "must be a DNS-1123 label (lowercase letters, digits and '-', starting and "
+            "ending with a letter or digit, at most 63 characters), got %s" % _shown(value)
+        )
     return None
 
 
-def dns_subdomain(value) -> Optional[str]:
+def dns_subdomain(value) -> str | None:
     """RFC 1123 subdomain: names of most objects, node names, externalName."""
     if not isinstance(value, str) or len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
-        return ("must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', each "
-                "dot-separated part starting and ending with a letter or digit, at most 253 "
-                "characters), got %s" % _shown(value))
+        return (
+            "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', each "
+            "dot-separated part starting and ending with a letter or digit, at most 253 "
+            "characters), got %s" % _shown(value)
+        )
     return None
 
 
-def dns1035_label(value) -> Optional[str]:
+def dns1035_label(value) -> str | None:
     """RFC 1035 label: Service names (they become DNS names and env variables)."""
     if not isinstance(value, str) or len(value) > 63 or not _DNS1035_LABEL.match(value):
-        return ("must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
-                "letter and ending with a letter or digit, at most 63 characters), got %s"
-                % _shown(value))
+        return (
+            "must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+            "letter and ending with a letter or digit, at most 63 characters), got %s" % _shown(value)
+        )
     return None
 
 
-def label_key(value) -> Optional[str]:
+def label_key(value) -> str | None:
     """Label and annotation keys: [prefix/]name, prefix a DNS subdomain."""
     if not isinstance(value, str):
         return "keys must be strings, got %s" % _shown(value)
     prefix, _, name = value.rpartition("/")
     if "/" in value and (not prefix or dns_subdomain(prefix)):
-        return ("key %s: the prefix before '/' must be a DNS-1123 subdomain" % _shown(value))
+        return "key %s: the prefix before '/' must be a DNS-1123 subdomain" % _shown(value)
     if len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        return ("key %s: the name must be 1-63 characters: letters, digits, '-', '_' and '.', "
-                "starting and ending with a letter or digit (with an optional "
-                "'example.com/' prefix)" % _shown(value))
+        return (
+            "key %s: the name must be 1-63 characters: letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit (with an optional "
+            "'example.com/' prefix)" % _shown(value)
+        )
     return None
 
 
-def label_value(value) -> Optional[str]:
+def label_value(value) -> str | None:
     if not isinstance(value, str):
         return "values must be strings%s, got %s" % (quote_hint(value), _shown(value))
     if len(value) > 63 or not _LABEL_VALUE.match(value):
-        return ("value %s: at most 63 characters: letters, digits, '-', '_' and '.', starting "
-                "and ending with a letter or digit (or empty)" % _shown(value))
+        return (
+            "value %s: at most 63 characters: letters, digits, '-', '_' and '.', starting "
+            "and ending with a letter or digit (or empty)" % _shown(value)
+        )
     return None
 
 
-def iana_svc_name(value) -> Optional[str]:
+def iana_svc_name(value) -> str | None:
     """Port names of containers (IANA_SVC_NAME): at most 15 characters,
     lowercase letters, digits and '-', at least one letter, no '--', no '-' at
     either end."""
-    if (not isinstance(value, str) or not 0 < len(value) <= 15
-            or not _IANA_SVC_NAME.match(value) or not re.search(r"[a-z]", value)
-            or "--" in value or value.startswith("-") or value.endswith("-")):
-        return ("must be a port name (IANA_SVC_NAME: at most 15 characters, lowercase letters, "
-                "digits and '-', at least one letter, no '-' at either end or twice in a row), "
-                "got %s" % _shown(value))
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 15
+        or not _IANA_SVC_NAME.match(value)
+        or not re.search(r"[a-z]", value)
+        or "--" in value
+        or value.startswith("-")
+        or value.endswith("-")
+    ):
+        return (
+            "must be a port name (IANA_SVC_NAME: at most 15 characters, lowercase letters, "
+            "digits and '-', at least one letter, no '-' at either end or twice in a row), "
+            "got %s" % _shown(value)
+        )
     return None
 
 
@@ -140,15 +158,15 @@ Now = Union[None, float, int, datetime]
 
 def _as_datetime(now: Now) -> datetime:
     if now is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if isinstance(now, datetime):
-        return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(now, timezone.utc)
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(now, UTC)
 
 
 def rfc3339(now: Now = None) -> str:
     """'2026-11-21T22:27:00Z' for now (or the given epoch seconds/datetime)."""
-    return _as_datetime(now).astimezone(timezone.utc).strftime(TIME_FORMAT)
+    return _as_datetime(now).astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def parse_time(text: str) -> datetime:
@@ -162,7 +180,7 @@ def parse_time(text: str) -> datetime:
         d = datetime.fromisoformat(t)
     except ValueError:
         raise ApiError("not an RFC 3339 timestamp: %r" % text) from None
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
 def new_meta(obj: dict) -> dict:
@@ -173,7 +191,7 @@ def new_meta(obj: dict) -> dict:
     return meta
 
 
-def stamp(obj: dict, uid: Optional[str] = None, now: Now = None) -> dict:
+def stamp(obj: dict, uid: str | None = None, now: Now = None) -> dict:
     """Fill metadata.uid (uid or a uuid4) and metadata.creationTimestamp (now,
     RFC 3339 UTC) where missing, in place; returns obj."""
     meta = new_meta(obj)
@@ -213,7 +231,7 @@ def human_duration(seconds: float) -> str:
     return "%dy" % (hours // 24 // 365)
 
 
-def age(obj: Union[dict, str, None], now: Now = None) -> str:
+def age(obj: dict | str | None, now: Now = None) -> str:
     """kubectl's AGE column for obj (or a timestamp string): '5s', '3m', '2h', '4d'."""
     ts = obj
     if isinstance(obj, dict):
@@ -242,11 +260,17 @@ def owner_reference(owner: dict, controller: bool = True) -> dict:
     meta = owner.get("metadata") or {}
     if not meta.get("uid"):
         raise ApiError("%s has no metadata.uid: stamp() it first" % ref(owner))
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
-            "uid": meta["uid"], "controller": controller, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
 
 
-def controller_of(obj: dict) -> Optional[dict]:
+def controller_of(obj: dict) -> dict | None:
     """The ownerReferences entry with controller: true, or None."""
     for r in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if isinstance(r, dict) and r.get("controller"):

@@ -1,8 +1,24 @@
 """Validation and defaults of Service, NetworkPolicy, EndpointSlice and Node."""
 
-from podnet.api.fields import (check_port_or_name, index, ip_error, join, need_map,
-                               opt_bool, opt_enum, opt_int, opt_list, opt_map, opt_maps,
-                               opt_str, parse_cidr, protocol, shown, str_list, str_map)
+from podnet.api.fields import (
+    check_port_or_name,
+    index,
+    ip_error,
+    join,
+    need_map,
+    opt_bool,
+    opt_enum,
+    opt_int,
+    opt_list,
+    opt_map,
+    opt_maps,
+    opt_str,
+    parse_cidr,
+    protocol,
+    shown,
+    str_list,
+    str_map,
+)
 from podnet.api.meta import dns_label, dns_subdomain, fail, label_key
 from podnet.api.selectors import check_selector
 
@@ -12,6 +28,7 @@ NODE_PORTS = (30000, 32767)
 
 
 # ---- Service ------------------------------------------------------------------
+
 
 def _service_ports(spec: dict, stype: str, needed: bool):
     ports = opt_maps(spec, "ports", "spec", required=needed, nonempty=needed)
@@ -26,19 +43,16 @@ def _service_ports(spec: dict, stype: str, needed: bool):
         np = opt_int(port, "nodePort", p, *NODE_PORTS)
         if np is not None:
             if stype not in ("NodePort", "LoadBalancer"):
-                fail(join(p, "nodePort"), "may only be set for NodePort or LoadBalancer "
-                                          "services (type is %s)" % stype)
+                fail(join(p, "nodePort"), "may only be set for NodePort or LoadBalancer services (type is %s)" % stype)
             if (np, proto) in node_ports:
-                fail(join(p, "nodePort"), "duplicate nodePort %d/%s (also %s)"
-                     % (np, proto, node_ports[(np, proto)]))
+                fail(join(p, "nodePort"), "duplicate nodePort %d/%s (also %s)" % (np, proto, node_ports[(np, proto)]))
             node_ports[(np, proto)] = p
         opt_str(port, "appProtocol", p)
         if len(ports) > 1 and not name:
             fail(join(p, "name"), "required when the service has more than one port")
         if name:
             if name in names:
-                fail(join(p, "name"), "duplicate port name %s (also %s)" % (shown(name),
-                                                                            names[name]))
+                fail(join(p, "name"), "duplicate port name %s (also %s)" % (shown(name), names[name]))
             names[name] = p
         if (num, proto) in seen:
             fail(p, "duplicate port %d/%s (also %s)" % (num, proto, seen[(num, proto)]))
@@ -48,12 +62,17 @@ def _service_ports(spec: dict, stype: str, needed: bool):
 def service(obj: dict) -> dict:
     spec = opt_map(obj, "spec", "", required=True)
     stype = opt_enum(spec, "type", "spec", SERVICE_TYPES, default="ClusterIP")
-    cip = opt_str(spec, "clusterIP", "spec",
-                  check=lambda v: None if v in ("", "None") else
-                  ip_error(v) and "must be empty, None (headless) or an IP address, got %s"
-                  % shown(v))
-    cips = str_list(spec, "clusterIPs", "spec",
-                    check=lambda v: None if v == "None" else ip_error(v))
+    cip = opt_str(
+        spec,
+        "clusterIP",
+        "spec",
+        check=lambda v: (
+            None
+            if v in ("", "None")
+            else ip_error(v) and "must be empty, None (headless) or an IP address, got %s" % shown(v)
+        ),
+    )
+    cips = str_list(spec, "clusterIPs", "spec", check=lambda v: None if v == "None" else ip_error(v))
     if cip and cips and cips[0] != cip:
         fail("spec.clusterIPs[0]", "must equal spec.clusterIP (%s)" % cip)
     headless = cip == "None"
@@ -71,17 +90,14 @@ def service(obj: dict) -> dict:
         sac = sac if sac is not None else spec.setdefault("sessionAffinityConfig", {})
         cl = opt_map(sac, "clientIP", "spec.sessionAffinityConfig")
         cl = cl if cl is not None else sac.setdefault("clientIP", {})
-        opt_int(cl, "timeoutSeconds", "spec.sessionAffinityConfig.clientIP", 1, 86400,
-                default=10800)
+        opt_int(cl, "timeoutSeconds", "spec.sessionAffinityConfig.clientIP", 1, 86400, default=10800)
     elif sac is not None:
         fail("spec.sessionAffinityConfig", "may only be set when sessionAffinity is ClientIP")
     external_ips = str_list(spec, "externalIPs", "spec", check=ip_error) or []
     externally = stype in ("NodePort", "LoadBalancer") or bool(external_ips)
     if spec.get("externalTrafficPolicy") is not None and not externally:
-        fail("spec.externalTrafficPolicy", "may only be set for NodePort or LoadBalancer "
-                                           "services or with externalIPs")
-    opt_enum(spec, "externalTrafficPolicy", "spec", TRAFFIC_POLICIES,
-             **({"default": "Cluster"} if externally else {}))
+        fail("spec.externalTrafficPolicy", "may only be set for NodePort or LoadBalancer services or with externalIPs")
+    opt_enum(spec, "externalTrafficPolicy", "spec", TRAFFIC_POLICIES, **({"default": "Cluster"} if externally else {}))
     if stype != "ExternalName":
         opt_enum(spec, "internalTrafficPolicy", "spec", TRAFFIC_POLICIES, default="Cluster")
     opt_str(spec, "loadBalancerIP", "spec", check=ip_error)
@@ -89,12 +105,12 @@ def service(obj: dict) -> dict:
     for i, fam in enumerate(opt_list(spec, "ipFamilies", "spec") or []):
         if fam not in ("IPv4", "IPv6"):
             fail("spec.ipFamilies[%d]" % i, "must be IPv4 or IPv6, got %s" % shown(fam))
-    opt_enum(spec, "ipFamilyPolicy", "spec",
-             ("SingleStack", "PreferDualStack", "RequireDualStack"))
+    opt_enum(spec, "ipFamilyPolicy", "spec", ("SingleStack", "PreferDualStack", "RequireDualStack"))
     return obj
 
 
 # ---- NetworkPolicy ------------------------------------------------------------
+
 
 def _ip_block(block, path: str):
     need_map(block, path)
@@ -105,19 +121,16 @@ def _ip_block(block, path: str):
         p = index(join(path, "except"), i)
         sub = parse_cidr(ex, p)
         if sub.version != net.version or not sub.subnet_of(net) or sub == net:
-            fail(p, "must be a smaller range inside cidr %s, got %s" % (block["cidr"],
-                                                                         shown(ex)))
+            fail(p, "must be a smaller range inside cidr %s, got %s" % (block["cidr"], shown(ex)))
 
 
 def _peer(peer, path: str):
     need_map(peer, path)
-    present = [k for k in ("podSelector", "namespaceSelector", "ipBlock")
-               if peer.get(k) is not None]
+    present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(k) is not None]
     if not present:
         fail(path, "must set at least one of podSelector, namespaceSelector, ipBlock")
     if "ipBlock" in present and len(present) > 1:
-        fail(join(path, "ipBlock"), "may not be combined with podSelector or "
-                                    "namespaceSelector")
+        fail(join(path, "ipBlock"), "may not be combined with podSelector or namespaceSelector")
     for k in present:
         if k == "ipBlock":
             _ip_block(peer[k], join(path, k))
@@ -134,8 +147,10 @@ def _policy_ports(rule: dict, base: str):
         end = opt_int(port, "endPort", p, 1, 65535)
         if end is not None:
             if not isinstance(num, int):
-                fail(join(p, "endPort"), "needs a numeric port" if num is None else
-                     "may not be used with a named port (%s)" % shown(num))
+                fail(
+                    join(p, "endPort"),
+                    "needs a numeric port" if num is None else "may not be used with a named port (%s)" % shown(num),
+                )
             if end < num:
                 fail(join(p, "endPort"), "must be >= port (%d)" % num)
 
@@ -164,10 +179,10 @@ def network_policy(obj: dict) -> dict:
 
 # ---- EndpointSlice ------------------------------------------------------------
 
+
 def endpoint_slice(obj: dict) -> dict:
     family = opt_enum(obj, "addressType", "", ("IPv4", "IPv6", "FQDN"), required=True)
-    check = {"IPv4": lambda v: ip_error(v, 4), "IPv6": lambda v: ip_error(v, 6),
-             "FQDN": dns_subdomain}[family]
+    check = {"IPv4": lambda v: ip_error(v, 4), "IPv6": lambda v: ip_error(v, 6), "FQDN": dns_subdomain}[family]
     if obj.get("endpoints") is None:
         obj["endpoints"] = []
     endpoints = opt_maps(obj, "endpoints", "")
@@ -190,8 +205,7 @@ def endpoint_slice(obj: dict) -> dict:
         name = opt_str(port, "name", p, check=lambda v: v and dns_label(v))
         if name is not None:
             if name in names:
-                fail(join(p, "name"), "duplicate port name %s (also %s)" % (shown(name),
-                                                                            names[name]))
+                fail(join(p, "name"), "duplicate port name %s (also %s)" % (shown(name), names[name]))
             names[name] = p
         opt_int(port, "port", p, 1, 65535)
         protocol(port, p)
@@ -219,13 +233,10 @@ def node(obj: dict) -> dict:
         for t, p in opt_maps(spec, "taints", "spec"):
             opt_str(t, "key", p, required=True, check=label_key)
             opt_str(t, "value", p)
-            opt_enum(t, "effect", p, ("NoSchedule", "PreferNoSchedule", "NoExecute"),
-                     required=True)
+            opt_enum(t, "effect", p, ("NoSchedule", "PreferNoSchedule", "NoExecute"), required=True)
     status = opt_map(obj, "status", "")
     if status is not None:
         for a, p in opt_maps(status, "addresses", "status"):
             atype = opt_enum(a, "type", p, ADDRESS_TYPES, required=True)
-            opt_str(a, "address", p, required=True, nonempty=True,
-                    check=ip_error if atype.endswith("IP") else None)
+            opt_str(a, "address", p, required=True, nonempty=True, check=ip_error if atype.endswith("IP") else None)
     return obj
-

@@ -2,9 +2,24 @@
 (Deployment, ReplicaSet). Only what podnet uses is checked; other fields are
 kept as they are."""
 
-from podnet.api.fields import (check_int, check_port_or_name, ip_error, is_int, join, need_map,
-                               opt_bool, opt_enum, opt_int, opt_map, opt_maps,
-                               opt_str, protocol, shown, str_list, str_map)
+from podnet.api.fields import (
+    check_int,
+    check_port_or_name,
+    ip_error,
+    is_int,
+    join,
+    need_map,
+    opt_bool,
+    opt_enum,
+    opt_int,
+    opt_map,
+    opt_maps,
+    opt_str,
+    protocol,
+    shown,
+    str_list,
+    str_map,
+)
 from podnet.api.meta import dns_label, dns_subdomain, fail, iana_svc_name, quote_hint
 from podnet.api.selectors import check_selector, format_labels, format_selector, matches
 
@@ -13,8 +28,13 @@ DNS_POLICIES = ("ClusterFirst", "Default", "None", "ClusterFirstWithHostNet")
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 HANDLERS = ("httpGet", "tcpSocket", "exec")
 # Kubernetes' SetDefaults_Probe: a missing or 0 value gets these.
-PROBE_DEFAULTS = (("initialDelaySeconds", 0), ("timeoutSeconds", 1), ("periodSeconds", 10),
-                  ("successThreshold", 1), ("failureThreshold", 3))
+PROBE_DEFAULTS = (
+    ("initialDelaySeconds", 0),
+    ("timeoutSeconds", 1),
+    ("periodSeconds", 10),
+    ("successThreshold", 1),
+    ("failureThreshold", 3),
+)
 
 
 def _probe_port(h: dict, base: str, port_names: set):
@@ -23,25 +43,28 @@ def _probe_port(h: dict, base: str, port_names: set):
         fail(p, "required")
     port = check_port_or_name(h["port"], p)
     if isinstance(port, str) and port not in port_names:
-        fail(p, "no port named %s in this container's ports (named: %s)"
-             % (shown(port), ", ".join(sorted(port_names)) or "none"))
+        fail(
+            p,
+            "no port named %s in this container's ports (named: %s)"
+            % (shown(port), ", ".join(sorted(port_names)) or "none"),
+        )
 
 
 def probe(pr, path: str, which: str, port_names: set) -> dict:
     need_map(pr, path)
     present = [h for h in HANDLERS + ("grpc",) if pr.get(h) is not None]
     if len(present) != 1:
-        fail(path, "must set exactly one of %s%s" % (", ".join(HANDLERS),
-                                                       " (has %s)" % ", ".join(present)
-                                                       if present else ""))
+        fail(
+            path,
+            "must set exactly one of %s%s" % (", ".join(HANDLERS), " (has %s)" % ", ".join(present) if present else ""),
+        )
     h = present[0]
     if h == "grpc":
         fail(join(path, "grpc"), "not supported by podnet: use httpGet, tcpSocket or exec")
     hp = join(path, h)
     handler = opt_map(pr, h, path)
     if h == "httpGet":
-        opt_str(handler, "path", hp, default="/",
-                check=lambda v: None if v.startswith("/") else "must start with '/'")
+        opt_str(handler, "path", hp, default="/", check=lambda v: None if v.startswith("/") else "must start with '/'")
         _probe_port(handler, hp, port_names)
         opt_str(handler, "host", hp)
         opt_enum(handler, "scheme", hp, ("HTTP", "HTTPS"), default="HTTP")
@@ -76,8 +99,7 @@ def container(c, path: str, names: set, host_network: bool, init: bool = False) 
     for e, p in opt_maps(c, "env", path):
         opt_str(e, "name", p, required=True, nonempty=True)
         if e.get("value") is not None and not isinstance(e["value"], str):
-            fail(join(p, "value"), "must be a string%s, got %s"
-                 % (quote_hint(e["value"]), shown(e["value"])))
+            fail(join(p, "value"), "must be a string%s, got %s" % (quote_hint(e["value"]), shown(e["value"])))
     port_names = set()
     for port, p in opt_maps(c, "ports", path):
         cp = opt_int(port, "containerPort", p, 1, 65535, required=True)
@@ -111,8 +133,7 @@ def pod_spec(spec, path: str, owner: str = "") -> dict:
         container(c, p, names, host_network)
     rp = opt_enum(spec, "restartPolicy", path, RESTART_POLICIES, default="Always")
     if owner and rp != "Always":
-        fail(join(path, "restartPolicy"), "must be Always in a %s template, got %s"
-             % (owner, shown(rp)))
+        fail(join(path, "restartPolicy"), "must be Always in a %s template, got %s" % (owner, shown(rp)))
     opt_str(spec, "nodeName", path, check=dns_subdomain)
     str_map(spec, "nodeSelector", path)
     opt_str(spec, "hostname", path, check=dns_label)
@@ -141,6 +162,7 @@ def pod_spec(spec, path: str, owner: str = "") -> dict:
 
 # ---- Deployment, ReplicaSet ---------------------------------------------------
 
+
 def _surge(d: dict, key: str, base: str):
     """maxSurge/maxUnavailable: an integer >= 0 or a percentage 'N%'."""
     v = d.get(key)
@@ -165,30 +187,27 @@ def workload(obj: dict, kind: str) -> dict:
     tmeta = opt_map(tmpl, "metadata", "spec.template") or {}
     labels = str_map(tmeta, "labels", "spec.template.metadata") or {}
     if not matches(sel, labels):
-        fail("spec.template.metadata.labels", "%s do not match spec.selector (%s)"
-             % (format_labels(labels), format_selector(sel)))
+        fail(
+            "spec.template.metadata.labels",
+            "%s do not match spec.selector (%s)" % (format_labels(labels), format_selector(sel)),
+        )
     pod_spec(opt_map(tmpl, "spec", "spec.template", required=True), "spec.template.spec", kind)
     min_ready = opt_int(spec, "minReadySeconds", "spec", lo=0, default=0)
     if kind == "Deployment":
         opt_int(spec, "revisionHistoryLimit", "spec", lo=0, default=10)
         pd = opt_int(spec, "progressDeadlineSeconds", "spec", lo=1, default=600)
         if pd <= min_ready:
-            fail("spec.progressDeadlineSeconds", "must be greater than minReadySeconds (%d)"
-                 % min_ready)
+            fail("spec.progressDeadlineSeconds", "must be greater than minReadySeconds (%d)" % min_ready)
         opt_bool(spec, "paused", "spec")
         st = opt_map(spec, "strategy", "spec") or spec.setdefault("strategy", {})
-        stype = opt_enum(st, "type", "spec.strategy", ("RollingUpdate", "Recreate"),
-                         default="RollingUpdate")
+        stype = opt_enum(st, "type", "spec.strategy", ("RollingUpdate", "Recreate"), default="RollingUpdate")
         if stype == "Recreate":
             if st.get("rollingUpdate") is not None:
                 fail("spec.strategy.rollingUpdate", "may not be set when type is Recreate")
         else:
-            ru = opt_map(st, "rollingUpdate", "spec.strategy") or st.setdefault(
-                "rollingUpdate", {})
+            ru = opt_map(st, "rollingUpdate", "spec.strategy") or st.setdefault("rollingUpdate", {})
             surge = _surge(ru, "maxSurge", "spec.strategy.rollingUpdate")
             unavailable = _surge(ru, "maxUnavailable", "spec.strategy.rollingUpdate")
             if surge == 0 and unavailable == 0:
-                fail("spec.strategy.rollingUpdate.maxUnavailable",
-                     "may not be 0 when maxSurge is 0")
+                fail("spec.strategy.rollingUpdate.maxUnavailable", "may not be 0 when maxSurge is 0")
     return obj
-

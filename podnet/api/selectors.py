@@ -11,7 +11,6 @@ Two shapes exist in Kubernetes:
 """
 
 import re
-from typing import Optional
 
 from podnet.api.fields import join, need_map, opt_enum, opt_maps, str_list, str_map
 from podnet.api.meta import ApiError, fail, label_key, label_value
@@ -32,7 +31,7 @@ def _requirement_holds(expr: dict, labels: dict) -> bool:
     raise ApiError("unknown selector operator %r (one of %s)" % (op, ", ".join(OPERATORS)))
 
 
-def matches(selector: Optional[dict], labels: Optional[dict]) -> bool:
+def matches(selector: dict | None, labels: dict | None) -> bool:
     """LabelSelector semantics: every matchLabels pair AND every expression."""
     if selector is None:
         return False
@@ -43,8 +42,7 @@ def matches(selector: Optional[dict], labels: Optional[dict]) -> bool:
     return all(_requirement_holds(e, labels) for e in selector.get("matchExpressions") or [])
 
 
-def matches_map(selector_map: Optional[dict], labels: Optional[dict],
-                empty_matches_all: bool = False) -> bool:
+def matches_map(selector_map: dict | None, labels: dict | None, empty_matches_all: bool = False) -> bool:
     """Service-style plain map: every pair must be among labels."""
     if not selector_map:
         return empty_matches_all
@@ -52,7 +50,7 @@ def matches_map(selector_map: Optional[dict], labels: Optional[dict],
     return all(labels.get(k) == v for k, v in selector_map.items())
 
 
-def selector_from_map(selector_map: Optional[dict]) -> dict:
+def selector_from_map(selector_map: dict | None) -> dict:
     """{app: web} -> {matchLabels: {app: web}}."""
     return {"matchLabels": dict(selector_map or {})}
 
@@ -81,7 +79,7 @@ def _split_top(text: str) -> list:
     return parts
 
 
-def parse_selector(text: Optional[str]) -> dict:
+def parse_selector(text: str | None) -> dict:
     """kubectl -l: 'app=web,tier!=db,env in (a,b),env notin (c),x,!y' ->
     LabelSelector dict. '' -> {} (everything)."""
     sel: dict = {}
@@ -109,14 +107,12 @@ def parse_selector(text: Optional[str]) -> dict:
                 labels[key] = value
                 expr = None
             else:
-                expr = {"key": key, "operator": "NotIn" if op == "!=" else "In",
-                        "values": [value]}
+                expr = {"key": key, "operator": "NotIn" if op == "!=" else "In", "values": [value]}
         elif m_ex:
             key = m_ex.group(2)
             expr = {"key": key, "operator": "DoesNotExist" if m_ex.group(1) else "Exists"}
         else:
-            raise bad("cannot parse '%s' (use k=v, k!=v, k in (a,b), k notin (a,b), k, !k)"
-                      % part)
+            raise bad("cannot parse '%s' (use k=v, k!=v, k in (a,b), k notin (a,b), k, !k)" % part)
         why = label_key(key)
         for v in expr.get("values", []) if expr else [labels[key]]:
             why = why or label_value(v)
@@ -135,24 +131,29 @@ def _requirements(selector: dict) -> list:
     reqs = [(k, "%s=%s" % (k, v)) for k, v in (selector.get("matchLabels") or {}).items()]
     for e in selector.get("matchExpressions") or []:
         k, op, vals = e.get("key"), e.get("operator"), ",".join(sorted(e.get("values") or []))
-        text = {"In": "%s in (%s)" % (k, vals), "NotIn": "%s notin (%s)" % (k, vals),
-                "Exists": k, "DoesNotExist": "!%s" % k}.get(op, "%s %s (%s)" % (k, op, vals))
+        text = {
+            "In": "%s in (%s)" % (k, vals),
+            "NotIn": "%s notin (%s)" % (k, vals),
+            "Exists": k,
+            "DoesNotExist": "!%s" % k,
+        }.get(op, "%s %s (%s)" % (k, op, vals))
         reqs.append((k, text))
     return [t for _, t in sorted(reqs, key=lambda r: r[0])]
 
 
-def format_selector(selector: Optional[dict]) -> str:
+def format_selector(selector: dict | None) -> str:
     """kubectl's display of a LabelSelector: 'app=web,env in (a,b),!x'; '<none>'
     when None or empty."""
     return ",".join(_requirements(selector or {})) or "<none>"
 
 
-def format_labels(labels: Optional[dict]) -> str:
+def format_labels(labels: dict | None) -> str:
     """'app=web,tier=db' (sorted) or '<none>'."""
     return ",".join("%s=%s" % kv for kv in sorted((labels or {}).items())) or "<none>"
 
 
 # ---- validation ---------------------------------------------------------------
+
 
 def check_selector(sel, path: str, allow_empty: bool = True) -> dict:
     """Validate a LabelSelector in place; raises FieldError naming path."""
@@ -172,10 +173,17 @@ def check_selector(sel, path: str, allow_empty: bool = True) -> dict:
         if op in ("Exists", "DoesNotExist") and values:
             fail(join(p, "values"), "must be empty for %s" % op)
     if not allow_empty and not sel.get("matchLabels") and not sel.get("matchExpressions"):
-        fail(path, "must have matchLabels or matchExpressions (an empty selector selects "
-                   "every pod)")
+        fail(path, "must have matchLabels or matchExpressions (an empty selector selects every pod)")
     return sel
 
 
-__all__ = ["matches", "matches_map", "parse_selector", "format_selector", "format_labels",
-           "selector_from_map", "check_selector", "OPERATORS"]
+__all__ = [
+    "matches",
+    "matches_map",
+    "parse_selector",
+    "format_selector",
+    "format_labels",
+    "selector_from_map",
+    "check_selector",
+    "OPERATORS",
+]

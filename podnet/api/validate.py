@@ -8,14 +8,12 @@ then returns them all, so a caller changes nothing when any one is bad:
     web.yaml: document 2 (Deployment/web): spec.template.spec.containers[0].ports[1].containerPort: must be 1-65535
 """
 
-from typing import Union
 
 import yaml
 
 from podnet.api.fields import join, opt_map, opt_str, shown, str_map, typename
 from podnet.api.kinds import ENDPOINTS, KINDS, resolve_kind
-from podnet.api.meta import (ApiError, FieldError, ManifestError, dns1035_label, dns_label,
-                             dns_subdomain, fail)
+from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
 from podnet.api.podspec import pod_spec, workload
 
@@ -32,22 +30,19 @@ def _copy(v, path: str = "", depth: int = 0):
         out = {}
         for k, x in v.items():
             if not isinstance(k, str):
-                fail(join(path, str(k)), "keys must be strings, got %s %s (quote it)"
-                     % (typename(k), shown(k)))
+                fail(join(path, str(k)), "keys must be strings, got %s %s (quote it)" % (typename(k), shown(k)))
             out[k] = _copy(x, join(path, k), depth + 1)
         return out
     if isinstance(v, list):
         return [_copy(x, "%s[%d]" % (path, i), depth + 1) for i, x in enumerate(v)]
     if v is None or isinstance(v, (str, bool, int, float)):
         return v
-    fail(path, "must be a JSON value (string, number, boolean, list or mapping), got %s"
-         % typename(v))
+    fail(path, "must be a JSON value (string, number, boolean, list or mapping), got %s" % typename(v))
 
 
 def _metadata(obj: dict, kind) -> dict:
     meta = opt_map(obj, "metadata", "", required=True)
-    opt_str(meta, "name", "metadata", required=True,
-            check=_NAME_RULES.get(kind.kind, dns_subdomain))
+    opt_str(meta, "name", "metadata", required=True, check=_NAME_RULES.get(kind.kind, dns_subdomain))
     if kind.namespaced:
         if not meta.get("namespace"):
             meta["namespace"] = "default"
@@ -95,8 +90,7 @@ def validate(obj: dict) -> dict:
             hint = " (Endpoints are derived from EndpointSlices; create an EndpointSlice)"
         elif guess is not None:
             hint = " (did you mean %s?)" % guess.kind
-        fail("kind", "unknown kind %s%s; podnet knows %s"
-             % (shown(k), hint, ", ".join(sorted(KINDS))))
+        fail("kind", "unknown kind %s%s; podnet knows %s" % (shown(k), hint, ", ".join(sorted(KINDS))))
     kind = KINDS[k]
     v = obj.get("apiVersion")
     if v is None:
@@ -123,8 +117,11 @@ class _Loader(_BaseLoader):
                 if isinstance(knode, yaml.ScalarNode) and knode.tag != "tag:yaml.org,2002:merge":
                     if knode.value in seen:
                         raise yaml.constructor.ConstructorError(
-                            None, None, "duplicate key '%s' (first on line %d)"
-                            % (knode.value, seen[knode.value] + 1), knode.start_mark)
+                            None,
+                            None,
+                            "duplicate key '%s' (first on line %d)" % (knode.value, seen[knode.value] + 1),
+                            knode.start_mark,
+                        )
                     seen[knode.value] = knode.start_mark.line
         return super().construct_mapping(node, deep)
 
@@ -132,20 +129,19 @@ class _Loader(_BaseLoader):
 # No implicit timestamps (creationTimestamp stays a string) and no '=' value
 # tag (PyYAML cannot construct it: a bare '=' is just a string).
 _Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers
-         if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
-def load_yaml(text: Union[str, bytes], source: str = "<stdin>") -> list:
+def load_yaml(text: str | bytes, source: str = "<stdin>") -> list:
     """All documents of a YAML stream (None for empty ones), or ManifestError
     naming source, line and column."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ManifestError("%s: not UTF-8 text (byte %d)" % (source, e.start),
-                                source) from None
+            raise ManifestError("%s: not UTF-8 text (byte %d)" % (source, e.start), source) from None
     try:
         return list(yaml.load_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as e:
@@ -153,8 +149,7 @@ def load_yaml(text: Union[str, bytes], source: str = "<stdin>") -> list:
         where = "line %d, column %d: " % (mark.line + 1, mark.column + 1) if mark else ""
         what = e.problem or e.context or "invalid YAML"
         if e.problem and e.context:
-            what += " (%s%s)" % (e.context, " started on line %d" % (e.context_mark.line + 1)
-                                 if e.context_mark else "")
+            what += " (%s%s)" % (e.context, " started on line %d" % (e.context_mark.line + 1) if e.context_mark else "")
         raise ManifestError("%s: %s%s" % (source, where, what), source) from None
     except yaml.YAMLError as e:
         raise ManifestError("%s: invalid YAML: %s" % (source, e), source) from None
@@ -179,7 +174,7 @@ def _is_list(doc) -> bool:
     return k == "List" or (k.endswith("List") and k[:-4] in KINDS)
 
 
-def parse_manifests(text: Union[str, bytes], source: str = "<stdin>") -> list:
+def parse_manifests(text: str | bytes, source: str = "<stdin>") -> list:
     """Every object in a YAML stream (several documents, kind: List expanded),
     each validated and defaulted. Raises ManifestError for the first bad one
     before returning anything."""
@@ -191,9 +186,12 @@ def parse_manifests(text: Union[str, bytes], source: str = "<stdin>") -> list:
         if _is_list(doc):
             items = doc.get("items")
             if items is not None and not isinstance(items, list):
-                raise ManifestError("%s: %s%s: items: must be a list, got %s"
-                                    % (source, where, _ref(doc), typename(items)),
-                                    source, n, "items")
+                raise ManifestError(
+                    "%s: %s%s: items: must be a list, got %s" % (source, where, _ref(doc), typename(items)),
+                    source,
+                    n,
+                    "items",
+                )
             todo = [("%s item %d" % (where, i + 1), item) for i, item in enumerate(items or [])]
         else:
             todo = [(where, doc)]
@@ -201,6 +199,7 @@ def parse_manifests(text: Union[str, bytes], source: str = "<stdin>") -> list:
             try:
                 out.append(validate(item))
             except ApiError as e:
-                raise ManifestError("%s: %s%s: %s" % (source, label, _ref(item), e),
-                                    source, n, getattr(e, "path", None)) from None
+                raise ManifestError(
+                    "%s: %s%s: %s" % (source, label, _ref(item), e), source, n, getattr(e, "path", None)
+                ) from None
     return out

@@ -15,8 +15,9 @@ def _err(msg):
 
 def _runtime(args):
     bins = args.bin_dir or os.environ.get("CNI_PATH") or libcni.DEFAULT_BIN_DIR
-    return libcni.Runtime(bin_dirs=[d for d in bins.split(os.pathsep) if d],
-                          cache_dir=args.cache_dir or libcni.DEFAULT_CACHE_DIR)
+    return libcni.Runtime(
+        bin_dirs=[d for d in bins.split(os.pathsep) if d], cache_dir=args.cache_dir or libcni.DEFAULT_CACHE_DIR
+    )
 
 
 def _conf_dir(args):
@@ -37,6 +38,7 @@ def parse_publish(specs):
 def run(args):
     if args.cni_cmd == "install":
         from podnet.cni.install import install
+
         for path in install(args.bin_dir):
             print(path)
         return 0
@@ -48,9 +50,16 @@ def run(args):
         if args.cni_cmd == "gc":
             valid = [(c, i) for n, c, i in rt.attachments() if n == net.name]
             rt.gc(net, valid)
-            print("gc: kept %d attachment(s) of %s%s" % (len(valid), net.name, "" if net.version >= "1.1" else
-                                                         " (config version %s predates GC: only the cache was pruned)"
-                                                         % net.version))
+            print(
+                "gc: kept %d attachment(s) of %s%s"
+                % (
+                    len(valid),
+                    net.name,
+                    ""
+                    if net.version >= "1.1"
+                    else " (config version %s predates GC: only the cache was pruned)" % net.version,
+                )
+            )
             return 0
         if args.cni_cmd == "status":
             if rt.status(net):
@@ -63,8 +72,11 @@ def run(args):
         netns = os.path.realpath(args.netns if "/" in args.netns else "/run/netns/" + args.netns)
         ifname = args.ifname or os.environ.get("CNI_IFNAME") or "eth0"
         # As cnitool: the container ID is derived from the netns path.
-        cid = args.container_id or os.environ.get("CNI_CONTAINERID") or (
-            "cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20])
+        cid = (
+            args.container_id
+            or os.environ.get("CNI_CONTAINERID")
+            or ("cnitool-" + hashlib.sha512(netns.encode()).hexdigest()[:20])
+        )
         cni_args = args.cni_args if args.cni_args is not None else os.environ.get("CNI_ARGS", "")
         caps = {"portMappings": parse_publish(args.publish)} if args.publish else None
         if args.cni_cmd == "add":
@@ -82,9 +94,11 @@ def run(args):
 
 def _serve(args):
     from podnet.cni.server import serve
+
     if args.netns:
         # Enter before any thread exists: threads inherit the namespace.
         from podnet.kernel.netns import Netns, _setns
+
         with Netns(args.netns) as ns:
             _setns(ns.fd, ns.path)
 

@@ -22,11 +22,15 @@ PREFIX = "pn-demo-"
 NODE, POD1, POD2, EXT = (PREFIX + n for n in ("node", "pod1", "pod2", "ext"))
 NODE_IP, EXT_IP = "192.0.2.1", "192.0.2.2"
 
-SERVER = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-          "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(8);print('ready',flush=True)\n"
-          "while True:\n c,a=s.accept();c.sendall(('hello from %s, you are %s\\n'%(sys.argv[2],a[0])).encode());c.close()\n")
-CLIENT = ("import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3)\n"
-          "print(c.recv(200).decode().strip())\n")
+SERVER = (
+    "import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+    "s.bind(('0.0.0.0',int(sys.argv[1])));s.listen(8);print('ready',flush=True)\n"
+    "while True:\n c,a=s.accept();c.sendall(('hello from %s, you are %s\\n'%(sys.argv[2],a[0])).encode());c.close()\n"
+)
+CLIENT = (
+    "import socket,sys\nc=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3)\n"
+    "print(c.recv(200).decode().strip())\n"
+)
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
 
@@ -49,12 +53,27 @@ def _show(text):
 
 
 def _conflist(tmp, sock):
-    return {"cniVersion": "1.1.0", "name": "mynet", "plugins": [
-        {"type": "podnet", "bridge": "cni0", "isGateway": True, "ipMasq": True, "hairpinMode": True,
-         "daemonSocket": sock,
-         "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "10.22.0.0/16"}]],
-                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": os.path.join(tmp, "ipam")}},
-        {"type": "podnet-portmap", "capabilities": {"portMappings": True}}]}
+    return {
+        "cniVersion": "1.1.0",
+        "name": "mynet",
+        "plugins": [
+            {
+                "type": "podnet",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "daemonSocket": sock,
+                "ipam": {
+                    "type": "podnet-ipam",
+                    "ranges": [[{"subnet": "10.22.0.0/16"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": os.path.join(tmp, "ipam"),
+                },
+            },
+            {"type": "podnet-portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
 
 
 def _podnet(*args):
@@ -64,6 +83,7 @@ def _podnet(*args):
 def run(args):
     from podnet.cni.install import install
     from podnet.kernel import netns
+
     if os.geteuid() != 0:
         console.print("[red]podnet demo needs root: it creates network namespaces[/red]")
         return 1
@@ -78,8 +98,10 @@ def run(args):
         for ns in (NODE, POD1, POD2, EXT):
             netns.delete(ns)  # a demo killed earlier
             netns.create(ns)
-        subprocess.run(["ip", "-n", NODE, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0",
-                        "netns", EXT], check=True)
+        subprocess.run(
+            ["ip", "-n", NODE, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", EXT],
+            check=True,
+        )
         for ns, dev, ip in ((NODE, "uplink", NODE_IP), (EXT, "eth0", EXT_IP)):
             subprocess.run(["ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev], check=True)
             subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
@@ -93,29 +115,49 @@ def run(args):
         _show(open(path).read())
 
         _step("3. Start the warm daemon inside the node", "podnet cni serve --netns %s --socket %s" % (NODE, sock))
-        procs.append(subprocess.Popen(_podnet("cni", "serve", "--netns", NODE, "--socket", sock, "--quiet"),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                _podnet("cni", "serve", "--netns", NODE, "--socket", sock, "--quiet"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         deadline = time.time() + 20
         while not os.path.exists(sock):
             if time.time() > deadline or procs[0].poll() is not None:
                 raise RuntimeError("the daemon did not start")
             time.sleep(0.05)
 
-        _step("4. ADD both pods (what kubelet does through the runtime)",
-              "podnet cni add mynet /run/netns/%s -p 8080:80" % POD2)
+        _step(
+            "4. ADD both pods (what kubelet does through the runtime)",
+            "podnet cni add mynet /run/netns/%s -p 8080:80" % POD2,
+        )
         results = {}
         for pod, extra in ((POD1, []), (POD2, ["-p", "8080:80"])):
             t0 = time.perf_counter()
-            out = subprocess.run(["nsenter", "--net=/run/netns/" + NODE, "--",
-                                  *_podnet("cni", "add", "mynet", "/run/netns/" + pod, *rt, *extra)],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [
+                    "nsenter",
+                    "--net=/run/netns/" + NODE,
+                    "--",
+                    *_podnet("cni", "add", "mynet", "/run/netns/" + pod, *rt, *extra),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if out.returncode != 0:
                 raise RuntimeError("ADD %s failed: %s" % (pod, out.stderr.strip()))
             results[pod] = (json.loads(out.stdout), (time.perf_counter() - t0) * 1000)
         table = Table("pod", "IP", "gateway", "MAC", "host veth")
         for pod, (res, ms) in results.items():
-            table.add_row(pod[len(PREFIX):], res["ips"][0]["address"], res["ips"][0].get("gateway", ""),
-                          res["interfaces"][2]["mac"], res["interfaces"][1]["name"])
+            table.add_row(
+                pod[len(PREFIX) :],
+                res["ips"][0]["address"],
+                res["ips"][0].get("gateway", ""),
+                res["interfaces"][2]["mac"],
+                res["interfaces"][1]["name"],
+            )
         console.print(table)
         ip2 = results[POD2][0]["ips"][0]["address"].split("/")[0]
 
@@ -125,26 +167,47 @@ def run(args):
         _show(_in(NODE, "ip", "-br", "link", "show", "master", "cni0"))
 
         _step("6. Traffic", "ping %s (pod1 -> pod2), ping 10.22.0.1 (gateway)" % ip2)
-        for label, ok in (("pod1 -> pod2 %s" % ip2, _in(POD1, "ping", "-c1", "-W2", ip2, check=False)),
-                          ("pod1 -> gateway 10.22.0.1", _in(POD1, "ping", "-c1", "-W2", "10.22.0.1", check=False))):
-            console.print("%-32s %s" % (label, "[green]reachable[/green]" if " 0% packet loss" in ok else "[red]lost[/red]"))
+        for label, ok in (
+            ("pod1 -> pod2 %s" % ip2, _in(POD1, "ping", "-c1", "-W2", ip2, check=False)),
+            ("pod1 -> gateway 10.22.0.1", _in(POD1, "ping", "-c1", "-W2", "10.22.0.1", check=False)),
+        ):
+            console.print(
+                "%-32s %s" % (label, "[green]reachable[/green]" if " 0% packet loss" in ok else "[red]lost[/red]")
+            )
         for ns, port, who in ((EXT, 80, "external"), (POD2, 80, "pod2")):
-            p = subprocess.Popen(["nsenter", "--net=/run/netns/" + ns, "--", sys.executable, "-c", SERVER, str(port), who],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            p = subprocess.Popen(
+                ["nsenter", "--net=/run/netns/" + ns, "--", sys.executable, "-c", SERVER, str(port), who],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             procs.append(p)
             p.stdout.readline()
-        for src, dst, port, note in ((POD1, EXT_IP, 80, "ipMasq: external sees the node's address"),
-                                     (POD1, ip2, 80, "pod to pod: no NAT"),
-                                     (EXT, NODE_IP, 8080, "hostPort 8080 -> pod2:80 (podnet-portmap)")):
+        for src, dst, port, note in (
+            (POD1, EXT_IP, 80, "ipMasq: external sees the node's address"),
+            (POD1, ip2, 80, "pod to pod: no NAT"),
+            (EXT, NODE_IP, 8080, "hostPort 8080 -> pod2:80 (podnet-portmap)"),
+        ):
             out = _in(src, sys.executable, "-c", CLIENT, dst, str(port), check=False).strip() or "[red]no answer[/red]"
-            console.print("%s -> %s:%d  [cyan]%s[/cyan]   (%s)" % (src[len(PREFIX):], dst, port, out, note))
+            console.print("%s -> %s:%d  [cyan]%s[/cyan]   (%s)" % (src[len(PREFIX) :], dst, port, out, note))
 
         _step("7. DEL both pods", "podnet cni del mynet /run/netns/%s" % POD1)
         for pod in (POD1, POD2):
-            subprocess.run(["nsenter", "--net=/run/netns/" + NODE, "--",
-                            *_podnet("cni", "del", "mynet", "/run/netns/" + pod, *rt)], check=True, timeout=60)
+            subprocess.run(
+                [
+                    "nsenter",
+                    "--net=/run/netns/" + NODE,
+                    "--",
+                    *_podnet("cni", "del", "mynet", "/run/netns/" + pod, *rt),
+                ],
+                check=True,
+                timeout=60,
+            )
         left = [f for f in os.listdir(os.path.join(tmp, "ipam", "mynet")) if f[0].isdigit()]
-        console.print("pod1 interfaces now: %s" % " ".join(l.split(":")[1].strip() for l in _in(POD1, "ip", "-o", "link").splitlines()))
+        console.print(
+            "pod1 interfaces now: %s"
+            % " ".join(l.split(":")[1].strip() for l in _in(POD1, "ip", "-o", "link").splitlines())
+        )
         console.print("addresses still allocated: %s" % (", ".join(left) or "none"))
         console.rule("[green]demo done")
         return 0

@@ -13,10 +13,21 @@ a NetworkPolicy ("Selected pods:") and pod IPs in a Node's pod table.
   Deployment:    {"replicasets": [rs, ...]}  for OldReplicaSets / NewReplicaSet
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from podnet.cli.printers import (_cond, _meta, age, format_endpoints, format_labels, format_selector, human_duration,
-                                 list_with_more, node_roles, parse_time, tabwrite)
+from podnet.cli.printers import (
+    _cond,
+    _meta,
+    age,
+    format_endpoints,
+    format_labels,
+    format_selector,
+    human_duration,
+    list_with_more,
+    node_roles,
+    parse_time,
+    tabwrite,
+)
 
 __all__ = ["render_describe", "describe_probe", "rfc1123z"]
 
@@ -29,9 +40,16 @@ def rfc1123z(ts):
     t = parse_time(ts)
     if t is None:
         return "<unknown>"
-    t = t.astimezone(timezone.utc)
-    return "%s, %02d %s %d %02d:%02d:%02d +0000" % (_DAYS[t.weekday()], t.day, _MONTHS[t.month - 1], t.year,
-                                                  t.hour, t.minute, t.second)
+    t = t.astimezone(UTC)
+    return "%s, %02d %s %d %02d:%02d:%02d +0000" % (
+        _DAYS[t.weekday()],
+        t.day,
+        _MONTHS[t.month - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second,
+    )
 
 
 class _Out:
@@ -103,15 +121,20 @@ def _tolerations(w, title, tolerations):
 def describe_probe(probe):
     """kubectl's DescribeProbe: "http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3"."""
     attrs = "delay=%ds timeout=%ds period=%ds #success=%d #failure=%d" % (
-        probe.get("initialDelaySeconds") or 0, probe.get("timeoutSeconds") or 1, probe.get("periodSeconds") or 10,
-        probe.get("successThreshold") or 1, probe.get("failureThreshold") or 3)
+        probe.get("initialDelaySeconds") or 0,
+        probe.get("timeoutSeconds") or 1,
+        probe.get("periodSeconds") or 10,
+        probe.get("successThreshold") or 1,
+        probe.get("failureThreshold") or 3,
+    )
     if probe.get("exec") is not None:
         return "exec [%s] %s" % (" ".join(probe["exec"].get("command") or []), attrs)
     if probe.get("httpGet") is not None:
         h = probe["httpGet"]
         host, port = h.get("host") or "", h.get("port")
-        hostport = ("[%s]:%s" % (host, port) if ":" in host else "%s:%s" % (host, port)) if port not in (None, "") \
-            else host
+        hostport = (
+            ("[%s]:%s" % (host, port) if ":" in host else "%s:%s" % (host, port)) if port not in (None, "") else host
+        )
         return "http-get %s://%s%s %s" % ((h.get("scheme") or "HTTP").lower(), hostport, h.get("path") or "", attrs)
     if probe.get("tcpSocket") is not None:
         t = probe["tcpSocket"]
@@ -157,7 +180,11 @@ def _env_value(e):
         if vf.get(src):
             r = vf[src]
             return "<set to the key '%s' %s '%s'>  Optional: %s" % (
-                r.get("key", ""), what, r.get("name", ""), str(bool(r.get("optional"))).lower())
+                r.get("key", ""),
+                what,
+                r.get("name", ""),
+                str(bool(r.get("optional"))).lower(),
+            )
     return ""
 
 
@@ -195,8 +222,7 @@ def _containers(w, title, containers, statuses, indent=""):
                 w(2, "%s%s:" % (indent, label))
                 for name in sorted(res[key]):
                     w(3, "%s%s:\t%s" % (indent, name, res[key][name]))
-        for key, label in (("livenessProbe", "Liveness"), ("readinessProbe", "Readiness"),
-                           ("startupProbe", "Startup")):
+        for key, label in (("livenessProbe", "Liveness"), ("readinessProbe", "Readiness"), ("startupProbe", "Startup")):
             if c.get(key) is not None:
                 w(2, "%s%s:\t%s" % (indent, label, describe_probe(c[key])))
         env = c.get("env") or []
@@ -264,8 +290,10 @@ def _events(w, events, now):
         w(0, "Events:\t<none>")
         return
     w.flush()
-    key = lambda e: parse_time(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")) \
+    key = lambda e: (
+        parse_time(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"))
         or parse_time("1970-01-01T00:00:00Z")
+    )
     w(0, "Events:")
     w(1, "Type\tReason\tAge\tFrom\tMessage")
     w(1, "----\t------\t----\t----\t-------")
@@ -278,8 +306,12 @@ def _events(w, events, now):
             interval = "%s (x%d over %s)" % (age(e.get("lastTimestamp"), now), e["count"], first)
         else:
             interval = first
-        source = (e.get("source") or {}).get("component") or e.get("reportingController") \
-            or e.get("reportingComponent") or ""
+        source = (
+            (e.get("source") or {}).get("component")
+            or e.get("reportingController")
+            or e.get("reportingComponent")
+            or ""
+        )
         message = (e.get("message") or e.get("note") or "").strip().replace("\n", " ")
         w(1, "%s\t%s\t%s\t%s\t%s" % (e.get("type", ""), e.get("reason", ""), interval, source, message))
 
@@ -302,8 +334,8 @@ def _pod(w, pod, events, related, now):
     _annotations(w, "Annotations", m.get("annotations"))
     if m.get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
         until = parse_time(m["deletionTimestamp"])
-        now_ = now or datetime.now(timezone.utc)
-        now_ = now_ if now_.tzinfo else now_.replace(tzinfo=timezone.utc)
+        now_ = now or datetime.now(UTC)
+        now_ = now_ if now_.tzinfo else now_.replace(tzinfo=UTC)
         w(0, "Status:\tTerminating (lasts %s)" % (human_duration(until - now_) if until else "<unknown>"))
         if m.get("deletionGracePeriodSeconds") is not None:
             w(0, "Termination Grace Period:\t%ds" % m["deletionGracePeriodSeconds"])
@@ -348,9 +380,9 @@ def _pod(w, pod, events, related, now):
 
 def _service_endpoints(related, port, nports):
     eps = (related or {}).get("endpoints")
-    if isinstance(eps, dict) and "subsets" in eps:       # an Endpoints object
+    if isinstance(eps, dict) and "subsets" in eps:  # an Endpoints object
         return format_endpoints(eps.get("subsets"), {port.get("name") or ""})
-    if isinstance(eps, dict):                            # {port name: ["ip:port", ...]}
+    if isinstance(eps, dict):  # {port name: ["ip:port", ...]}
         eps = eps.get(port.get("name") or "", [])
     eps = list(eps or [])
     target = port.get("targetPort", port.get("port"))
@@ -404,17 +436,32 @@ def _node(w, node, events, related, now):
     _labels(w, "Labels", m.get("labels"))
     _annotations(w, "Annotations", m.get("annotations"))
     w(0, "CreationTimestamp:\t%s" % rfc1123z(m.get("creationTimestamp")))
-    _multiline(w, "Taints", ["%s%s:%s" % (t.get("key", ""), "=" + t["value"] if t.get("value") else "",
-                                          t.get("effect", "")) for t in spec.get("taints") or []])
+    _multiline(
+        w,
+        "Taints",
+        [
+            "%s%s:%s" % (t.get("key", ""), "=" + t["value"] if t.get("value") else "", t.get("effect", ""))
+            for t in spec.get("taints") or []
+        ],
+    )
     w(0, "Unschedulable:\t%s" % ("true" if spec.get("unschedulable") else "false"))
     if status.get("conditions"):
         w(0, "Conditions:")
         w(1, "Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage")
         w(1, "----\t------\t-----------------\t------------------\t------\t-------")
         for c in status["conditions"]:
-            w(1, "%s \t%s \t%s \t%s \t%s \t%s" % (
-                c.get("type", ""), c.get("status", ""), rfc1123z(c.get("lastHeartbeatTime")),
-                rfc1123z(c.get("lastTransitionTime")), c.get("reason", ""), c.get("message", "")))
+            w(
+                1,
+                "%s \t%s \t%s \t%s \t%s \t%s"
+                % (
+                    c.get("type", ""),
+                    c.get("status", ""),
+                    rfc1123z(c.get("lastHeartbeatTime")),
+                    rfc1123z(c.get("lastTransitionTime")),
+                    c.get("reason", ""),
+                    c.get("message", ""),
+                ),
+            )
     w(0, "Addresses:")
     for a in status.get("addresses") or []:
         w(1, "%s:\t%s" % (a.get("type", ""), a.get("address", "")))
@@ -426,11 +473,18 @@ def _node(w, node, events, related, now):
     info = status.get("nodeInfo") or {}
     if info:
         w(0, "System Info:")
-        for key, title in (("machineID", "Machine ID"), ("systemUUID", "System UUID"), ("bootID", "Boot ID"),
-                           ("kernelVersion", "Kernel Version"), ("osImage", "OS Image"),
-                           ("operatingSystem", "Operating System"), ("architecture", "Architecture"),
-                           ("containerRuntimeVersion", "Container Runtime Version"),
-                           ("kubeletVersion", "Kubelet Version"), ("kubeProxyVersion", "Kube-Proxy Version")):
+        for key, title in (
+            ("machineID", "Machine ID"),
+            ("systemUUID", "System UUID"),
+            ("bootID", "Boot ID"),
+            ("kernelVersion", "Kernel Version"),
+            ("osImage", "OS Image"),
+            ("operatingSystem", "Operating System"),
+            ("architecture", "Architecture"),
+            ("containerRuntimeVersion", "Container Runtime Version"),
+            ("kubeletVersion", "Kubelet Version"),
+            ("kubeProxyVersion", "Kube-Proxy Version"),
+        ):
             if info.get(key):
                 w(1, "%s:\t%s" % (title, info[key]))
     w(0, "PodCIDR:\t%s" % (spec.get("podCIDR") or "<none>"))
@@ -438,16 +492,24 @@ def _node(w, node, events, related, now):
     if spec.get("providerID"):
         w(0, "ProviderID:\t%s" % spec["providerID"])
     if related is not None and "pods" in related:
-        pods = [p for p in related.get("pods") or []
-                if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        pods = [
+            p for p in related.get("pods") or [] if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
         w(0, "Non-terminated Pods:\t(%d in total)" % len(pods))
         if pods:
             w(1, "Namespace\tName\tIP\tAge")
             w(1, "---------\t----\t--\t---")
             for p in pods:
-                w(1, "%s\t%s\t%s\t%s" % (_meta(p).get("namespace", ""), _meta(p).get("name", ""),
-                                         (p.get("status") or {}).get("podIP") or "<none>",
-                                         age(_meta(p).get("creationTimestamp"), now)))
+                w(
+                    1,
+                    "%s\t%s\t%s\t%s"
+                    % (
+                        _meta(p).get("namespace", ""),
+                        _meta(p).get("name", ""),
+                        (p.get("status") or {}).get("podIP") or "<none>",
+                        age(_meta(p).get("creationTimestamp"), now),
+                    ),
+                )
     _events(w, events, now)
 
 
@@ -479,8 +541,15 @@ def _netpol_rules(w, rules, direction):
             port = "<any>" if port is None else ("%s-%s" % (port, p["endPort"]) if p.get("endPort") else port)
             w(0, "%sTo Port: %s/%s" % (indent, port, p.get("protocol") or "TCP"))
         if not rule.get(peers_key):
-            w(0, indent + ("From: <any> (traffic not restricted by source)" if direction == "ingress"
-                           else "To: <any> (traffic not restricted by destination)"))
+            w(
+                0,
+                indent
+                + (
+                    "From: <any> (traffic not restricted by source)"
+                    if direction == "ingress"
+                    else "To: <any> (traffic not restricted by destination)"
+                ),
+            )
         for peer in rule.get(peers_key) or []:
             w(0, "%s%s:" % (indent, word))
             _peer(w, peer, indent)
@@ -521,8 +590,11 @@ def _netpol(w, np, events, related, now):
                     w(1, p)
                 else:
                     st, sp = p.get("status") or {}, p.get("spec") or {}
-                    w(1, "%s\t%s\t%s" % (_meta(p).get("name", ""), st.get("podIP") or "<none>",
-                                         sp.get("nodeName") or "<none>"))
+                    w(
+                        1,
+                        "%s\t%s\t%s"
+                        % (_meta(p).get("name", ""), st.get("podIP") or "<none>", sp.get("nodeName") or "<none>"),
+                    )
 
 
 def _pod_template(w, template):
@@ -543,9 +615,18 @@ def _pod_template(w, template):
 
 
 def _rs_list(rss):
-    return ", ".join("%s (%d/%d replicas created)" % (
-        _meta(r).get("name", ""), (r.get("status") or {}).get("replicas") or 0,
-        1 if (r.get("spec") or {}).get("replicas") is None else r["spec"]["replicas"]) for r in rss) or "<none>"
+    return (
+        ", ".join(
+            "%s (%d/%d replicas created)"
+            % (
+                _meta(r).get("name", ""),
+                (r.get("status") or {}).get("replicas") or 0,
+                1 if (r.get("spec") or {}).get("replicas") is None else r["spec"]["replicas"],
+            )
+            for r in rss
+        )
+        or "<none>"
+    )
 
 
 def _strip_hash(template):
@@ -564,16 +645,27 @@ def _deployment(w, d, events, related, now):
     _annotations(w, "Annotations", m.get("annotations"))
     w(0, "Selector:\t%s" % format_selector(spec.get("selector"), ""))
     replicas = 1 if spec.get("replicas") is None else spec["replicas"]
-    w(0, "Replicas:\t%d desired | %d updated | %d total | %d available | %d unavailable" % (
-        replicas, status.get("updatedReplicas") or 0, status.get("replicas") or 0,
-        status.get("availableReplicas") or 0, status.get("unavailableReplicas") or 0))
+    w(
+        0,
+        "Replicas:\t%d desired | %d updated | %d total | %d available | %d unavailable"
+        % (
+            replicas,
+            status.get("updatedReplicas") or 0,
+            status.get("replicas") or 0,
+            status.get("availableReplicas") or 0,
+            status.get("unavailableReplicas") or 0,
+        ),
+    )
     strategy = spec.get("strategy") or {}
     w(0, "StrategyType:\t%s" % (strategy.get("type") or "RollingUpdate"))
     w(0, "MinReadySeconds:\t%d" % (spec.get("minReadySeconds") or 0))
     if (strategy.get("type") or "RollingUpdate") == "RollingUpdate":
         ru = strategy.get("rollingUpdate") or {}
-        w(0, "RollingUpdateStrategy:\t%s max unavailable, %s max surge" % (
-            ru.get("maxUnavailable", "25%"), ru.get("maxSurge", "25%")))
+        w(
+            0,
+            "RollingUpdateStrategy:\t%s max unavailable, %s max surge"
+            % (ru.get("maxUnavailable", "25%"), ru.get("maxSurge", "25%")),
+        )
     _pod_template(w, spec.get("template"))
     if status.get("conditions"):
         w(0, "Conditions:")
@@ -600,11 +692,17 @@ def _owned(rs, pods):
         pm = _meta(p)
         refs = [o for o in pm.get("ownerReferences") or [] if o.get("controller")]
         if refs:
-            if any(o.get("kind") == "ReplicaSet" and (o.get("uid") == m.get("uid") if o.get("uid") and m.get("uid")
-                                                       else o.get("name") == m.get("name")) for o in refs):
+            if any(
+                o.get("kind") == "ReplicaSet"
+                and (o.get("uid") == m.get("uid") if o.get("uid") and m.get("uid") else o.get("name") == m.get("name"))
+                for o in refs
+            ):
                 out.append(p)
-        elif sel and pm.get("namespace") == m.get("namespace") and \
-                all((pm.get("labels") or {}).get(k) == v for k, v in sel.items()):
+        elif (
+            sel
+            and pm.get("namespace") == m.get("namespace")
+            and all((pm.get("labels") or {}).get(k) == v for k, v in sel.items())
+        ):
             out.append(p)
     return out
 
@@ -617,12 +715,18 @@ def _replicaset(w, rs, events, related, now):
     _annotations(w, "Annotations", m.get("annotations"))
     if _controller(rs):
         w(0, "Controlled By:\t%s" % _controller(rs))
-    w(0, "Replicas:\t%d current / %d desired" % (status.get("replicas") or 0,
-                                                1 if spec.get("replicas") is None else spec["replicas"]))
+    w(
+        0,
+        "Replicas:\t%d current / %d desired"
+        % (status.get("replicas") or 0, 1 if spec.get("replicas") is None else spec["replicas"]),
+    )
     if related is not None and "pods" in related:
         phases = [(p.get("status") or {}).get("phase") for p in _owned(rs, related.get("pods") or [])]
-        w(0, "Pods Status:\t%d Running / %d Waiting / %d Succeeded / %d Failed" % tuple(
-            phases.count(ph) for ph in ("Running", "Pending", "Succeeded", "Failed")))
+        w(
+            0,
+            "Pods Status:\t%d Running / %d Waiting / %d Succeeded / %d Failed"
+            % tuple(phases.count(ph) for ph in ("Running", "Pending", "Succeeded", "Failed")),
+        )
     _pod_template(w, spec.get("template"))
     _events(w, events, now)
 
@@ -641,8 +745,15 @@ def _endpointslice(w, es, events, related, now):
         w(1, "Name\tPort\tProtocol")
         w(1, "----\t----\t--------")
         for p in ports:
-            w(1, "%s\t%s\t%s" % (p.get("name") or "<unset>", "<unset>" if p.get("port") is None else p["port"],
-                                 p.get("protocol") or "TCP"))
+            w(
+                1,
+                "%s\t%s\t%s"
+                % (
+                    p.get("name") or "<unset>",
+                    "<unset>" if p.get("port") is None else p["port"],
+                    p.get("protocol") or "TCP",
+                ),
+            )
     eps = es.get("endpoints") or []
     w(0, "Endpoints:%s" % ("" if eps else "\t<none>"))
     unset = lambda v: "<unset>" if v in (None, "") else v
@@ -668,8 +779,11 @@ def _endpoints(w, ep, events, related, now):
     w(0, "Subsets:")
     for ss in ep.get("subsets") or []:
         w(1, "Addresses:\t%s" % (",".join(a.get("ip", "") for a in ss.get("addresses") or []) or "<none>"))
-        w(1, "NotReadyAddresses:\t%s" % (",".join(a.get("ip", "") for a in ss.get("notReadyAddresses") or [])
-                                         or "<none>"))
+        w(
+            1,
+            "NotReadyAddresses:\t%s"
+            % (",".join(a.get("ip", "") for a in ss.get("notReadyAddresses") or []) or "<none>"),
+        )
         if ss.get("ports"):
             w(1, "Ports:")
             w(2, "Name\tPort\tProtocol")
@@ -703,9 +817,17 @@ def _generic(w, obj, events, related, now):
         _events(w, events, now)
 
 
-_DESCRIBERS = {"Pod": _pod, "Service": _service, "Node": _node, "NetworkPolicy": _netpol,
-               "Deployment": _deployment, "ReplicaSet": _replicaset, "EndpointSlice": _endpointslice,
-               "Endpoints": _endpoints, "Namespace": _namespace}
+_DESCRIBERS = {
+    "Pod": _pod,
+    "Service": _service,
+    "Node": _node,
+    "NetworkPolicy": _netpol,
+    "Deployment": _deployment,
+    "ReplicaSet": _replicaset,
+    "EndpointSlice": _endpointslice,
+    "Endpoints": _endpoints,
+    "Namespace": _namespace,
+}
 
 
 def render_describe(obj, events=None, related=None, now=None):

@@ -10,14 +10,26 @@ import sys
 def add_parsers(sub, lab_arg):
     """Add this module's verbs (main.DOCKER_CMDS) to the `podnet` parser."""
     import argparse
+
     r = sub.add_parser("run", help="run a command as a container on a lab node (Docker's network modes)")
     lab_arg(r)
     r.add_argument("--node", default=None, help="the node standing for the Docker host (default: the only node)")
     r.add_argument("--name", default=None, help="container name (default: the short ID)")
-    r.add_argument("--network", "--net", dest="network", default="bridge",
-                   help="bridge (default) | host | none | container:NAME | a user-defined network")
-    r.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/udp]",
-                   help="publish a container port on the node's address (repeatable)")
+    r.add_argument(
+        "--network",
+        "--net",
+        dest="network",
+        default="bridge",
+        help="bridge (default) | host | none | container:NAME | a user-defined network",
+    )
+    r.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[IP:]HOSTPORT:PORT[/udp]",
+        help="publish a container port on the node's address (repeatable)",
+    )
     r.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("-d", "--detach", action="store_true", help="run in the background, print the ID")
     r.add_argument("--rm", dest="auto_remove", action="store_true", help="remove the container when it exits")
@@ -58,6 +70,7 @@ def add_parsers(sub, lab_arg):
 def run(args):
     from podnet.docker.spec import DockerError
     from podnet.lab import topology as topo
+
     try:
         lab = topo.pick_lab(args.lab)
         return globals()["_cmd_" + args.cmd](lab, args)
@@ -68,6 +81,7 @@ def run(args):
 
 def _store(lab):
     from podnet.docker.store import Store
+
     return Store(lab)
 
 
@@ -75,6 +89,7 @@ def _node(lab, node):
     """--node, else the lab's only node."""
     from podnet.docker.spec import DockerError
     from podnet.lab import topology as topo
+
     if node:
         return node
     names = [n["name"] for n in topo.load(lab)["nodes"]]
@@ -86,6 +101,7 @@ def _node(lab, node):
 def _cmd_run(lab, args):
     from podnet.docker import engine
     from podnet.docker.spec import DockerError
+
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
     env = {}
     for item in args.env:
@@ -94,8 +110,17 @@ def _cmd_run(lab, args):
             raise DockerError("-e %s: expected KEY=VALUE" % item)
         env[key] = value
     store = _store(lab)
-    rec = engine.create(store, lab, _node(lab, args.node), args.name, args.network, args.publish, cmd,
-                        auto_remove=args.auto_remove, env=env)
+    rec = engine.create(
+        store,
+        lab,
+        _node(lab, args.node),
+        args.name,
+        args.network,
+        args.publish,
+        cmd,
+        auto_remove=args.auto_remove,
+        env=env,
+    )
     if args.detach:
         engine.run_detached(store, lab, rec)
         print(rec["id"])
@@ -106,6 +131,7 @@ def _cmd_run(lab, args):
 def _cmd_ps(lab, args):
     from podnet.cli.printers import _table, age
     from podnet.docker import engine, spec
+
     rows = []
     for c in _store(lab).containers():
         st = engine.status_of(c)
@@ -121,9 +147,18 @@ def _cmd_ps(lab, args):
             status = "Exited (%s) %s ago" % ("?" if code is None else code, age(c.get("finishedAt")))
         else:
             status = "Created"
-        rows.append([c["id"][:12], c["name"], c["node"], c["network"], c.get("ip") or "-",
-                     ", ".join(spec.port_text(m) for m in c.get("ports", [])), status,
-                     spec.short_command(c["cmd"])])
+        rows.append(
+            [
+                c["id"][:12],
+                c["name"],
+                c["node"],
+                c["network"],
+                c.get("ip") or "-",
+                ", ".join(spec.port_text(m) for m in c.get("ports", [])),
+                status,
+                spec.short_command(c["cmd"]),
+            ]
+        )
     if not args.quiet:
         print(_table(["CONTAINER ID", "NAME", "NODE", "NETWORK", "IP", "PORTS", "STATUS", "COMMAND"], rows))
     return 0
@@ -131,7 +166,9 @@ def _cmd_ps(lab, args):
 
 def _cmd_inspect(lab, args):
     import json
+
     from podnet.docker import engine
+
     store = _store(lab)
     docs = [engine.inspect(engine.find(store, name)) for name in args.names]
     print(json.dumps(docs, indent=2))
@@ -141,6 +178,7 @@ def _cmd_inspect(lab, args):
 def _each(lab, names, fn):
     """Docker's way: go through every name, report each failure, exit 1 if any."""
     from podnet.docker.spec import DockerError
+
     failed = 0
     for name in names:
         try:
@@ -154,12 +192,14 @@ def _each(lab, names, fn):
 
 def _cmd_stop(lab, args):
     from podnet.docker import engine
+
     store = _store(lab)
     return _each(lab, args.names, lambda n: engine.stop(store, lab, n, args.time))
 
 
 def _cmd_rm(lab, args):
     from podnet.docker import engine
+
     store = _store(lab)
     return _each(lab, args.names, lambda n: engine.remove(store, lab, n, args.force))
 
@@ -167,17 +207,30 @@ def _cmd_rm(lab, args):
 def _cmd_network(lab, args):
     from podnet.docker import networks
     from podnet.docker.spec import DockerError
+
     store = _store(lab)
     if args.network_cmd == "create":
         net = networks.create(store, lab, _node(lab, args.node), args.name, args.subnet)
-        print("%s (node %s, subnet %s, bridge %s, DNS %s:53)" % (net["name"], net["node"], net["subnet"],
-                                                                 net["bridge"], net["gateway"]))
+        print(
+            "%s (node %s, subnet %s, bridge %s, DNS %s:53)"
+            % (net["name"], net["node"], net["subnet"], net["bridge"], net["gateway"])
+        )
         return 0
     if args.network_cmd == "ls":
         from podnet.cli.printers import _table
-        rows = [[n["name"], n["node"], n["driver"], n.get("subnet") or "-", n.get("gateway") or "-",
-                 n.get("bridge") or "-", "yes" if n.get("dns") else "no"]
-                for n in networks.listing(store, lab, args.node)]
+
+        rows = [
+            [
+                n["name"],
+                n["node"],
+                n["driver"],
+                n.get("subnet") or "-",
+                n.get("gateway") or "-",
+                n.get("bridge") or "-",
+                "yes" if n.get("dns") else "no",
+            ]
+            for n in networks.listing(store, lab, args.node)
+        ]
         print(_table(["NETWORK", "NODE", "DRIVER", "SUBNET", "GATEWAY", "BRIDGE", "DNS"], rows))
         return 0
 
@@ -189,10 +242,12 @@ def _cmd_network(lab, args):
                 raise DockerError("network %s exists on %s: choose one with --node" % (name, ", ".join(have)))
             node = have[0] if have else _node(lab, None)
         networks.remove(store, lab, node, name)
+
     return _each(lab, args.names, rm)
 
 
 # ---- `podnet exec NAME -- CMD` for a container (called from kube.cmd_exec) ------
+
 
 def has_container(lab, name):
     return _store(lab).container(name) is not None
@@ -200,8 +255,10 @@ def has_container(lab, name):
 
 def exec_container(lab, name, command):
     import subprocess
+
     from podnet.docker import engine
     from podnet.docker.spec import DockerError
+
     cmd = command[1:] if command[:1] == ["--"] else command
     try:
         argv = engine.exec_argv(_store(lab), name, cmd)

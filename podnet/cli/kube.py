@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from podnet.api import ApiError, KINDS, resolve_kind
+from podnet.api import KINDS, ApiError, resolve_kind
 from podnet.lab import lab as labmod
 from podnet.lab import topology as topo
 
@@ -44,6 +44,7 @@ def cmd_apply(args):
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
     from podnet.api import parse_manifests
+
     sources = _sources(args.filename)
     for text, src in sources:  # everything is validated before anything is written
         parse_manifests(text, src)
@@ -61,17 +62,38 @@ def endpoints_from_slices(slices):
         if not svc:
             continue
         key = (s["metadata"]["namespace"], svc)
-        ep = by.setdefault(key, {"apiVersion": "v1", "kind": "Endpoints",
-                                 "metadata": {"name": svc, "namespace": key[0],
-                                              "creationTimestamp": s["metadata"].get("creationTimestamp")},
-                                 "subsets": []})
-        ready = [{"ip": a, "nodeName": e.get("nodeName"), "targetRef": e.get("targetRef")}
-                 for e in s.get("endpoints") or [] if e.get("conditions", {}).get("ready") for a in e["addresses"]]
-        notready = [{"ip": a, "nodeName": e.get("nodeName")}
-                    for e in s.get("endpoints") or [] if not e.get("conditions", {}).get("ready") for a in e["addresses"]]
+        ep = by.setdefault(
+            key,
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {
+                    "name": svc,
+                    "namespace": key[0],
+                    "creationTimestamp": s["metadata"].get("creationTimestamp"),
+                },
+                "subsets": [],
+            },
+        )
+        ready = [
+            {"ip": a, "nodeName": e.get("nodeName"), "targetRef": e.get("targetRef")}
+            for e in s.get("endpoints") or []
+            if e.get("conditions", {}).get("ready")
+            for a in e["addresses"]
+        ]
+        notready = [
+            {"ip": a, "nodeName": e.get("nodeName")}
+            for e in s.get("endpoints") or []
+            if not e.get("conditions", {}).get("ready")
+            for a in e["addresses"]
+        ]
         if ready or notready:
-            subset = {"ports": [{"name": p.get("name", ""), "port": p.get("port"), "protocol": p.get("protocol", "TCP")}
-                                for p in s.get("ports") or []]}
+            subset = {
+                "ports": [
+                    {"name": p.get("name", ""), "port": p.get("port"), "protocol": p.get("protocol", "TCP")}
+                    for p in s.get("ports") or []
+                ]
+            }
             if ready:
                 subset["addresses"] = ready
             if notready:
@@ -88,6 +110,7 @@ def _list(objects, kind, namespace):
 
 def cmd_get(args):
     from podnet.cli.printers import render_get
+
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
     kind = resolve_kind(args.kind)
@@ -99,10 +122,17 @@ def cmd_get(args):
             return _err('%s "%s" not found' % (kind.plural, args.name))
     if args.selector:
         from podnet.api import matches, parse_selector
+
         sel = parse_selector(args.selector)
         items = [o for o in items if matches(sel, o["metadata"].get("labels", {}))]
-    text = render_get(kind.kind, items, output=args.output, all_namespaces=args.all_namespaces,
-                      single=bool(args.name), namespace=ns or "default")
+    text = render_get(
+        kind.kind,
+        items,
+        output=args.output,
+        all_namespaces=args.all_namespaces,
+        single=bool(args.name),
+        namespace=ns or "default",
+    )
     stream = sys.stderr if not items and args.output in (None, "wide") else sys.stdout
     print(text, file=stream)
     return 0
@@ -110,6 +140,7 @@ def cmd_get(args):
 
 def cmd_describe(args):
     from podnet.cli.printers import render_describe
+
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
     kind = resolve_kind(args.kind)
@@ -123,16 +154,30 @@ def cmd_describe(args):
     for obj in items:
         related = {"pods": pods}
         if kind.kind == "Service":
-            eps = endpoints_from_slices([s for s in objects.list("EndpointSlice", ns)
-                                         if s["metadata"].get("labels", {}).get("kubernetes.io/service-name")
-                                         == obj["metadata"]["name"]])
-            related["endpoints"] = ["%s:%s" % (a["ip"], p["port"]) for e in eps for sub in e["subsets"]
-                                    for a in sub.get("addresses", []) for p in sub["ports"]]
+            eps = endpoints_from_slices(
+                [
+                    s
+                    for s in objects.list("EndpointSlice", ns)
+                    if s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == obj["metadata"]["name"]
+                ]
+            )
+            related["endpoints"] = [
+                "%s:%s" % (a["ip"], p["port"])
+                for e in eps
+                for sub in e["subsets"]
+                for a in sub.get("addresses", [])
+                for p in sub["ports"]
+            ]
         if kind.kind == "NetworkPolicy":
             from podnet.api import matches
+
             sel = obj["spec"].get("podSelector", {})
-            related["pods"] = [p for p in pods if p["metadata"]["namespace"] == obj["metadata"]["namespace"]
-                               and matches(sel, p["metadata"].get("labels", {}))]
+            related["pods"] = [
+                p
+                for p in pods
+                if p["metadata"]["namespace"] == obj["metadata"]["namespace"]
+                and matches(sel, p["metadata"].get("labels", {}))
+            ]
         if kind.kind == "Node":
             related["pods"] = [p for p in pods if p["spec"].get("nodeName") == obj["metadata"]["name"]]
         print(render_describe(obj, related=related))
@@ -141,14 +186,18 @@ def cmd_describe(args):
 
 def cmd_delete(args):
     from podnet.controllers.manager import request_delete
+
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
     targets = []
     if args.filename:
         from podnet.api import parse_manifests
+
         for text, src in _sources(args.filename):
-            targets += [(KINDS[o["kind"]], o["metadata"].get("namespace"), o["metadata"]["name"])
-                        for o in parse_manifests(text, src)]
+            targets += [
+                (KINDS[o["kind"]], o["metadata"].get("namespace"), o["metadata"]["name"])
+                for o in parse_manifests(text, src)
+            ]
     else:
         if not args.kind or not args.names:
             return _err("give KIND NAME... or -f FILE")
@@ -156,7 +205,7 @@ def cmd_delete(args):
         targets = [(kind, args.namespace or "default", n) for n in args.names]
     missing = [n for k, ns, n in targets if objects.find(k.kind, ns if k.namespaced else None, n) is None]
     if missing and not args.ignore_not_found:
-        return _err('%s not found' % ", ".join('"%s"' % m for m in missing))
+        return _err("%s not found" % ", ".join('"%s"' % m for m in missing))
     for kind, ns, name in targets:
         obj = objects.find(kind.kind, ns if kind.namespaced else None, name)
         if obj is None:
@@ -168,15 +217,18 @@ def cmd_delete(args):
         print('%s "%s" deleted' % (kind.kind.lower(), name))
     if args.wait:
         import time
+
         deadline = time.time() + 60
-        while time.time() < deadline and any(objects.find(k.kind, ns if k.namespaced else None, n)
-                                             for k, ns, n in targets if k.kind == "Pod"):
+        while time.time() < deadline and any(
+            objects.find(k.kind, ns if k.namespaced else None, n) for k, ns, n in targets if k.kind == "Pod"
+        ):
             time.sleep(0.1)
     return 0
 
 
 def _pod_and_netns(lab, objects, name, namespace):
     from podnet.agent.agent import pod_netns
+
     pod = objects.find("Pod", namespace or "default", name)
     if pod is None:
         raise ApiError('pods "%s" not found' % name)
@@ -194,6 +246,7 @@ def cmd_exec(args):
         pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
     except ApiError:
         from podnet.cli import docker_cmds  # no such pod: a `podnet run` container of that name?
+
         if args.namespace is None and docker_cmds.has_container(lab, args.pod):
             return docker_cmds.exec_container(lab, args.pod, args.command)
         raise
@@ -204,10 +257,18 @@ def cmd_exec(args):
     # same network namespace as the pod's containers, hostname = pod name,
     # and the pod's /etc/resolv.conf (written by the agent) when it has one
     from podnet.agent.containers import wrap
-    resolv = os.path.join(topo.state_dir(lab), "nodes", pod["spec"].get("nodeName") or "-", "pods", "%s_%s_%s" % (
-        pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]), "resolv.conf")
-    argv = ["nsenter", "--net=" + path, "--"] + wrap(args.command, pod["metadata"]["name"],
-                                                      resolv if os.path.exists(resolv) else None)
+
+    resolv = os.path.join(
+        topo.state_dir(lab),
+        "nodes",
+        pod["spec"].get("nodeName") or "-",
+        "pods",
+        "%s_%s_%s" % (pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]),
+        "resolv.conf",
+    )
+    argv = ["nsenter", "--net=" + path, "--"] + wrap(
+        args.command, pod["metadata"]["name"], resolv if os.path.exists(resolv) else None
+    )
     return subprocess.call(argv)
 
 
@@ -224,8 +285,14 @@ def cmd_logs(args):
         return _err("pod %s has several containers (%s): choose one with -c" % (args.pod, ", ".join(names)))
     if container not in names:
         return _err("container %s is not valid for pod %s" % (container, args.pod))
-    path = os.path.join(topo.state_dir(lab), "nodes", pod["spec"].get("nodeName") or "-", "pods",
-                        "%s_%s_%s" % (ns, args.pod, pod["metadata"]["uid"]), container + ".log")
+    path = os.path.join(
+        topo.state_dir(lab),
+        "nodes",
+        pod["spec"].get("nodeName") or "-",
+        "pods",
+        "%s_%s_%s" % (ns, args.pod, pod["metadata"]["uid"]),
+        container + ".log",
+    )
     try:
         with open(path, errors="replace") as f:
             sys.stdout.write(f.read())

@@ -52,6 +52,7 @@ def run(args):
 def _up(args):
     from podnet.api import parse_manifests
     from podnet.cli.kube import _sources
+
     if args.nodes < 1 or args.nodes > 50:
         raise topo.LabError("--nodes: must be 1-50")
     topo.check_name(args.name)
@@ -60,18 +61,28 @@ def _up(args):
         parse_manifests(text, src)
     t0 = time.monotonic()
     with console.status("lab %s" % args.name) as status:
+
         def progress(msg):
             status.update("lab %s: %s" % (args.name, msg))
             console.print("[dim]%5.1fs[/dim] %s" % (time.monotonic() - t0, msg))
-        doc, applied = labmod.up(args.name, args.nodes, sources, progress, args.timeout,
-                                 routing=args.routing or (None if os.path.exists(topo.state_dir(args.name))
-                                                          else "vxlan"),
-                                 direct_routing=args.direct_routing, route_reflector=args.route_reflector,
-                                 lb_pool=args.lb_pool)
+
+        doc, applied = labmod.up(
+            args.name,
+            args.nodes,
+            sources,
+            progress,
+            args.timeout,
+            routing=args.routing or (None if os.path.exists(topo.state_dir(args.name)) else "vxlan"),
+            direct_routing=args.direct_routing,
+            route_reflector=args.route_reflector,
+            lb_pool=args.lb_pool,
+        )
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))
-    console.print("lab [bold]%s[/bold] is up in %.1f s: %d nodes, external host %s. Try: podnet get pods -o wide"
-                  % (args.name, time.monotonic() - t0, len(doc["nodes"]), doc["external"]["ip"]))
+    console.print(
+        "lab [bold]%s[/bold] is up in %.1f s: %d nodes, external host %s. Try: podnet get pods -o wide"
+        % (args.name, time.monotonic() - t0, len(doc["nodes"]), doc["external"]["ip"])
+    )
     return 0
 
 

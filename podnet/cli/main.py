@@ -15,17 +15,30 @@ def _cni_parser(sub):
     s.add_argument("--netns", help="serve from inside this named network namespace")
     s.add_argument("--quiet", action="store_true", help="do not echo plugin logs")
     for verb in ("add", "check", "del"):
-        v = cs.add_parser(verb, help="%s a network namespace %s a network (as cnitool %s)"
-                          % (verb.upper(), "to" if verb != "del" else "from", verb))
+        v = cs.add_parser(
+            verb,
+            help="%s a network namespace %s a network (as cnitool %s)"
+            % (verb.upper(), "to" if verb != "del" else "from", verb),
+        )
         v.add_argument("network", help="network name (from the config dir)")
         v.add_argument("netns", help="network namespace path, e.g. /run/netns/test-ns (or a name)")
         _runtime_args(v)
         v.add_argument("--ifname", default=None, help="interface in the netns (default $CNI_IFNAME or eth0)")
-        v.add_argument("--id", dest="container_id", default=None,
-                       help="container ID (default $CNI_CONTAINERID or derived from the netns path)")
+        v.add_argument(
+            "--id",
+            dest="container_id",
+            default=None,
+            help="container ID (default $CNI_CONTAINERID or derived from the netns path)",
+        )
         v.add_argument("--args", dest="cni_args", default=None, help="CNI_ARGS, e.g. IP=10.22.0.9")
-        v.add_argument("-p", "--publish", action="append", default=[], metavar="HOSTPORT:PORT[/udp]",
-                       help="portMappings capability (for a chained podnet-portmap)")
+        v.add_argument(
+            "-p",
+            "--publish",
+            action="append",
+            default=[],
+            metavar="HOSTPORT:PORT[/udp]",
+            help="portMappings capability (for a chained podnet-portmap)",
+        )
     g = cs.add_parser("gc", help="GC a network: keep only the attachments in the result cache")
     g.add_argument("network")
     _runtime_args(g)
@@ -56,14 +69,27 @@ def _kube_parsers(sub):
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("-f", "--filename", action="append", default=[], help="manifests to apply (file or dir)")
     up.add_argument("--timeout", type=int, default=180)
-    up.add_argument("--routing", choices=["vxlan", "host-gw", "bgp"], default=None,
-                    help="how pods on different nodes reach each other (default vxlan)")
-    up.add_argument("--direct-routing", action="store_true",
-                    help="vxlan: plain routes to peers on the same underlay subnet")
-    up.add_argument("--route-reflector", metavar="NODE", default=None,
-                    help="bgp: this node reflects routes; the others peer only with it")
-    up.add_argument("--lb-pool", metavar="CIDR", default=None,
-                    help="LoadBalancer ingress IPs, on the underlay (default 192.168.200.240/28)")
+    up.add_argument(
+        "--routing",
+        choices=["vxlan", "host-gw", "bgp"],
+        default=None,
+        help="how pods on different nodes reach each other (default vxlan)",
+    )
+    up.add_argument(
+        "--direct-routing", action="store_true", help="vxlan: plain routes to peers on the same underlay subnet"
+    )
+    up.add_argument(
+        "--route-reflector",
+        metavar="NODE",
+        default=None,
+        help="bgp: this node reflects routes; the others peer only with it",
+    )
+    up.add_argument(
+        "--lb-pool",
+        metavar="CIDR",
+        default=None,
+        help="LoadBalancer ingress IPs, on the underlay (default 192.168.200.240/28)",
+    )
     an = ls.add_parser("add-node", help="add a node to a running lab")
     _lab_arg(an)
     rn = ls.add_parser("remove-node", help="remove a node (its pods are rescheduled)")
@@ -134,11 +160,14 @@ DOCKER_CMDS = ("run", "ps", "inspect", "stop", "rm", "network")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="podnet", description="podnet: the Kubernetes network model on the real kernel")
+    parser = argparse.ArgumentParser(
+        prog="podnet", description="podnet: the Kubernetes network model on the real kernel"
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     _cni_parser(sub)
     _kube_parsers(sub)
-    from podnet.cli import docker_cmds   # argparse only: keeps `podnet --help` quick
+    from podnet.cli import docker_cmds  # argparse only: keeps `podnet --help` quick
+
     docker_cmds.add_parsers(sub, _lab_arg)
     d = sub.add_parser("demo", help="the CNI demo: two pods on a bridge in throwaway namespaces")
     d.add_argument("--keep", action="store_true", help="leave the demo namespaces for poking around")
@@ -150,9 +179,11 @@ def main(argv=None):
     try:
         if args.cmd == "cni":
             from podnet.cli import cni_cmds
+
             return cni_cmds.run(args)
         if args.cmd == "demo":
             from podnet.cli import demo
+
             return demo.run(args)
         return _kube(args)
     except KeyboardInterrupt:
@@ -163,22 +194,28 @@ def _kube(args):
     from podnet.api import ApiError
     from podnet.lab.topology import LabError
     from podnet.store.base import StoreError
+
     try:
         if args.cmd == "lab":
             from podnet.cli import lab_cmds
+
             return lab_cmds.run(args)
         if args.cmd in DOCKER_CMDS:
             from podnet.cli import docker_cmds
+
             return docker_cmds.run(args)
         if args.cmd == "agent":
             from podnet.lab.lab import run_agent
             from podnet.lab.topology import pick_lab
+
             run_agent(pick_lab(args.lab), args.node)
             return 0
         if args.cmd == "rules":
             from podnet.cli import rules
+
             return rules.cmd_rules(args)
         from podnet.cli import kube
+
         return getattr(kube, "cmd_" + args.cmd)(args)
     except (ApiError, LabError, StoreError) as exc:
         print("error: %s" % exc, file=sys.stderr)

@@ -9,16 +9,31 @@ padded), so scripts that `awk '{print $3}'` kubectl output work here too.
 """
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["render_get", "render_describe", "age", "no_resources_message",
-           "human_duration", "format_selector", "format_labels", "parse_time", "tabwrite"]
+__all__ = [
+    "render_get",
+    "render_describe",
+    "age",
+    "no_resources_message",
+    "human_duration",
+    "format_selector",
+    "format_labels",
+    "parse_time",
+    "tabwrite",
+]
 
 # kind -> (namespaced, group) for the kinds the CLI shows.
 _KINDS = {
-    "Pod": (True, ""), "Deployment": (True, "apps"), "ReplicaSet": (True, "apps"),
-    "Service": (True, ""), "EndpointSlice": (True, "discovery.k8s.io"), "Endpoints": (True, ""),
-    "Node": (False, ""), "NetworkPolicy": (True, "networking.k8s.io"), "Namespace": (False, ""),
+    "Pod": (True, ""),
+    "Deployment": (True, "apps"),
+    "ReplicaSet": (True, "apps"),
+    "Service": (True, ""),
+    "EndpointSlice": (True, "discovery.k8s.io"),
+    "Endpoints": (True, ""),
+    "Node": (False, ""),
+    "NetworkPolicy": (True, "networking.k8s.io"),
+    "Namespace": (False, ""),
 }
 _BY_LOWER = {k.lower(): k for k in _KINDS}
 
@@ -39,18 +54,18 @@ def parse_time(ts):
     if ts is None or ts == "":
         return None
     if isinstance(ts, datetime):
-        return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     try:
         t = datetime.fromisoformat(str(ts).replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _now(now):
     if now is None:
-        return datetime.now(timezone.utc)
-    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
 def human_duration(d):
@@ -244,8 +259,9 @@ def _pod_row(pod, wide, now):
         has_running = False
         for cs in reversed(cstatuses):
             restarts += cs.get("restartCount") or 0
-            last_restart = later(last_restart, parse_time(
-                (((cs.get("lastState") or {}).get("terminated")) or {}).get("finishedAt")))
+            last_restart = later(
+                last_restart, parse_time((((cs.get("lastState") or {}).get("terminated")) or {}).get("finishedAt"))
+            )
             state = cs.get("state") or {}
             wait, term = state.get("waiting"), state.get("terminated")
             if wait is not None and wait.get("reason"):
@@ -253,8 +269,11 @@ def _pod_row(pod, wide, now):
             elif term is not None and term.get("reason"):
                 reason = term["reason"]
             elif term is not None:
-                reason = ("Signal:%d" % term["signal"]) if term.get("signal") else \
-                    "ExitCode:%d" % (term.get("exitCode") or 0)
+                reason = (
+                    ("Signal:%d" % term["signal"])
+                    if term.get("signal")
+                    else "ExitCode:%d" % (term.get("exitCode") or 0)
+                )
             elif cs.get("ready") and state.get("running") is not None:
                 has_running = True
                 ready += 1
@@ -271,16 +290,24 @@ def _pod_row(pod, wide, now):
     restarts_s = str(restarts)
     if restarts and last_restart is not None:
         restarts_s = "%d (%s ago)" % (restarts, age(last_restart, now))
-    row = [_meta(pod).get("name", ""), "%d/%d" % (ready, total), reason, restarts_s,
-           age(_meta(pod).get("creationTimestamp"), now)]
+    row = [
+        _meta(pod).get("name", ""),
+        "%d/%d" % (ready, total),
+        reason,
+        restarts_s,
+        age(_meta(pod).get("creationTimestamp"), now),
+    ]
     if wide:
         ips = status.get("podIPs") or []
         ip = (ips[0].get("ip") if ips else None) or status.get("podIP") or "<none>"
         gates = spec.get("readinessGates") or []
         gates_s = "<none>"
         if gates:
-            true = sum(1 for g in gates
-                       if (_cond(status.get("conditions"), g.get("conditionType")) or {}).get("status") == "True")
+            true = sum(
+                1
+                for g in gates
+                if (_cond(status.get("conditions"), g.get("conditionType")) or {}).get("status") == "True"
+            )
             gates_s = "%d/%d" % (true, len(gates))
         row += [ip, spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>", gates_s]
     return row
@@ -298,9 +325,13 @@ def _replicas(spec):
 
 def _deployment_row(d, wide, now):
     spec, status = d.get("spec") or {}, d.get("status") or {}
-    row = [_meta(d).get("name", ""), "%d/%d" % (status.get("readyReplicas") or 0, _replicas(spec)),
-           str(status.get("updatedReplicas") or 0), str(status.get("availableReplicas") or 0),
-           age(_meta(d).get("creationTimestamp"), now)]
+    row = [
+        _meta(d).get("name", ""),
+        "%d/%d" % (status.get("readyReplicas") or 0, _replicas(spec)),
+        str(status.get("updatedReplicas") or 0),
+        str(status.get("availableReplicas") or 0),
+        age(_meta(d).get("creationTimestamp"), now),
+    ]
     if wide:
         row += [*_containers_images(spec.get("template")), format_selector(spec.get("selector"), "")]
     return row
@@ -308,8 +339,13 @@ def _deployment_row(d, wide, now):
 
 def _replicaset_row(rs, wide, now):
     spec, status = rs.get("spec") or {}, rs.get("status") or {}
-    row = [_meta(rs).get("name", ""), str(_replicas(spec)), str(status.get("replicas") or 0),
-           str(status.get("readyReplicas") or 0), age(_meta(rs).get("creationTimestamp"), now)]
+    row = [
+        _meta(rs).get("name", ""),
+        str(_replicas(spec)),
+        str(status.get("replicas") or 0),
+        str(status.get("readyReplicas") or 0),
+        age(_meta(rs).get("creationTimestamp"), now),
+    ]
     if wide:
         row += [*_containers_images(spec.get("template")), format_selector(spec.get("selector"), "")]
     return row
@@ -354,9 +390,14 @@ def _service_external_ip(svc, wide):
 def _service_row(svc, wide, now):
     spec = svc.get("spec") or {}
     cluster_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    row = [_meta(svc).get("name", ""), spec.get("type") or "ClusterIP", cluster_ips[0] if cluster_ips else "<none>",
-           _service_external_ip(svc, wide), service_ports(spec.get("ports")) or "<none>",
-           age(_meta(svc).get("creationTimestamp"), now)]
+    row = [
+        _meta(svc).get("name", ""),
+        spec.get("type") or "ClusterIP",
+        cluster_ips[0] if cluster_ips else "<none>",
+        _service_external_ip(svc, wide),
+        service_ports(spec.get("ports")) or "<none>",
+        age(_meta(svc).get("creationTimestamp"), now),
+    ]
     if wide:
         row.append(format_labels(spec.get("selector")))
     return row
@@ -375,8 +416,13 @@ def _endpointslice_row(es, wide, now):
     for p in es.get("ports") or []:
         ports.append(str(p["port"]) if p.get("port") is not None else (p.get("name") or "*"))
     addrs = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
-    return [_meta(es).get("name", ""), es.get("addressType") or "", list_with_more(ports, len(ports)),
-            list_with_more(addrs, len(addrs)), age(_meta(es).get("creationTimestamp"), now)]
+    return [
+        _meta(es).get("name", ""),
+        es.get("addressType") or "",
+        list_with_more(ports, len(ports)),
+        list_with_more(addrs, len(addrs)),
+        age(_meta(es).get("creationTimestamp"), now),
+    ]
 
 
 def _hostport(ip, port):
@@ -403,22 +449,25 @@ def format_endpoints(subsets, port_names=None):
 
 
 def _endpoints_row(ep, wide, now):
-    return [_meta(ep).get("name", ""), format_endpoints(ep.get("subsets")),
-            age(_meta(ep).get("creationTimestamp"), now)]
+    return [
+        _meta(ep).get("name", ""),
+        format_endpoints(ep.get("subsets")),
+        age(_meta(ep).get("creationTimestamp"), now),
+    ]
 
 
 def node_roles(node):
     roles = set()
     for k, v in (_meta(node).get("labels") or {}).items():
-        if k.startswith("node-role.kubernetes.io/") and k[len("node-role.kubernetes.io/"):]:
-            roles.add(k[len("node-role.kubernetes.io/"):])
+        if k.startswith("node-role.kubernetes.io/") and k[len("node-role.kubernetes.io/") :]:
+            roles.add(k[len("node-role.kubernetes.io/") :])
         elif k == "kubernetes.io/role" and v:
             roles.add(v)
     return sorted(roles)
 
 
 def node_status(node):
-    """"Ready" / "NotReady" / "Unknown" (+ ",SchedulingDisabled")."""
+    """ "Ready" / "NotReady" / "Unknown" (+ ",SchedulingDisabled")."""
     ready = _cond((node.get("status") or {}).get("conditions"), "Ready")
     st = ["Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")]
     if (node.get("spec") or {}).get("unschedulable"):
@@ -436,14 +485,23 @@ def _node_address(node, atype):
 def _node_row(node, wide, now):
     info = (node.get("status") or {}).get("nodeInfo") or {}
     spec = node.get("spec") or {}
-    row = [_meta(node).get("name", ""), node_status(node), ",".join(node_roles(node)) or "<none>",
-           age(_meta(node).get("creationTimestamp"), now), info.get("kubeletVersion") or ""]
+    row = [
+        _meta(node).get("name", ""),
+        node_status(node),
+        ",".join(node_roles(node)) or "<none>",
+        age(_meta(node).get("creationTimestamp"), now),
+        info.get("kubeletVersion") or "",
+    ]
     if wide:
-        row += [_node_address(node, "InternalIP"), _node_address(node, "ExternalIP"),
-                info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
-                info.get("containerRuntimeVersion") or "<unknown>",
-                ",".join(spec.get("podCIDRs") or []) or spec.get("podCIDR") or "<none>",
-                node_routing(node)]
+        row += [
+            _node_address(node, "InternalIP"),
+            _node_address(node, "ExternalIP"),
+            info.get("osImage") or "<unknown>",
+            info.get("kernelVersion") or "<unknown>",
+            info.get("containerRuntimeVersion") or "<unknown>",
+            ",".join(spec.get("podCIDRs") or []) or spec.get("podCIDR") or "<none>",
+            node_routing(node),
+        ]
     return row
 
 
@@ -458,13 +516,19 @@ def node_routing(node):
 
 
 def _netpol_row(np, wide, now):
-    return [_meta(np).get("name", ""), format_selector((np.get("spec") or {}).get("podSelector")),
-            age(_meta(np).get("creationTimestamp"), now)]
+    return [
+        _meta(np).get("name", ""),
+        format_selector((np.get("spec") or {}).get("podSelector")),
+        age(_meta(np).get("creationTimestamp"), now),
+    ]
 
 
 def _namespace_row(ns, wide, now):
-    return [_meta(ns).get("name", ""), (ns.get("status") or {}).get("phase") or "Active",
-            age(_meta(ns).get("creationTimestamp"), now)]
+    return [
+        _meta(ns).get("name", ""),
+        (ns.get("status") or {}).get("phase") or "Active",
+        age(_meta(ns).get("creationTimestamp"), now),
+    ]
 
 
 def _generic_row(o, wide, now):
@@ -473,18 +537,29 @@ def _generic_row(o, wide, now):
 
 # kind -> (columns, wide extra columns, row function)
 _TABLES = {
-    "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
-            ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], _pod_row),
-    "Deployment": (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-                   ["CONTAINERS", "IMAGES", "SELECTOR"], _deployment_row),
-    "ReplicaSet": (["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
-                   ["CONTAINERS", "IMAGES", "SELECTOR"], _replicaset_row),
+    "Pod": (
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        _pod_row,
+    ),
+    "Deployment": (
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        _deployment_row,
+    ),
+    "ReplicaSet": (
+        ["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        ["CONTAINERS", "IMAGES", "SELECTOR"],
+        _replicaset_row,
+    ),
     "Service": (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], ["SELECTOR"], _service_row),
     "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], [], _endpointslice_row),
     "Endpoints": (["NAME", "ENDPOINTS", "AGE"], [], _endpoints_row),
-    "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
-             ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR", "ROUTING"],
-             _node_row),
+    "Node": (
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "POD-CIDR", "ROUTING"],
+        _node_row,
+    ),
     "NetworkPolicy": (["NAME", "POD-SELECTOR", "AGE"], [], _netpol_row),
     "Namespace": (["NAME", "STATUS", "AGE"], [], _namespace_row),
 }
@@ -507,8 +582,7 @@ def _as_list(objects):
 def to_json(obj):
     """kubectl -o json: 4-space indent, sorted keys, Go's HTML-safe escapes."""
     s = json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         s = s.replace(ch, esc)
     return s
 
@@ -531,8 +605,9 @@ def to_yaml(obj):
         return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
     Dumper.add_representer(str, _str)
-    return yaml.dump(obj, Dumper=Dumper, default_flow_style=False, sort_keys=True,
-                     allow_unicode=True, width=1 << 30).rstrip("\n")
+    return yaml.dump(
+        obj, Dumper=Dumper, default_flow_style=False, sort_keys=True, allow_unicode=True, width=1 << 30
+    ).rstrip("\n")
 
 
 def object_name(obj, kind_name=None):
@@ -560,8 +635,10 @@ def render_get(kind_name, objects, output=None, all_namespaces=False, now=None, 
     if output == "name":
         return "\n".join(object_name(o, kind) for o in objects)
     if output not in (None, "", "wide"):
-        raise ValueError("unable to match a printer suitable for the output format %r, allowed formats are: "
-                         "json,name,wide,yaml" % output)
+        raise ValueError(
+            "unable to match a printer suitable for the output format %r, allowed formats are: "
+            "json,name,wide,yaml" % output
+        )
     if not objects:
         return no_resources_message(kind, namespace, all_namespaces)
     wide = output == "wide"
@@ -580,4 +657,5 @@ def render_get(kind_name, objects, output=None, all_namespaces=False, now=None, 
 def render_describe(obj, events=None, related=None, now=None):
     """kubectl-describe-like text for one object; see podnet.cli.describe."""
     from podnet.cli.describe import render_describe as _describe
+
     return _describe(obj, events=events, related=related, now=now)

@@ -46,6 +46,7 @@ def parse_table(text):
 
 def _fronts(svc):
     from podnet.proxy.planner import external_addresses
+
     spec = svc.get("spec") or {}
     ips = [spec.get("clusterIP")] + [str(ip) for ip in external_addresses(svc)]
     ports = [p.get("nodePort") for p in spec.get("ports") or [] if p.get("nodePort")]
@@ -82,6 +83,7 @@ def _list(ns_path, family, table):
 
 def cmd_rules(args):
     from podnet.lab.lab import objects_for
+
     lab = topo.pick_lab(args.lab)
     doc = topo.load(lab)
     nodes = [n["name"] for n in doc["nodes"]]
@@ -109,9 +111,16 @@ def cmd_rules(args):
             lines = service_view(svc, chains, elements)
             spec = svc.get("spec") or {}
             ips, nodeports = _fronts(svc)
-            print("%s/%s  %s %s%s" % (svc["metadata"].get("namespace"), svc["metadata"]["name"],
-                                      spec.get("type", "ClusterIP"), ",".join(ips) or "-",
-                                      "  nodePorts " + ",".join(map(str, nodeports)) if nodeports else ""))
+            print(
+                "%s/%s  %s %s%s"
+                % (
+                    svc["metadata"].get("namespace"),
+                    svc["metadata"]["name"],
+                    spec.get("type", "ClusterIP"),
+                    ",".join(ips) or "-",
+                    "  nodePorts " + ",".join(map(str, nodeports)) if nodeports else "",
+                )
+            )
             print("\n".join(lines) if lines else "  (no rules: headless, ExternalName or not synced yet)")
             shown += 1
         if not shown:

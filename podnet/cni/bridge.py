@@ -15,8 +15,7 @@ import ipaddress
 import sys
 
 from podnet.cni import delegate, masq
-from podnet.cni.errors import (CNIError, INTERFACE_EXISTS, INTERNAL, INVALID_CONFIG,
-                               UNKNOWN_CONTAINER)
+from podnet.cni.errors import INTERFACE_EXISTS, INTERNAL, INVALID_CONFIG, UNKNOWN_CONTAINER, CNIError
 from podnet.cni.spec import from_any_version, valid_attachments
 
 BOOL_FIELDS = ("isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "hairpinMode", "promiscMode")
@@ -36,8 +35,9 @@ class BridgeConf:
                 raise CNIError(INVALID_CONFIG, "%s: must be true or false" % key)
         for key in UNSUPPORTED:
             if conf.get(key):
-                raise CNIError(2, "%s: not supported by podnet" % key,
-                               "remove the field or use the reference bridge plugin")
+                raise CNIError(
+                    2, "%s: not supported by podnet" % key, "remove the field or use the reference bridge plugin"
+                )
         self.is_default_gateway = conf.get("isDefaultGateway", False)
         self.is_gateway = conf.get("isGateway", False) or self.is_default_gateway
         self.force_address = conf.get("forceAddress", False)
@@ -45,8 +45,9 @@ class BridgeConf:
         self.hairpin = conf.get("hairpinMode", False)
         self.promisc = conf.get("promiscMode", False)
         self.mtu = conf.get("mtu")
-        if self.mtu is not None and (not isinstance(self.mtu, int) or isinstance(self.mtu, bool)
-                                     or not 68 <= self.mtu <= 65535):
+        if self.mtu is not None and (
+            not isinstance(self.mtu, int) or isinstance(self.mtu, bool) or not 68 <= self.mtu <= 65535
+        ):
             raise CNIError(INVALID_CONFIG, "mtu: must be an integer 68-65535")
         self.dns = conf.get("dns") if isinstance(conf.get("dns"), dict) else None
 
@@ -59,11 +60,13 @@ def host_veth_name(cid, ifname):
 def _kernel():
     # pyroute2 is imported only when kernel work is needed (not for VERSION).
     from podnet.kernel import links, netns, rtnl
+
     return links, netns, rtnl
 
 
 def _open_netns(path):
     from podnet.kernel import netns
+
     try:
         return netns.Netns(path)
     except netns.NetnsError:
@@ -89,8 +92,11 @@ def add(args):
     try:
         with rtnl.Rtnl(pod_ns) as pod:
             if pod.get_link(args.ifname) is not None:
-                raise CNIError(INTERFACE_EXISTS, "interface %s already exists in %s" % (args.ifname, args.netns),
-                               "choose another CNI_IFNAME or DEL the attachment first")
+                raise CNIError(
+                    INTERFACE_EXISTS,
+                    "interface %s already exists in %s" % (args.ifname, args.netns),
+                    "choose another CNI_IFNAME or DEL the attachment first",
+                )
             result = delegate.ipam("ADD", args)
             if not result or not result.get("ips"):
                 raise CNIError(INTERNAL, "ipam %s returned no address" % args.conf["ipam"].get("type"))
@@ -111,8 +117,10 @@ def _ensure_bridge(c, args, host):
         host.commit()
         br = host.get_link(c.bridge)
     if br.kind != "bridge":
-        raise CNIError(INVALID_CONFIG, "bridge: a link named %s exists and is a %s, not a bridge"
-                       % (c.bridge, br.kind or "plain device"))
+        raise CNIError(
+            INVALID_CONFIG,
+            "bridge: a link named %s exists and is a %s, not a bridge" % (c.bridge, br.kind or "plain device"),
+        )
     if not br.flags & 1 or (c.promisc and not br.flags & 0x100):
         host.link_set(br.index, c.bridge, up=True, promisc=True if c.promisc else None)
     return br
@@ -140,8 +148,14 @@ def _add_links(c, args, result, host, pod, pod_ns):
             links.write_sysctl(args.host_ns, "net.ipv6.conf.all.forwarding", 1)
     hname = host_veth_name(args.container_id, args.ifname)
     host.link_del(hname)  # a leftover of a killed ADD for this very attachment
-    host.link_add_veth(hname, args.ifname, pod_ns.fd, master=br.index,
-                       mac=stable_mac("host", args.container_id, args.ifname), mtu=c.mtu)
+    host.link_add_veth(
+        hname,
+        args.ifname,
+        pod_ns.fd,
+        master=br.index,
+        mac=stable_mac("host", args.container_id, args.ifname),
+        mtu=c.mtu,
+    )
     if c.hairpin:
         host.bridge_port_hairpin(hname)
     host.commit()
@@ -319,8 +333,12 @@ def _gc_links(c, args, valid):
         if br is None:
             return
         for link in host.dump_links():
-            if (link.name.startswith("pn-") and link.name not in keep
-                    and link.master == br.index and link.kind == "veth"):
+            if (
+                link.name.startswith("pn-")
+                and link.name not in keep
+                and link.master == br.index
+                and link.kind == "veth"
+            ):
                 host.link_del(link.name)
         host.commit()
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 from dataclasses import replace
 
-from podnet.cni.errors import CNIError, DECODE_FAILURE, INVALID_CONFIG
+from podnet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, CNIError
 from podnet.cni.spec import from_any_version
 
 IN_PROCESS = {"podnet-ipam"}
@@ -25,28 +25,31 @@ def find_plugin(name, path):
         candidate = os.path.join(d, name)
         if os.access(candidate, os.X_OK):
             return candidate
-    raise CNIError(INVALID_CONFIG, "ipam.type: plugin %r not found in CNI_PATH" % name,
-                   "searched: %s" % (":".join(path) or "(CNI_PATH is empty)"))
+    raise CNIError(
+        INVALID_CONFIG,
+        "ipam.type: plugin %r not found in CNI_PATH" % name,
+        "searched: %s" % (":".join(path) or "(CNI_PATH is empty)"),
+    )
 
 
 def exec_plugin(binary, command, args, conf):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
     env.update(args.env)
     env["CNI_COMMAND"] = command
-    res = subprocess.run([binary], input=json.dumps(conf).encode(), env=env,
-                         capture_output=True, timeout=120)
+    res = subprocess.run([binary], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=120)
     if res.stderr:
         os.write(2, res.stderr)
     out = res.stdout.strip()
     if res.returncode != 0:
         try:
             err = json.loads(out)
-            raise CNIError(int(err.get("code", 999)), err.get("msg", "delegate failed"),
-                           err.get("details", ""))
+            raise CNIError(int(err.get("code", 999)), err.get("msg", "delegate failed"), err.get("details", ""))
         except (ValueError, AttributeError):
-            raise CNIError(999, "%s %s failed (exit %d)" % (os.path.basename(binary), command,
-                                                            res.returncode),
-                           out.decode(errors="replace")) from None
+            raise CNIError(
+                999,
+                "%s %s failed (exit %d)" % (os.path.basename(binary), command, res.returncode),
+                out.decode(errors="replace"),
+            ) from None
     if not out:
         return None
     try:
@@ -63,6 +66,7 @@ def ipam(command, args):
     name = section["type"]
     if name in IN_PROCESS:
         from podnet.cni import ipam_plugin
+
         sub = replace(args, command=command)
         result = ipam_plugin.HANDLERS[command](sub)
     else:

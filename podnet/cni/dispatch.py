@@ -10,9 +10,8 @@ import importlib
 import json
 import traceback
 
-from podnet.cni.errors import CNIError, INTERNAL, IO_FAILURE
-from podnet.cni.spec import (LATEST, check_version, parse_config, parse_env, to_version,
-                             version_info)
+from podnet.cni.errors import INTERNAL, IO_FAILURE, CNIError
+from podnet.cni.spec import LATEST, check_version, parse_config, parse_env, to_version, version_info
 
 PLUGINS = {
     "podnet": "podnet.cni.bridge",
@@ -39,8 +38,7 @@ def run(plugin, env, raw, host_ns=None):
     version = LATEST
     try:
         if plugin not in PLUGINS:
-            raise CNIError(INTERNAL, "unknown podnet plugin %r" % plugin,
-                           "known: " + ", ".join(sorted(PLUGINS)))
+            raise CNIError(INTERNAL, "unknown podnet plugin %r" % plugin, "known: " + ", ".join(sorted(PLUGINS)))
         args = parse_env(env)
         if args.command == "VERSION":
             return 0, _dump(version_info(_version_of(raw))), b""

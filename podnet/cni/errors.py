@@ -40,5 +40,4 @@ class CNIError(Exception):
         return doc
 
     def __str__(self):
-        return "%s (CNI error %d)%s" % (self.msg, self.code,
-                                        ": " + self.details if self.details else "")
+        return "%s (CNI error %d)%s" % (self.msg, self.code, ": " + self.details if self.details else "")

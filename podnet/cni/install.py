@@ -31,9 +31,14 @@ def fastest_python():
     system = "/usr/bin/python3"
     if os.path.realpath(system) != os.path.realpath(sys.executable) and os.access(system, os.X_OK):
         import subprocess
+
         try:
-            out = subprocess.run([system, "-IS", "-c", "import sys; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            out = subprocess.run(
+                [system, "-IS", "-c", "import sys; print(sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             out = ""
         if out == str(tuple(sys.version_info[:2])):
@@ -43,12 +48,14 @@ def fastest_python():
 
 def package_root():
     import podnet
+
     return os.path.dirname(os.path.dirname(os.path.abspath(podnet.__file__)))
 
 
 def render(name, python=None):
-    return TEMPLATE.format(python=python or fastest_python(), name=name, root=package_root(),
-                           site=sysconfig.get_paths()["purelib"])
+    return TEMPLATE.format(
+        python=python or fastest_python(), name=name, root=package_root(), site=sysconfig.get_paths()["purelib"]
+    )
 
 
 def install(bin_dir, python=None):

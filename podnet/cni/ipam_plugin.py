@@ -9,8 +9,16 @@ CNI_ARGS `IP=` (comma-separated for dual stack) or runtimeConfig `ips`.
 import ipaddress
 import os
 
-from podnet.cni.errors import (ADDRESS_IN_USE, CNIError, INTERNAL, INVALID_CONFIG,
-                               INVALID_ENV, IO_FAILURE, NOT_AVAILABLE, RANGE_EXHAUSTED)
+from podnet.cni.errors import (
+    ADDRESS_IN_USE,
+    INTERNAL,
+    INVALID_CONFIG,
+    INVALID_ENV,
+    IO_FAILURE,
+    NOT_AVAILABLE,
+    RANGE_EXHAUSTED,
+    CNIError,
+)
 from podnet.cni.spec import valid_attachments
 from podnet.ipam.allocator import AddressInUse, Allocator, Exhausted, NotInRange
 from podnet.ipam.ranges import RangeError, parse_range_sets
@@ -63,8 +71,9 @@ def allocator_for(conf):
     try:
         store = FileStore(_network_name(conf), data_dir)
     except OSError as exc:
-        raise CNIError(IO_FAILURE, "ipam.dataDir: cannot use %s" % (data_dir or "/var/lib/cni/networks"),
-                       exc.strerror or str(exc)) from None
+        raise CNIError(
+            IO_FAILURE, "ipam.dataDir: cannot use %s" % (data_dir or "/var/lib/cni/networks"), exc.strerror or str(exc)
+        ) from None
     return Allocator(sets, store)
 
 
@@ -138,9 +147,11 @@ def check(args):
     alloc = allocator_for(args.conf)
     held = alloc.held(args.container_id, args.ifname)
     if len(held) < len(alloc.sets):
-        raise CNIError(INTERNAL, "ipam: container %s/%s holds no address in every range set"
-                       % (args.container_id, args.ifname),
-                       "holds: %s" % (", ".join(map(str, held)) or "nothing"))
+        raise CNIError(
+            INTERNAL,
+            "ipam: container %s/%s holds no address in every range set" % (args.container_id, args.ifname),
+            "holds: %s" % (", ".join(map(str, held)) or "nothing"),
+        )
     return None
 
 
@@ -159,8 +170,9 @@ def status(args):
         raise CNIError(NOT_AVAILABLE, "ipam: dataDir %s is not writable" % alloc.store.dir)
     for rset, free in zip(alloc.sets, alloc.free_counts()):
         if free <= 0:
-            raise CNIError(NOT_AVAILABLE, "ipam: no free address",
-                           "range %s is exhausted" % ", ".join(str(r.subnet) for r in rset))
+            raise CNIError(
+                NOT_AVAILABLE, "ipam: no free address", "range %s is exhausted" % ", ".join(str(r.subnet) for r in rset)
+            )
     return None
 
 

@@ -30,8 +30,9 @@ class PluginError(Exception):
         self.code = doc.get("code", 999) if isinstance(doc, dict) else 999
         msg = doc.get("msg", "") if isinstance(doc, dict) else str(doc)
         details = doc.get("details", "") if isinstance(doc, dict) else ""
-        super().__init__("%s %s failed: %s (CNI error %s)%s" % (plugin, command, msg, self.code,
-                                                                 ": " + details if details else ""))
+        super().__init__(
+            "%s %s failed: %s (CNI error %s)%s" % (plugin, command, msg, self.code, ": " + details if details else "")
+        )
 
 
 @dataclass
@@ -63,8 +64,7 @@ def load_file(path):
         raise ConfigError("%s: name: missing" % path)
     if not isinstance(plugins, list) or not plugins or not all(isinstance(p, dict) and p.get("type") for p in plugins):
         raise ConfigError("%s: plugins: must be a non-empty list of objects with a type" % path)
-    return NetworkList(name, doc.get("cniVersion", "1.0.0"), plugins, raw, path,
-                       bool(doc.get("disableCheck", False)))
+    return NetworkList(name, doc.get("cniVersion", "1.0.0"), plugins, raw, path, bool(doc.get("disableCheck", False)))
 
 
 def find_network(name, conf_dir=DEFAULT_CONF_DIR):
@@ -110,12 +110,12 @@ class Runtime:
     def exec_plugin(self, command, plugin_type, conf, cid="", netns="", ifname="", args=""):
         env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
         env.update({"CNI_COMMAND": command, "CNI_PATH": os.pathsep.join(self.bin_dirs)})
-        for key, value in (("CNI_CONTAINERID", cid), ("CNI_NETNS", netns),
-                           ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
+        for key, value in (("CNI_CONTAINERID", cid), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
             if value:
                 env[key] = value
-        res = subprocess.run([self._find(plugin_type)], input=json.dumps(conf).encode(),
-                             env=env, capture_output=True, timeout=120)
+        res = subprocess.run(
+            [self._find(plugin_type)], input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=120
+        )
         out = res.stdout.strip()
         if res.returncode != 0:
             try:
@@ -140,9 +140,17 @@ class Runtime:
     def _write_cache(self, net, cid, ifname, netns, args, caps, result):
         path = self._cache_path(net.name, cid, ifname)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        doc = {"kind": "cniCacheV1", "containerId": cid, "config": base64.b64encode(net.raw).decode(),
-               "ifName": ifname, "networkName": net.name, "netns": netns, "cniArgs": args,
-               "capabilityArgs": caps or {}, "result": result}
+        doc = {
+            "kind": "cniCacheV1",
+            "containerId": cid,
+            "config": base64.b64encode(net.raw).decode(),
+            "ifName": ifname,
+            "networkName": net.name,
+            "netns": netns,
+            "cniArgs": args,
+            "capabilityArgs": caps or {},
+            "result": result,
+        }
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(doc, f)

@@ -41,28 +41,34 @@ def _map(ip):
 
 
 def skeleton(subnets):
-    lines = ["add table %s" % T,
-             "add map %s masq4 { type ipv4_addr : verdict; }" % T,
-             "add map %s masq6 { type ipv6_addr : verdict; }" % T,
-             "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % T,
-             "flush chain %s postrouting" % T,
-             "add rule %s postrouting ip saddr vmap @masq4" % T,
-             "add rule %s postrouting ip6 saddr vmap @masq6" % T]
+    lines = [
+        "add table %s" % T,
+        "add map %s masq4 { type ipv4_addr : verdict; }" % T,
+        "add map %s masq6 { type ipv6_addr : verdict; }" % T,
+        "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % T,
+        "flush chain %s postrouting" % T,
+        "add rule %s postrouting ip saddr vmap @masq4" % T,
+        "add rule %s postrouting ip6 saddr vmap @masq6" % T,
+    ]
     for net in subnets:
         fam, mcast = ("ip", "224.0.0.0/4") if net.version == 4 else ("ip6", "ff00::/8")
         chain = sub_chain(net)
-        lines += ["add chain %s %s" % (T, chain),
-                  "flush chain %s %s" % (T, chain),
-                  "add rule %s %s %s daddr %s return" % (T, chain, fam, net),
-                  "add rule %s %s %s daddr %s return" % (T, chain, fam, mcast),
-                  "add rule %s %s masquerade" % (T, chain)]
+        lines += [
+            "add chain %s %s" % (T, chain),
+            "flush chain %s %s" % (T, chain),
+            "add rule %s %s %s daddr %s return" % (T, chain, fam, net),
+            "add rule %s %s %s daddr %s return" % (T, chain, fam, mcast),
+            "add rule %s %s masquerade" % (T, chain),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def elements_script(tag, addresses):
     """addresses: ip_interface objects of one pod."""
-    return "".join("add element %s %s { %s comment %s : jump %s }\n"
-                   % (T, _map(a.ip), a.ip, nft.quote(tag), sub_chain(a.network)) for a in addresses)
+    return "".join(
+        "add element %s %s { %s comment %s : jump %s }\n" % (T, _map(a.ip), a.ip, nft.quote(tag), sub_chain(a.network))
+        for a in addresses
+    )
 
 
 def delete_script(ips):
@@ -80,8 +86,9 @@ def apply_add(tag, addresses, ns):
     except nft.NftError as exc:
         if not _missing(exc):
             raise
-        nft.apply(skeleton({a.network for a in addresses}) + elements_script(tag, addresses),
-                  ns=ns, what="ipMasq for " + tag)
+        nft.apply(
+            skeleton({a.network for a in addresses}) + elements_script(tag, addresses), ns=ns, what="ipMasq for " + tag
+        )
 
 
 def apply_delete(ips, ns):

@@ -24,7 +24,7 @@ Every change is one `nft -f` transaction; removal uses add-then-delete.
 import hashlib
 import ipaddress
 
-from podnet.cni.errors import CNIError, INVALID_CONFIG, PORT_IN_USE
+from podnet.cni.errors import INVALID_CONFIG, PORT_IN_USE, CNIError
 from podnet.cni.spec import from_any_version, valid_attachments
 from podnet.kernel import nft
 
@@ -70,41 +70,51 @@ def parse_mappings(conf):
 
 def skeleton():
     t = "inet " + TABLE
-    return "\n".join([
-        "add table %s" % t,
-        "add map %s hostports { type inet_proto . inet_service : verdict; }" % t,
-        "add chain %s prerouting { type nat hook prerouting priority dstnat; policy accept; }" % t,
-        "add chain %s output { type nat hook output priority -100; policy accept; }" % t,
-        "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % t,
-        "flush chain %s prerouting" % t,
-        "flush chain %s output" % t,
-        "flush chain %s postrouting" % t,
-        "add rule %s prerouting fib daddr type local meta l4proto . th dport vmap @hostports" % t,
-        # 127.0.0.0/8 would need route_localnet on the host: not ours to flip.
-        "add rule %s output ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @hostports" % t,
-        "add rule %s output ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @hostports" % t,
-        "add rule %s postrouting meta mark & %s == %s masquerade" % (t, MARK, MARK),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "add table %s" % t,
+                "add map %s hostports { type inet_proto . inet_service : verdict; }" % t,
+                "add chain %s prerouting { type nat hook prerouting priority dstnat; policy accept; }" % t,
+                "add chain %s output { type nat hook output priority -100; policy accept; }" % t,
+                "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % t,
+                "flush chain %s prerouting" % t,
+                "flush chain %s output" % t,
+                "flush chain %s postrouting" % t,
+                "add rule %s prerouting fib daddr type local meta l4proto . th dport vmap @hostports" % t,
+                # 127.0.0.0/8 would need route_localnet on the host: not ours to flip.
+                "add rule %s output ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @hostports"
+                % t,
+                "add rule %s output ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @hostports" % t,
+                "add rule %s postrouting meta mark & %s == %s masquerade" % (t, MARK, MARK),
+            ]
+        )
+        + "\n"
+    )
 
 
 def add_script(tag, chain, mappings, pod_ips):
     t = "inet " + TABLE
-    lines = [skeleton(),
-             "add chain %s %s" % (t, chain),
-             "flush chain %s %s" % (t, chain)]
+    lines = [skeleton(), "add chain %s %s" % (t, chain), "flush chain %s %s" % (t, chain)]
     for proto, hport, cport, host_ip in mappings:
         for ip in pod_ips:
             fam = "ip" if ip.version == 4 else "ip6"
             if host_ip is not None and host_ip.version != ip.version:
                 continue
-            match = "%s daddr %s " % (fam, host_ip) if host_ip else "meta nfproto %s " % (
-                "ipv4" if ip.version == 4 else "ipv6")
+            match = (
+                "%s daddr %s " % (fam, host_ip)
+                if host_ip
+                else "meta nfproto %s " % ("ipv4" if ip.version == 4 else "ipv6")
+            )
             target = "%s:%d" % (ip, cport) if ip.version == 4 else "[%s]:%d" % (ip, cport)
-            lines.append("add rule %s %s %s%s saddr %s %s dport %d meta mark set mark | %s"
-                         % (t, chain, match, fam, ip, proto, hport, MARK))
+            lines.append(
+                "add rule %s %s %s%s saddr %s %s dport %d meta mark set mark | %s"
+                % (t, chain, match, fam, ip, proto, hport, MARK)
+            )
             lines.append("add rule %s %s %s%s dport %d dnat %s to %s" % (t, chain, match, proto, hport, fam, target))
-        lines.append("add element %s hostports { %s . %d comment %s : goto %s }"
-                     % (t, proto, hport, nft.quote(tag), chain))
+        lines.append(
+            "add element %s hostports { %s . %d comment %s : goto %s }" % (t, proto, hport, nft.quote(tag), chain)
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -161,8 +171,11 @@ def add(args):
                 owner = owners.get((proto, hport))
                 if owner and owner != chain:
                     chains, _ = observed(args.host_ns)
-                    raise CNIError(PORT_IN_USE, "host port %d/%s is already published" % (hport, proto),
-                                   "owned by %s" % (chains.get(owner) or owner)) from None
+                    raise CNIError(
+                        PORT_IN_USE,
+                        "host port %d/%s is already published" % (hport, proto),
+                        "owned by %s" % (chains.get(owner) or owner),
+                    ) from None
             raise
     return dict(prev, cniVersion=args.version)
 

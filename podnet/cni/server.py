@@ -28,6 +28,7 @@ def _peer_pid(sock):
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         from podnet.kernel.netns import Netns, NetnsError
+
         sock = self.request
         try:
             plugin, env, raw = thin.decode_request(thin.read_all(sock))
@@ -66,6 +67,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path, verbose=True):
         from podnet.kernel.netns import Netns
+
         self.verbose = verbose
         self.own_ns = Netns()
         self.path = path
@@ -91,6 +93,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def warm_up():
     """Import everything a call needs before the first call arrives."""
     import pyroute2  # noqa: F401  (warm-up: imported for its side effect of loading)
+
     from podnet.cni import bridge, ipam_plugin, portmap  # noqa: F401
     from podnet.kernel import links, netns  # noqa: F401
 

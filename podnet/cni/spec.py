@@ -10,8 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from podnet.cni.errors import (CNIError, DECODE_FAILURE, INCOMPATIBLE_VERSION,
-                               INVALID_CONFIG, INVALID_ENV)
+from podnet.cni.errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV, CNIError
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
@@ -32,12 +31,16 @@ def version_tuple(version):
 
 def check_version(version, command=None):
     if version not in SUPPORTED_VERSIONS:
-        raise CNIError(INCOMPATIBLE_VERSION, "incompatible CNI version %r" % version,
-                       "podnet supports %s" % ", ".join(SUPPORTED_VERSIONS))
+        raise CNIError(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI version %r" % version,
+            "podnet supports %s" % ", ".join(SUPPORTED_VERSIONS),
+        )
     needs = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}.get(command)
     if needs and version_tuple(version) < version_tuple(needs):
-        raise CNIError(INCOMPATIBLE_VERSION,
-                       "%s needs cniVersion %s or later, config has %s" % (command, needs, version))
+        raise CNIError(
+            INCOMPATIBLE_VERSION, "%s needs cniVersion %s or later, config has %s" % (command, needs, version)
+        )
 
 
 def parse_config(raw):
@@ -56,13 +59,15 @@ def parse_config(raw):
 
 def validate_ifname(name, what="CNI_IFNAME"):
     if not name or len(name) > 15 or _IFNAME_BAD.search(name) or name in (".", ".."):
-        raise CNIError(INVALID_ENV, "%s: invalid interface name %r" % (what, name),
-                       "1-15 characters, no '/', ':' or whitespace")
+        raise CNIError(
+            INVALID_ENV, "%s: invalid interface name %r" % (what, name), "1-15 characters, no '/', ':' or whitespace"
+        )
 
 
 @dataclass
 class Args:
     """One CNI call: the CNI_* parameters plus the parsed config."""
+
     command: str
     container_id: str = ""
     netns: str = ""
@@ -70,8 +75,8 @@ class Args:
     args: dict = field(default_factory=dict)
     path: list = field(default_factory=list)
     conf: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)   # the CNI_* variables as given
-    host_ns: object = None   # the runtime's namespace (a Netns) when a daemon serves it
+    env: dict = field(default_factory=dict)  # the CNI_* variables as given
+    host_ns: object = None  # the runtime's namespace (a Netns) when a daemon serves it
 
     @property
     def version(self):
@@ -104,21 +109,28 @@ def parse_env(env):
     if not command:
         raise CNIError(INVALID_ENV, "CNI_COMMAND is not set")
     if command not in COMMANDS:
-        raise CNIError(INVALID_ENV, "CNI_COMMAND: unknown command %r" % command,
-                       "one of " + ", ".join(COMMANDS))
+        raise CNIError(INVALID_ENV, "CNI_COMMAND: unknown command %r" % command, "one of " + ", ".join(COMMANDS))
     a = Args(command=command, env={k: v for k, v in env.items() if k.startswith("CNI_")})
-    required = {"ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
-                "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
-                "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
-                "GC": ("CNI_PATH",)}.get(command, ())
+    required = {
+        "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+        "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+        "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+        "GC": ("CNI_PATH",),
+    }.get(command, ())
     missing = [k for k in required if not env.get(k)]
     if missing:
-        raise CNIError(INVALID_ENV, "%s: missing required environment variable%s %s"
-                       % (command, "s" if len(missing) > 1 else "", ", ".join(missing)))
+        raise CNIError(
+            INVALID_ENV,
+            "%s: missing required environment variable%s %s"
+            % (command, "s" if len(missing) > 1 else "", ", ".join(missing)),
+        )
     a.container_id = env.get("CNI_CONTAINERID", "")
     if a.container_id and not _CONTAINER_ID.match(a.container_id):
-        raise CNIError(INVALID_ENV, "CNI_CONTAINERID: invalid container ID %r" % a.container_id,
-                       "must start with a letter or digit and contain only letters, digits, '_', '.', '-'")
+        raise CNIError(
+            INVALID_ENV,
+            "CNI_CONTAINERID: invalid container ID %r" % a.container_id,
+            "must start with a letter or digit and contain only letters, digits, '_', '.', '-'",
+        )
     a.netns = env.get("CNI_NETNS", "")
     a.ifname = env.get("CNI_IFNAME", "")
     if a.ifname:
@@ -142,6 +154,7 @@ def valid_attachments(conf):
 
 
 # ---- results -------------------------------------------------------------
+
 
 def to_version(result, version):
     """Convert a result held in 1.x form to the version the config asked for.
@@ -172,5 +185,7 @@ def from_any_version(result):
 
 
 def version_info(conf_version):
-    return {"cniVersion": conf_version if conf_version in SUPPORTED_VERSIONS else LATEST,
-            "supportedVersions": list(SUPPORTED_VERSIONS)}
+    return {
+        "cniVersion": conf_version if conf_version in SUPPORTED_VERSIONS else LATEST,
+        "supportedVersions": list(SUPPORTED_VERSIONS),
+    }

@@ -22,8 +22,7 @@ request):
 
 MAGIC = b"PNCNI1\0"
 # Only these reach the daemon: the CNI contract plus what a runtime may set for us.
-FORWARDED_ENV = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME",
-                 "CNI_ARGS", "CNI_PATH", "PODNET_LOG")
+FORWARDED_ENV = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH", "PODNET_LOG")
 
 
 def encode_request(plugin, env, stdin):
@@ -65,8 +64,8 @@ def decode_response(data):
     first = data.index(b"\0")
     second = data.index(b"\0", first + 1)
     rc = int(data[:first])
-    size = int(data[first + 1:second])
-    body = data[second + 1:]
+    size = int(data[first + 1 : second])
+    body = data[second + 1 :]
     return rc, body[:size], body[size:]
 
 
@@ -93,9 +92,10 @@ def find_string_field(raw, name):
     end = raw.find(b'"', pos + 1)
     if end < 0:
         return None
-    value = raw[pos + 1:end]
+    value = raw[pos + 1 : end]
     if b"\\" in value:
         import json  # rare path: let the real parser decide
+
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -108,6 +108,7 @@ def find_string_field(raw, name):
 def call_daemon(path, request, timeout=120.0):
     """Send one request; returns the raw response, or None when nobody listens."""
     import _socket
+
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -119,6 +120,7 @@ def call_daemon(path, request, timeout=120.0):
                 return None
             except BlockingIOError:  # backlog full under a burst: wait our turn
                 import time
+
                 time.sleep(0.01 * min(attempt + 1, 10))
         else:
             raise TimeoutError("podnet daemon at %s: backlog stayed full" % path)
@@ -147,14 +149,17 @@ def status_down_error(raw, path):
     version = find_string_field(raw, "cniVersion") or "1.1.0"
     msg = "podnet daemon is not running"
     details = "nothing listens on daemonSocket %s; start it with 'podnet cni serve'" % path
-    return ('{"cniVersion": %s, "code": 50, "msg": %s, "details": %s}\n'
-            % (_json_str(version), _json_str(msg), _json_str(details))).encode()
+    return (
+        '{"cniVersion": %s, "code": 50, "msg": %s, "details": %s}\n'
+        % (_json_str(version), _json_str(msg), _json_str(details))
+    ).encode()
 
 
 def run_in_process(plugin, env, raw):
     # The generated executable put this checkout and the venv's site-packages
     # on sys.path, so the full handler (and pyroute2) import from there.
     from podnet.cni.dispatch import run
+
     return run(plugin, env, raw)
 
 
@@ -162,8 +167,12 @@ def environ():
     """The process environment as str without importing os (~2 ms here):
     `posix` is built in and already loaded by the interpreter."""
     import posix
-    return {k.decode(errors="surrogateescape"): v.decode(errors="surrogateescape")
-            for k, v in posix.environ.items() if k.startswith(b"CNI_") or k == b"PODNET_LOG"}
+
+    return {
+        k.decode(errors="surrogateescape"): v.decode(errors="surrogateescape")
+        for k, v in posix.environ.items()
+        if k.startswith(b"CNI_") or k == b"PODNET_LOG"
+    }
 
 
 def main(plugin, env, stdin, stdout, stderr):

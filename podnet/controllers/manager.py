@@ -41,12 +41,14 @@ def request_delete(objects, pod):
         if obj["metadata"].get("deletionTimestamp"):
             return False
         obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+
     objects.mutate("Pod", ns, name, mark)
 
 
 class Manager:
-    def __init__(self, objects, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX,
-                 lb_pool=planners.LB_POOL):
+    def __init__(
+        self, objects, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX, lb_pool=planners.LB_POOL
+    ):
         self.objects = objects
         self.lb_pool = lb_pool
         self.cluster_cidr = cluster_cidr
@@ -61,8 +63,12 @@ class Manager:
         nodes = o.list("Node")
         try:
             for name, cidr in planners.plan_pod_cidrs(nodes, self.cluster_cidr, self.node_prefix).items():
-                o.mutate("Node", None, name, lambda n, c=cidr: n["spec"].__setitem__("podCIDR", c)
-                         if not n["spec"].get("podCIDR") else False)
+                o.mutate(
+                    "Node",
+                    None,
+                    name,
+                    lambda n, c=cidr: n["spec"].__setitem__("podCIDR", c) if not n["spec"].get("podCIDR") else False,
+                )
                 log.info("node %s: podCIDR %s", name, cidr)
         except planners.Exhausted as exc:
             log.error("%s", exc)
@@ -81,8 +87,10 @@ class Manager:
             log.error("%s", exc)
             return
         for (ns, name), ip in changes.items():
+
             def put(s, ip=ip):
                 s.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}
+
             try:
                 self.objects.mutate("Service", ns, name, put)
                 log.info("service %s/%s: LoadBalancer ingress %s", ns, name, ip or "released")
@@ -102,8 +110,12 @@ class Manager:
             for name in delete:
                 request_delete(o, by_name[name])
             if dep.get("status") != dict(dep.get("status", {}), **status):
-                o.mutate("Deployment", dep["metadata"]["namespace"], dep["metadata"]["name"],
-                         lambda d, s=status: d.__setitem__("status", dict(d.get("status", {}), **s)))
+                o.mutate(
+                    "Deployment",
+                    dep["metadata"]["namespace"],
+                    dep["metadata"]["name"],
+                    lambda d, s=status: d.__setitem__("status", dict(d.get("status", {}), **s)),
+                )
         for pod in pods:  # pods whose Deployment is gone go with it
             refs = [r for r in pod["metadata"].get("ownerReferences", []) if r.get("kind") == "Deployment"]
             if refs and refs[0].get("uid") not in uids and not pod["metadata"].get("deletionTimestamp"):
@@ -118,12 +130,18 @@ class Manager:
             node = planners.choose_node(pod, nodes, pods)
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             if node is None:
+
                 def unschedulable(p):
-                    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                            "message": "no Ready node with a podCIDR matches the pod's nodeSelector"}
+                    cond = {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "no Ready node with a podCIDR matches the pod's nodeSelector",
+                    }
                     if p.get("status", {}).get("conditions") == [cond]:
                         return False
                     p["status"] = {"phase": "Pending", "conditions": [cond]}
+
                 o.mutate("Pod", ns, name, unschedulable)
                 continue
 
@@ -131,8 +149,11 @@ class Manager:
                 if p["spec"].get("nodeName"):
                     return False
                 p["spec"]["nodeName"] = n
-                p["status"] = {"phase": "Pending", "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]}
+                p["status"] = {
+                    "phase": "Pending",
+                    "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}],
+                }
+
             o.mutate("Pod", ns, name, bind)
             pod["spec"]["nodeName"] = node  # counts for the next pod's placement
             log.info("pod %s/%s -> %s", ns, name, node)
@@ -171,6 +192,10 @@ class Manager:
     # ---- the loop ------------------------------------------------------------
 
     def run(self, stop):
-        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/", self.dirty, stop, log),
-                         daemon=True, name="watch").start()
+        threading.Thread(
+            target=loop.watch_dirty,
+            args=(self.objects.store, "/registry/", self.dirty, stop, log),
+            daemon=True,
+            name="watch",
+        ).start()
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

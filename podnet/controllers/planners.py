@@ -23,6 +23,7 @@ class Exhausted(Exception):
 
 # ---- node podCIDRs ------------------------------------------------------------
 
+
 def plan_pod_cidrs(nodes, cluster_cidr=CLUSTER_CIDR, prefix=NODE_PREFIX):
     """{node name: podCIDR} for nodes that have none; raises Exhausted."""
     net = ipaddress.ip_network(cluster_cidr)
@@ -34,13 +35,15 @@ def plan_pod_cidrs(nodes, cluster_cidr=CLUSTER_CIDR, prefix=NODE_PREFIX):
             continue
         cidr = next(free, None)
         if cidr is None:
-            raise Exhausted("cluster CIDR %s has no free /%d left for node %s"
-                            % (cluster_cidr, prefix, node["metadata"]["name"]))
+            raise Exhausted(
+                "cluster CIDR %s has no free /%d left for node %s" % (cluster_cidr, prefix, node["metadata"]["name"])
+            )
         out[node["metadata"]["name"]] = cidr
     return out
 
 
 # ---- placement ---------------------------------------------------------------
+
 
 def node_ready(node):
     for c in node.get("status", {}).get("conditions", []):
@@ -63,12 +66,23 @@ def choose_node(pod, nodes, pods):
             load[n] = load.get(n, 0) + 1
             if owner is not None and _owner_uid(p) == owner:
                 siblings[n] = siblings.get(n, 0) + 1
-    fits = [n for n in nodes if node_ready(n) and n["spec"].get("podCIDR")
-            and all(n["metadata"].get("labels", {}).get(k) == v for k, v in want.items())]
+    fits = [
+        n
+        for n in nodes
+        if node_ready(n)
+        and n["spec"].get("podCIDR")
+        and all(n["metadata"].get("labels", {}).get(k) == v for k, v in want.items())
+    ]
     if not fits:
         return None
-    return min(fits, key=lambda n: (siblings.get(n["metadata"]["name"], 0), load.get(n["metadata"]["name"], 0),
-                                    n["metadata"]["name"]))["metadata"]["name"]
+    return min(
+        fits,
+        key=lambda n: (
+            siblings.get(n["metadata"]["name"], 0),
+            load.get(n["metadata"]["name"], 0),
+            n["metadata"]["name"],
+        ),
+    )["metadata"]["name"]
 
 
 def _owner_uid(pod):
@@ -77,6 +91,7 @@ def _owner_uid(pod):
 
 
 # ---- deployments ----------------------------------------------------------------
+
 
 def template_hash(template):
     return hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
@@ -94,29 +109,53 @@ def plan_deployment(dep, pods, rng=random):
     ns = dep["metadata"]["namespace"]
     tmpl = dep["spec"]["template"]
     h = template_hash(tmpl)
-    owned = [p for p in pods if p["metadata"].get("namespace") == ns
-             and any(r.get("uid") == dep["metadata"].get("uid") for r in p["metadata"].get("ownerReferences", []))]
+    owned = [
+        p
+        for p in pods
+        if p["metadata"].get("namespace") == ns
+        and any(r.get("uid") == dep["metadata"].get("uid") for r in p["metadata"].get("ownerReferences", []))
+    ]
     live = [p for p in owned if not p["metadata"].get("deletionTimestamp")]
-    current = sorted((p for p in live if p["metadata"].get("labels", {}).get("pod-template-hash") == h),
-                     key=lambda p: p["metadata"]["name"])
+    current = sorted(
+        (p for p in live if p["metadata"].get("labels", {}).get("pod-template-hash") == h),
+        key=lambda p: p["metadata"]["name"],
+    )
     stale = [p["metadata"]["name"] for p in live if p not in current]
     want = dep["spec"].get("replicas", 1)
     delete = stale + [p["metadata"]["name"] for p in current[want:]]
     create = []
     for _ in range(max(0, want - len(current))):
         labels = dict(tmpl.get("metadata", {}).get("labels", {}), **{"pod-template-hash": h})
-        create.append({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "%s-%s-%s" % (dep["metadata"]["name"], h[:10], _suffix(rng)),
-                         "namespace": ns, "labels": labels,
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "controller": True,
-                                              "name": dep["metadata"]["name"], "uid": dep["metadata"].get("uid")}]},
-            "spec": json.loads(json.dumps(tmpl.get("spec", {}))),
-        })
+        create.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "%s-%s-%s" % (dep["metadata"]["name"], h[:10], _suffix(rng)),
+                    "namespace": ns,
+                    "labels": labels,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "controller": True,
+                            "name": dep["metadata"]["name"],
+                            "uid": dep["metadata"].get("uid"),
+                        }
+                    ],
+                },
+                "spec": json.loads(json.dumps(tmpl.get("spec", {}))),
+            }
+        )
     kept = current[:want]
     ready = sum(1 for p in kept if pod_ready(p))
-    status = {"replicas": len(kept), "updatedReplicas": len(kept), "readyReplicas": ready,
-              "availableReplicas": ready, "observedGeneration": dep["metadata"].get("generation", 1)}
+    status = {
+        "replicas": len(kept),
+        "updatedReplicas": len(kept),
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "observedGeneration": dep["metadata"].get("generation", 1),
+    }
     if want - ready:
         status["unavailableReplicas"] = want - ready
     return create, delete, status
@@ -130,6 +169,7 @@ def pod_ready(pod):
 
 
 # ---- endpointslices ---------------------------------------------------------------
+
 
 def _resolve_port(svc_port, pod):
     target = svc_port.get("targetPort", svc_port.get("port"))
@@ -166,11 +206,17 @@ def plan_endpointslices(svc, pods):
             continue
         terminating = bool(pod["metadata"].get("deletionTimestamp"))
         ready = pod_ready(pod)
-        ep = {"addresses": [pod["status"]["podIP"]],
-              "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
-              "nodeName": pod["spec"].get("nodeName"),
-              "targetRef": {"kind": "Pod", "namespace": ns, "name": pod["metadata"]["name"],
-                            "uid": pod["metadata"].get("uid")}}
+        ep = {
+            "addresses": [pod["status"]["podIP"]],
+            "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
+            "nodeName": pod["spec"].get("nodeName"),
+            "targetRef": {
+                "kind": "Pod",
+                "namespace": ns,
+                "name": pod["metadata"]["name"],
+                "uid": pod["metadata"].get("uid"),
+            },
+        }
         if pod["spec"].get("hostname"):
             ep["hostname"] = pod["spec"]["hostname"]
         key = json.dumps(ports, sort_keys=True)
@@ -181,15 +227,29 @@ def plan_endpointslices(svc, pods):
     for key in sorted(groups):
         ports, eps = groups[key]
         suffix = hashlib.sha1(key.encode()).hexdigest()[:5]
-        slices.append({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "%s-%s" % (name, suffix), "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": name,
-                                    "endpointslice.kubernetes.io/managed-by": "podnet"},
-                         "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name,
-                                              "uid": svc["metadata"].get("uid"), "controller": True}]},
-            "addressType": "IPv4", "endpoints": eps, "ports": ports,
-        })
+        slices.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": "%s-%s" % (name, suffix),
+                    "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "podnet"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Service",
+                            "name": name,
+                            "uid": svc["metadata"].get("uid"),
+                            "controller": True,
+                        }
+                    ],
+                },
+                "addressType": "IPv4",
+                "endpoints": eps,
+                "ports": ports,
+            }
+        )
     return slices
 
 

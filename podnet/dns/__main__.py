@@ -22,18 +22,24 @@ def main(argv=None):
     src.add_argument("--store", help="cluster store URL (sqlite:///path or etcd://host:port)")
     src.add_argument("--static", help="a file of static records instead of a cluster")
     s.add_argument("--zone", default="cluster.local")
-    s.add_argument("--upstream", action="append", default=None,
-                   help="resolver for other names (repeatable; default: /etc/resolv.conf's)")
+    s.add_argument(
+        "--upstream",
+        action="append",
+        default=None,
+        help="resolver for other names (repeatable; default: /etc/resolv.conf's)",
+    )
     s.add_argument("--no-forward", action="store_true", help="do not forward: names outside the zone get SERVFAIL")
     s.add_argument("--listen", default="0.0.0.0")
     s.add_argument("--port", type=int, default=53)
     s.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU)")
     s.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+    )
     from podnet.dns import records, server
     from podnet.dns.forward import parse_upstreams, upstreams_from_resolv_conf
+
     if args.static:
         try:
             with open(args.static) as f:
@@ -43,11 +49,15 @@ def main(argv=None):
             return 2
     else:
         source = server.store_source(args.store, args.zone)
-    upstreams = [] if args.no_forward else parse_upstreams(
-        args.upstream if args.upstream is not None else upstreams_from_resolv_conf())
+    upstreams = (
+        []
+        if args.no_forward
+        else parse_upstreams(args.upstream if args.upstream is not None else upstreams_from_resolv_conf())
+    )
 
     def make():
         return server.Server(source, upstreams, args.listen, args.port)
+
     try:
         server.run(make, args.workers)
     except OSError as exc:

@@ -21,7 +21,7 @@ import json
 from podnet.dns.resolvconf import CLUSTER_DNS
 
 DNS_IMAGE = "podnet/dns"
-REPLICAS = 1   # labs share a small machine; kube-dns runs 2 in a real cluster
+REPLICAS = 1  # labs share a small machine; kube-dns runs 2 in a real cluster
 
 EXTERNAL_ZONE = """\
 ; the lab's "internet", served by podnet's DNS server on the external host
@@ -37,25 +37,52 @@ def manifests(store_url, replicas=REPLICAS):
     labels = {"k8s-app": "kube-dns"}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver"}},
-         "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
-         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": {
-                      "dnsPolicy": "Default",
-                      "containers": [{
-                          "name": "dns", "image": DNS_IMAGE,
-                          "args": ["serve", "--store", store_url, "--workers", "1"],
-                          "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
-                          "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]}}}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-         "spec": {"clusterIP": CLUSTER_DNS, "selector": labels,
-                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver"}},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "dnsPolicy": "Default",
+                        "containers": [
+                            {
+                                "name": "dns",
+                                "image": DNS_IMAGE,
+                                "args": ["serve", "--store", store_url, "--workers", "1"],
+                                "ports": [
+                                    {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
+                                ],
+                                "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+            "spec": {
+                "clusterIP": CLUSTER_DNS,
+                "selector": labels,
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+            },
+        },
     ]
 
 

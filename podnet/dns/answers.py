@@ -39,15 +39,21 @@ import dns.rdatatype
 import dns.renderer
 import dns.rrset
 
-UDP_PLAIN = 512      # RFC 1035 limit without EDNS
+UDP_PLAIN = 512  # RFC 1035 limit without EDNS
 EDNS_PAYLOAD = 1232  # what we offer with EDNS (DNS flag day 2020)
-EXTRA_MAX = 20000    # slow-path answers remembered per table
+EXTRA_MAX = 20000  # slow-path answers remembered per table
 ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 IN = dns.rdataclass.IN
-A, AAAA, CNAME, SRV, SOA, ANY = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME,
-                                 dns.rdatatype.SRV, dns.rdatatype.SOA, dns.rdatatype.ANY)
+A, AAAA, CNAME, SRV, SOA, ANY = (
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.CNAME,
+    dns.rdatatype.SRV,
+    dns.rdatatype.SOA,
+    dns.rdatatype.ANY,
+)
 REVERSE_TEXT = ("in-addr.arpa.", "ip6.arpa.")
-FORWARD = object()   # respond(): not ours, send upstream
+FORWARD = object()  # respond(): not ours, send upstream
 
 
 class Chase:
@@ -89,7 +95,7 @@ def _reverse_ip(name):
             return ipaddress.IPv4Address(".".join(reversed(labels[:4])))
         if name.endswith(".ip6.arpa.") and len(labels) == 35:
             nib = "".join(reversed(labels[:32]))
-            return ipaddress.IPv6Address(":".join(nib[i:i + 4] for i in range(0, 32, 4)))
+            return ipaddress.IPv6Address(":".join(nib[i : i + 4] for i in range(0, 32, 4)))
     except ValueError:
         return None
     return None
@@ -108,7 +114,7 @@ def split(wire, qlen):
     flags = wire[2] & 0xFE
     pre0 = bytes((flags,)) + wire[3:12]
     pre1 = bytes((flags | 1,)) + wire[3:12]
-    return pre0, pre1, wire[12 + qlen:]
+    return pre0, pre1, wire[12 + qlen :]
 
 
 class Table:
@@ -129,8 +135,11 @@ class Table:
         self.reverse = list(records.reverse)
         old = previous if previous is not None and previous.zones == self.zones else None
         names = records.names
-        changed = set(names) if old is None else {
-            o for o in set(names) | set(old.records.names) if names.get(o) != old.records.names.get(o)}
+        changed = (
+            set(names)
+            if old is None
+            else {o for o in set(names) | set(old.records.names) if names.get(o) != old.records.names.get(o)}
+        )
         self.rrsets = {}
         for owner in names:
             self.rrsets[owner] = old.rrsets[owner] if owner not in changed else self._node(owner, names[owner])
@@ -138,8 +147,11 @@ class Table:
         self.soa = {z: self.rrsets[z][SOA] for z in self.zones if SOA in self.rrsets.get(z, {})}
         if soa_text is not None:  # the reverse names we are authoritative for
             for r in REVERSE_TEXT:
-                self.soa[r] = old.soa[r] if old is not None and r in old.soa else \
-                    dns.rrset.from_text_list(r, records.ttl, IN, "SOA", [soa_text])
+                self.soa[r] = (
+                    old.soa[r]
+                    if old is not None and r in old.soa
+                    else dns.rrset.from_text_list(r, records.ttl, IN, "SOA", [soa_text])
+                )
         # empty non-terminals: parents of names we have, inside our zones
         self.exists = set(names)
         for owner in names:
@@ -149,9 +161,9 @@ class Table:
                 parent = parent.split(".", 1)[1]
                 self.exists.add(parent)
         self.udp, self.tcp = {}, {}
-        self.made = {}    # question key -> (owner, rdtype) of the precomputed answers
-        self.deps = {}    # owner -> question keys whose answer read that owner's records
-        self.extra = 0    # slow-path answers added (dropped at the next rebuild)
+        self.made = {}  # question key -> (owner, rdtype) of the precomputed answers
+        self.deps = {}  # owner -> question keys whose answer read that owner's records
+        self.extra = 0  # slow-path answers added (dropped at the next rebuild)
         todo = set()
         if old is not None:
             stale = set()
@@ -295,8 +307,7 @@ class Table:
         if found[4] is not None:
             return Chase(self, r, found[4], qrr.rdtype, size)
         wire = render(r, size)
-        if data[4:12] == ONE_QUESTION and self.extra < EXTRA_MAX \
-                and data[12:-4].lower() + data[-4:] not in self.udp:
+        if data[4:12] == ONE_QUESTION and self.extra < EXTRA_MAX and data[12:-4].lower() + data[-4:] not in self.udp:
             # remember plain questions (e.g. NXDOMAIN names) for the fast path
             self.extra += 1
             name = qrr.name.canonicalize()
@@ -311,8 +322,11 @@ def _render_both(qname, rdtype, rcode, answer, authority, additional):
     flags = dns.flags.QR | dns.flags.AA | dns.flags.RA | rcode
     r = dns.renderer.Renderer(id=0, flags=flags)
     r.add_question(qname, rdtype, IN)
-    for section, rrsets in ((dns.renderer.ANSWER, answer), (dns.renderer.AUTHORITY, authority),
-                            (dns.renderer.ADDITIONAL, additional)):
+    for section, rrsets in (
+        (dns.renderer.ANSWER, answer),
+        (dns.renderer.AUTHORITY, authority),
+        (dns.renderer.ADDITIONAL, additional),
+    ):
         for rr in rrsets:
             r.add_rrset(section, rr, want_shuffle=False)  # deterministic: rebuilds compare equal
     r.write_header()

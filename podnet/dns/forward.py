@@ -60,8 +60,8 @@ class Forwarder:
     def __init__(self, upstreams, timeout=2.0):
         self.upstreams = list(upstreams)
         self.timeout = timeout
-        self.cache = {}        # question key -> (expires, pre0, pre1, tail)
-        self.pending = {}      # (upstream index, id) -> [client id, question, callback, deadline, tries, data]
+        self.cache = {}  # question key -> (expires, pre0, pre1, tail)
+        self.pending = {}  # (upstream index, id) -> [client id, question, callback, deadline, tries, data]
         self.lock = threading.Lock()
         self.socks = []
         for host, _port in self.upstreams:
@@ -91,14 +91,17 @@ class Forwarder:
             return
         if msg.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or msg.flags & 0x0200:  # TC
             return
-        ttls = [rr.ttl for rr in msg.answer] or [min(rr.ttl, rr[0].minimum) for rr in msg.authority
-                                                 if rr.rdtype == 6] or [0]
+        ttls = (
+            [rr.ttl for rr in msg.answer]
+            or [min(rr.ttl, rr[0].minimum) for rr in msg.authority if rr.rdtype == 6]
+            or [0]
+        )
         ttl = min(min(ttls), CACHE_MAX_TTL)
         if ttl <= 0:
             return
         if len(self.cache) >= CACHE_MAX:
             now = time.monotonic()
-            for k in [k for k, v in self.cache.items() if v[0] <= now] or list(self.cache)[:CACHE_MAX // 10]:
+            for k in [k for k, v in self.cache.items() if v[0] <= now] or list(self.cache)[: CACHE_MAX // 10]:
                 self.cache.pop(k, None)
         key = question[:-4].lower() + question[-4:]
         self.cache[key] = (time.monotonic() + ttl,) + split(wire, len(question))
@@ -118,8 +121,14 @@ class Forwarder:
                 qid = struct.unpack("!H", os.urandom(2))[0]
                 if (i, qid) not in self.pending:
                     break
-            self.pending[(i, qid)] = [data[:2], data[12:question_end(data)], callback,
-                                      time.monotonic() + self.timeout, tries, data]
+            self.pending[(i, qid)] = [
+                data[:2],
+                data[12 : question_end(data)],
+                callback,
+                time.monotonic() + self.timeout,
+                tries,
+                data,
+            ]
         try:
             self.socks[i].sendto(struct.pack("!H", qid) + data[2:], self.upstreams[i])
         except OSError as exc:
@@ -142,7 +151,7 @@ class Forwarder:
                     with self.lock:
                         entry = self.pending.get((i, struct.unpack("!H", wire[:2])[0]))
                         # the reply must repeat our question (RFC 5452), else it is spoofed or stale
-                        if entry is None or wire[12:12 + len(entry[1])].lower() != entry[1].lower():
+                        if entry is None or wire[12 : 12 + len(entry[1])].lower() != entry[1].lower():
                             continue
                         del self.pending[(i, struct.unpack("!H", wire[:2])[0])]
                     reply = entry[0] + wire[2:]
@@ -197,5 +206,8 @@ def question_end(data):
 
 def servfail(data):
     flags = 0x80 | (data[2] & 0x79)
-    return data[:2] + bytes((flags, 0x80 | dns.rcode.SERVFAIL)) + data[4:6] + b"\x00" * 6 + data[12:] \
-        if data[4:6] == b"\x00\x01" and data[6:12] == b"\x00" * 6 else data[:2] + bytes((flags, 0x82)) + b"\x00" * 8
+    return (
+        data[:2] + bytes((flags, 0x80 | dns.rcode.SERVFAIL)) + data[4:6] + b"\x00" * 6 + data[12:]
+        if data[4:6] == b"\x00\x01" and data[6:12] == b"\x00" * 6
+        else data[:2] + bytes((flags, 0x82)) + b"\x00" * 8
+    )

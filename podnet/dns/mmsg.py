@@ -24,8 +24,8 @@ import socket
 import struct
 
 BATCH = 64
-BUF = 1232          # largest UDP query we take in the batch (EDNS's common size); longer ones are truncated
-NAME = 128          # sizeof(struct sockaddr_storage)
+BUF = 1232  # largest UDP query we take in the batch (EDNS's common size); longer ones are truncated
+NAME = 128  # sizeof(struct sockaddr_storage)
 MSG_WAITFORONE = 0x10000
 _MMSG, _IOV = 64, 16
 
@@ -35,9 +35,15 @@ class _iovec(ctypes.Structure):
 
 
 class _msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
-                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int)]
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
 
 
 class _mmsghdr(ctypes.Structure):
@@ -51,8 +57,13 @@ try:
         f.restype = ctypes.c_int
     _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
     _sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
-    _OK = (ctypes.sizeof(_mmsghdr) == _MMSG and ctypes.sizeof(_iovec) == _IOV
-           and _msghdr.iov.offset == 16 and _mmsghdr.len.offset == 56 and ctypes.sizeof(ctypes.c_void_p) == 8)
+    _OK = (
+        ctypes.sizeof(_mmsghdr) == _MMSG
+        and ctypes.sizeof(_iovec) == _IOV
+        and _msghdr.iov.offset == 16
+        and _mmsghdr.len.offset == 56
+        and ctypes.sizeof(ctypes.c_void_p) == 8
+    )
 except (OSError, AttributeError):
     _OK = False
 
@@ -68,19 +79,19 @@ class _Vectors:
         self.msgs = ctypes.create_string_buffer(BATCH * _MMSG)
         self.iovs = ctypes.create_string_buffer(BATCH * _IOV)
         self.data = ctypes.create_string_buffer(BATCH * BUF)
-        self.q = memoryview(self.msgs).cast("B").cast("Q")     # 8-byte fields, 8 per message
-        self.u = memoryview(self.msgs).cast("B").cast("I")     # 4-byte fields, 16 per message
+        self.q = memoryview(self.msgs).cast("B").cast("Q")  # 8-byte fields, 8 per message
+        self.u = memoryview(self.msgs).cast("B").cast("I")  # 4-byte fields, 16 per message
         self.iq = memoryview(self.iovs).cast("B").cast("Q")
         self.buf = memoryview(self.data).cast("B")
         self.addr = ctypes.addressof(self.msgs)
         iov0, data0 = ctypes.addressof(self.iovs), ctypes.addressof(self.data)
         for i in range(BATCH):
-            self.q[i * 8] = names_addr + i * NAME      # msg_name
-            self.u[i * 16 + 2] = NAME                  # msg_namelen
-            self.q[i * 8 + 2] = iov0 + i * _IOV        # msg_iov
-            self.q[i * 8 + 3] = 1                      # msg_iovlen
-            self.iq[i * 2] = data0 + i * BUF           # iov_base
-            self.iq[i * 2 + 1] = BUF                   # iov_len
+            self.q[i * 8] = names_addr + i * NAME  # msg_name
+            self.u[i * 16 + 2] = NAME  # msg_namelen
+            self.q[i * 8 + 2] = iov0 + i * _IOV  # msg_iov
+            self.q[i * 8 + 3] = 1  # msg_iovlen
+            self.iq[i * 2] = data0 + i * BUF  # iov_base
+            self.iq[i * 2 + 1] = BUF  # iov_len
 
 
 class Batcher:
@@ -109,9 +120,9 @@ class Batcher:
         u, buf = r.u, r.buf
         out = []
         for i in range(n):
-            ln = u[i * 16 + 14]                               # msg_len
-            out.append((buf[i * BUF:i * BUF + ln].tobytes(), i))
-            u[i * 16 + 2] = NAME                              # namelen back for the next call
+            ln = u[i * 16 + 14]  # msg_len
+            out.append((buf[i * BUF : i * BUF + ln].tobytes(), i))
+            u[i * 16 + 2] = NAME  # namelen back for the next call
         return out
 
     def reply(self, slot, wire):
@@ -119,9 +130,9 @@ class Batcher:
         if j == BATCH or len(wire) > BUF:
             return False
         s = self.s
-        s.q[j * 8] = self.r.q[slot * 8]                       # msg_name: the query's sender
+        s.q[j * 8] = self.r.q[slot * 8]  # msg_name: the query's sender
         s.u[j * 16 + 2] = self.r.u[slot * 16 + 2] or 16
-        s.buf[j * BUF:j * BUF + len(wire)] = wire
+        s.buf[j * BUF : j * BUF + len(wire)] = wire
         s.iq[j * 2 + 1] = len(wire)
         self.pending = j + 1
         return True
@@ -141,7 +152,7 @@ class Batcher:
         buf = s.buf
         buf[off] = query[0]
         buf[off + 1] = query[1]
-        buf[off + 2:off + n] = body
+        buf[off + 2 : off + n] = body
         s.iq[j * 2 + 1] = n
         self.pending = j + 1
         return True
@@ -154,13 +165,13 @@ class Batcher:
                 e = ctypes.get_errno()
                 if e == errno.EINTR:
                     continue
-                n = 1       # this one could not go (e.g. no route back): drop it, as a lost UDP reply
+                n = 1  # this one could not go (e.g. no route back): drop it, as a lost UDP reply
             done += n
         self.pending = 0
 
     def sender(self, slot):
         """The (host, port) of a slot's sender, for the slow path's sendto."""
-        raw = self.names_mv[slot * NAME:slot * NAME + 28].tobytes()
+        raw = self.names_mv[slot * NAME : slot * NAME + 28].tobytes()
         family = struct.unpack_from("=H", raw)[0]
         if family == socket.AF_INET:
             return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack_from("!H", raw, 2)[0]

@@ -26,7 +26,7 @@ import ipaddress
 
 ZONE = "cluster.local"
 SPEC_VERSION = "1.1.0"
-TTL = 5            # CoreDNS' kubernetes plugin default: names follow the store quickly
+TTL = 5  # CoreDNS' kubernetes plugin default: names follow the store quickly
 SERVICE_LABEL = "kubernetes.io/service-name"
 
 
@@ -59,7 +59,7 @@ class Records:
 
     def __init__(self, zone=ZONE, reverse=()):
         self.zone = absolute(zone) if zone else ""
-        self.zones = [self.zone] if zone else []   # apexes we answer for (SOA in negative answers)
+        self.zones = [self.zone] if zone else []  # apexes we answer for (SOA in negative answers)
         # address ranges whose reverse names we answer for (NXDOMAIN when unknown);
         # other reverse names are forwarded, as CoreDNS' fallthrough does
         self.reverse = [ipaddress.ip_network(c) for c in reverse]
@@ -137,7 +137,7 @@ def _cluster_ip_service(rec, base, spec, ips):
 
 def _headless_service(rec, base, spec, slices):
     publish = bool(spec.get("publishNotReadyAddresses"))
-    ready = []   # (ip, host, slice ports)
+    ready = []  # (ip, host, slice ports)
     for s in sorted(slices, key=lambda s: s["metadata"]["name"]):
         if s.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
             continue

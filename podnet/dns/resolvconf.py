@@ -67,8 +67,10 @@ def plan(pod, node_conf="", cluster_dns=CLUSTER_DNS, domain=CLUSTER_DOMAIN):
     searches = _dedupe(searches + list(cfg.get("searches") or []))[:MAX_SEARCHES]
     for opt in cfg.get("options") or []:
         options[opt["name"]] = opt.get("value")
-    lines = ["# written by podnet for pod %s/%s (dnsPolicy %s)" % (ns, (pod.get("metadata") or {}).get("name", ""),
-                                                                   spec.get("dnsPolicy") or "ClusterFirst")]
+    lines = [
+        "# written by podnet for pod %s/%s (dnsPolicy %s)"
+        % (ns, (pod.get("metadata") or {}).get("name", ""), spec.get("dnsPolicy") or "ClusterFirst")
+    ]
     lines += ["nameserver %s" % s for s in servers]
     if searches:
         lines.append("search " + " ".join(searches))

@@ -38,7 +38,7 @@ from podnet.dns.forward import Forwarder
 
 log = logging.getLogger("podnet.dns")
 RESYNC = 30.0
-WHOLE_MAX = 200000      # joined answers kept per worker (a few hundred bytes each)
+WHOLE_MAX = 200000  # joined answers kept per worker (a few hundred bytes each)
 WATCHED = ("/registry/services/", "/registry/endpointslices/")
 TCP_IDLE = 10.0
 
@@ -62,8 +62,12 @@ class Server:
         rec = self.source() if callable(self.source) else self.source
         self.table = answers.Table(rec, self.table)
         self.rebuilds += 1
-        log.info("table: %d names, %d answers in %.0f ms", len(rec.names), len(self.table.udp),
-                 (time.monotonic() - t0) * 1000)
+        log.info(
+            "table: %d names, %d answers in %.0f ms",
+            len(rec.names),
+            len(self.table.udp),
+            (time.monotonic() - t0) * 1000,
+        )
 
     def _rebuilder(self):
         last = time.monotonic()
@@ -80,6 +84,7 @@ class Server:
 
     def _watch(self, store):
         from podnet.store.base import Compacted, StoreError
+
         while not self.stop.is_set():
             try:
                 _, rev = store.list(WATCHED[0])
@@ -131,14 +136,14 @@ class Server:
                     return
                 continue
             slow = None
-            if self.table is not table:     # a new table: the joined answers go with the old one
+            if self.table is not table:  # a new table: the joined answers go with the old one
                 table, whole = self.table, {}
             udp = table.udp
             for data, slot in batch:
                 try:
                     if data[4:12] == ONE_QUESTION and not data[2] & 0xF8:
                         q = data[12:]
-                        w = whole.get(q)    # everything after the ID, joined once per question
+                        w = whole.get(q)  # everything after the ID, joined once per question
                         if w is not None and put(slot, data, w[data[2] & 1]):
                             continue
                         v = udp.get(q)
@@ -151,8 +156,11 @@ class Server:
                             v = udp.get(key)
                             if v is None:
                                 v = cache.get(key)
-                                if v is not None and v[0] >= monotonic() and \
-                                        reply(slot, data[:2] + v[1 + (data[2] & 1)] + q + v[3]):
+                                if (
+                                    v is not None
+                                    and v[0] >= monotonic()
+                                    and reply(slot, data[:2] + v[1 + (data[2] & 1)] + q + v[3])
+                                ):
                                     continue
                                 v = None
                         if v is not None and reply(slot, data[:2] + v[data[2] & 1] + q + v[2]):
@@ -258,12 +266,15 @@ class Server:
                         wire = server.answer_tcp(data)
                         if wire:
                             conn.sendall(struct.pack("!H", len(wire)) + wire)
-                except (OSError, socket.timeout):
+                except (TimeoutError, OSError):
                     return
 
         family = socket.AF_INET6 if ":" in self.address else socket.AF_INET
-        cls = type("TCP", (socketserver.ThreadingTCPServer,),
-                   {"address_family": family, "allow_reuse_address": True, "daemon_threads": True})
+        cls = type(
+            "TCP",
+            (socketserver.ThreadingTCPServer,),
+            {"address_family": family, "allow_reuse_address": True, "daemon_threads": True},
+        )
         return cls((self.address, self.port), Handler)
 
 
@@ -309,9 +320,12 @@ def run(make_server, workers=1, tcp=True):
     if tcp and role == 0:
         t = server.tcp_server()
         threading.Thread(target=t.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="tcp").start()
-    print("podnet dns: worker %d serving %s:%d (%s), %d answers" % (
-        role, server.address, server.port, "udp+tcp" if tcp and role == 0 else "udp", len(server.table.udp)),
-        file=sys.stderr, flush=True)
+    print(
+        "podnet dns: worker %d serving %s:%d (%s), %d answers"
+        % (role, server.address, server.port, "udp+tcp" if tcp and role == 0 else "udp", len(server.table.udp)),
+        file=sys.stderr,
+        flush=True,
+    )
     server.serve_udp(udp)
 
 
@@ -334,11 +348,13 @@ def store_source(url, zone=records.ZONE):
     """A records source reading Services and EndpointSlices from the store."""
     from podnet.store.base import open_store
     from podnet.store.objects import Objects
+
     objects = Objects(open_store(url))
 
     def source():
         # the SOA serial stays fixed: it is in every negative answer, and a
         # serial per change would re-render them all (nobody transfers this zone)
         return records.build(objects.list("Service"), objects.list("EndpointSlice"), zone=zone)
+
     source.store = objects.store
     return source

@@ -56,8 +56,11 @@ def answer(query, network, lookup):
         if not names:
             resp.set_rcode(dns.rcode.NXDOMAIN)
             return resp
-        resp.answer.append(dns.rrset.from_text(q.name, 0, dns.rdataclass.IN, dns.rdatatype.PTR,
-                                               *["%s.%s." % (n, network) for n in names]))
+        resp.answer.append(
+            dns.rrset.from_text(
+                q.name, 0, dns.rdataclass.IN, dns.rdatatype.PTR, *["%s.%s." % (n, network) for n in names]
+            )
+        )
         return resp
     if len(labels) == 2 and labels[1] == network.lower():
         labels = labels[:1]
@@ -78,13 +81,20 @@ class RecordLookup:
 
     def __init__(self, lab, node, network):
         from podnet.docker.store import Store
+
         self.store, self.node, self.network = Store(lab), node, network
 
     def _attached(self):
         from podnet.docker import proc
+
         for c in self.store.containers():
-            if (c.get("node") == self.node and c.get("network") == self.network and c.get("ip")
-                    and c.get("state") == "running" and proc.alive(c)):
+            if (
+                c.get("node") == self.node
+                and c.get("network") == self.network
+                and c.get("ip")
+                and c.get("state") == "running"
+                and proc.alive(c)
+            ):
                 yield c
 
     def __call__(self, name):

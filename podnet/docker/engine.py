@@ -1,19 +1,19 @@
 """run, stop, rm, exec, ps, inspect: a container's life.
 
-    create  check everything (name free, node, mode, -p, command), then under
-            the store's lock: the record, the network (modes.attach), the
-            resolv.conf of a user-defined network. A failure leaves nothing.
-    start   foreground: the `podnet run` process is the container's parent and
-            prints its output; detached (-d): a shim (shim.py) in the node's
-            netns is the parent. The parent records the PID when it starts
-            and the exit code when it ends, then removes the container when
-            it was started with --rm.
-    stop    SIGTERM to the container's process group, SIGKILL after the grace
-            period; the network stays until rm (as a stopped Docker container
-            keeps its configuration).
-    rm      refuses a running container (unless -f) and one whose network
-            namespace others joined (container:NAME); then CNI DEL, the
-            netns, the record and its files.
+create  check everything (name free, node, mode, -p, command), then under
+        the store's lock: the record, the network (modes.attach), the
+        resolv.conf of a user-defined network. A failure leaves nothing.
+start   foreground: the `podnet run` process is the container's parent and
+        prints its output; detached (-d): a shim (shim.py) in the node's
+        netns is the parent. The parent records the PID when it starts
+        and the exit code when it ends, then removes the container when
+        it was started with --rm.
+stop    SIGTERM to the container's process group, SIGKILL after the grace
+        period; the network stays until rm (as a stopped Docker container
+        keeps its configuration).
+rm      refuses a running container (unless -f) and one whose network
+        namespace others joined (container:NAME); then CNI DEL, the
+        netns, the record and its files.
 """
 
 import os
@@ -53,15 +53,25 @@ def create(store, lab, node, name, network, publish, cmd, auto_remove=False, env
     with store.lock():
         have = store.container(name)
         if have:
-            raise DockerError('the container name "%s" is already in use by container %s (on %s): '
-                              'remove it (podnet rm %s) or choose another name'
-                              % (name, have["id"][:12], have["node"], name))
+            raise DockerError(
+                'the container name "%s" is already in use by container %s (on %s): '
+                "remove it (podnet rm %s) or choose another name" % (name, have["id"][:12], have["node"], name)
+            )
         kind, target = modes.plan(store, lab, node, name, network, mappings)
         rdir = store.run_dir(name)
-        rec = {"id": cid, "name": name, "node": node, "cmd": list(cmd), "ports": mappings,
-               "autoRemove": bool(auto_remove), "state": "created", "created": now(),
-               "hostname": None if kind == "host" else name, "env": env or {},
-               "log": os.path.join(rdir, "output.log")}
+        rec = {
+            "id": cid,
+            "name": name,
+            "node": node,
+            "cmd": list(cmd),
+            "ports": mappings,
+            "autoRemove": bool(auto_remove),
+            "state": "created",
+            "created": now(),
+            "hostname": None if kind == "host" else name,
+            "env": env or {},
+            "log": os.path.join(rdir, "output.log"),
+        }
         rec.update(modes.attach(store, lab, rec, kind, target))
         try:
             os.makedirs(rdir, exist_ok=True)
@@ -78,8 +88,7 @@ def create(store, lab, node, name, network, publish, cmd, auto_remove=False, env
 
 
 def started(store, name, p):
-    return store.update_container(name, state="running", pid=p.pid, pidStart=proc.start_time(p.pid),
-                                  startedAt=now())
+    return store.update_container(name, state="running", pid=p.pid, pidStart=proc.start_time(p.pid), startedAt=now())
 
 
 def finish(store, lab, name, code):
@@ -107,12 +116,20 @@ def run_detached(store, lab, rec, timeout=30):
     """Start under a shim in the node's netns (so `lab down` finds it there
     and stops it); wait until the shim reports the start."""
     from podnet.kernel import netns
+
     os.makedirs(os.path.dirname(rec["log"]), exist_ok=True)
     node_path = networks.node_netns(lab, rec["node"])
     argv = [sys.executable, "-m", "podnet.docker.shim", "--lab", lab, "--name", rec["name"]]
     with open(rec["log"], "ab") as out, netns.Netns(node_path) as ns, netns.entered(ns):
-        shim = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, cwd="/")
+        shim = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
     store.update_container(rec["name"], shim={"pid": shim.pid, "pidStart": proc.start_time(shim.pid)})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,12 +160,14 @@ def remove(store, lab, name, force=False):
         rec = find(store, name)
         joined = [c["name"] for c in store.containers() if c.get("network") == "container:" + name]
         if joined:
-            raise DockerError("container %s shares its network namespace with %s (--network container:%s): "
-                              "remove %s first" % (name, ", ".join(joined), name,
-                                                   "them" if len(joined) > 1 else "it"))
+            raise DockerError(
+                "container %s shares its network namespace with %s (--network container:%s): "
+                "remove %s first" % (name, ", ".join(joined), name, "them" if len(joined) > 1 else "it")
+            )
         if proc.alive(rec) and not force:
-            raise DockerError("cannot remove container %s: it is running; stop it first or force the removal (-f)"
-                              % name)
+            raise DockerError(
+                "cannot remove container %s: it is running; stop it first or force the removal (-f)" % name
+            )
     if proc.alive(rec):
         proc.stop(rec, grace=0)
     destroy(store, lab, name)
@@ -176,10 +195,13 @@ def exec_argv(store, name, argv):
 
 # ---- views -----------------------------------------------------------------------
 
+
 def live(sandbox, what):
     """`ip -j addr|route` inside a container's netns (what `podnet inspect` shows)."""
     import json
+
     from podnet.kernel import netns
+
     try:
         with netns.Netns(sandbox) as ns:
             res = netns.run(["ip", "-j", what], ns=ns, check=False)
@@ -196,21 +218,40 @@ def inspect(rec):
     ports = {}
     for m in rec.get("ports", []):
         ports.setdefault("%d/%s" % (m["containerPort"], m["protocol"]), []).append(
-            {"HostIp": m.get("hostIP", ""), "HostPort": str(m["hostPort"])})
-    net = {"IPAddress": rec.get("ip") or "", "IPPrefixLen": rec.get("prefixLen") or 0,
-           "Gateway": rec.get("gateway") or "", "MacAddress": rec.get("mac") or ""}
+            {"HostIp": m.get("hostIP", ""), "HostPort": str(m["hostPort"])}
+        )
+    net = {
+        "IPAddress": rec.get("ip") or "",
+        "IPPrefixLen": rec.get("prefixLen") or 0,
+        "Gateway": rec.get("gateway") or "",
+        "MacAddress": rec.get("mac") or "",
+    }
     interfaces = live(rec["sandbox"], "addr")
     return {
-        "Id": rec["id"], "Name": rec["name"], "Node": rec["node"], "Created": rec.get("created"),
-        "Path": rec["cmd"][0], "Args": rec["cmd"][1:],
-        "State": {"Status": st, "Running": st == "running", "Pid": rec.get("pid") if st == "running" else 0,
-                  "ExitCode": rec.get("exitCode"), "StartedAt": rec.get("startedAt"),
-                  "FinishedAt": rec.get("finishedAt")},
+        "Id": rec["id"],
+        "Name": rec["name"],
+        "Node": rec["node"],
+        "Created": rec.get("created"),
+        "Path": rec["cmd"][0],
+        "Args": rec["cmd"][1:],
+        "State": {
+            "Status": st,
+            "Running": st == "running",
+            "Pid": rec.get("pid") if st == "running" else 0,
+            "ExitCode": rec.get("exitCode"),
+            "StartedAt": rec.get("startedAt"),
+            "FinishedAt": rec.get("finishedAt"),
+        },
         "LogPath": rec.get("log"),
         "ResolvConfPath": rec.get("resolv") or "/etc/resolv.conf",
         "HostConfig": {"NetworkMode": rec["network"], "PortBindings": ports, "AutoRemove": rec.get("autoRemove")},
-        "NetworkSettings": dict(net, SandboxKey=rec["sandbox"], Bridge=rec.get("bridge") or "", Ports=ports,
-                                Networks=({rec["network"]: net} if rec.get("ownNetns") and rec["network"] != "none"
-                                          else {}),
-                                Interfaces=interfaces, Routes=live(rec["sandbox"], "route")),
+        "NetworkSettings": dict(
+            net,
+            SandboxKey=rec["sandbox"],
+            Bridge=rec.get("bridge") or "",
+            Ports=ports,
+            Networks=({rec["network"]: net} if rec.get("ownNetns") and rec["network"] != "none" else {}),
+            Interfaces=interfaces,
+            Routes=live(rec["sandbox"], "route"),
+        ),
     }

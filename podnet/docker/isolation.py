@@ -36,12 +36,15 @@ def script(bridges):
     if len(bridges) < 2:
         return "\n".join(lines) + "\n"
     elems = ", ".join(nft.quote(b) for b in bridges)
-    lines += ["add table %s" % T,
-              "add set %s bridges { type ifname; elements = { %s }; }" % (T, elems),
-              "add chain %s forward { type filter hook forward priority filter; policy accept; }" % T]
+    lines += [
+        "add table %s" % T,
+        "add set %s bridges { type ifname; elements = { %s }; }" % (T, elems),
+        "add chain %s forward { type filter hook forward priority filter; policy accept; }" % T,
+    ]
     for b in bridges:
-        lines.append("add rule %s forward iifname %s oifname @bridges oifname != %s drop"
-                     % (T, nft.quote(b), nft.quote(b)))
+        lines.append(
+            "add rule %s forward iifname %s oifname @bridges oifname != %s drop" % (T, nft.quote(b), nft.quote(b))
+        )
     return "\n".join(lines) + "\n"
 
 

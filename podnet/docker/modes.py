@@ -69,26 +69,39 @@ def plan(store, lab, node, name, mode_value, mappings):
     record or network doc). Raises DockerError naming what is wrong."""
     kind, target = spec.parse_network(mode_value)
     if mappings and kind in ("host", "none", "container"):
-        raise DockerError("conflicting options: port publishing (-p) and the %s network mode: "
-                          "%s" % (kind, "the container already uses the node's ports" if kind == "host"
-                                  else "publish ports on the container that owns the network namespace"
-                                  if kind == "container" else "it has no network to publish on"))
+        raise DockerError(
+            "conflicting options: port publishing (-p) and the %s network mode: "
+            "%s"
+            % (
+                kind,
+                "the container already uses the node's ports"
+                if kind == "host"
+                else "publish ports on the container that owns the network namespace"
+                if kind == "container"
+                else "it has no network to publish on",
+            )
+        )
     if kind == "container":
         other = store.container(target)
         if other is None:
             raise DockerError("--network container:%s: no such container" % target)
         if other["node"] != node:
-            raise DockerError("--network container:%s: that container runs on %s, not %s" % (target, other["node"], node))
+            raise DockerError(
+                "--network container:%s: that container runs on %s, not %s" % (target, other["node"], node)
+            )
         if not proc.alive(other):
-            raise DockerError("--network container:%s: cannot join the network of a container that is not running"
-                              % target)
+            raise DockerError(
+                "--network container:%s: cannot join the network of a container that is not running" % target
+            )
         return kind, other
     if kind in ("bridge", "user"):
         net = networks.find(store, node, target)
         owner = _port_owner(store, node, mappings, name)
         if owner:
-            raise DockerError("port is already allocated: host port %d/%s on %s is published by container %s"
-                              % (owner[1]["hostPort"], owner[1]["protocol"], node, owner[0]))
+            raise DockerError(
+                "port is already allocated: host port %d/%s on %s is published by container %s"
+                % (owner[1]["hostPort"], owner[1]["protocol"], node, owner[0])
+            )
         return kind, net
     return kind, None
 
@@ -99,9 +112,15 @@ def attach(store, lab, rec, kind, target):
     if kind == "host":
         return {"network": "host", "sandbox": node_path, "ownNetns": False}
     if kind == "container":
-        return {"network": "container:" + target["name"], "sandbox": target["sandbox"], "ownNetns": False,
-                "ip": target.get("ip"), "gateway": target.get("gateway"), "resolv": target.get("resolv"),
-                "hostname": target.get("hostname")}
+        return {
+            "network": "container:" + target["name"],
+            "sandbox": target["sandbox"],
+            "ownNetns": False,
+            "ip": target.get("ip"),
+            "gateway": target.get("gateway"),
+            "resolv": target.get("resolv"),
+            "hostname": target.get("hostname"),
+        }
     ns_name = spec.netns_name(lab, rec["id"])
     path = create_netns(ns_name)
     out = {"network": "none" if kind == "none" else target["name"], "sandbox": path, "ownNetns": True}
@@ -122,8 +141,13 @@ def attach(store, lab, rec, kind, target):
         raise
     ip = result["ips"][0]
     mac = next((i.get("mac") for i in result.get("interfaces", []) if i.get("sandbox")), None)
-    out.update(ip=ip["address"].split("/")[0], prefixLen=int(ip["address"].split("/")[1]),
-               gateway=ip.get("gateway"), mac=mac, bridge=target["bridge"])
+    out.update(
+        ip=ip["address"].split("/")[0],
+        prefixLen=int(ip["address"].split("/")[1]),
+        gateway=ip.get("gateway"),
+        mac=mac,
+        bridge=target["bridge"],
+    )
     return out
 
 

@@ -40,8 +40,14 @@ def daemon_socket(lab, node):
 
 
 def default_network(store, node):
-    return {"name": spec.DEFAULT_NETWORK, "node": node, "bridge": spec.DEFAULT_BRIDGE,
-            "subnet": spec.DEFAULT_SUBNET, "gateway": str(spec.gateway(spec.DEFAULT_SUBNET)), "dns": False}
+    return {
+        "name": spec.DEFAULT_NETWORK,
+        "node": node,
+        "bridge": spec.DEFAULT_BRIDGE,
+        "subnet": spec.DEFAULT_SUBNET,
+        "gateway": str(spec.gateway(spec.DEFAULT_SUBNET)),
+        "dns": False,
+    }
 
 
 def taken_subnets(store, node):
@@ -61,8 +67,9 @@ def find(store, node, name):
 
 
 def write_conflist(store, lab, net):
-    conf = spec.conflist(net["name"], net["bridge"], net["subnet"], store.ipam_dir(net["node"]),
-                         daemon_socket(lab, net["node"]))
+    conf = spec.conflist(
+        net["name"], net["bridge"], net["subnet"], store.ipam_dir(net["node"]), daemon_socket(lab, net["node"])
+    )
     d = store.conf_dir(net["node"])
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, net["name"] + ".conflist")
@@ -79,8 +86,10 @@ def apply_isolation(store, lab, node):
 
 def _bridge_up(node_path, bridge, subnet):
     import ipaddress
+
     from podnet.cni.bridge import stable_mac
     from podnet.kernel import rtnl
+
     gw = ipaddress.ip_interface("%s/%d" % (spec.gateway(subnet), ipaddress.ip_network(subnet).prefixlen))
     with netns.Netns(node_path) as ns, rtnl.Rtnl(ns) as r:
         r.link_add_bridge(bridge, stable_mac("bridge", bridge))
@@ -93,6 +102,7 @@ def _bridge_up(node_path, bridge, subnet):
 
 def _bridge_del(node_path, bridge):
     from podnet.kernel import rtnl
+
     with netns.Netns(node_path) as ns, rtnl.Rtnl(ns) as r:
         r.link_del(bridge)
         r.commit()
@@ -100,11 +110,29 @@ def _bridge_del(node_path, bridge):
 
 def _start_dns(lab, node_path, net, log_path):
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    argv = [sys.executable, "-m", "podnet.docker.dns", "--lab", lab, "--node", net["node"],
-            "--network", net["name"], "--subnet", net["subnet"]]
+    argv = [
+        sys.executable,
+        "-m",
+        "podnet.docker.dns",
+        "--lab",
+        lab,
+        "--node",
+        net["node"],
+        "--network",
+        net["name"],
+        "--subnet",
+        net["subnet"],
+    ]
     with open(log_path, "ab") as out, netns.Netns(node_path) as ns, netns.entered(ns):
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True, cwd="/")  # no ./dns shadowing dnspython
+        p = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )  # no ./dns shadowing dnspython
     return {"pid": p.pid, "pidStart": proc.start_time(p.pid)}
 
 
@@ -119,10 +147,17 @@ def create(store, lab, node, name, subnet=None):
         bridge = spec.bridge_name(name)
         clash = [n["name"] for n in store.networks(node) if n["bridge"] == bridge]
         if clash:
-            raise DockerError("network %s would share bridge %s with network %s: choose another name"
-                              % (name, bridge, clash[0]))
-        net = {"name": name, "node": node, "bridge": bridge, "subnet": str(net_cidr),
-               "gateway": str(spec.gateway(net_cidr)), "dns": True}
+            raise DockerError(
+                "network %s would share bridge %s with network %s: choose another name" % (name, bridge, clash[0])
+            )
+        net = {
+            "name": name,
+            "node": node,
+            "bridge": bridge,
+            "subnet": str(net_cidr),
+            "gateway": str(spec.gateway(net_cidr)),
+            "dns": True,
+        }
         done = []
         try:
             store.save_network(net)
@@ -161,8 +196,10 @@ def remove(store, lab, node, name):
         net = find(store, node, name)
         used = users(store, node, name)
         if used:
-            raise DockerError("network %s on %s has active endpoints (containers: %s): remove them first"
-                              % (name, node, ", ".join(used)))
+            raise DockerError(
+                "network %s on %s has active endpoints (containers: %s): remove them first"
+                % (name, node, ", ".join(used))
+            )
         proc.stop(net.get("dnsServer") or {}, grace=2)
         _bridge_del(node_path, net["bridge"])
         try:
@@ -184,7 +221,9 @@ def _drop_masq_chain(node_path, subnet):
     know a subnet's last user left); the network's owner removes it. Only
     when no element jumps to it any more, else the kernel refuses: fine."""
     import ipaddress
+
     from podnet.cni import masq
+
     chain = masq.sub_chain(ipaddress.ip_network(subnet))
     with netns.Netns(node_path) as ns:
         try:

@@ -29,12 +29,14 @@ from podnet.agent.containers import DEFAULT_PATH, container_env, group_alive, si
 from podnet.docker.spec import DockerError
 from podnet.kernel.netns import Netns, entered
 
-SCRIPT = ('h=$0 r=$1; shift; '
-          'if [ -n "$h" ]; then hostname "$h" 2>/dev/null || printf %s "$h" > /proc/sys/kernel/hostname '
-          '|| { echo "podnet: cannot set hostname $h" >&2; exit 126; }; fi; '
-          'if [ -n "$r" ]; then mount --bind "$r" /etc/resolv.conf '
-          '|| { echo "podnet: cannot bind $r over /etc/resolv.conf" >&2; exit 126; }; fi; '
-          'exec "$@"')
+SCRIPT = (
+    "h=$0 r=$1; shift; "
+    'if [ -n "$h" ]; then hostname "$h" 2>/dev/null || printf %s "$h" > /proc/sys/kernel/hostname '
+    '|| { echo "podnet: cannot set hostname $h" >&2; exit 126; }; fi; '
+    'if [ -n "$r" ]; then mount --bind "$r" /etc/resolv.conf '
+    '|| { echo "podnet: cannot bind $r over /etc/resolv.conf" >&2; exit 126; }; fi; '
+    'exec "$@"'
+)
 
 
 def check_runnable(argv):
@@ -62,16 +64,23 @@ def wrapped_argv(rec):
     unshare = shutil.which("unshare") or shutil.which("unshare", path=DEFAULT_PATH)
     if not unshare:
         raise DockerError("unshare (util-linux) is required to run containers")
-    return [unshare, *flags, "--", "sh", "-c", SCRIPT, rec.get("hostname") or "", rec.get("resolv") or "",
-            *rec["cmd"]]
+    return [unshare, *flags, "--", "sh", "-c", SCRIPT, rec.get("hostname") or "", rec.get("resolv") or "", *rec["cmd"]]
 
 
 def start(rec, stdin=subprocess.DEVNULL, stdout=None, stderr=None):
     """Fork the container inside rec["sandbox"] (a netns path) -> Popen."""
     env = container_env(rec.get("hostname") or socket.gethostname(), rec.get("env"))
     with Netns(rec["sandbox"]) as ns, entered(ns):
-        return subprocess.Popen(wrapped_argv(rec), start_new_session=True, close_fds=True, env=env, cwd="/",
-                                stdin=stdin, stdout=stdout, stderr=stderr)
+        return subprocess.Popen(
+            wrapped_argv(rec),
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd="/",
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
 
 
 def start_time(pid):

@@ -23,6 +23,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from podnet.docker import engine, proc
     from podnet.docker.store import Store
+
     store = Store(a.lab)
     rec = store.container(a.name)
     if rec is None:

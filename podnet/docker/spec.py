@@ -20,9 +20,11 @@ BRIDGE_PREFIX = "pnd-"
 POOL = [ipaddress.ip_network("172.%d.0.0/16" % i) for i in range(18, 32)]
 # Ranges the lab already uses: a container subnet overlapping them would
 # shadow the underlay, the pods or the Services.
-LAB_RANGES = {"the lab underlay": ipaddress.ip_network("192.168.200.0/24"),
-              "the cluster's pod CIDR": ipaddress.ip_network("10.244.0.0/16"),
-              "the Service CIDR": ipaddress.ip_network("10.96.0.0/12")}
+LAB_RANGES = {
+    "the lab underlay": ipaddress.ip_network("192.168.200.0/24"),
+    "the cluster's pod CIDR": ipaddress.ip_network("10.244.0.0/16"),
+    "the Service CIDR": ipaddress.ip_network("10.96.0.0/12"),
+}
 MODES = ("bridge", "host", "none")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 
@@ -54,7 +56,7 @@ def parse_network(value):
     if value in ("host", "none"):
         return value, None
     if value.startswith("container:"):
-        target = value[len("container:"):]
+        target = value[len("container:") :]
         if not target:
             raise DockerError("--network container:NAME: the container name is missing")
         return "container", check_container_name(target)
@@ -100,8 +102,12 @@ def check_publish(mappings):
 
 
 def port_text(m):
-    return "%s%d->%d/%s" % (m["hostIP"] + ":" if m.get("hostIP") else "0.0.0.0:", m["hostPort"],
-                            m["containerPort"], m["protocol"])
+    return "%s%d->%d/%s" % (
+        m["hostIP"] + ":" if m.get("hostIP") else "0.0.0.0:",
+        m["hostPort"],
+        m["containerPort"],
+        m["protocol"],
+    )
 
 
 def bridge_name(network):
@@ -154,10 +160,19 @@ def conflist(network, bridge, subnet, ipam_dir, daemon_socket=None):
     """The CNI config list of a network: podnet (bridge, gateway, masquerade,
     hairpin for a container reaching its own published port) chained with
     podnet-portmap for -p, as Docker's bridge driver does with iptables."""
-    main = {"type": "podnet", "bridge": bridge, "isGateway": True, "isDefaultGateway": True,
-            "ipMasq": True, "hairpinMode": True,
-            "ipam": {"type": "podnet-ipam", "dataDir": ipam_dir,
-                     "ranges": [[{"subnet": str(subnet), "gateway": str(gateway(subnet))}]]}}
+    main = {
+        "type": "podnet",
+        "bridge": bridge,
+        "isGateway": True,
+        "isDefaultGateway": True,
+        "ipMasq": True,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "podnet-ipam",
+            "dataDir": ipam_dir,
+            "ranges": [[{"subnet": str(subnet), "gateway": str(gateway(subnet))}]],
+        },
+    }
     portmap = {"type": "podnet-portmap", "capabilities": {"portMappings": True}}
     if daemon_socket:
         main["daemonSocket"] = portmap["daemonSocket"] = daemon_socket
@@ -167,11 +182,13 @@ def conflist(network, bridge, subnet, ipam_dir, daemon_socket=None):
 def resolv_conf(nameserver):
     """A user-defined network's resolv.conf: only the embedded DNS. ndots:0
     as Docker's, so a bare container name is asked as it is."""
-    return ("# written by podnet for a container on a user-defined network:\n"
-            "# the network's embedded DNS answers container names\n"
-            "nameserver %s\noptions ndots:0\n" % nameserver)
+    return (
+        "# written by podnet for a container on a user-defined network:\n"
+        "# the network's embedded DNS answers container names\n"
+        "nameserver %s\noptions ndots:0\n" % nameserver
+    )
 
 
 def short_command(argv, width=30):
     text = " ".join(argv)
-    return '"%s"' % (text if len(text) <= width else text[:width - 3] + "...")
+    return '"%s"' % (text if len(text) <= width else text[: width - 3] + "...")

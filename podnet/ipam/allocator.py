@@ -59,14 +59,12 @@ class Allocator:
                 raise AddressInUse("requested address %s is the gateway of %s" % (ip, rng.subnet))
             if not self.store.reserve(cid, ifname, ip, index):
                 owner = self.store.allocations().get(ip, ("?", "?"))
-                raise AddressInUse("requested address %s is already allocated to container %s"
-                                   % (ip, owner[0]))
+                raise AddressInUse("requested address %s is already allocated to container %s" % (ip, owner[0]))
             return ip, rng
         for ip, rng in candidates(rset, self.store.last_reserved(index)):
             if self.store.reserve(cid, ifname, ip, index):
                 return ip, rng
-        raise Exhausted("no free address left in %s"
-                        % ", ".join("%s-%s" % (r.start, r.end) for r in rset))
+        raise Exhausted("no free address left in %s" % ", ".join("%s-%s" % (r.start, r.end) for r in rset))
 
     def release(self, cid, ifname, hint=()):
         """Release everything the attachment holds. `hint` (the addresses in

@@ -27,8 +27,7 @@ class Range:
         return ip.version == self.subnet.version and self.start <= ip <= self.end
 
     def overlaps(self, other):
-        return (self.subnet.version == other.subnet.version
-                and self.start <= other.end and other.start <= self.end)
+        return self.subnet.version == other.subnet.version and self.start <= other.end and other.start <= self.end
 
     @property
     def size(self):
@@ -94,11 +93,12 @@ def parse_range_sets(ipam):
         family = rset[0].subnet.version
         for j, r in enumerate(rset):
             if r.subnet.version != family:
-                raise RangeError("ipam.ranges[%d][%d].subnet: mixes IPv%d into an IPv%d range set"
-                                 % (i, j, r.subnet.version, family))
+                raise RangeError(
+                    "ipam.ranges[%d][%d].subnet: mixes IPv%d into an IPv%d range set" % (i, j, r.subnet.version, family)
+                )
     everything = [(i, j, r) for i, rset in enumerate(parsed) for j, r in enumerate(rset)]
     for n, (i, j, r) in enumerate(everything):
-        for (i2, j2, r2) in everything[n + 1:]:
+        for i2, j2, r2 in everything[n + 1 :]:
             if r.overlaps(r2):
                 raise RangeError("ipam.ranges[%d][%d]: overlaps ipam.ranges[%d][%d]" % (i2, j2, i, j))
     return parsed

@@ -25,14 +25,14 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
 class Store(Protocol):
-    def lock(self): ...                        # context manager, exclusive
+    def lock(self): ...  # context manager, exclusive
     def reserve(self, cid: str, ifname: str, ip, set_index: int) -> bool: ...
     def last_reserved(self, set_index: int): ...
     def release(self, cid: str, ifname: str) -> list: ...
     def release_ip(self, ip) -> None: ...
-    def owner(self, ip): ...                   # (cid, ifname) or None
+    def owner(self, ip): ...  # (cid, ifname) or None
     def by_id(self, cid: str, ifname: str) -> list: ...
-    def allocations(self) -> dict: ...         # ip -> (cid, ifname)
+    def allocations(self) -> dict: ...  # ip -> (cid, ifname)
 
 
 def _owner(data):
@@ -103,8 +103,9 @@ class FileStore:
 
     def by_id(self, cid, ifname):
         # Files written by old host-local versions carry only the ID.
-        return sorted((ip for ip, (c, i) in self.allocations().items()
-                       if c == cid and (i == ifname or i == "")), key=str)
+        return sorted(
+            (ip for ip, (c, i) in self.allocations().items() if c == cid and (i == ifname or i == "")), key=str
+        )
 
     def release(self, cid, ifname):
         ips = self.by_id(cid, ifname)

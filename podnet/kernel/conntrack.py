@@ -23,8 +23,9 @@ def _delete(args, what, ns=None):
 
 def delete_udp_to_endpoint(ip, port, ns=None):
     """Entries whose reply comes from ip:port (the DNAT target)."""
-    return _delete(["-p", "udp", "--reply-src", ip, "--reply-port-src", str(port)],
-                   "udp endpoint %s:%d" % (ip, port), ns)
+    return _delete(
+        ["-p", "udp", "--reply-src", ip, "--reply-port-src", str(port)], "udp endpoint %s:%d" % (ip, port), ns
+    )
 
 
 def delete_udp_to_front(ip, port, ns=None):

@@ -98,14 +98,14 @@ def netlink_socket(ns=None):
 def iproute(ns=None):
     """A pyroute2 IPRoute talking to `ns`."""
     from pyroute2 import IPRoute
+
     return IPRoute(use_socket=netlink_socket(ns))
 
 
 def run(argv, ns=None, input=None, check=True, timeout=30):
     """subprocess.run inside `ns`; returns CompletedProcess (text mode)."""
     with entered(ns):
-        return subprocess.run(argv, input=input, capture_output=True, text=True,
-                              check=check, timeout=timeout)
+        return subprocess.run(argv, input=input, capture_output=True, text=True, check=check, timeout=timeout)
 
 
 # ---- named namespaces (tests and the lab) ---------------------------------
@@ -175,6 +175,7 @@ def pids_in(names):
 def kill_processes_in(names):
     """SIGKILL every process living in one of these named namespaces."""
     import signal
+
     killed = []
     for pid in pids_in(names):
         try:

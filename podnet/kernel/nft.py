@@ -42,8 +42,11 @@ def list_ruleset_text(ns=None, table=None, family="inet"):
 
 
 def delete_table(family, table, ns=None):
-    apply("add table %s %s\ndelete table %s %s\n" % (family, table, family, table), ns=ns,
-          what="delete table %s %s" % (family, table))
+    apply(
+        "add table %s %s\ndelete table %s %s\n" % (family, table, family, table),
+        ns=ns,
+        what="delete table %s %s" % (family, table),
+    )
 
 
 def quote(text):

@@ -21,8 +21,7 @@ import socket
 import struct
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK,
-                                   RTM_NEWROUTE)
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -45,7 +44,7 @@ def _attrs(data, start, end):
         length, kind = struct.unpack_from("=HH", data, pos)
         if length < 4:
             break
-        yield kind & 0x3FFF, data[pos + 4:pos + length]
+        yield kind & 0x3FFF, data[pos + 4 : pos + length]
         pos += (length + 3) & ~3
 
 
@@ -112,12 +111,24 @@ class Rtnl:
         if mtu:
             attrs.append(("IFLA_MTU", mtu))
             peer_attrs.append(("IFLA_MTU", mtu))
-        attrs.append(("IFLA_LINKINFO", {"attrs": [
-            ("IFLA_INFO_KIND", "veth"),
-            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]})]}))
+        attrs.append(
+            (
+                "IFLA_LINKINFO",
+                {
+                    "attrs": [
+                        ("IFLA_INFO_KIND", "veth"),
+                        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
+                    ]
+                },
+            )
+        )
         msg["attrs"] = attrs
-        self._queue(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                    "create veth %s (peer %s)" % (name, peer))
+        self._queue(
+            msg,
+            RTM_NEWLINK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            "create veth %s (peer %s)" % (name, peer),
+        )
 
     def link_add_bridge(self, name, mac=None, mtu=None):
         msg = ifinfmsg()
@@ -130,8 +141,13 @@ class Rtnl:
             attrs.append(("IFLA_MTU", mtu))
         attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
         msg["attrs"] = attrs
-        self._queue(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                    "create bridge %s" % name, ok=(E.EEXIST,))
+        self._queue(
+            msg,
+            RTM_NEWLINK,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            "create bridge %s" % name,
+            ok=(E.EEXIST,),
+        )
 
     def link_set(self, index, what, up=None, promisc=None, master=None):
         msg = ifinfmsg()
@@ -150,16 +166,24 @@ class Rtnl:
         """Let a bridge port send frames back out where they came in (a pod
         reaching itself through a DNAT'd address needs it)."""
         msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [
-            ("IFLA_INFO_SLAVE_KIND", "bridge"),
-            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if on else 0)]})]})]
+        msg["attrs"] = [
+            ("IFLA_IFNAME", name),
+            (
+                "IFLA_LINKINFO",
+                {
+                    "attrs": [
+                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+                        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1 if on else 0)]}),
+                    ]
+                },
+            ),
+        ]
         self._queue(msg, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, "set hairpin on %s" % name)
 
     def link_del(self, name):
         msg = ifinfmsg()
         msg["attrs"] = [("IFLA_IFNAME", name)]
-        self._queue(msg, RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, "delete link %s" % name,
-                    ok=(E.ENODEV, E.ENOENT))
+        self._queue(msg, RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, "delete link %s" % name, ok=(E.ENODEV, E.ENOENT))
 
     def addr_add(self, index, iface, what):
         msg = ifaddrmsg()
@@ -168,17 +192,22 @@ class Rtnl:
         msg["index"] = index
         attrs = [("IFA_LOCAL", str(iface.ip)), ("IFA_ADDRESS", str(iface.ip))]
         msg["attrs"] = attrs
-        self._queue(msg, RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                    "add address %s to %s" % (iface, what), ok=(E.EEXIST,))
+        self._queue(
+            msg,
+            RTM_NEWADDR,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            "add address %s to %s" % (iface, what),
+            ok=(E.EEXIST,),
+        )
 
     def route_add(self, dst, gw, oif, what, table=254):
         msg = rtmsg()
         msg["family"] = socket.AF_INET if dst.version == 4 else socket.AF_INET6
         msg["dst_len"] = dst.prefixlen
         msg["table"] = table
-        msg["proto"] = 4       # static, as `ip route add` marks it
-        msg["scope"] = 0       # universe
-        msg["type"] = 1        # unicast
+        msg["proto"] = 4  # static, as `ip route add` marks it
+        msg["scope"] = 0  # universe
+        msg["type"] = 1  # unicast
         attrs = [("RTA_OIF", oif)]
         if dst.prefixlen:
             attrs.append(("RTA_DST", str(dst.network_address)))
@@ -187,8 +216,13 @@ class Rtnl:
         else:
             msg["scope"] = 253  # link
         msg["attrs"] = attrs
-        self._queue(msg, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-                    "add route %s via %s on %s" % (dst, gw, what), ok=(E.EEXIST,))
+        self._queue(
+            msg,
+            RTM_NEWROUTE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            "add route %s via %s on %s" % (dst, gw, what),
+            ok=(E.EEXIST,),
+        )
 
     # ---- sending ---------------------------------------------------------
 
@@ -245,7 +279,7 @@ class Rtnl:
                         code = -struct.unpack_from("=i", buf, pos + 16)[0]
                         raise LinkError("dump links in %s: %s" % (self.ns_path, os.strerror(code)), code)
                     if mtype == RTM_NEWLINK:
-                        out.append(Link(buf[pos:pos + length]))
+                        out.append(Link(buf[pos : pos + length]))
                 pos += (length + 3) & ~3
 
     def get_link(self, name):

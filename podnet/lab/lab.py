@@ -25,6 +25,7 @@ def store_url(lab):
 def objects_for(lab):
     from podnet.store.base import open_store
     from podnet.store.objects import Objects
+
     return Objects(open_store(store_url(lab)))
 
 
@@ -35,8 +36,9 @@ def _spawn(lab, role, argv, netns_name=None):
     os.makedirs(logs, exist_ok=True)
     cmd = (["nsenter", "--net=/run/netns/" + netns_name, "--"] if netns_name else []) + argv
     with open(os.path.join(logs, role + ".log"), "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     topo.record(lab, role, proc.pid)
     return True
 
@@ -49,22 +51,35 @@ def _check_pool(pool):
     """The LoadBalancer pool must lie on the underlay, where the external
     host can reach it (one elected node answers ARP for each IP)."""
     import ipaddress
+
     from podnet.controllers.planners import LB_POOL
+
     try:
         net = ipaddress.ip_network(pool or LB_POOL)
     except ValueError as exc:
         raise LabError("--lb-pool: %s" % exc) from None
     if net.version != 4 or not net.subnet_of(topo.UNDERLAY) or net.num_addresses < 4:
-        raise LabError("--lb-pool: %s must be an IPv4 range of at least 4 addresses inside the underlay %s"
-                       % (net, topo.UNDERLAY))
-    if ipaddress.ip_address(topo.EXTERNAL_IP) in net or any(ipaddress.ip_address(topo.node_ip(i)) in net
-                                                           for i in range(20)):
+        raise LabError(
+            "--lb-pool: %s must be an IPv4 range of at least 4 addresses inside the underlay %s" % (net, topo.UNDERLAY)
+        )
+    if ipaddress.ip_address(topo.EXTERNAL_IP) in net or any(
+        ipaddress.ip_address(topo.node_ip(i)) in net for i in range(20)
+    ):
         raise LabError("--lb-pool: %s overlaps node or external host addresses" % net)
     return str(net)
 
 
-def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", direct_routing=False,
-       route_reflector=None, lb_pool=None):
+def up(
+    lab,
+    nodes=2,
+    manifests=(),
+    progress=None,
+    timeout=120,
+    routing="vxlan",
+    direct_routing=False,
+    route_reflector=None,
+    lb_pool=None,
+):
     """-> the lab document. `progress(msg)` reports each step."""
     say = progress or (lambda msg: None)
     topo.check_name(lab)
@@ -73,13 +88,17 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
     doc = topo.load(lab) if os.path.exists(os.path.join(sdir, "lab.json")) else None
     if doc is None:
         names = ["node%d" % (i + 1) for i in range(nodes)]
-        doc = {"name": lab, "store": store_url(lab), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "nodes": [{"name": n, "ip": topo.node_ip(i), "netns": topo.ns_name(lab, n)} for i, n in enumerate(names)],
-               "external": {"ip": topo.EXTERNAL_IP, "netns": topo.ns_name(lab, "ext")},
-               "routing": {"mode": routing or "vxlan", "directRouting": direct_routing, "routeReflector": route_reflector},
-               "clusterCIDR": "10.244.0.0/16",
-               "loadBalancerPool": _check_pool(lb_pool),
-               "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)}}
+        doc = {
+            "name": lab,
+            "store": store_url(lab),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "nodes": [{"name": n, "ip": topo.node_ip(i), "netns": topo.ns_name(lab, n)} for i, n in enumerate(names)],
+            "external": {"ip": topo.EXTERNAL_IP, "netns": topo.ns_name(lab, "ext")},
+            "routing": {"mode": routing or "vxlan", "directRouting": direct_routing, "routeReflector": route_reflector},
+            "clusterCIDR": "10.244.0.0/16",
+            "loadBalancerPool": _check_pool(lb_pool),
+            "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)},
+        }
         topo.save(lab, doc)
     else:
         if nodes and nodes != len(doc["nodes"]):
@@ -90,6 +109,7 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
     say("network: underlay, %d nodes, external host" % len(doc["nodes"]))
     topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
     from podnet.cni.install import install
+
     install(os.path.join(sdir, "bin"))
     say("controller manager")
     _spawn(lab, "controllers", _podnet("lab", "controllers", "--lab", lab))
@@ -110,6 +130,7 @@ def up(lab, nodes=2, manifests=(), progress=None, timeout=120, routing="vxlan", 
             respawn["agent-" + n["name"]] = (argv, n["netns"])
     wait_nodes(lab, objects, [n["name"] for n in doc["nodes"]], timeout, say, respawn)
     from podnet.dns import addon
+
     say("kube-dns addon (Service kube-system/kube-dns, %s)" % addon.CLUSTER_DNS)
     apply_text(objects, addon.manifest_text(store_url(lab)), "kube-dns addon")
     applied = []
@@ -125,16 +146,34 @@ def _start_external_dns(lab, doc):
     """podnet's DNS server with static records on the external host,
     recorded in procs.json like every lab process (lab down stops it)."""
     from podnet.dns import addon
+
     path = os.path.join(topo.state_dir(lab), "external.zone")
     with open(path, "w") as f:
         f.write(addon.external_zone(doc["external"]["ip"]))
-    _spawn(lab, "external-dns", [sys.executable, "-m", "podnet.dns", "serve", "--static", path, "--listen",
-                                 doc["external"]["ip"], "--workers", "1", "--no-forward"], doc["external"]["netns"])
+    _spawn(
+        lab,
+        "external-dns",
+        [
+            sys.executable,
+            "-m",
+            "podnet.dns",
+            "serve",
+            "--static",
+            path,
+            "--listen",
+            doc["external"]["ip"],
+            "--workers",
+            "1",
+            "--no-forward",
+        ],
+        doc["external"]["netns"],
+    )
 
 
 def _write_node_resolv_conf(lab, doc, node):
     """<node dir>/resolv.conf: the node's resolver (dnsPolicy Default), the external host."""
     from podnet.dns import addon
+
     node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
     os.makedirs(node_dir, exist_ok=True)
     with open(os.path.join(node_dir, "resolv.conf"), "w") as f:
@@ -145,9 +184,16 @@ def wait_nodes(lab, objects, names, timeout, say, respawn=None):
     respawn = dict(respawn or {})
     deadline = time.time() + timeout
     while True:
-        ready = [n for n in objects.list("Node") if n["metadata"]["name"] in names and n["spec"].get("podCIDR")
-                 and any(c.get("type") == "Ready" and c.get("status") == "True"
-                         for c in n.get("status", {}).get("conditions", []))]
+        ready = [
+            n
+            for n in objects.list("Node")
+            if n["metadata"]["name"] in names
+            and n["spec"].get("podCIDR")
+            and any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
         if len(ready) == len(names):
             return
         dead = [r for r, p in topo.processes(lab).items() if not p["alive"]]
@@ -174,8 +220,14 @@ def wait_pods_ready(objects, timeout, say=None, namespace=None, expect=0):
     shown = None
     while True:
         pods = [p for p in objects.list("Pod", namespace) if not p["metadata"].get("deletionTimestamp")]
-        ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                        for c in p.get("status", {}).get("conditions", []))]
+        ready = [
+            p
+            for p in pods
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+        ]
         done = [p for p in pods if p.get("status", {}).get("phase") in ("Succeeded", "Failed")]
         if len(ready) + len(done) == len(pods) and len(pods) >= expect:
             return pods
@@ -183,14 +235,17 @@ def wait_pods_ready(objects, timeout, say=None, namespace=None, expect=0):
             shown = (len(ready), len(pods))
             say("%d/%d pods Ready" % (len(ready), max(len(pods), expect)))
         if time.time() > deadline:
-            raise LabError("pods not Ready after %d s: %s" % (timeout, ", ".join(
-                p["metadata"]["name"] for p in pods if p not in ready and p not in done)))
+            raise LabError(
+                "pods not Ready after %d s: %s"
+                % (timeout, ", ".join(p["metadata"]["name"] for p in pods if p not in ready and p not in done))
+            )
         time.sleep(0.1)
 
 
 def apply_text(objects, text, source):
     """Validate every document first, then apply them in order."""
     from podnet.api import parse_manifests
+
     docs = parse_manifests(text, source)
     out = []
     for obj in docs:
@@ -198,7 +253,8 @@ def apply_text(objects, text, source):
             pass
         elif obj["metadata"].get("namespace") and objects.find("Namespace", None, obj["metadata"]["namespace"]) is None:
             if obj["metadata"]["namespace"] != "default" and not any(
-                    d["kind"] == "Namespace" and d["metadata"]["name"] == obj["metadata"]["namespace"] for d in docs):
+                d["kind"] == "Namespace" and d["metadata"]["name"] == obj["metadata"]["namespace"] for d in docs
+            ):
                 raise LabError('%s: namespace "%s" not found' % (source, obj["metadata"]["namespace"]))
     for obj in docs:
         applied, what = objects.apply(obj)
@@ -243,6 +299,7 @@ def remove_node(lab, node):
     from podnet.agent.agent import pod_netns
     from podnet.kernel import netns
     from podnet.store.objects import NotFound
+
     objects = objects_for(lab)
     topo.stop_recorded(lab, roles=["agent-" + node])
     pods = [p for p in objects.list("Pod") if p["spec"].get("nodeName") == node]
@@ -263,6 +320,7 @@ def remove_node(lab, node):
     topo.save(lab, doc)
     external_router(lab, doc)
     import shutil
+
     shutil.rmtree(os.path.join(topo.state_dir(lab), "nodes", node), ignore_errors=True)
 
 
@@ -275,6 +333,7 @@ def external_router(lab, doc):
     if doc.get("routing", {}).get("mode") != "bgp":
         return None
     from podnet.routing.bgp import Bird, render_upstream_config
+
     bird = Bird("/run/netns/" + doc["external"]["netns"], os.path.join(topo.state_dir(lab), "external-bird"))
     return bird.ensure(render_upstream_config(doc["external"]["ip"], [(n["name"], n["ip"]) for n in doc["nodes"]]))
 
@@ -293,13 +352,16 @@ def run_controllers(lab):
     import logging
     import signal
     import threading
+
     from podnet.controllers.manager import Manager
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     objects = objects_for(lab)
     ensure_default_namespaces(objects)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from podnet.controllers.planners import LB_POOL
+
     Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)
 
 
@@ -307,28 +369,43 @@ def run_agent(lab, node):
     import logging
     import signal
     import threading
+
     from podnet.agent.agent import Agent
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     doc = topo.load(lab)
     ip = next(n["ip"] for n in doc["nodes"] if n["name"] == node)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from podnet.routing.reconciler import RoutingReconciler
+
     r = doc.get("routing", {})
     objects = objects_for(lab)
     node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
     upstreams = [("external", doc["external"]["ip"])] if r.get("mode") == "bgp" else []
-    routing = RoutingReconciler(r.get("mode", "vxlan"), node, objects, doc["underlay"]["cidr"],
-                                doc.get("clusterCIDR", "10.244.0.0/16"), "/run/netns/" + topo.ns_name(lab, node),
-                                os.path.join(node_dir, "bird"), r.get("directRouting", False), r.get("routeReflector"),
-                                upstreams=upstreams)
+    routing = RoutingReconciler(
+        r.get("mode", "vxlan"),
+        node,
+        objects,
+        doc["underlay"]["cidr"],
+        doc.get("clusterCIDR", "10.244.0.0/16"),
+        "/run/netns/" + topo.ns_name(lab, node),
+        os.path.join(node_dir, "bird"),
+        r.get("directRouting", False),
+        r.get("routeReflector"),
+        upstreams=upstreams,
+    )
     from podnet.policy.reconciler import PolicyReconciler
     from podnet.proxy.reconciler import ProxyReconciler
+
     cluster_cidr = doc.get("clusterCIDR", "10.244.0.0/16")
-    extras = [ProxyReconciler(node, objects, cluster_cidr, node_dir, mode=r.get("mode", "vxlan")),
-              PolicyReconciler(node, objects, cluster_cidr)]
-    agent = Agent(lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing,
-                  extras=extras)
+    extras = [
+        ProxyReconciler(node, objects, cluster_cidr, node_dir, mode=r.get("mode", "vxlan")),
+        PolicyReconciler(node, objects, cluster_cidr),
+    ]
+    agent = Agent(
+        lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing, extras=extras
+    )
     agent.run(stop)
 
 

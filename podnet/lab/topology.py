@@ -69,8 +69,10 @@ def pick_lab(name=None):
     name = name or os.environ.get("PODNET_LAB")
     if name:
         if name not in existing_labs():
-            raise LabError("no lab named %r (labs: %s); create it with 'podnet lab up --name %s'"
-                           % (name, ", ".join(existing_labs()) or "none", name))
+            raise LabError(
+                "no lab named %r (labs: %s); create it with 'podnet lab up --name %s'"
+                % (name, ", ".join(existing_labs()) or "none", name)
+            )
         return name
     labs = existing_labs()
     if not labs:
@@ -128,6 +130,7 @@ def build(lab, nodes, external=True, ips=None):
 
 # ---- processes -------------------------------------------------------------
 
+
 def _start_time(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -166,8 +169,9 @@ def processes(lab):
 
 def stop_recorded(lab, roles=None, grace=5.0):
     """SIGTERM the recorded processes that are still the ones we started."""
-    targets = [(r, p) for r, p in _procs(lab).items() if (roles is None or r in roles)
-               and _start_time(p["pid"]) == p["start"]]
+    targets = [
+        (r, p) for r, p in _procs(lab).items() if (roles is None or r in roles) and _start_time(p["pid"]) == p["start"]
+    ]
     for _, p in targets:
         try:
             os.killpg(p["pid"], signal.SIGTERM)  # each was started in its own session

@@ -18,7 +18,7 @@ from podnet.kernel.nft import quote
 
 TABLE = "podnet-policy"
 FAMILY = "inet"
-COMMENT_MAX = 120          # the kernel keeps 128 bytes of comment
+COMMENT_MAX = 120  # the kernel keeps 128 bytes of comment
 
 
 def _c(text):
@@ -57,7 +57,7 @@ def rule_text(rule):
     if rule.daddr is not None:
         parts.append("ip daddr %s" % _addrs(rule.daddr))
     if isinstance(rule.daddr_dport, tuple) and len(rule.daddr_dport) == 1:
-        parts.append("ip daddr %s th dport %d" % rule.daddr_dport[0])   # nft: no singleton concatenation
+        parts.append("ip daddr %s th dport %d" % rule.daddr_dport[0])  # nft: no singleton concatenation
     elif rule.daddr_dport is not None:
         parts.append("ip daddr . th dport %s" % _pairs(rule.daddr_dport))
     if rule.counter:
@@ -75,43 +75,60 @@ def set_lines(T, name, s):
     else:
         elems = ", ".join("%s . %d" % pair for pair in s.elements)
         decl = "type %s;" % s.type
-    return ["add set %s %s { %s comment %s; }" % (T, name, decl, _c(s.comment)),
-            "add element %s %s { %s }" % (T, name, elems)]
+    return [
+        "add set %s %s { %s comment %s; }" % (T, name, decl, _c(s.comment)),
+        "add element %s %s { %s }" % (T, name, elems),
+    ]
 
 
 def render(plan, table=TABLE):
     T = "%s %s" % (FAMILY, table)
-    out = ["add chain %s egress { type filter hook forward priority filter - 1; policy accept; comment %s; }"
-           % (T, _c("pods' egress: sender side")),
-           "add chain %s ingress { type filter hook forward priority filter; policy accept; comment %s; }"
-           % (T, _c("pods' ingress: receiver side"))]
+    out = [
+        "add chain %s egress { type filter hook forward priority filter - 1; policy accept; comment %s; }"
+        % (T, _c("pods' egress: sender side")),
+        "add chain %s ingress { type filter hook forward priority filter; policy accept; comment %s; }"
+        % (T, _c("pods' ingress: receiver side")),
+    ]
     for name, chain in plan.chains.items():
-        out.append("add chain %s %s { comment %s; }" % (T, name, _c(chain.comment)) if chain.comment
-                   else "add chain %s %s" % (T, name))
+        out.append(
+            "add chain %s %s { comment %s; }" % (T, name, _c(chain.comment))
+            if chain.comment
+            else "add chain %s %s" % (T, name)
+        )
     for name, st in plan.sets.items():
         out += set_lines(T, name, st)
     out.append("add set %s node-ips { type ipv4_addr; comment %s; }" % (T, _c("this node: probes are always allowed")))
-    for m, what in (("ingress-pods", "local pods isolated for ingress"), ("egress-pods", "local pods isolated for egress")):
+    for m, what in (
+        ("ingress-pods", "local pods isolated for ingress"),
+        ("egress-pods", "local pods isolated for egress"),
+    ):
         out.append("add map %s %s { type ipv4_addr : verdict; comment %s; }" % (T, m, _c(what)))
     if plan.node_ips:
         out.append("add element %s node-ips { %s }" % (T, ", ".join(str(ip) for ip in plan.node_ips)))
     for m, pods in (("ingress-pods", plan.ingress_pods), ("egress-pods", plan.egress_pods)):
         if pods:
-            out.append("add element %s %s { %s }" % (T, m, ", ".join(
-                "%s : goto %s" % (ip, name) for ip, name in sorted(pods.items()))))
-    out += ["add rule %s egress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
-            "add rule %s egress ip saddr vmap @egress-pods" % T,
-            "add rule %s ingress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
-            "add rule %s ingress ip saddr @node-ips accept comment %s" % (T, _c("from this node (probes)")),
-            "add rule %s ingress ip daddr vmap @ingress-pods" % T]
+            out.append(
+                "add element %s %s { %s }"
+                % (T, m, ", ".join("%s : goto %s" % (ip, name) for ip, name in sorted(pods.items())))
+            )
+    out += [
+        "add rule %s egress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
+        "add rule %s egress ip saddr vmap @egress-pods" % T,
+        "add rule %s ingress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
+        "add rule %s ingress ip saddr @node-ips accept comment %s" % (T, _c("from this node (probes)")),
+        "add rule %s ingress ip daddr vmap @ingress-pods" % T,
+    ]
     for name, chain in plan.chains.items():
         out += ["add rule %s %s %s" % (T, name, rule_text(r)) for r in chain.rules]
     body = "\n".join(out) + "\n"
     # the table's comment names the plan: `nft list table` then tells which
     # plan a node holds (the lab tests wait on it before probing)
-    head = ["add table %s" % T, "delete table %s" % T,
-            "add table %s { comment %s; }" % (T, _c("podnet NetworkPolicy plan %s (owned by the node agent; do not "
-                                                   "edit)" % digest(body)))]
+    head = [
+        "add table %s" % T,
+        "delete table %s" % T,
+        "add table %s { comment %s; }"
+        % (T, _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % digest(body))),
+    ]
     return "\n".join(head) + "\n" + body
 
 

@@ -32,12 +32,11 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 from podnet.api.selectors import format_selector, matches
 
-NS_NAME_LABEL = "kubernetes.io/metadata.name"   # set on every namespace by the API server
-NAME_MAX = 100                                  # readable part of a chain name
+NS_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
+NAME_MAX = 100  # readable part of a chain name
 PROTOCOLS = ("tcp", "udp", "sctp")
 _BAD = re.compile(r"[^A-Za-z0-9_./-]")
 
@@ -45,12 +44,13 @@ _BAD = re.compile(r"[^A-Za-z0-9_./-]")
 @dataclass(frozen=True)
 class Rule:
     """One nft rule: every match given must hold; None = not matched on."""
-    verdict: str                         # "accept", "drop", "jump <chain>"
-    saddr: object = None                 # (ip_network, ...) disjoint, or a set's name
+
+    verdict: str  # "accept", "drop", "jump <chain>"
+    saddr: object = None  # (ip_network, ...) disjoint, or a set's name
     daddr: object = None
-    proto: Optional[str] = None          # tcp / udp / sctp
-    dports: Optional[tuple] = None       # ((lo, hi), ...) disjoint, sorted
-    daddr_dport: object = None           # ((ip_address, port),) or a set's name: named ports
+    proto: str | None = None  # tcp / udp / sctp
+    dports: tuple | None = None  # ((lo, hi), ...) disjoint, sorted
+    daddr_dport: object = None  # ((ip_address, port),) or a set's name: named ports
     counter: bool = False
     comment: str = ""
 
@@ -58,8 +58,8 @@ class Rule:
 @dataclass(frozen=True)
 class NamedSet:
     comment: str
-    type: str                            # "ipv4_addr" (interval) or "ipv4_addr . inet_service"
-    elements: tuple                      # ip_networks, or (ip_address, port) pairs
+    type: str  # "ipv4_addr" (interval) or "ipv4_addr . inet_service"
+    elements: tuple  # ip_networks, or (ip_address, port) pairs
 
 
 @dataclass
@@ -70,12 +70,12 @@ class Chain:
 
 @dataclass
 class Plan:
-    node_ips: tuple = ()                 # sources always allowed in (probes)
-    ingress_pods: dict = field(default_factory=dict)   # ip_address -> chain
+    node_ips: tuple = ()  # sources always allowed in (probes)
+    ingress_pods: dict = field(default_factory=dict)  # ip_address -> chain
     egress_pods: dict = field(default_factory=dict)
-    chains: dict = field(default_factory=dict)         # name -> Chain, policy chains first
-    sets: dict = field(default_factory=dict)           # name -> NamedSet
-    selected: dict = field(default_factory=dict)       # "ns/policy" -> ["ns/pod", ...] local pods
+    chains: dict = field(default_factory=dict)  # name -> Chain, policy chains first
+    sets: dict = field(default_factory=dict)  # name -> NamedSet
+    selected: dict = field(default_factory=dict)  # "ns/policy" -> ["ns/pod", ...] local pods
 
 
 def _hash(text):
@@ -111,6 +111,7 @@ def _ipv4(text):
 
 # ---- the cluster as the planner sees it ----------------------------------------
 
+
 @dataclass(frozen=True)
 class PodInfo:
     ns: str
@@ -118,7 +119,7 @@ class PodInfo:
     ip: ipaddress.IPv4Address
     node: str
     labels: dict
-    ports: tuple                         # ((name, protocol lowercase, containerPort), ...)
+    ports: tuple  # ((name, protocol lowercase, containerPort), ...)
 
     @property
     def key(self):
@@ -135,11 +136,20 @@ def live_pods(pods):
         ip = _ipv4(st.get("podIP"))
         if ip is None or spec.get("hostNetwork") or st.get("phase") in ("Succeeded", "Failed"):
             continue
-        ports = tuple((str(cp["name"]), str(cp.get("protocol") or "TCP").lower(), int(cp["containerPort"]))
-                      for c in spec.get("containers") or [] for cp in c.get("ports") or []
-                      if cp.get("name") and cp.get("containerPort"))
-        info = PodInfo(m.get("namespace") or "default", m.get("name", ""), ip, spec.get("nodeName") or "",
-                       dict(m.get("labels") or {}), ports)
+        ports = tuple(
+            (str(cp["name"]), str(cp.get("protocol") or "TCP").lower(), int(cp["containerPort"]))
+            for c in spec.get("containers") or []
+            for cp in c.get("ports") or []
+            if cp.get("name") and cp.get("containerPort")
+        )
+        info = PodInfo(
+            m.get("namespace") or "default",
+            m.get("name", ""),
+            ip,
+            spec.get("nodeName") or "",
+            dict(m.get("labels") or {}),
+            ports,
+        )
         rank = (m.get("deletionTimestamp") is None, m.get("creationTimestamp") or "", info.key)
         if ip not in best or rank > best[ip][0]:
             best[ip] = (rank, info)
@@ -168,7 +178,7 @@ class Cluster:
         for p in pods:
             self.by_ns.setdefault(p.ns, []).append(p)
         self._memo = {}
-        self.sets = {}           # named sets the rules refer to
+        self.sets = {}  # named sets the rules refer to
 
     def _cached(self, key, fn):
         if key not in self._memo:
@@ -176,23 +186,29 @@ class Cluster:
         return self._memo[key]
 
     def in_namespace(self, ns, selector):
-        return self._cached(("pods", ns, repr(selector)),
-                            lambda: [p for p in self.by_ns.get(ns, []) if matches(selector, p.labels)])
+        return self._cached(
+            ("pods", ns, repr(selector)), lambda: [p for p in self.by_ns.get(ns, []) if matches(selector, p.labels)]
+        )
 
     def namespaces(self, selector):
-        return self._cached(("ns", repr(selector)),
-                            lambda: sorted(n for n, lab in self.ns_labels.items() if matches(selector, lab)))
+        return self._cached(
+            ("ns", repr(selector)), lambda: sorted(n for n, lab in self.ns_labels.items() if matches(selector, lab))
+        )
 
     def peer_pods(self, ns, peer):
         """Pods a podSelector/namespaceSelector peer names (policy namespace ns)."""
         pod_sel = peer.get("podSelector")
         if peer.get("namespaceSelector") is None:
             return self.in_namespace(ns, pod_sel)
-        return [p for n in self.namespaces(peer["namespaceSelector"])
-                for p in self.in_namespace(n, {} if pod_sel is None else pod_sel)]
+        return [
+            p
+            for n in self.namespaces(peer["namespaceSelector"])
+            for p in self.in_namespace(n, {} if pod_sel is None else pod_sel)
+        ]
 
 
 # ---- one policy -> chains ---------------------------------------------------------
+
 
 def ip_block(block):
     """ipBlock -> disjoint IPv4 networks: cidr minus every except."""
@@ -253,8 +269,11 @@ def peer_ref(cluster, ns, peer):
     parser pays per set element, and 1,000 policies repeat few selectors."""
     if peer.get("ipBlock") is not None:
         b = peer["ipBlock"]
-        key = "block %s except %s" % (b.get("cidr"), ",".join(b.get("except") or [])) if b.get("except") \
+        key = (
+            "block %s except %s" % (b.get("cidr"), ",".join(b.get("except") or []))
+            if b.get("except")
             else "block %s" % b.get("cidr")
+        )
     elif peer.get("namespaceSelector") is None:
         key = "%s pods %s" % (ns, _sel_text(peer.get("podSelector")))
     else:
@@ -274,12 +293,13 @@ def peer_ref(cluster, ns, peer):
         name = chain_name("peers", key)
         cluster.sets[name] = NamedSet("peers: " + key, "ipv4_addr", nets)
         return name, pods
+
     return cluster._cached(("peer", key), resolve)
 
 
 def _pairs_ref(cluster, pairs, what):
     """Named-port (ip, port) pairs: inline when one, else a set shared by content."""
-    pairs = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))   # ints: IPv4Address compares slowly
+    pairs = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
     if len(pairs) <= 1:
         return pairs
     name = chain_name("named", "%s %s" % (what, _hash(" ".join("%d:%d" % (int(ip), port) for ip, port in pairs))))
@@ -294,7 +314,7 @@ def _rule_rules(cluster, ns, rule, ingress, selected, where):
     if peers:
         refs = [r for r in (peer_ref(cluster, ns, peer) for peer in peers) if r is not None]
         if not refs:
-            return []      # peers that name nobody allow nothing
+            return []  # peers that name nobody allow nothing
     else:
         refs = [(None, cluster.pods)]
     ports = rule.get("ports") or []
@@ -304,8 +324,11 @@ def _rule_rules(cluster, ns, rule, ingress, selected, where):
         ends = {"saddr" if ingress else "daddr": addrs}
         # one rule per port range: an anonymous port set per rule costs nft
         # a set object each (1,000 policies: seconds), a range costs nothing
-        out += [Rule("accept", proto=proto, dports=None if numeric[proto] is None else (r,), comment=where, **ends)
-                for proto in sorted(numeric, key=str) for r in (numeric[proto] or [None])]
+        out += [
+            Rule("accept", proto=proto, dports=None if numeric[proto] is None else (r,), comment=where, **ends)
+            for proto in sorted(numeric, key=str)
+            for r in (numeric[proto] or [None])
+        ]
         # a name is looked up on the destination pod: the selected pods for
         # ingress, the peer's pods for egress (every pod when `to` is empty;
         # pods inside an ipBlock too, as the upstream e2e suite expects)
@@ -313,8 +336,15 @@ def _rule_rules(cluster, ns, rule, ingress, selected, where):
         for proto, name in sorted(set(named)):
             pairs = {(p.ip, port) for p in targets for n, pr, port in p.ports if n == name and pr == proto}
             if pairs:
-                out.append(Rule("accept", proto=proto, daddr_dport=_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)),
-                                comment="%s port %s" % (where, name), **(ends if ingress else {})))
+                out.append(
+                    Rule(
+                        "accept",
+                        proto=proto,
+                        daddr_dport=_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)),
+                        comment="%s port %s" % (where, name),
+                        **(ends if ingress else {}),
+                    )
+                )
     return out
 
 
@@ -324,13 +354,15 @@ def policy_chain(cluster, pol, direction, selected):
     ingress = direction == "Ingress"
     rules = []
     for i, rule in enumerate(spec.get("ingress" if ingress else "egress") or []):
-        rules += _rule_rules(cluster, ns, rule or {}, ingress, selected,
-                             "%s %s[%d]" % (key, "ingress" if ingress else "egress", i))
+        rules += _rule_rules(
+            cluster, ns, rule or {}, ingress, selected, "%s %s[%d]" % (key, "ingress" if ingress else "egress", i)
+        )
     why = "" if rules else " (no rule: allows nothing)"
     return Chain("NetworkPolicy %s %s%s" % (key, direction.lower(), why), rules)
 
 
 # ---- the node ----------------------------------------------------------------------
+
 
 def plan(policies, pods, namespaces, node, node_ips=()):
     """The whole table for `node`. node_ips: its InternalIP and the bridge gateway."""
@@ -338,7 +370,7 @@ def plan(policies, pods, namespaces, node, node_ips=()):
     cluster = Cluster(live, namespace_labels(namespaces, pods, policies))
     local = [p for p in live if p.node == node]
     out = Plan(node_ips=tuple(sorted({ip for ip in (_ipv4(a) for a in node_ips) if ip})))
-    isolating = {"Ingress": {}, "Egress": {}}        # pod key -> [policy chain names]
+    isolating = {"Ingress": {}, "Egress": {}}  # pod key -> [policy chain names]
     for pol in sorted(policies, key=_key):
         spec = pol.get("spec") or {}
         ns = _meta(pol).get("namespace") or "default"
@@ -355,15 +387,18 @@ def plan(policies, pods, namespaces, node, node_ips=()):
                 isolating[direction].setdefault(p.key, []).append(name)
     out.sets = dict(sorted(cluster.sets.items()))
     for p in local:
-        for direction, prefix, table in (("Ingress", "ingress", out.ingress_pods),
-                                          ("Egress", "egress", out.egress_pods)):
+        for direction, prefix, table in (
+            ("Ingress", "ingress", out.ingress_pods),
+            ("Egress", "egress", out.egress_pods),
+        ):
             jumps = isolating[direction].get(p.key)
             if not jumps:
-                continue     # no policy selects it for this direction: everything allowed
+                continue  # no policy selects it for this direction: everything allowed
             name = chain_name(prefix, p.key)
             rules = [Rule("jump " + j) for j in jumps]
-            rules.append(Rule("drop", counter=True, comment="%s: no NetworkPolicy allows this %s"
-                              % (p.key, direction.lower())))
+            rules.append(
+                Rule("drop", counter=True, comment="%s: no NetworkPolicy allows this %s" % (p.key, direction.lower()))
+            )
             out.chains[name] = Chain("pod %s %s (%s)" % (p.key, p.ip, direction.lower()), rules)
             table[p.ip] = name
     return out
@@ -374,8 +409,9 @@ def node_addresses(node_obj):
     bridge gateway (first address of the podCIDR, as the podnet bridge sets it)."""
     if not node_obj:
         return []
-    out = [a.get("address") for a in (node_obj.get("status") or {}).get("addresses") or []
-           if a.get("type") == "InternalIP"]
+    out = [
+        a.get("address") for a in (node_obj.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"
+    ]
     cidr = (node_obj.get("spec") or {}).get("podCIDR")
     if cidr:
         try:

@@ -28,16 +28,16 @@ from podnet.store import loop
 
 log = logging.getLogger("podnet.policy")
 RESYNC = 5.0
-DRIFT_CHECK = 30.0      # listing the table costs ~0.5 s of nft at 1,000 policies (bench/policy.py)
+DRIFT_CHECK = 30.0  # listing the table costs ~0.5 s of nft at 1,000 policies (bench/policy.py)
 
 
 class PolicyReconciler:
     def __init__(self, node, objects, cluster_cidr, ns=None):
         self.node, self.objects, self.cluster_cidr = node, objects, cluster_cidr
-        self.ns = ns                  # None: the agent already runs in the node's netns
+        self.ns = ns  # None: the agent already runs in the node's netns
         self.dirty = threading.Event()
-        self.script = None            # what we last applied (None: unknown, apply in full)
-        self.listing = None           # digest of the stateless listing right after that
+        self.script = None  # what we last applied (None: unknown, apply in full)
+        self.listing = None  # digest of the stateless listing right after that
         self.last_check = 0.0
         self.passes = self.applies = 0
         self.last_sync_ms = 0.0
@@ -63,23 +63,38 @@ class PolicyReconciler:
             self.last_check = time.monotonic()
             drift = self._listing() != self.listing
             if drift:
-                log.warning("policy: table %s %s changed outside podnet (or vanished); re-applying",
-                            nftscript.FAMILY, nftscript.TABLE)
+                log.warning(
+                    "policy: table %s %s changed outside podnet (or vanished); re-applying",
+                    nftscript.FAMILY,
+                    nftscript.TABLE,
+                )
         if script != self.script or drift:
-            self.script = None        # a failure below leaves "unknown": the next pass applies in full
-            nft.apply(script, ns=self.ns, what="NetworkPolicy table %s %s (%d policies)"
-                      % (nftscript.FAMILY, nftscript.TABLE, npol))
+            self.script = None  # a failure below leaves "unknown": the next pass applies in full
+            nft.apply(
+                script,
+                ns=self.ns,
+                what="NetworkPolicy table %s %s (%d policies)" % (nftscript.FAMILY, nftscript.TABLE, npol),
+            )
             self.script, self.listing = script, self._listing()
             self.last_check = time.monotonic()
             self.applies += 1
             self.last_sync_ms = (time.monotonic() - t0) * 1000
-            log.info("policy: plan %s: %d policies, %d local pods isolated for ingress, %d for egress; "
-                     "applied in %.1f ms", nftscript.applied_plan(script), npol, len(p.ingress_pods),
-                     len(p.egress_pods), self.last_sync_ms)
+            log.info(
+                "policy: plan %s: %d policies, %d local pods isolated for ingress, %d for egress; applied in %.1f ms",
+                nftscript.applied_plan(script),
+                npol,
+                len(p.ingress_pods),
+                len(p.egress_pods),
+                self.last_sync_ms,
+            )
         self.passes += 1
 
     def run(self, stop):
         for kind in ("NetworkPolicy", "Pod", "Namespace"):
-            threading.Thread(target=loop.watch_dirty, args=(self.objects.store, prefix_for(kind), self.dirty, stop, log),
-                             daemon=True, name="policy-watch-" + kind).start()
+            threading.Thread(
+                target=loop.watch_dirty,
+                args=(self.objects.store, prefix_for(kind), self.dirty, stop, log),
+                daemon=True,
+                name="policy-watch-" + kind,
+            ).start()
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "policy pass")

@@ -25,7 +25,7 @@ from podnet.proxy.planner import SERVICE_NAME_LABEL, external_addresses, service
 
 log = logging.getLogger("podnet.proxy")
 LABEL = "lo:pnlb"
-STALE = 40.0           # a node whose heartbeat is older is gone (Kubernetes' node-monitor-grace-period)
+STALE = 40.0  # a node whose heartbeat is older is gone (Kubernetes' node-monitor-grace-period)
 
 
 def node_alive(node, now=None):
@@ -51,7 +51,7 @@ def _score(ip, node):
 def elect(services, slices, nodes, now=None):
     """{LoadBalancer ingress IP: node name} for every IP that has an owner."""
     alive = sorted(n["metadata"]["name"] for n in nodes if node_alive(n, now))
-    ready_on = {}   # (ns, svc) -> nodes with a ready endpoint
+    ready_on = {}  # (ns, svc) -> nodes with a ready endpoint
     for sl in slices:
         m = sl.get("metadata", {})
         key = (m.get("namespace"), (m.get("labels") or {}).get(SERVICE_NAME_LABEL))
@@ -76,8 +76,11 @@ def elect(services, slices, nodes, now=None):
 
 
 def lb_services_by_ip(services):
-    return {str(ip): service_key(s) for s in services for ip in
-            external_addresses({"spec": {"type": (s.get("spec") or {}).get("type")}, "status": s.get("status")})}
+    return {
+        str(ip): service_key(s)
+        for s in services
+        for ip in external_addresses({"spec": {"type": (s.get("spec") or {}).get("type")}, "status": s.get("status")})
+    }
 
 
 class L2Announcer:
@@ -96,6 +99,7 @@ class L2Announcer:
     def ensure(self, ips):
         """-> (added, removed)."""
         from podnet.kernel.netns import iproute
+
         ipr = iproute()
         try:
             lo = ipr.link_lookup(ifname="lo")[0]
@@ -112,7 +116,7 @@ class L2Announcer:
         for ip in sorted(want - have) if mac else ():
             try:
                 gratuitous_arp(self.uplink, mac, ip)
-            except OSError as exc:   # the IP is still answered on request; only the fast switch is lost
+            except OSError as exc:  # the IP is still answered on request; only the fast switch is lost
                 log.warning("gratuitous ARP for %s on %s: %s", ip, self.uplink, exc)
         return sorted(want - have), sorted(have - want)
 
@@ -156,6 +160,7 @@ def bgp_prefixes(services, slices, node):
         here = ready_on.get((m.get("namespace"), m.get("name")), set())
         if not here or (spec.get("externalTrafficPolicy") == "Local" and node not in here):
             continue
-        out.update("%s/32" % ip for ip in external_addresses({"spec": {"type": "LoadBalancer"},
-                                                               "status": svc.get("status")}))
+        out.update(
+            "%s/32" % ip for ip in external_addresses({"spec": {"type": "LoadBalancer"}, "status": svc.get("status")})
+        )
     return sorted(out)

@@ -15,6 +15,7 @@ log = logging.getLogger("podnet.proxy")
 def wanted(services, slices, node_name):
     """{port: (namespace, name, local ready endpoints)} for this node. Pure."""
     from podnet.proxy.planner import slices_by_service
+
     by_svc = slices_by_service(slices)
     out = {}
     for svc in services:
@@ -35,8 +36,9 @@ def wanted(services, slices, node_name):
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         ns, name, n = self.server.state
-        body = json.dumps({"service": {"namespace": ns, "name": name}, "localEndpoints": n,
-                           "serviceProxyHealthy": True}).encode()
+        body = json.dumps(
+            {"service": {"namespace": ns, "name": name}, "localEndpoints": n, "serviceProxyHealthy": True}
+        ).encode()
         self.send_response(200 if n else 503)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -50,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
 class HealthServers:
     def __init__(self, addr=""):
         self.addr = addr
-        self.servers = {}   # port -> ThreadingHTTPServer
+        self.servers = {}  # port -> ThreadingHTTPServer
 
     def ensure(self, want):
         for port in sorted(set(self.servers) - set(want)):
@@ -65,8 +67,9 @@ class HealthServers:
                     continue
                 srv.daemon_threads = True
                 self.servers[port] = srv
-                threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
-                                 name="health-%d" % port).start()
+                threading.Thread(
+                    target=srv.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="health-%d" % port
+                ).start()
             srv.state = state
 
     def _stop(self, port):

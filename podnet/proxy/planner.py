@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 MARK = "0x4000"
 DEFAULT_AFFINITY_TIMEOUT = 10800
-NAME_MAX = 100          # readable part of a chain/set name (nft allows 255)
+NAME_MAX = 100  # readable part of a chain/set name (nft allows 255)
 _BAD = re.compile(r"[^A-Za-z0-9_./-]")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -48,8 +48,11 @@ MAPS = {
     "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict;",
     "no-endpoint-nodeports": "type inet_proto . inet_service : verdict;",
 }
-FIXED_SETS = {"cluster-ips": "type ipv4_addr;", "nodeport-ips": "type ipv4_addr;",
-              "hairpin": "type ipv4_addr . ipv4_addr;"}
+FIXED_SETS = {
+    "cluster-ips": "type ipv4_addr;",
+    "nodeport-ips": "type ipv4_addr;",
+    "hairpin": "type ipv4_addr . ipv4_addr;",
+}
 BASE_CHAINS = {
     "nat-prerouting": "type nat hook prerouting priority dstnat; policy accept;",
     "nat-output": "type nat hook output priority -100; policy accept;",
@@ -64,13 +67,14 @@ BASE_CHAINS = {
 @dataclass
 class Fragment:
     """What one Service (or the skeleton) puts into the table."""
-    chains: dict = field(default_factory=dict)     # name -> tuple of rule bodies
-    sets: dict = field(default_factory=dict)       # dynamic set name -> declaration
-    elements: dict = field(default_factory=dict)   # map/set name -> {key text: verdict text or None}
-    udp_endpoints: frozenset = frozenset()         # {(ip, port)} behind UDP service ports
-    udp_fronts: frozenset = frozenset()            # {(ip or None for nodePort, port)} UDP with endpoints
-    endpoints: int = 0                             # endpoints in use, for metrics
-    endpoint_ips: frozenset = frozenset()          # their addresses (hairpin pairs)
+
+    chains: dict = field(default_factory=dict)  # name -> tuple of rule bodies
+    sets: dict = field(default_factory=dict)  # dynamic set name -> declaration
+    elements: dict = field(default_factory=dict)  # map/set name -> {key text: verdict text or None}
+    udp_endpoints: frozenset = frozenset()  # {(ip, port)} behind UDP service ports
+    udp_fronts: frozenset = frozenset()  # {(ip or None for nodePort, port)} UDP with endpoints
+    endpoints: int = 0  # endpoints in use, for metrics
+    endpoint_ips: frozenset = frozenset()  # their addresses (hairpin pairs)
 
     def add(self, container, key, value=None):
         self.elements.setdefault(container, {})[key] = value
@@ -154,8 +158,14 @@ def _endpoints(svc_port, slices, node_name):
             if ip is None:
                 continue
             ready, serving, terminating = _conditions(ep)
-            rec = {"ip": ip, "port": target, "ready": ready, "serving": serving, "terminating": terminating,
-                   "local": bool(node_name) and ep.get("nodeName") == node_name}
+            rec = {
+                "ip": ip,
+                "port": target,
+                "ready": ready,
+                "serving": serving,
+                "terminating": terminating,
+                "local": bool(node_name) and ep.get("nodeName") == node_name,
+            }
             key = (ip, target)
             old = found.get(key)  # the same endpoint in two slices: the more usable one wins
             if old is None or (rec["ready"], rec["serving"]) > (old["ready"], old["serving"]):
@@ -166,7 +176,7 @@ def _endpoints(svc_port, slices, node_name):
 def _affinity_timeout(spec):
     if spec.get("sessionAffinity") != "ClientIP":
         return None
-    cfg = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+    cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
     t = cfg.get("timeoutSeconds")
     return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else DEFAULT_AFFINITY_TIMEOUT
 
@@ -178,7 +188,7 @@ def external_addresses(svc):
     for x in spec.get("externalIPs") or []:
         ips.add(_ipv4(x))
     if spec.get("type") == "LoadBalancer":
-        for ing in ((status.get("loadBalancer") or {}).get("ingress") or []):
+        for ing in (status.get("loadBalancer") or {}).get("ingress") or []:
             ips.add(_ipv4(ing.get("ip")))
     ips.discard(None)
     return sorted(ips)
@@ -205,7 +215,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
     if stype == "ExternalName":
         return None
     cip = _ipv4(spec.get("clusterIP"))
-    if cip is None:                                  # headless ("None"), unallocated, IPv6
+    if cip is None:  # headless ("None"), unallocated, IPv6
         return None
     frag = Fragment()
     frag.add("cluster-ips", str(cip))
@@ -214,7 +224,9 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
     int_local = spec.get("internalTrafficPolicy") == "Local"
     fronts = external_addresses(svc)
     udp_eps, udp_fronts, used = set(), set(), set()
-    ports = sorted(spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or ""))
+    ports = sorted(
+        spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or "")
+    )
     for sp in ports:
         port, proto = _port(sp.get("port")), _proto(sp.get("protocol"))
         if port is None:
@@ -228,9 +240,10 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
         has_external = bool(nodeport or fronts)
         external = (local if ext_local else usable) if has_external else []
 
-        targets = {}    # (ip, port) -> the action that sends a packet there
-        for e in sorted({(e["ip"], e["port"]): e for e in cluster + external}.values(),
-                        key=lambda e: (e["ip"], e["port"])):
+        targets = {}  # (ip, port) -> the action that sends a packet there
+        for e in sorted(
+            {(e["ip"], e["port"]): e for e in cluster + external}.values(), key=lambda e: (e["ip"], e["port"])
+        ):
             dnat = "meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"])
             if affinity is not None:
                 key = "%s__%s/%d" % (base, e["ip"], e["port"])
@@ -265,7 +278,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
             frag.add("service-ips", svc_key_text, "goto " + svc_chain)
             if proto == "udp":
                 udp_fronts.add((str(cip), port))
-        else:   # endpoints that exist but may not be used here are dropped, none at all rejected
+        else:  # endpoints that exist but may not be used here are dropped, none at all rejected
             frag.add("no-endpoint-services", svc_key_text, "drop" if usable else "goto reject-chain")
 
         if not has_external:
@@ -287,7 +300,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
                 rules.append("fib saddr type local goto %s" % svc_chain)
             if external:
                 dispatch(rules, external)
-            else:      # no local endpoint: outside clients are dropped here (healthCheckNodePort says 503)
+            else:  # no local endpoint: outside clients are dropped here (healthCheckNodePort says 503)
                 rules.append("drop")
         else:
             rules.append("meta mark set meta mark | %s" % MARK)
@@ -320,14 +333,18 @@ def plan_base(node_ips, endpoint_ips=()):
     frag.chains = {
         "nat-prerouting": ("jump services",),
         "nat-output": ("jump services",),
-        "nat-postrouting": ("meta mark & %s == %s masquerade fully-random" % (MARK, MARK),
-                            "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random"),
+        "nat-postrouting": (
+            "meta mark & %s == %s masquerade fully-random" % (MARK, MARK),
+            "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
+        ),
         "filter-input": ("ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"),
         "filter-forward": ("ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"),
         "filter-output": ("ct state new jump service-endpoints-check",),
         "filter-output-post-dnat": ("ct state new jump cluster-ips-check",),
-        "services": ("ip daddr . meta l4proto . th dport vmap @service-ips",
-                     np_match + " meta l4proto . th dport vmap @service-nodeports"),
+        "services": (
+            "ip daddr . meta l4proto . th dport vmap @service-ips",
+            np_match + " meta l4proto . th dport vmap @service-nodeports",
+        ),
         "service-endpoints-check": ("ip daddr . meta l4proto . th dport vmap @no-endpoint-services",),
         "nodeport-endpoints-check": (np_match + " meta l4proto . th dport vmap @no-endpoint-nodeports",),
         "cluster-ips-check": ("ip daddr @cluster-ips reject",),
@@ -352,7 +369,7 @@ class Planner:
 
     def __init__(self, node_name, cluster_cidr="10.244.0.0/16"):
         self.node_name, self.cluster_cidr = node_name, cluster_cidr
-        self.frags = {}                       # service key -> Fragment
+        self.frags = {}  # service key -> Fragment
         self.hairpin = collections.Counter()  # endpoint IP -> fragments using it
         self._base = (None, None)
 
@@ -385,6 +402,7 @@ class Planner:
 def plan_ruleset(services, slices, node_name, node_ips, table="podnet-proxy", cluster_cidr="10.244.0.0/16"):
     """The whole table as one script that replaces it (see render.full)."""
     from podnet.proxy.render import full
+
     by_svc = slices_by_service(slices)
     frags = {}
     for svc in services or []:

@@ -26,14 +26,19 @@ from podnet.store.informer import Informer
 log = logging.getLogger("podnet.proxy")
 TABLE = "podnet-proxy"
 SVC_PREFIX = "/registry/services/"
-RESYNC = 5.0            # re-evaluate node liveness (LB election) this often
-FULL_EVERY = 60.0       # and replace the whole table this often (drift repair)
+RESYNC = 5.0  # re-evaluate node liveness (LB election) this often
+FULL_EVERY = 60.0  # and replace the whole table this often (drift repair)
 
-SYNC_SECONDS = Histogram("podnet_proxy_sync_duration_seconds", "Time to plan and apply the Services table",
-                         ["type"], registry=REGISTRY,
-                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-SYNC_PHASE = Gauge("podnet_proxy_last_sync_seconds", "Planner and nft apply time of the last sync",
-                   ["phase"], registry=REGISTRY)
+SYNC_SECONDS = Histogram(
+    "podnet_proxy_sync_duration_seconds",
+    "Time to plan and apply the Services table",
+    ["type"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SYNC_PHASE = Gauge(
+    "podnet_proxy_last_sync_seconds", "Planner and nft apply time of the last sync", ["phase"], registry=REGISTRY
+)
 SYNCS = Counter("podnet_proxy_syncs", "Syncs of the Services table", ["type"], registry=REGISTRY)
 FAILURES = Counter("podnet_proxy_sync_failures", "Failed syncs (the next one is full)", registry=REGISTRY)
 RULES = Gauge("podnet_proxy_rules", "nft rules in the Services table", registry=REGISTRY)
@@ -41,8 +46,9 @@ CHAINS = Gauge("podnet_proxy_chains", "nft chains in the Services table", regist
 ELEMENTS = Gauge("podnet_proxy_map_elements", "Map and set elements in the Services table", registry=REGISTRY)
 ENDPOINTS = Gauge("podnet_proxy_endpoints", "Endpoints the Services table sends traffic to", registry=REGISTRY)
 SERVICES = Gauge("podnet_proxy_services", "Services with rules on this node", registry=REGISTRY)
-CONNTRACK = Counter("podnet_proxy_conntrack_cleanups", "UDP conntrack deletions for removed endpoints",
-                    registry=REGISTRY)
+CONNTRACK = Counter(
+    "podnet_proxy_conntrack_cleanups", "UDP conntrack deletions for removed endpoints", registry=REGISTRY
+)
 
 
 def _external(svc):
@@ -60,7 +66,7 @@ class ProxyReconciler:
         self.state_dir, self.mode, self.table = state_dir, mode, table
         self.dirty = threading.Event()
         self.planner = Planner(node, cluster_cidr)
-        self.applied = None             # the plan the kernel has, None = unknown -> full sync
+        self.applied = None  # the plan the kernel has, None = unknown -> full sync
         self.last_full = 0.0
         self.announcer = announce.L2Announcer(uplink)
         self.health = healthcheck.HealthServers()
@@ -71,8 +77,8 @@ class ProxyReconciler:
             gauge.set_function(lambda i=i: self._count(i))
         self.syncs = {"full": 0, "partial": 0}
         self.lock = threading.Lock()
-        self.pending = set()            # service keys ("ns/name") whose objects changed
-        self.slice_index = {}           # (ns, service name) -> {store key: EndpointSlice}
+        self.pending = set()  # service keys ("ns/name") whose objects changed
+        self.slice_index = {}  # (ns, service name) -> {store key: EndpointSlice}
         store = objects.store
         self.services = Informer(store, SVC_PREFIX, self.dirty, self._service_changed)
         self.slices = Informer(store, "/registry/endpointslices/", self.dirty, self._slice_changed)
@@ -81,7 +87,7 @@ class ProxyReconciler:
     # informer callbacks (watch threads): remember what changed, nothing more
     def _service_changed(self, key, old, new):
         with self.lock:
-            self.pending.add(key[len(SVC_PREFIX):])
+            self.pending.add(key[len(SVC_PREFIX) :])
 
     def _slice_changed(self, key, old, new):
         with self.lock:
@@ -102,8 +108,11 @@ class ProxyReconciler:
     def node_ips(self, nodes):
         for n in nodes:
             if n["metadata"]["name"] == self.node:
-                return [a["address"] for a in (n.get("status") or {}).get("addresses") or []
-                        if a.get("type") == "InternalIP"]
+                return [
+                    a["address"]
+                    for a in (n.get("status") or {}).get("addresses") or []
+                    if a.get("type") == "InternalIP"
+                ]
         return []
 
     def sync(self, force_full=False):
@@ -112,7 +121,7 @@ class ProxyReconciler:
         with self.lock:
             keys, self.pending = self.pending, set()
         full = force_full or self.applied is None or time.monotonic() - self.last_full > FULL_EVERY
-        if full:   # from the full copies: nothing a missed callback did can survive this
+        if full:  # from the full copies: nothing a missed callback did can survive this
             self.planner.replan_all(self.services.values(), self.slices.values())
         else:
             for key in keys:
@@ -132,7 +141,7 @@ class ProxyReconciler:
             try:
                 nft.apply(script, what="services table (%s sync)" % ("full" if full else "partial"))
             except Exception:
-                self.applied = None      # unknown state: the next pass replaces the table
+                self.applied = None  # unknown state: the next pass replaces the table
                 FAILURES.inc()
                 raise
         t2 = time.perf_counter()
@@ -146,9 +155,14 @@ class ProxyReconciler:
             SYNC_SECONDS.labels(kind).observe(t2 - t0)
             SYNC_PHASE.labels("plan").set(t1 - t0)
             SYNC_PHASE.labels("apply").set(t2 - t1)
-            self._counts = None    # counted when scraped: O(table), not on every small sync
-            log.info("services: %s sync, %d services, plan %.1f ms, nft %.1f ms", kind, len(plan) - 1,
-                     (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+            self._counts = None  # counted when scraped: O(table), not on every small sync
+            log.info(
+                "services: %s sync, %d services, plan %.1f ms, nft %.1f ms",
+                kind,
+                len(plan) - 1,
+                (t1 - t0) * 1e3,
+                (t2 - t1) * 1e3,
+            )
         self._conntrack(old, plan)
         # LoadBalancer owners and health-check ports look at every Service:
         # only when one that can matter changed, or the live nodes did
@@ -188,7 +202,7 @@ class ProxyReconciler:
 
     def _announce(self, services, slices, nodes):
         if self.mode == "bgp":
-            return      # BIRD announces LoadBalancer IPs (routing reconciler)
+            return  # BIRD announces LoadBalancer IPs (routing reconciler)
         owners = announce.elect(services, slices, nodes)
         mine = {ip for ip, n in owners.items() if n == self.node}
         if mine != self.lb_owned:

@@ -58,7 +58,7 @@ def diff(old, new, table="podnet-proxy"):
     n_chains, n_sets, n_elements = _merge({k: new[k] for k in touched if k in new})
     for name in set(o_sets) & set(n_sets):
         if o_sets[name] != n_sets[name]:
-            return None     # nft cannot change a set's declaration in place
+            return None  # nft cannot change a set's declaration in place
     if any(n in BASE_CHAINS for n in set(o_chains) ^ set(n_chains)):
         return None
 
@@ -94,5 +94,9 @@ def diff(old, new, table="podnet-proxy"):
 def counts(frags):
     """(rules, chains, map/set elements, endpoints) of a plan, for metrics."""
     chains, _, elements = _merge(frags)
-    return (sum(len(r) for r in chains.values()), len(chains),
-            sum(len(e) for e in elements.values()), sum(f.endpoints for f in frags.values()))
+    return (
+        sum(len(r) for r in chains.values()),
+        len(chains),
+        sum(len(e) for e in elements.values()),
+        sum(f.endpoints for f in frags.values()),
+    )

@@ -18,7 +18,7 @@ from pyroute2.netlink.rtnl.ndmsg import NUD_PERMANENT
 
 from podnet.routing.planner import Fdb, Neigh, Route
 
-PROTO = 44          # rtnetlink route protocol podnet's routes carry
+PROTO = 44  # rtnetlink route protocol podnet's routes carry
 RTNH_F_ONLINK = 4
 
 
@@ -40,26 +40,40 @@ def ensure_vxlan(ipr, dev):
         link = ipr.link("get", index=idx)[0]
         info = link.get_attr("IFLA_LINKINFO")
         data = info.get_attr("IFLA_INFO_DATA") if info else None
-        same = (info and info.get_attr("IFLA_INFO_KIND") == "vxlan" and data
-                and data.get_attr("IFLA_VXLAN_ID") == dev["vni"]
-                and data.get_attr("IFLA_VXLAN_LOCAL") == dev["local"]
-                and data.get_attr("IFLA_VXLAN_PORT") == dev["port"])
+        same = (
+            info
+            and info.get_attr("IFLA_INFO_KIND") == "vxlan"
+            and data
+            and data.get_attr("IFLA_VXLAN_ID") == dev["vni"]
+            and data.get_attr("IFLA_VXLAN_LOCAL") == dev["local"]
+            and data.get_attr("IFLA_VXLAN_PORT") == dev["port"]
+        )
         if not same:  # a device of that name that is not what we want: rebuild it
             ipr.link("del", index=idx)
             idx, changes = None, changes + 1
     if idx is None:
-        ipr.link("add", ifname=dev["name"], kind="vxlan", vxlan_id=dev["vni"], vxlan_local=dev["local"],
-                 vxlan_port=dev["port"], vxlan_learning=0, address=dev["mac"], mtu=dev["mtu"])
+        ipr.link(
+            "add",
+            ifname=dev["name"],
+            kind="vxlan",
+            vxlan_id=dev["vni"],
+            vxlan_local=dev["local"],
+            vxlan_port=dev["port"],
+            vxlan_learning=0,
+            address=dev["mac"],
+            mtu=dev["mtu"],
+        )
         idx = _idx(ipr, dev["name"])
         changes += 1
     link = ipr.link("get", index=idx)[0]
-    if (link.get_attr("IFLA_ADDRESS") != dev["mac"] or link.get_attr("IFLA_MTU") != dev["mtu"]
-            or not link["flags"] & 1):
+    if link.get_attr("IFLA_ADDRESS") != dev["mac"] or link.get_attr("IFLA_MTU") != dev["mtu"] or not link["flags"] & 1:
         ipr.link("set", index=idx, address=dev["mac"], mtu=dev["mtu"], state="up")
         changes += 1
     want = ipaddress.ip_interface(dev["address"])
-    have = {ipaddress.ip_interface("%s/%d" % (a.get_attr("IFA_ADDRESS"), a["prefixlen"]))
-            for a in ipr.addr("dump", index=idx)}
+    have = {
+        ipaddress.ip_interface("%s/%d" % (a.get_attr("IFA_ADDRESS"), a["prefixlen"]))
+        for a in ipr.addr("dump", index=idx)
+    }
     for extra in have - {want}:
         if extra.version == 4:
             ipr.addr("del", index=idx, address=str(extra.ip), prefixlen=extra.network.prefixlen)
@@ -101,8 +115,7 @@ def sync_routes(ipr, want):
         if idx is None:
             raise ApplyError("route %s via %s: device %s does not exist" % (dst, r.gw, r.dev))
         try:
-            ipr.route("replace", dst=dst, gateway=r.gw, oif=idx, proto=PROTO,
-                      flags=RTNH_F_ONLINK if r.onlink else 0)
+            ipr.route("replace", dst=dst, gateway=r.gw, oif=idx, proto=PROTO, flags=RTNH_F_ONLINK if r.onlink else 0)
         except NetlinkError as exc:
             raise ApplyError("route %s via %s dev %s: %s" % (dst, r.gw, r.dev, exc.args[-1])) from None
         changes += 1

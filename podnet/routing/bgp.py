@@ -43,13 +43,14 @@ class BgpError(Exception):
 
 # ---- the config ----------------------------------------------------------------
 
+
 def protocol_name(peer, taken=()):
     """A valid, unique BIRD identifier for a peer: `peer_<name>`."""
     base = "peer_" + re.sub(r"[^A-Za-z0-9_]", "_", str(peer))
     if len(base) <= _SYM_MAX and base not in taken:
         return base
     for n in itertools.count():  # too long, or two names that sanitise alike
-        name = "%s_%s" % (base[:_SYM_MAX - 9], hashlib.sha1(("%s#%d" % (peer, n)).encode()).hexdigest()[:8])
+        name = "%s_%s" % (base[: _SYM_MAX - 9], hashlib.sha1(("%s#%d" % (peer, n)).encode()).hexdigest()[:8])
         if name not in taken:
             return name
 
@@ -92,8 +93,9 @@ SESSION_TIMERS = [
 ]
 
 
-def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflector=False,
-                  reflector_ips=(), announce=(), upstreams=()):
+def render_config(
+    node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflector=False, reflector_ips=(), announce=(), upstreams=()
+):
     """bird.conf (BIRD 2) for `node`. peers: [(name, ip)] of the other nodes.
 
     Full mesh by default. route_reflector=True: every peer not in reflector_ips
@@ -117,8 +119,7 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         if addr not in reflectors:
             reflectors.append(addr)
     if route_reflector:
-        sessions = [(ip, ip not in reflectors) for ip in names] + \
-                   [(ip, False) for ip in reflectors if ip not in names]
+        sessions = [(ip, ip not in reflectors) for ip in names] + [(ip, False) for ip in reflectors if ip not in names]
     elif reflectors:
         sessions = [(ip, False) for ip in reflectors]
     else:
@@ -150,20 +151,24 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         "  ipv4;",
     ]
     out += ["  route %s blackhole;" % net for net in prefixes]
-    out += [
-        "}",
-        "",
-        "template bgp podnet_peer {",
-        "  local as %d;" % int(asn),
-    ] + SESSION_TIMERS + [
-        "  ipv4 { import all; export where source = RTS_STATIC; next hop self; };",
-        "}",
-        "",
-        "# A reflector passes learned routes on unchanged (next hop = the originator).",
-        "template bgp podnet_reflector from podnet_peer {",
-        "  ipv4 { import all; export where source ~ [ RTS_STATIC, RTS_BGP ]; next hop self off; };",
-        "}",
-    ]
+    out += (
+        [
+            "}",
+            "",
+            "template bgp podnet_peer {",
+            "  local as %d;" % int(asn),
+        ]
+        + SESSION_TIMERS
+        + [
+            "  ipv4 { import all; export where source = RTS_STATIC; next hop self; };",
+            "}",
+            "",
+            "# A reflector passes learned routes on unchanged (next hop = the originator).",
+            "template bgp podnet_reflector from podnet_peer {",
+            "  ipv4 { import all; export where source ~ [ RTS_STATIC, RTS_BGP ]; next hop self off; };",
+            "}",
+        ]
+    )
     taken = set()
     for ip, client in sessions:
         if ip == me:
@@ -171,9 +176,12 @@ def render_config(node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflect
         peer = names.get(ip, str(ip))
         proto = protocol_name(peer, taken)
         taken.add(proto)
-        out += ["", "protocol bgp %s from %s {" % (proto, "podnet_reflector" if route_reflector else "podnet_peer"),
-                "  description %s;" % _quote(peer),
-                "  neighbor %s as %d;" % (ip, int(asn))]
+        out += [
+            "",
+            "protocol bgp %s from %s {" % (proto, "podnet_reflector" if route_reflector else "podnet_peer"),
+            "  description %s;" % _quote(peer),
+            "  neighbor %s as %d;" % (ip, int(asn)),
+        ]
         if client:
             out.append("  rr client;")
         out.append("}")
@@ -186,29 +194,37 @@ def render_upstream_config(router_ip, peers, asn=DEFAULT_ASN):
     them in its kernel (several nodes announcing one IP: an ECMP route), and
     announces nothing back."""
     me = _ipv4(router_ip, "router_ip")
-    out = [
-        "# podnet upstream router: generated, do not edit.",
-        "router id %s;" % me,
-        'timeformat protocol "%FT%T";',
-        "protocol device { scan time 10; }",
-        "protocol kernel kernel4 {",
-        "  ipv4 { import none; export where source = RTS_BGP; };",
-        "  merge paths on;",
-        "  learn off;",
-        "}",
-        "template bgp podnet_node {",
-        "  local as %d;" % int(asn),
-    ] + SESSION_TIMERS + [
-        "  ipv4 { import all; export none; };",
-        "}",
-    ]
+    out = (
+        [
+            "# podnet upstream router: generated, do not edit.",
+            "router id %s;" % me,
+            'timeformat protocol "%FT%T";',
+            "protocol device { scan time 10; }",
+            "protocol kernel kernel4 {",
+            "  ipv4 { import none; export where source = RTS_BGP; };",
+            "  merge paths on;",
+            "  learn off;",
+            "}",
+            "template bgp podnet_node {",
+            "  local as %d;" % int(asn),
+        ]
+        + SESSION_TIMERS
+        + [
+            "  ipv4 { import all; export none; };",
+            "}",
+        ]
+    )
     taken = set()
     for name, ip in peers:
         addr = _ipv4(ip, "peer %s" % name)
         proto = protocol_name(str(name), taken)
         taken.add(proto)
-        out += ["protocol bgp %s from podnet_node {" % proto, "  description %s;" % _quote(name),
-                "  neighbor %s as %d;" % (addr, int(asn)), "}"]
+        out += [
+            "protocol bgp %s from podnet_node {" % proto,
+            "  description %s;" % _quote(name),
+            "  neighbor %s as %d;" % (addr, int(asn)),
+            "}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -220,6 +236,7 @@ def check_config(path):
 
 
 # ---- the daemon ----------------------------------------------------------------
+
 
 def _proc_state(pid):
     try:
@@ -277,7 +294,10 @@ class Bird:
         if re.search(r"^\s*log\s", config_text, re.M):
             return config_text
         return 'log "%s" 4000000 "%s.1" { info, remote, warning, error, auth, fatal, bug };\n%s' % (
-            self.log, self.log, config_text)
+            self.log,
+            self.log,
+            config_text,
+        )
 
     def ensure(self, config_text):
         """Make BIRD run with this config: "started" | "reloaded" | "unchanged".
@@ -325,8 +345,12 @@ class Bird:
                 pass
         # BIRD parses, then daemonizes (new session, stdio on /dev/null), then
         # writes the pidfile: so we wait for the pidfile and the socket.
-        res = subprocess.run(self._in_netns([BIRD, "-c", self.conf, "-s", self.ctl, "-P", self.pidfile]),
-                             capture_output=True, text=True, timeout=30)
+        res = subprocess.run(
+            self._in_netns([BIRD, "-c", self.conf, "-s", self.ctl, "-P", self.pidfile]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if res.returncode != 0:
             raise BgpError("bird did not start: %s" % (res.stderr or res.stdout).strip())
         deadline = time.time() + timeout
@@ -361,8 +385,9 @@ class Bird:
                         time.sleep(0.02)
                     # a killed BIRD leaves its routes behind; only BIRD makes
                     # proto bird routes in a node namespace, and only ours runs there
-                    subprocess.run(self._in_netns(["ip", "-4", "route", "flush", "proto", "bird"]),
-                                   capture_output=True, timeout=30)
+                    subprocess.run(
+                        self._in_netns(["ip", "-4", "route", "flush", "proto", "bird"]), capture_output=True, timeout=30
+                    )
             for path in (self.ctl, self.pidfile):
                 try:
                     os.unlink(path)
@@ -378,8 +403,14 @@ class Bird:
                 cols = line.split()
                 cur = None
                 if len(cols) >= 5 and cols[1] == "BGP":
-                    cur = {"name": cols[0], "peer": cols[0], "address": None, "state": cols[3],
-                           "since": None, "info": " ".join(cols[4:])}
+                    cur = {
+                        "name": cols[0],
+                        "peer": cols[0],
+                        "address": None,
+                        "state": cols[3],
+                        "since": None,
+                        "info": " ".join(cols[4:]),
+                    }
                     cur["_cols"] = cols[4:]
                     result.append(cur)
                 continue

@@ -69,7 +69,7 @@ class Peer:
 @dataclass
 class Desired:
     mode: str
-    device: dict = None          # the VXLAN device, or None
+    device: dict = None  # the VXLAN device, or None
     routes: set = field(default_factory=set)
     neighs: set = field(default_factory=set)
     fdbs: set = field(default_factory=set)
@@ -116,14 +116,22 @@ def plan(mode, self_node, nodes, underlay, direct_routing=False, underlay_mtu=15
     if mode == "host-gw":
         for p in others:
             if ipaddress.ip_address(p.ip) not in underlay:
-                raise RoutingError("host-gw: node %s (%s) is not on this node's L2 segment %s; "
-                                   "use vxlan or bgp for nodes behind a router" % (p.name, p.ip, underlay))
+                raise RoutingError(
+                    "host-gw: node %s (%s) is not on this node's L2 segment %s; "
+                    "use vxlan or bgp for nodes behind a router" % (p.name, p.ip, underlay)
+                )
             want.routes.add(Route(p.cidr, p.ip, UPLINK))
         return want
     own = ipaddress.ip_network(me["spec"]["podCIDR"])
-    want.device = {"name": VXLAN_DEV, "vni": VNI, "port": VXLAN_PORT, "local": internal_ip(me),
-                   "mac": vtep_mac(self_node), "mtu": underlay_mtu - VXLAN_OVERHEAD,
-                   "address": "%s/32" % own.network_address}
+    want.device = {
+        "name": VXLAN_DEV,
+        "vni": VNI,
+        "port": VXLAN_PORT,
+        "local": internal_ip(me),
+        "mac": vtep_mac(self_node),
+        "mtu": underlay_mtu - VXLAN_OVERHEAD,
+        "address": "%s/32" % own.network_address,
+    }
     for p in others:
         if direct_routing and ipaddress.ip_address(p.ip) in underlay:
             want.routes.add(Route(p.cidr, p.ip, UPLINK))

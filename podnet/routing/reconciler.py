@@ -14,9 +14,9 @@ import threading
 import time
 
 from podnet.kernel import nft
-from podnet.store import loop
 from podnet.routing import apply as ap
 from podnet.routing.planner import ANN_BACKEND, ANN_VTEP, internal_ip, peers, plan, pod_mtu, vtep_mac
+from podnet.store import loop
 
 log = logging.getLogger("podnet.routing")
 RESYNC = 5.0
@@ -25,23 +25,39 @@ ANN_BGP = "podnet.io/bgp-sessions"
 
 def masq_script(cluster_cidr):
     t = "inet podnet-node"
-    return "\n".join([
-        "add table %s" % t,
-        "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % t,
-        "flush chain %s postrouting" % t,
-        "add rule %s postrouting ip saddr %s ip daddr != %s masquerade" % (t, cluster_cidr, cluster_cidr),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "add table %s" % t,
+                "add chain %s postrouting { type nat hook postrouting priority srcnat; policy accept; }" % t,
+                "flush chain %s postrouting" % t,
+                "add rule %s postrouting ip saddr %s ip daddr != %s masquerade" % (t, cluster_cidr, cluster_cidr),
+            ]
+        )
+        + "\n"
+    )
 
 
 class RoutingReconciler:
-    def __init__(self, mode, node, objects, underlay, cluster_cidr, netns_path, state_dir,
-                 direct_routing=False, route_reflector=None, upstreams=()):
+    def __init__(
+        self,
+        mode,
+        node,
+        objects,
+        underlay,
+        cluster_cidr,
+        netns_path,
+        state_dir,
+        direct_routing=False,
+        route_reflector=None,
+        upstreams=(),
+    ):
         self.mode, self.node, self.objects = mode, node, objects
         self.underlay, self.cluster_cidr = underlay, cluster_cidr
         self.netns_path, self.state_dir = netns_path, state_dir
         self.direct_routing = direct_routing
         self.route_reflector = route_reflector
-        self.upstreams = list(upstreams)    # bgp: routers outside the cluster, [(name, ip)]
+        self.upstreams = list(upstreams)  # bgp: routers outside the cluster, [(name, ip)]
         self.dirty = threading.Event()
         self.passes = self.changes = 0
         self.bird = None
@@ -58,6 +74,7 @@ class RoutingReconciler:
 
     def sync(self):
         from podnet.kernel.netns import iproute
+
         nodes = self.objects.list("Node")
         if self.mode == "bgp":
             self._bgp(nodes)
@@ -78,16 +95,24 @@ class RoutingReconciler:
 
     def _bgp(self, nodes):
         from podnet.routing.bgp import Bird, render_config
+
         me = next((n for n in nodes if n["metadata"]["name"] == self.node), None)
         if me is None or not me["spec"].get("podCIDR") or not internal_ip(me):
             return
         from podnet.proxy.announce import bgp_prefixes
+
         others = [(p.name, p.ip) for p in peers(self.node, nodes)]
         rr = self.route_reflector
         lb = bgp_prefixes(self.objects.list("Service"), self.objects.list("EndpointSlice"), self.node)
-        conf = render_config(self.node, internal_ip(me), me["spec"]["podCIDR"],
-                             others if not rr or rr == self.node else [(n, ip) for n, ip in others if n == rr],
-                             route_reflector=bool(rr) and rr == self.node, announce=lb, upstreams=self.upstreams)
+        conf = render_config(
+            self.node,
+            internal_ip(me),
+            me["spec"]["podCIDR"],
+            others if not rr or rr == self.node else [(n, ip) for n, ip in others if n == rr],
+            route_reflector=bool(rr) and rr == self.node,
+            announce=lb,
+            upstreams=self.upstreams,
+        )
         if self.bird is None:
             self.bird = Bird(self.netns_path, self.state_dir)
         what = self.bird.ensure(conf)
@@ -98,11 +123,19 @@ class RoutingReconciler:
         except Exception as exc:  # birdc not answering yet: report it, retry next pass
             sessions = "unknown (%s)" % exc
         if me["metadata"].get("annotations", {}).get(ANN_BGP) != sessions:
-            self.objects.mutate("Node", None, self.node,
-                                lambda n: n["metadata"].setdefault("annotations", {}).__setitem__(ANN_BGP, sessions))
+            self.objects.mutate(
+                "Node",
+                None,
+                self.node,
+                lambda n: n["metadata"].setdefault("annotations", {}).__setitem__(ANN_BGP, sessions),
+            )
 
     def run(self, stop):
-        threading.Thread(target=loop.watch_dirty, args=(self.objects.store, "/registry/nodes/", self.dirty, stop, log),
-                         daemon=True, name="node-watch").start()
+        threading.Thread(
+            target=loop.watch_dirty,
+            args=(self.objects.store, "/registry/nodes/", self.dirty, stop, log),
+            daemon=True,
+            name="node-watch",
+        ).start()
         # bgp: a short period so the BGP session state on the Node stays fresh
         loop.run(self.sync, self.dirty, stop, 1.0 if self.mode == "bgp" else RESYNC, log, "routing pass")

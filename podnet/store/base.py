@@ -15,8 +15,9 @@ Keys: /registry/<plural>/<namespace>/<name> for namespaced kinds,
 /registry/<plural>/<name> for cluster-scoped ones (see podnet.api.keys).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional, Protocol
+from typing import Protocol
 
 
 class StoreError(Exception):
@@ -33,24 +34,24 @@ class Compacted(StoreError):
 
 @dataclass(frozen=True)
 class Event:
-    type: str                 # "PUT" or "DELETE"
+    type: str  # "PUT" or "DELETE"
     key: str
-    value: Optional[dict]     # the new object (PUT) or the last one (DELETE)
+    value: dict | None  # the new object (PUT) or the last one (DELETE)
     rev: int
 
 
 class Store(Protocol):
-    def get(self, key: str) -> tuple[Optional[dict], int]:
+    def get(self, key: str) -> tuple[dict | None, int]:
         """(object or None, its mod revision or 0)."""
 
     def list(self, prefix: str) -> tuple[list[tuple[str, dict, int]], int]:
         """([(key, object, mod_rev)] sorted by key, the store's current revision)."""
 
-    def put(self, key: str, value: dict, expect_rev: Optional[int] = None) -> int:
+    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
         """Write; expect_rev=None: unconditional, 0: must not exist, N: must be at N.
         Returns the new revision; raises Conflict."""
 
-    def delete(self, key: str, expect_rev: Optional[int] = None) -> Optional[int]:
+    def delete(self, key: str, expect_rev: int | None = None) -> int | None:
         """Remove; returns the revision of the delete, or None when absent."""
 
     def watch(self, prefix: str, from_rev: int, stop=None) -> Iterator[Event]:
@@ -64,8 +65,10 @@ def open_store(url: str) -> "Store":
     """sqlite:///abs/path.db or etcd://host:port[,host:port]."""
     if url.startswith("sqlite://"):
         from podnet.store.sqlite import SqliteStore
-        return SqliteStore(url[len("sqlite://"):])
+
+        return SqliteStore(url[len("sqlite://") :])
     if url.startswith("etcd://"):
         from podnet.store.etcd import EtcdStore
-        return EtcdStore(url[len("etcd://"):].split(","))
+
+        return EtcdStore(url[len("etcd://") :].split(","))
     raise StoreError("unknown store URL %r: use sqlite:///path or etcd://host:port" % url)

@@ -29,14 +29,14 @@ import socket
 import threading
 import time
 import weakref
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from podnet.store.base import Compacted, Conflict, Event, StoreError
 
 log = logging.getLogger(__name__)
 
-POLL = 0.1    # how often a blocked watch looks at `stop`
-PAGE = 1000   # list page size
+POLL = 0.1  # how often a blocked watch looks at `stop`
+PAGE = 1000  # list page size
 COMPACTED_CODE = 11  # gRPC OutOfRange: "required revision has been compacted"
 
 
@@ -51,7 +51,7 @@ def _encode(value: dict) -> str:
     return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _decode(kv: Optional[dict]) -> Optional[dict]:
+def _decode(kv: dict | None) -> dict | None:
     """The object in an etcd kv, metadata.resourceVersion = its mod_revision."""
     if not kv:
         return None
@@ -87,7 +87,7 @@ class EtcdStore:
         if not self.endpoints:
             raise StoreError("no etcd endpoints")
         self.timeout = timeout
-        self._good = 0                      # the endpoint that answered last
+        self._good = 0  # the endpoint that answered last
         self._local = threading.local()
         self._conns = weakref.WeakSet()  # every thread's connection, for close()
         self._lock = threading.Lock()
@@ -97,8 +97,7 @@ class EtcdStore:
 
     def _pooled(self, ep: int) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and (self._local.ep != ep or conn.sock is None
-                                 or select.select([conn.sock], [], [], 0)[0]):
+        if conn is not None and (self._local.ep != ep or conn.sock is None or select.select([conn.sock], [], [], 0)[0]):
             conn.close()  # another endpoint, or idle and closed by the peer
             conn = None
         if conn is None:
@@ -130,8 +129,9 @@ class EtcdStore:
                         conn.close()
                         self._local.conn = None
                         if not idempotent:
-                            raise StoreError("etcd %s%s: %s (outcome unknown)" % (
-                                "%s:%d" % self.endpoints[ep], path, exc)) from None
+                            raise StoreError(
+                                "etcd %s%s: %s (outcome unknown)" % ("%s:%d" % self.endpoints[ep], path, exc)
+                            ) from None
                         raise _NotSent(exc)
                 except _NotSent as exc:
                     last_exc = exc
@@ -148,8 +148,9 @@ class EtcdStore:
                     raise StoreError("etcd %s: %s" % (path, msg))
                 return doc
             if time.monotonic() + delay > deadline:
-                raise StoreError("etcd unreachable at %s: %s" % (
-                    ",".join("%s:%d" % e for e in self.endpoints), last_exc))
+                raise StoreError(
+                    "etcd unreachable at %s: %s" % (",".join("%s:%d" % e for e in self.endpoints), last_exc)
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -159,7 +160,7 @@ class EtcdStore:
 
     # ---- the Store contract ----------------------------------------------
 
-    def get(self, key: str) -> tuple[Optional[dict], int]:
+    def get(self, key: str) -> tuple[dict | None, int]:
         doc = self._call("/v3/kv/range", {"key": _b64(key.encode())}, idempotent=True)
         kvs = doc.get("kvs") or []
         return (_decode(kvs[0]), int(kvs[0]["mod_revision"])) if kvs else (None, 0)
@@ -181,7 +182,7 @@ class EtcdStore:
                 return out, rev
             body["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
 
-    def put(self, key: str, value: dict, expect_rev: Optional[int] = None) -> int:
+    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
         put = {"key": _b64(key.encode()), "value": _encode(value)}
         if expect_rev is None:
             return self._rev(self._call("/v3/kv/put", put))
@@ -190,7 +191,7 @@ class EtcdStore:
             raise Conflict("%s: expected revision %d, found %d" % (key, expect_rev, self._found(doc)))
         return self._rev(doc)
 
-    def delete(self, key: str, expect_rev: Optional[int] = None) -> Optional[int]:
+    def delete(self, key: str, expect_rev: int | None = None) -> int | None:
         """None when the key is absent (whatever expect_rev says)."""
         rng = {"key": _b64(key.encode())}
         if expect_rev is None:
@@ -211,10 +212,12 @@ class EtcdStore:
 
     def _txn(self, key: str, expect_rev: int, op: dict) -> dict:
         k = _b64(key.encode())
-        cmp = ({"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0} if expect_rev == 0 else
-               {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expect_rev})
-        return self._call("/v3/kv/txn", {"compare": [cmp], "success": [op],
-                                         "failure": [{"request_range": {"key": k}}]})
+        cmp = (
+            {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}
+            if expect_rev == 0
+            else {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expect_rev}
+        )
+        return self._call("/v3/kv/txn", {"compare": [cmp], "success": [op], "failure": [{"request_range": {"key": k}}]})
 
     @staticmethod
     def _found(doc: dict) -> int:
@@ -236,16 +239,16 @@ class EtcdStore:
         while not stopped():
             stream = _Stream(self.endpoints[ep], self.timeout)
             try:
-                if not stream.open("/v3/watch", {"create_request": dict(create, start_revision=last + 1)},
-                                   stopped):
+                if not stream.open("/v3/watch", {"create_request": dict(create, start_revision=last + 1)}, stopped):
                     return
                 for msg in stream.messages(stopped):
                     res = msg.get("result")
                     if res is None:  # {"error": ...}: etcd going away; reconnect
                         raise ConnectionError(msg.get("message") or msg.get("error"))
                     if int(res.get("compact_revision", 0)):
-                        raise Compacted("revision %d is compacted (history starts at %s)" % (
-                            last + 1, res["compact_revision"]))
+                        raise Compacted(
+                            "revision %d is compacted (history starts at %s)" % (last + 1, res["compact_revision"])
+                        )
                     if res.get("canceled"):
                         raise StoreError("etcd canceled the watch: %s" % res.get("cancel_reason", "?"))
                     delay = 0.05
@@ -256,15 +259,18 @@ class EtcdStore:
                             continue  # already delivered before a reconnect
                         last = rev
                         deleted = ev.get("type") == "DELETE"
-                        yield Event("DELETE" if deleted else "PUT", base64.b64decode(kv["key"]).decode(),
-                                    _decode(ev.get("prev_kv") if deleted else kv), rev)
+                        yield Event(
+                            "DELETE" if deleted else "PUT",
+                            base64.b64decode(kv["key"]).decode(),
+                            _decode(ev.get("prev_kv") if deleted else kv),
+                            rev,
+                        )
                         if stopped():
                             return
             except (OSError, ConnectionError, http.client.HTTPException, ValueError) as exc:
                 if stopped():
                     return
-                log.warning("etcd watch %s:%d broke (%s); resuming after rev %d",
-                            *self.endpoints[ep], exc, last)
+                log.warning("etcd watch %s:%d broke (%s); resuming after rev %d", *self.endpoints[ep], exc, last)
                 ep = (ep + 1) % len(self.endpoints)
                 (stop or self._closed).wait(delay)
                 delay = min(delay * 2, 1.0)
@@ -296,15 +302,17 @@ class _Stream:
             if hasattr(socket, opt):
                 self.sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
         data = json.dumps(body).encode()
-        self.sock.sendall(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.endpoint[0].encode(),
-                                                               self.endpoint[1], len(data), data))
+        self.sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.endpoint[0].encode(), self.endpoint[1], len(data), data)
+        )
         deadline = time.monotonic() + self.timeout
         while b"\r\n\r\n" not in self.raw:
             if stopped():
                 return False
             if time.monotonic() > deadline:
-                raise socket.timeout("etcd sent no response to the watch")
+                raise TimeoutError("etcd sent no response to the watch")
             self._recv(POLL)
         head, _, rest = bytes(self.raw).partition(b"\r\n\r\n")
         self.raw = bytearray(rest)
@@ -348,7 +356,7 @@ class _Stream:
             if line_end < 0:
                 return
             size = int(bytes(self.raw[:line_end]).split(b";")[0], 16)
-            del self.raw[:line_end + 2]
+            del self.raw[: line_end + 2]
             if size == 0:
                 self.ended = True  # raised once the messages before it are out
                 return
@@ -359,7 +367,7 @@ class _Stream:
             self._dechunk()
             while (nl := self.body.find(b"\n")) >= 0:
                 line = bytes(self.body[:nl])
-                del self.body[:nl + 1]
+                del self.body[: nl + 1]
                 if line.strip():
                     msg = json.loads(line)
                     if not isinstance(msg, dict):

@@ -18,9 +18,9 @@ log = logging.getLogger("podnet.informer")
 class Informer:
     def __init__(self, store, prefix, dirty, on_change=None):
         self.store, self.prefix, self.dirty = store, prefix, dirty
-        self.on_change = on_change      # callable(key, old, new), optional
+        self.on_change = on_change  # callable(key, old, new), optional
         self.lock = threading.Lock()
-        self.items = {}                 # key -> object
+        self.items = {}  # key -> object
         self.synced = threading.Event()  # set after the first full list
 
     def values(self):

@@ -69,7 +69,9 @@ class Objects:
         try:
             self.store.put(self._key(obj), obj, expect_rev=0)
         except Conflict:
-            raise AlreadyExists('%s "%s" already exists' % (KINDS[obj["kind"]].plural, obj["metadata"]["name"])) from None
+            raise AlreadyExists(
+                '%s "%s" already exists' % (KINDS[obj["kind"]].plural, obj["metadata"]["name"])
+            ) from None
         return obj
 
     def update(self, obj):
@@ -155,9 +157,13 @@ class Objects:
 
     def _services(self, but=None):
         """Every Service except `but` (the one being allocated for)."""
-        return [s for s in self.list("Service")
-                if but is None or (s["metadata"].get("namespace"), s["metadata"]["name"])
-                != (but["metadata"].get("namespace"), but["metadata"]["name"])]
+        return [
+            s
+            for s in self.list("Service")
+            if but is None
+            or (s["metadata"].get("namespace"), s["metadata"]["name"])
+            != (but["metadata"].get("namespace"), but["metadata"]["name"])
+        ]
 
     def _allocate_service(self, svc):
         spec = svc["spec"]

@@ -29,15 +29,15 @@ import sqlite3
 import threading
 import time
 import weakref
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from podnet.store.base import Compacted, Conflict, Event, StoreError
 
 log = logging.getLogger(__name__)
 
-POLL = 0.02            # watch poll interval, seconds
+POLL = 0.02  # watch poll interval, seconds
 FULL_READ_EVERY = 1.0  # read the log even without a data_version change
-COMPACT_EVERY = 1000   # writes between automatic log compactions
+COMPACT_EVERY = 1000  # writes between automatic log compactions
 BUSY_MS = 30000
 
 SCHEMA = """
@@ -58,7 +58,7 @@ def _encode(value: dict) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _decode(text: Optional[str], rev: int) -> Optional[dict]:
+def _decode(text: str | None, rev: int) -> dict | None:
     if text is None:
         return None
     obj = json.loads(text)
@@ -69,7 +69,7 @@ def _decode(text: Optional[str], rev: int) -> Optional[dict]:
     return obj
 
 
-def _prefix_end(prefix: str) -> Optional[str]:
+def _prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string starting with prefix."""
     while prefix and ord(prefix[-1]) >= 0x10FFFF:
         prefix = prefix[:-1]
@@ -78,12 +78,14 @@ def _prefix_end(prefix: str) -> Optional[str]:
 
 def _wrapped(method):
     """sqlite3 errors surface as StoreError, like every backend's."""
+
     @functools.wraps(method)
     def call(*args, **kw):
         try:
             return method(*args, **kw)
         except sqlite3.Error as exc:
             raise StoreError("sqlite: %s" % exc) from exc
+
     return call
 
 
@@ -109,8 +111,9 @@ class SqliteStore:
     # ---- connections -----------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None,
-                               check_same_thread=False, factory=_Connection)
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
         conn.execute("PRAGMA busy_timeout=%d" % BUSY_MS)
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
@@ -142,7 +145,7 @@ class SqliteStore:
     # ---- reads -----------------------------------------------------------
 
     @_wrapped
-    def get(self, key: str) -> tuple[Optional[dict], int]:
+    def get(self, key: str) -> tuple[dict | None, int]:
         row = self._conn().execute("SELECT value, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
         return (None, 0) if row is None else (_decode(row[0], row[1]), row[1])
 
@@ -153,11 +156,13 @@ class SqliteStore:
         conn.execute("BEGIN")  # one snapshot for the rows and the revision
         try:
             if end is None:
-                rows = conn.execute("SELECT key, value, mod_rev FROM kv WHERE key >= ? ORDER BY key",
-                                    (prefix,)).fetchall()
+                rows = conn.execute(
+                    "SELECT key, value, mod_rev FROM kv WHERE key >= ? ORDER BY key", (prefix,)
+                ).fetchall()
             else:
-                rows = conn.execute("SELECT key, value, mod_rev FROM kv WHERE key >= ? AND key < ? "
-                                    "ORDER BY key", (prefix, end)).fetchall()
+                rows = conn.execute(
+                    "SELECT key, value, mod_rev FROM kv WHERE key >= ? AND key < ? ORDER BY key", (prefix, end)
+                ).fetchall()
             rev = conn.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
         finally:
             conn.execute("COMMIT")
@@ -174,7 +179,7 @@ class SqliteStore:
         return rev
 
     @_wrapped
-    def put(self, key: str, value: dict, expect_rev: Optional[int] = None) -> int:
+    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
         text = _encode(value)
         conn = self._conn()
         with self._write(conn):
@@ -186,7 +191,7 @@ class SqliteStore:
         return rev
 
     @_wrapped
-    def delete(self, key: str, expect_rev: Optional[int] = None) -> Optional[int]:
+    def delete(self, key: str, expect_rev: int | None = None) -> int | None:
         """None when the key is absent (whatever expect_rev says)."""
         conn = self._conn()
         with self._write(conn):
@@ -266,8 +271,10 @@ class SqliteStore:
             newest = conn.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
             top = min(newest, last + self.BATCH)
             cond, args = ("AND key >= ?", (prefix,)) if end is None else ("AND key >= ? AND key < ?", (prefix, end))
-            rows = conn.execute("SELECT rev, type, key, value, prev_rev FROM log WHERE rev > ? AND rev <= ? "
-                                + cond + " ORDER BY rev", (last, top) + args).fetchall()
+            rows = conn.execute(
+                "SELECT rev, type, key, value, prev_rev FROM log WHERE rev > ? AND rev <= ? " + cond + " ORDER BY rev",
+                (last, top) + args,
+            ).fetchall()
         finally:
             conn.execute("COMMIT")
         events = [Event(t, k, _decode(v, rev if t == "PUT" else p), rev) for rev, t, k, v, p in rows]

@@ -79,6 +79,7 @@ def why_not(container_spec):
     if command_for(container_spec) is not None:
         return None
     spec = container_spec or {}
-    return ("image %r cannot run in podnet without a command: podnet runs host programs "
-            "(set `command`), or agnhost/pause images with its built-in workload"
-            % (spec.get("image") or ""))
+    return (
+        "image %r cannot run in podnet without a command: podnet runs host programs "
+        "(set `command`), or agnhost/pause images with its built-in workload" % (spec.get("image") or "")
+    )

@@ -46,6 +46,7 @@ def hostname():
 
 # ---- flags ------------------------------------------------------------------
 
+
 def parse_bool(value):
     v = str(value).strip().lower()
     if v in ("1", "t", "true", "yes", "y", "on"):
@@ -53,12 +54,14 @@ def parse_bool(value):
     if v in ("0", "f", "false", "no", "n", "off"):
         return False
     import argparse
+
     raise argparse.ArgumentTypeError("not a boolean: %r" % value)
 
 
 def parse_duration(value):
     """Seconds from '3', '1.5', '3s', '500ms', '2m', '1m30s' (Go durations)."""
     import re
+
     v = str(value).strip()
     try:
         return float(v)
@@ -67,6 +70,7 @@ def parse_duration(value):
     parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", v)
     if not parts or "".join(n + u for n, u in parts) != v:
         import argparse
+
         raise argparse.ArgumentTypeError("not a duration: %r" % value)
     scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
     return sum(float(n) * scale[u] for n, u in parts)
@@ -74,6 +78,7 @@ def parse_duration(value):
 
 def parse_port(value):
     import argparse
+
     try:
         port = int(value)
     except (TypeError, ValueError):
@@ -87,8 +92,7 @@ def _go_style(args):
     """Go's flag package also takes -flag / -flag=value: make them --flag."""
     out = []
     for a in args:
-        if (a.startswith("-") and not a.startswith("--") and len(a.split("=", 1)[0]) > 2
-                and a[1:2].isalpha()):
+        if a.startswith("-") and not a.startswith("--") and len(a.split("=", 1)[0]) > 2 and a[1:2].isalpha():
             a = "-" + a
         out.append(a)
     return out
@@ -96,13 +100,14 @@ def _go_style(args):
 
 def build_parser():
     import argparse
-    p = argparse.ArgumentParser(prog="python -m podnet.workload",
-                                description="podnet's stand-in for the agnhost test image")
+
+    p = argparse.ArgumentParser(
+        prog="python -m podnet.workload", description="podnet's stand-in for the agnhost test image"
+    )
     sub = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
 
     def flag_bool(sp, name, default, help):
-        sp.add_argument(name, nargs="?", const=True, default=default, type=parse_bool,
-                        metavar="BOOL", help=help)
+        sp.add_argument(name, nargs="?", const=True, default=default, type=parse_bool, metavar="BOOL", help=help)
 
     sh = sub.add_parser("serve-hostname", help="answer every connection with the hostname")
     sh.add_argument("--port", type=parse_port, default=9376)
@@ -112,8 +117,7 @@ def build_parser():
 
     ne = sub.add_parser("netexec", help="HTTP and UDP test server")
     ne.add_argument("--http-port", type=parse_port, default=8080)
-    ne.add_argument("--udp-port", type=parse_port, default=8081,
-                    help="0 turns the UDP server off")
+    ne.add_argument("--udp-port", type=parse_port, default=8081, help="0 turns the UDP server off")
 
     co = sub.add_parser("connect", help="try one connection; exit 0 when it works")
     co.add_argument("target", metavar="HOST:PORT")
@@ -121,6 +125,7 @@ def build_parser():
     co.add_argument("--protocol", default="tcp")
 
     from podnet.workload import probe  # many connections at once (truth tables)
+
     probe.add_parser(sub)
     sub.add_parser("pause", help="sleep until SIGTERM")
     return p
@@ -139,18 +144,18 @@ def parse_args(argv):
     if stray:
         parser.exit(2, "error: unexpected arguments: %s\n" % " ".join(stray))
     if unknown:
-        sys.stderr.write("warning: ignoring flags podnet's workload does not implement: %s\n"
-                         % " ".join(unknown))
+        sys.stderr.write("warning: ignoring flags podnet's workload does not implement: %s\n" % " ".join(unknown))
     return ns
 
 
 # ---- sockets ------------------------------------------------------------------
 
+
 def fmt_addr(addr):
     """A socket address as agnhost prints it ("ip:port", "[v6]:port")."""
     host, port = addr[0], addr[1]
     if host.startswith("::ffff:") and "." in host:
-        host = host[len("::ffff:"):]
+        host = host[len("::ffff:") :]
     if ":" in host:
         return "[%s]:%d" % (host, port)
     return "%s:%d" % (host, port)
@@ -237,6 +242,7 @@ FIRST_BYTES_WAIT = 0.2  # how long a silent TCP client waits for the plain answe
 
 def _serve_hostname_conn(conn, addr):
     import select
+
     try:
         name = hostname()
         data = b""
@@ -254,8 +260,10 @@ def _serve_hostname_conn(conn, addr):
             method, _, rest = line.partition(" ")
             log("%s %s from %s" % (method, rest.rsplit(" ", 1)[0], fmt_addr(addr)))
             body = name.encode()
-            head = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                    "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)).encode()
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            ).encode()
             conn.sendall(head + (b"" if method == "HEAD" else body))
         else:
             log("TCP from %s" % fmt_addr(addr))
@@ -297,6 +305,7 @@ def cmd_serve_hostname(args):
 
 # ---- netexec --------------------------------------------------------------------
 
+
 def _dial(request, protocol, host, port, tries, timeout=5.0):
     """One agnhost /dial: ask host:port for `request` `tries` times."""
     responses, errors = [], []
@@ -304,6 +313,7 @@ def _dial(request, protocol, host, port, tries, timeout=5.0):
         try:
             if protocol == "http":
                 import http.client
+
                 c = http.client.HTTPConnection(host, port, timeout=timeout)
                 try:
                     c.request("GET", "/" + request.lstrip("/"))
@@ -386,14 +396,16 @@ def _netexec_handler():
 
         def dial(self, q):
             import json
+
             try:
                 port = int(q.get("port", ""))
                 tries = int(q.get("tries", "1") or 1)
             except ValueError:
                 self.reply("bad port or tries", status=400)
                 return
-            responses, errors = _dial(q.get("request", "hostname"), q.get("protocol", "http"),
-                                      q.get("host", ""), port, tries)
+            responses, errors = _dial(
+                q.get("request", "hostname"), q.get("protocol", "http"), q.get("host", ""), port, tries
+            )
             doc = {"responses": responses}
             if errors:
                 doc["errors"] = errors
@@ -450,6 +462,7 @@ def cmd_netexec(args):
 
 # ---- connect ----------------------------------------------------------------------
 
+
 def split_target(target):
     """'host:port' / '[v6]:port' -> (host, port); ValueError when malformed."""
     host, sep, port = target.rpartition(":")
@@ -487,7 +500,7 @@ def cmd_connect(args):
             s.send(b"hostname")
             s.recv(65535)
         return 0
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return fail("TIMEOUT", "%s %s: no answer within %gs" % (proto, args.target, args.timeout))
     except ConnectionRefusedError as e:
         return fail("REFUSED", "%s %s: %s" % (proto, args.target, e))
@@ -499,13 +512,13 @@ def cmd_connect(args):
 
 # ---- pause --------------------------------------------------------------------------
 
+
 def cmd_pause(args):
     log("Paused")
     return wait_for_signal()
 
 
-COMMANDS = {"serve-hostname": cmd_serve_hostname, "netexec": cmd_netexec,
-            "connect": cmd_connect, "pause": cmd_pause}
+COMMANDS = {"serve-hostname": cmd_serve_hostname, "netexec": cmd_netexec, "connect": cmd_connect, "pause": cmd_pause}
 
 
 def main(argv=None):
@@ -514,6 +527,7 @@ def main(argv=None):
         install_signal_handlers()
     if args.subcommand == "probe":
         from podnet.workload.probe import cmd_probe
+
         return cmd_probe(args)
     try:
         return COMMANDS[args.subcommand](args)

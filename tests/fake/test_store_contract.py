@@ -1,6 +1,7 @@
 """One suite, two stores: the in-memory fake and the host-local compatible
 FileStore must behave alike under the Allocator (the fake is only trusted
 because the same assertions pass on the real thing)."""
+
 import ipaddress as ia
 import os
 import threading
@@ -17,6 +18,7 @@ def make(request, tmp_path):
     def _make(ranges):
         store = MemoryStore() if request.param == "memory" else FileStore("net", str(tmp_path))
         return Allocator(parse_range_sets({"ranges": ranges}), store)
+
     return _make
 
 

@@ -59,8 +59,8 @@ GATEWAY = ipaddress.ip_address("10.88.7.1")
 BRIDGE = "pnbr1"
 HTTP_PORT = 8080
 HOST_PORT = 18080
-TIMEOUT = 120          # one podman command
-WAIT = 30              # a server to listen, an address to be released
+TIMEOUT = 120  # one podman command
+WAIT = 30  # a server to listen, an address to be released
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "ip", "wget", "httpd", "timeout", "cat", "echo", "sleep")
 CNI_CACHE = "/var/lib/cni"
@@ -92,22 +92,29 @@ sys.exit(thin.main({name!r}, thin.environ(), sys.stdin.buffer, sys.stdout.buffer
 
 # ---- what the machine must have ----------------------------------------------
 
+
 def _require_tools():
-    missing = [tool for tool in ("podman", "runc", "conmon", "nsenter", "nft", "ss", "ip")
-               if shutil.which(tool) is None and not os.path.exists("/usr/libexec/podman/" + tool)]
+    missing = [
+        tool
+        for tool in ("podman", "runc", "conmon", "nsenter", "nft", "ss", "ip")
+        if shutil.which(tool) is None and not os.path.exists("/usr/libexec/podman/" + tool)
+    ]
     if missing:
-        pytest.fail("missing for the podman interop test: %s (./setup.sh installs podman, runc, "
-                    "conmon and busybox-static)" % ", ".join(missing), pytrace=False)
+        pytest.fail(
+            "missing for the podman interop test: %s (./setup.sh installs podman, runc, "
+            "conmon and busybox-static)" % ", ".join(missing),
+            pytrace=False,
+        )
     if not os.access(BUSYBOX, os.X_OK):
         pytest.fail("%s is missing: ./setup.sh installs busybox-static" % BUSYBOX, pytrace=False)
     with open(BUSYBOX, "rb") as f:
         head = f.read(1 << 16)
     if b"ld-linux" in head or b"/lib/ld-" in head:
-        pytest.fail("%s is dynamically linked; the container rootfs needs busybox-static" % BUSYBOX,
-                    pytrace=False)
+        pytest.fail("%s is dynamically linked; the container rootfs needs busybox-static" % BUSYBOX, pytrace=False)
 
 
 # ---- podman with everything private -------------------------------------------
+
 
 class Podman:
     """One private podman installation driven from inside the node netns."""
@@ -125,8 +132,8 @@ class Podman:
         self.conf_dir = os.path.join(base, "net.d")
         self.cgroup_parent = "/%spodman-%s" % (PREFIX, uuid.uuid4().hex[:8])
         self.marker = "podnet-interop-%s" % uuid.uuid4().hex
-        self.ids = set()           # every container ID we saw
-        self.sandboxes = set()     # every netns path podman gave them
+        self.ids = set()  # every container ID we saw
+        self.sandboxes = set()  # every netns path podman gave them
         self.cache_existed = {d: os.path.isdir(d) for d in (CNI_CACHE, CNI_RESULTS)}
         self.containers_conf = os.path.join(base, "containers.conf")
         self.storage_conf = os.path.join(base, "storage.conf")
@@ -147,19 +154,32 @@ class Podman:
             f.write('#!/bin/sh\nexec %s --root %s "$@"\n' % (shutil.which("runc"), self.runc_root))
         os.chmod(runc_wrapper, 0o755)
         with open(self.containers_conf, "w") as f:
-            f.write(CONTAINERS_CONF.format(
-                conf_dir=self.conf_dir, plugin_dirs=json.dumps(self.plugin_dirs),
-                tmp_dir=os.path.join(self.base, "tmp"), runc=json.dumps(runc_wrapper)))
+            f.write(
+                CONTAINERS_CONF.format(
+                    conf_dir=self.conf_dir,
+                    plugin_dirs=json.dumps(self.plugin_dirs),
+                    tmp_dir=os.path.join(self.base, "tmp"),
+                    runc=json.dumps(runc_wrapper),
+                )
+            )
         with open(self.storage_conf, "w") as f:
-            f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n'
-                    % (self.root, self.runroot))
+            f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' % (self.root, self.runroot))
         self._check_network()
 
     def write_conflist(self, **podnet_extra):
         """The podnet conflist; podman rereads it on every command."""
-        podnet = {"type": "podnet", "bridge": BRIDGE, "isGateway": True, "ipMasq": True,
-                  "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": str(SUBNET)}]],
-                           "dataDir": self.data_dir, "routes": [{"dst": "0.0.0.0/0"}]}}
+        podnet = {
+            "type": "podnet",
+            "bridge": BRIDGE,
+            "isGateway": True,
+            "ipMasq": True,
+            "ipam": {
+                "type": "podnet-ipam",
+                "ranges": [[{"subnet": str(SUBNET)}]],
+                "dataDir": self.data_dir,
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
+        }
         podnet.update(podnet_extra)
         portmap = {"type": "podnet-portmap", "capabilities": {"portMappings": True}}
         if self.daemon_sock:
@@ -174,8 +194,7 @@ class Podman:
         every plugin) with only a warning; make that loud."""
         res = self("--log-level=warn", "network", "inspect", NETWORK, check=False)
         if res.returncode != 0 or "rror validating" in res.stderr:
-            raise AssertionError("podman does not accept the podnet conflist:\n%s%s"
-                                 % (res.stdout, res.stderr))
+            raise AssertionError("podman does not accept the podnet conflist:\n%s%s" % (res.stdout, res.stderr))
         net = json.loads(res.stdout)[0]
         # The driver is the first plugin's type; podman cannot read podnet-ipam's ranges.
         assert net["name"] == NETWORK and net["driver"] == "podnet", net
@@ -193,28 +212,43 @@ class Podman:
     # running podman
 
     def env(self):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINERS_REGISTRIES_CONF")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINERS_REGISTRIES_CONF")
+        }
         env["CONTAINERS_CONF"] = self.containers_conf
         env["CONTAINERS_STORAGE_CONF"] = self.storage_conf
         env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         return env
 
     def argv(self, *args):
-        return (["nsenter", "--net=/run/netns/" + self.node, "--",
-                 "podman", "--root", self.root, "--runroot", self.runroot,
-                 "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
-                 "--events-backend", "file"] + list(args))
+        return [
+            "nsenter",
+            "--net=/run/netns/" + self.node,
+            "--",
+            "podman",
+            "--root",
+            self.root,
+            "--runroot",
+            self.runroot,
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ] + list(args)
 
     def __call__(self, *args, check=True, timeout=TIMEOUT):
         try:
-            res = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
-                                 env=self.env())
+            res = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, env=self.env())
         except subprocess.TimeoutExpired as exc:
             raise AssertionError("podman %s: no answer within %d s" % (" ".join(args), timeout)) from exc
         if check and res.returncode != 0:
-            raise AssertionError("podman %s failed (%d):\n%s%s"
-                                 % (" ".join(args), res.returncode, res.stdout, res.stderr))
+            raise AssertionError(
+                "podman %s failed (%d):\n%s%s" % (" ".join(args), res.returncode, res.stdout, res.stderr)
+            )
         return res
 
     def run_opts(self, *extra):
@@ -243,8 +277,13 @@ class Podman:
         if key:
             self.sandboxes.add(key)
         net = doc["NetworkSettings"]["Networks"][NETWORK]
-        return {"id": doc["Id"], "ip": ipaddress.ip_address(net["IPAddress"]),
-                "prefixlen": net["IPPrefixLen"], "gateway": net["Gateway"], "netns": key}
+        return {
+            "id": doc["Id"],
+            "ip": ipaddress.ip_address(net["IPAddress"]),
+            "prefixlen": net["IPPrefixLen"],
+            "gateway": net["Gateway"],
+            "netns": key,
+        }
 
     # teardown: returns what went wrong, after undoing all of it that it can
 
@@ -289,12 +328,12 @@ class Podman:
     def _stop_our_processes(self):
         deadline = time.monotonic() + 10
         pids = self._our_pids()
-        while pids and time.monotonic() < deadline:   # conmon exits a moment after rm
+        while pids and time.monotonic() < deadline:  # conmon exits a moment after rm
             time.sleep(0.1)
             pids = self._our_pids()
         if not pids:
             return []
-        for pid in pids:                               # by the PIDs we identified, never by name
+        for pid in pids:  # by the PIDs we identified, never by name
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -317,7 +356,7 @@ class Podman:
             for path in glob.glob(os.path.join(CNI_RESULTS, "%s-%s-*" % (NETWORK, glob.escape(cid)))):
                 problems.append("CNI result cache entry left (removed): %s" % path)
                 os.unlink(path)
-        for d in (CNI_RESULTS, CNI_CACHE):   # only what this test made, and only if empty
+        for d in (CNI_RESULTS, CNI_CACHE):  # only what this test made, and only if empty
             if not self.cache_existed[d]:
                 try:
                     os.rmdir(d)
@@ -326,8 +365,7 @@ class Podman:
         return problems
 
     def _remove_cgroups(self):
-        tops = glob.glob("/sys/fs/cgroup/*%s" % self.cgroup_parent) + \
-            glob.glob("/sys/fs/cgroup%s" % self.cgroup_parent)
+        tops = glob.glob("/sys/fs/cgroup/*%s" % self.cgroup_parent) + glob.glob("/sys/fs/cgroup%s" % self.cgroup_parent)
         deadline = time.monotonic() + 10
         while True:
             busy = []
@@ -380,6 +418,7 @@ runc = [{runc}]
 def _strict_bin(d):
     """Thin executables that never fall back to in-process (daemon variant)."""
     from podnet.cni.install import PLUGINS, fastest_python, package_root
+
     os.makedirs(d)
     for name in PLUGINS:
         path = os.path.join(d, name)
@@ -415,17 +454,23 @@ def podman(request, node, cni_bin, ref_bin, data_dir, tmp_path):
 
 # ---- looking at the node -----------------------------------------------------
 
+
 def wait_listening(netns_path, port, what):
     """Until something listens on TCP `port` inside `netns_path`."""
     deadline = time.monotonic() + WAIT
     while True:
-        res = subprocess.run(["nsenter", "--net=" + netns_path, "--", "ss", "-Hltn",
-                              "sport = :%d" % port], capture_output=True, text=True, timeout=10)
+        res = subprocess.run(
+            ["nsenter", "--net=" + netns_path, "--", "ss", "-Hltn", "sport = :%d" % port],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if res.returncode == 0 and res.stdout.strip():
             return
         if time.monotonic() > deadline:
-            raise AssertionError("%s: nothing listens on port %d within %d s (%s)"
-                                 % (what, port, WAIT, res.stderr.strip()))
+            raise AssertionError(
+                "%s: nothing listens on port %d within %d s (%s)" % (what, port, WAIT, res.stderr.strip())
+            )
         time.sleep(0.05)
 
 
@@ -448,8 +493,7 @@ def wait_released(data_dir, ip):
     deadline = time.monotonic() + WAIT
     while ip in ipam_allocations(data_dir):
         if time.monotonic() > deadline:
-            raise AssertionError("podnet-ipam still holds %s %d s after the container went away"
-                                 % (ip, WAIT))
+            raise AssertionError("podnet-ipam still holds %s %d s after the container went away" % (ip, WAIT))
         time.sleep(0.05)
 
 
@@ -465,8 +509,8 @@ def masq_addresses(node):
     for item in json.loads(res.stdout).get("nftables", []):
         coll = item.get("set") or item.get("map") or {}
         for elem in coll.get("elem", []):
-            key = elem[0] if isinstance(elem, list) else elem       # map: [key, verdict]
-            if isinstance(key, dict) and "elem" in key:             # with a comment
+            key = elem[0] if isinstance(elem, list) else elem  # map: [key, verdict]
+            if isinstance(key, dict) and "elem" in key:  # with a comment
                 key = key["elem"].get("val")
             if isinstance(key, str):
                 try:
@@ -483,7 +527,7 @@ def published_ports(node):
         return set()
     keys = set()
 
-    def walk(obj):   # an element is [key, verdict]; the key may be wrapped with a comment
+    def walk(obj):  # an element is [key, verdict]; the key may be wrapped with a comment
         if isinstance(obj, dict):
             if "concat" in obj:
                 proto, port = obj["concat"]
@@ -502,6 +546,7 @@ def published_ports(node):
 
 def host_veth(cid):
     from podnet.cni.bridge import host_veth_name
+
     return host_veth_name(cid, "eth0")
 
 
@@ -528,25 +573,27 @@ HTTPD = ("httpd", "-f", "-vv", "-p", str(HTTP_PORT), "-h", "/www")
 
 # ---- the tests ---------------------------------------------------------------
 
+
 def test_container_reaches_container(podman, node, data_dir):
     srv = podman.start("srv", *HTTPD)
 
     # podman got its address from podnet-ipam, in the configured subnet.
     assert srv["ip"] in SUBNET, srv
     assert srv["prefixlen"] == SUBNET.prefixlen and srv["gateway"] == str(GATEWAY), srv
-    assert ipam_allocations(data_dir).get(srv["ip"]) == (srv["id"], "eth0"), \
+    assert ipam_allocations(data_dir).get(srv["ip"]) == (srv["id"], "eth0"), (
         "podnet-ipam did not record %s for %s: %s" % (srv["ip"], srv["id"], ipam_allocations(data_dir))
+    )
     assert os.path.isfile(os.path.join(data_dir, NETWORK, str(srv["ip"])))
 
     # The podnet bridge and host veth exist in the node netns, not in the root one.
     bridge = node_link(node, BRIDGE)
     assert bridge and bridge["linkinfo"]["info_kind"] == "bridge", bridge
-    assert "%s/%d" % (GATEWAY, SUBNET.prefixlen) in sh(node, "ip", "-4", "-o", "addr", "show",
-                                                        "dev", BRIDGE).stdout
+    assert "%s/%d" % (GATEWAY, SUBNET.prefixlen) in sh(node, "ip", "-4", "-o", "addr", "show", "dev", BRIDGE).stdout
     veth = node_link(node, host_veth(srv["id"]))
     assert veth and veth.get("master") == BRIDGE, veth
-    assert subprocess.run(["ip", "link", "show", "dev", BRIDGE], capture_output=True).returncode != 0, \
+    assert subprocess.run(["ip", "link", "show", "dev", BRIDGE], capture_output=True).returncode != 0, (
         "a %s link appeared in the root network namespace" % BRIDGE
+    )
     assert srv["ip"] in masq_addresses(node)
 
     # Inside the container: eth0 carries the address, the default route is the bridge.
@@ -556,8 +603,12 @@ def test_container_reaches_container(podman, node, data_dir):
 
     # A second container fetches the first one's page over the podnet bridge.
     wait_listening(srv["netns"], HTTP_PORT, "busybox httpd in srv")
-    res = podman.once("sh", "-c", "ip -4 -o addr show dev eth0 && timeout 20 wget -q -O - "
-                      "http://%s:%d/index.html" % (srv["ip"], HTTP_PORT), name="client")
+    res = podman.once(
+        "sh",
+        "-c",
+        "ip -4 -o addr show dev eth0 && timeout 20 wget -q -O - http://%s:%d/index.html" % (srv["ip"], HTTP_PORT),
+        name="client",
+    )
     assert podman.marker in res.stdout, res.stdout + res.stderr
     client_ip = ipaddress.ip_address(re.search(r"inet (\S+)/", res.stdout).group(1))
     assert client_ip in SUBNET and client_ip != srv["ip"], res.stdout
@@ -594,8 +645,7 @@ def test_published_port(podman, node, namespaces, data_dir):
 
     # From another machine (nat prerouting hook): a netns linked to the node.
     remote = namespaces.new("remote")
-    sh(node, "ip", "link", "add", "pmx0", "type", "veth", "peer", "name", "pmx1",
-       "netns", "/run/netns/" + remote)
+    sh(node, "ip", "link", "add", "pmx0", "type", "veth", "peer", "name", "pmx1", "netns", "/run/netns/" + remote)
     sh(node, "ip", "addr", "add", LINK_NODE_IP + "/24", "dev", "pmx0")
     sh(node, "ip", "link", "set", "pmx0", "up")
     sh(remote, "ip", "addr", "add", LINK_REMOTE_IP + "/24", "dev", "pmx1")
@@ -606,16 +656,30 @@ def test_published_port(podman, node, namespaces, data_dir):
 
     # Another container reaches the published port through the node address,
     # and the server reaches itself through it (hairpin).
-    res = podman.once("timeout", "20", "wget", "-q", "-O", "-",
-                      "http://%s:%d/index.html" % (LINK_NODE_IP, HOST_PORT))
+    res = podman.once("timeout", "20", "wget", "-q", "-O", "-", "http://%s:%d/index.html" % (LINK_NODE_IP, HOST_PORT))
     assert podman.marker in res.stdout, res.stdout + res.stderr
-    res = podman("exec", "web", "timeout", "20", "wget", "-q", "-O", "-",
-                 "http://%s:%d/index.html" % (GATEWAY, HOST_PORT))
+    res = podman(
+        "exec", "web", "timeout", "20", "wget", "-q", "-O", "-", "http://%s:%d/index.html" % (GATEWAY, HOST_PORT)
+    )
     assert podman.marker in res.stdout, res.stdout + res.stderr
 
     # `podman rm` unpublishes the port and releases the address.
     podman("rm", "-f", "-t", "0", "web")
     assert ("tcp", HOST_PORT) not in published_ports(node)
     wait_released(data_dir, srv["ip"])
-    assert sh(remote, BUSYBOX, "timeout", "5", BUSYBOX, "wget", "-q", "-O", "-",
-              "http://%s:%d/" % (LINK_NODE_IP, HOST_PORT), check=False).returncode != 0
+    assert (
+        sh(
+            remote,
+            BUSYBOX,
+            "timeout",
+            "5",
+            BUSYBOX,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://%s:%d/" % (LINK_NODE_IP, HOST_PORT),
+            check=False,
+        ).returncode
+        != 0
+    )

@@ -50,6 +50,7 @@ print(c.recv(100).decode().strip())
 
 # ---- helpers -----------------------------------------------------------------
 
+
 @pytest.fixture
 def servers(namespaces):
     """Start a TCP server inside a pod netns; every one is stopped by its PID
@@ -57,8 +58,12 @@ def servers(namespaces):
     procs = []
 
     def start(pod, port=80):
-        p = subprocess.Popen(["nsenter", "--net=/run/netns/" + pod, "--", sys.executable, "-c", SERVER,
-                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/" + pod, "--", sys.executable, "-c", SERVER, str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(p)
         line = p.stdout.readline()
         assert line.strip() == "ready", "pod server did not start: %s%s" % (line, p.stderr.read())
@@ -119,8 +124,12 @@ def link_names(ns):
 
 
 def tuning_conf(tmp_path):
-    return {"type": "tuning", "mac": TUNED_MAC, "dataDir": str(tmp_path / "tuning"),
-            "sysctl": {"net.ipv4.conf.eth0.rp_filter": "2"}}
+    return {
+        "type": "tuning",
+        "mac": TUNED_MAC,
+        "dataDir": str(tmp_path / "tuning"),
+        "sysctl": {"net.ipv4.conf.eth0.rp_filter": "2"},
+    }
 
 
 def assert_tuned(pod):
@@ -131,24 +140,48 @@ def assert_tuned(pod):
 
 # ---- 1. podnet + their portmap + their tuning, through libcni ----------------
 
-def test_libcni_chain_with_reference_portmap_and_tuning(namespaces, node, cni_bin, ref_bin, servers,
-                                                        data_dir, tmp_path):
+
+def test_libcni_chain_with_reference_portmap_and_tuning(
+    namespaces, node, cni_bin, ref_bin, servers, data_dir, tmp_path
+):
     net, cid = "chainnet", "chain-c1"
     pod = namespaces.new("pod")
     outside = connect_outside(namespaces, node)
     main = bridge_conf(data_dir, name=net, subnet="10.31.0.0/24", bridge="pnbr31", isDefaultGateway=True)
-    conflist = {"cniVersion": "1.0.0", "name": net, "plugins": [
-        main,
-        {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        tuning_conf(tmp_path)]}
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": net,
+        "plugins": [
+            main,
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+            tuning_conf(tmp_path),
+        ],
+    }
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     (conf_dir / "10-chain.conflist").write_text(json.dumps(conflist))
 
     def cnitool(verb, *extra):
-        cmd = ["nsenter", "--net=/run/netns/" + node, "--", sys.executable, "-m", "podnet.cli.main", "cni",
-               verb, net, pod, "--id", cid, "--conf-dir", str(conf_dir),
-               "--bin-dir", os.pathsep.join([cni_bin, ref_bin]), "--cache-dir", str(tmp_path / "cache")]
+        cmd = [
+            "nsenter",
+            "--net=/run/netns/" + node,
+            "--",
+            sys.executable,
+            "-m",
+            "podnet.cli.main",
+            "cni",
+            verb,
+            net,
+            pod,
+            "--id",
+            cid,
+            "--conf-dir",
+            str(conf_dir),
+            "--bin-dir",
+            os.pathsep.join([cni_bin, ref_bin]),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
         res = subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert res.returncode == 0, "podnet cni %s failed: %s%s" % (verb, res.stdout, res.stderr)
         return res.stdout
@@ -177,11 +210,18 @@ def test_libcni_chain_with_reference_portmap_and_tuning(namespaces, node, cni_bi
 
 # ---- 2. their bridge, podnet-ipam ---------------------------------------------
 
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_reference_bridge_with_podnet_ipam(version, namespaces, plugin, node, data_dir):
     net = "refbr"
-    conf = {"cniVersion": version, "name": net, "type": "bridge", "bridge": "pnbr32", "isGateway": True,
-            "ipam": {"type": "podnet-ipam", "dataDir": data_dir, "ranges": [[{"subnet": "10.32.0.0/24"}]]}}
+    conf = {
+        "cniVersion": version,
+        "name": net,
+        "type": "bridge",
+        "bridge": "pnbr32",
+        "isGateway": True,
+        "ipam": {"type": "podnet-ipam", "dataDir": data_dir, "ranges": [[{"subnet": "10.32.0.0/24"}]]},
+    }
     pods, ips = [namespaces.new("pod-a"), namespaces.new("pod-b")], []
     for i, pod in enumerate(pods):
         rc, out, err = plugin("bridge", "ADD", conf, cid="ref-%d" % i, netns=pod)
@@ -201,9 +241,14 @@ def test_reference_bridge_with_podnet_ipam(version, namespaces, plugin, node, da
 
 # ---- 3. podnet-ipam and host-local share one dataDir ---------------------------
 
+
 def _ipam_conf(kind, data_dir, net="sharednet"):
-    return {"cniVersion": "1.0.0", "name": net, "type": kind,
-            "ipam": {"type": kind, "dataDir": data_dir, "ranges": [[{"subnet": "10.33.0.0/24"}]]}}
+    return {
+        "cniVersion": "1.0.0",
+        "name": net,
+        "type": kind,
+        "ipam": {"type": kind, "dataDir": data_dir, "ranges": [[{"subnet": "10.33.0.0/24"}]]},
+    }
 
 
 def test_podnet_ipam_and_host_local_share_a_data_dir(plugin, node, data_dir):
@@ -252,12 +297,22 @@ def test_podnet_ipam_and_host_local_share_a_data_dir(plugin, node, data_dir):
 
 def start_ipam(plugin, kind, data_dir, cid, node):
     """Exec an IPAM plugin for ADD without waiting (in the node netns)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": "ADD",
-           "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0", "CNI_NETNS": "/run/netns/" + node,
-           "CNI_PATH": os.pathsep.join(plugin.bin_dirs)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": cid,
+        "CNI_IFNAME": "eth0",
+        "CNI_NETNS": "/run/netns/" + node,
+        "CNI_PATH": os.pathsep.join(plugin.bin_dirs),
+    }
     binary = [os.path.join(d, kind) for d in plugin.bin_dirs if os.path.exists(os.path.join(d, kind))][0]
-    p = subprocess.Popen(["nsenter", "--net=/run/netns/" + node, "--", binary], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p = subprocess.Popen(
+        ["nsenter", "--net=/run/netns/" + node, "--", binary],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     p.stdin.write(json.dumps(_ipam_conf(kind, data_dir)).encode())
     p.stdin.close()
     return p
@@ -281,6 +336,7 @@ def test_a_plugin_waits_while_the_other_holds_the_store_lock(holder, plugin, nod
     instant between its O_EXCL create and its write, find no owner in it, delete
     it, and the address is later handed out a second time."""
     from podnet.ipam.store import FileStore
+
     other = "podnet-ipam" if holder == "host-local" else "host-local"
     store = FileStore("sharednet", data_dir)
     if holder == "host-local":  # exactly what host-local v1.1.1 locks: the file "lock" in the network dir
@@ -312,6 +368,7 @@ def test_a_plugin_waits_while_the_other_holds_the_store_lock(holder, plugin, nod
 
 # ---- 4. every podnet result is accepted by the next Go plugin ------------------
 
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_go_plugins_accept_podnet_results(version, namespaces, node, plugin, servers, data_dir, tmp_path):
     net, cid = "acceptnet", "accept-c1"
@@ -319,10 +376,14 @@ def test_go_plugins_accept_podnet_results(version, namespaces, node, plugin, ser
     outside = connect_outside(namespaces, node)
     chain = [
         bridge_conf(data_dir, version, net, "10.34.0.0/24", "pnbr34", isDefaultGateway=True),
-        {"type": "podnet-portmap", "runtimeConfig": {"portMappings": [
-            {"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]}},
-        {"type": "portmap", "runtimeConfig": {"portMappings": [
-            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}},
+        {
+            "type": "podnet-portmap",
+            "runtimeConfig": {"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]},
+        },
+        {
+            "type": "portmap",
+            "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+        },
         tuning_conf(tmp_path),
         {"type": "bandwidth", "ingressRate": 100000000, "ingressBurst": 1000000},
     ]
@@ -337,7 +398,13 @@ def test_go_plugins_accept_podnet_results(version, namespaces, node, plugin, ser
     for p in chain:
         rc, out, err = call(p, "ADD", prev)
         assert rc == 0, "%s ADD did not accept the %s result of %s: %s %s\nprevResult: %s" % (
-            p["type"], version, prev_type, out, err, json.dumps(prev))
+            p["type"],
+            version,
+            prev_type,
+            out,
+            err,
+            json.dumps(prev),
+        )
         assert out["cniVersion"] == version, out
         prev, prev_type = out, p["type"]
     assert pod_ip(prev) + "/" in sh(pod, "ip", "-4", "addr", "show", "eth0").stdout

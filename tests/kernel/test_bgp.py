@@ -17,11 +17,10 @@ import time
 import pytest
 
 from podnet.kernel import netns
-from podnet.routing.bgp import Bird, BgpError, render_config
+from podnet.routing.bgp import BgpError, Bird, render_config
 from tests.conftest import sh
 
-pytestmark = [pytest.mark.kernel,
-              pytest.mark.skipif(not shutil.which("bird"), reason="bird (BIRD 2) is not installed")]
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not shutil.which("bird"), reason="bird (BIRD 2) is not installed")]
 
 N = 3
 HOLD = 9  # render_config's hold time
@@ -49,8 +48,7 @@ class Cluster:
         for i in range(1, N + 1):
             node, pod = namespaces.new("n%d" % i), namespaces.new("p%d" % i)
             self.nodes[i], self.pods[i] = node, pod
-            sh(self.switch, "ip", "link", "add", "port%d" % i, "type", "veth", "peer", "name", "eth0",
-               "netns", node)
+            sh(self.switch, "ip", "link", "add", "port%d" % i, "type", "veth", "peer", "name", "eth0", "netns", node)
             sh(self.switch, "ip", "link", "set", "port%d" % i, "master", "br0", "up")
             sh(node, "ip", "addr", "add", node_ip(i) + "/24", "dev", "eth0")
             sh(node, "ip", "link", "set", "eth0", "up")
@@ -67,8 +65,7 @@ class Cluster:
 
     def config(self, i, peers=None, **kw):
         peers = [j for j in range(1, N + 1) if j != i] if peers is None else peers
-        return render_config("node%d" % i, node_ip(i), pod_cidr(i), [("node%d" % j, node_ip(j)) for j in peers],
-                             **kw)
+        return render_config("node%d" % i, node_ip(i), pod_cidr(i), [("node%d" % j, node_ip(j)) for j in peers], **kw)
 
     def bird_routes(self, i):
         """{prefix: line} of the `proto bird` routes in node i's kernel."""
@@ -77,8 +74,7 @@ class Cluster:
 
     def has_routes_to(self, i, others):
         routes = self.bird_routes(i)
-        return all(pod_cidr(j) in routes and ("via %s " % node_ip(j)) in routes[pod_cidr(j)] + " "
-                   for j in others)
+        return all(pod_cidr(j) in routes and ("via %s " % node_ip(j)) in routes[pod_cidr(j)] + " " for j in others)
 
     def established(self, i, peers):
         states = {s["peer"]: s["state"] for s in self.birds[i].sessions()}
@@ -178,7 +174,7 @@ def test_reload_without_a_peer_removes_its_routes(cluster):
     start_mesh(cluster)
     pid = cluster.birds[1]._pid()
     for i in (1, 2):
-        assert cluster.birds[i].ensure(cluster.config(i, peers=[1, 2][:i - 1] + [1, 2][i:])) == "reloaded"
+        assert cluster.birds[i].ensure(cluster.config(i, peers=[1, 2][: i - 1] + [1, 2][i:])) == "reloaded"
     for i in (1, 2):
         wait("node3 routes gone from node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i))
         assert [s["peer"] for s in cluster.birds[i].sessions()] == ["node%d" % (3 - i)]
@@ -211,8 +207,7 @@ def test_a_node_lost_from_the_network_expires_after_the_hold_time(cluster):
     t0 = time.time()
     sh(cluster.switch, "ip", "link", "set", "port3", "down")  # pull node3's cable
     for i in (1, 2):
-        wait("node3 routes expire on node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i),
-             timeout=HOLD + 3)
+        wait("node3 routes expire on node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i), timeout=HOLD + 3)
     took = time.time() - t0
     print("\nlost node's routes expired in %.2f s (hold time %d s)" % (took, HOLD))
     assert took > 2  # it was the hold timer, not a notification

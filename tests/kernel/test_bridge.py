@@ -15,11 +15,13 @@ pytestmark = pytest.mark.kernel
 @pytest.fixture(params=["in-process", "daemon"])
 def mode_conf(request, data_dir):
     """A bridge config in each execution mode."""
+
     def make(**kw):
         conf = bridge_conf(data_dir, **kw)
         if request.param == "daemon":
             conf["daemonSocket"] = request.getfixturevalue("daemon").sock
         return conf
+
     make.mode = request.param
     return make
 
@@ -45,9 +47,9 @@ def test_add_check_del_and_pods_talk(plugin, namespaces, mode_conf):
     r = results[0]
     assert [i["name"] for i in r["interfaces"]] == ["pnbr0", r["interfaces"][1]["name"], "eth0"]
     assert r["interfaces"][2]["sandbox"].endswith(pods[0]) and r["ips"][0]["interface"] == 2
-    assert ping(pods[0], b) and ping(pods[0], "10.22.0.1")          # pod to pod, pod to gateway
+    assert ping(pods[0], b) and ping(pods[0], "10.22.0.1")  # pod to pod, pod to gateway
     with server(pods[1]) as _:
-        assert connect(pods[0], b) == a                                # no NAT between pods
+        assert connect(pods[0], b) == a  # no NAT between pods
     for i, pod in enumerate(pods):
         rc, out, err = plugin("podnet", "CHECK", dict(conf, prevResult=results[i]), cid="ctr%d" % i, netns=pod)
         assert rc == 0, (out, err)
@@ -150,8 +152,10 @@ def test_bridge_mac_is_stable_while_ports_come_and_go(plugin, namespaces, data_d
     macs = []
     for i, pod in enumerate(pods):
         assert plugin("podnet", "ADD", conf, cid="s%d" % i, netns=pod)[0] == 0
-        macs.append(sh(plugin.node, "cat", "/sys/class/net/pnbr0/address", check=False).stdout
-                    or json.loads(sh(plugin.node, "ip", "-j", "link", "show", "pnbr0").stdout)[0]["address"])
+        macs.append(
+            sh(plugin.node, "cat", "/sys/class/net/pnbr0/address", check=False).stdout
+            or json.loads(sh(plugin.node, "ip", "-j", "link", "show", "pnbr0").stdout)[0]["address"]
+        )
     assert plugin("podnet", "DEL", conf, cid="s0", netns=pods[0])[0] == 0
     after = json.loads(sh(plugin.node, "ip", "-j", "link", "show", "pnbr0").stdout)[0]["address"]
     assert after == macs[0] and after != "00:00:00:00:00:00"
@@ -162,15 +166,23 @@ def test_bridge_mac_is_stable_while_ports_come_and_go(plugin, namespaces, data_d
 def test_requested_ip_through_cni_args_and_runtime_config(plugin, namespaces, data_dir):
     conf = bridge_conf(data_dir)
     pods = [namespaces.new("pod"), namespaces.new("pod")]
-    rc, out, err = plugin("podnet", "ADD", conf, cid="r0", netns=pods[0],
-                          args="IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.22.0.77")
+    rc, out, err = plugin(
+        "podnet",
+        "ADD",
+        conf,
+        cid="r0",
+        netns=pods[0],
+        args="IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.22.0.77",
+    )
     assert rc == 0 and addr_of(out) == "10.22.0.77", (out, err)
-    rc, out, err = plugin("podnet", "ADD", dict(conf, runtimeConfig={"ips": ["10.22.0.77/24"]}),
-                          cid="r1", netns=pods[1])
+    rc, out, err = plugin(
+        "podnet", "ADD", dict(conf, runtimeConfig={"ips": ["10.22.0.77/24"]}), cid="r1", netns=pods[1]
+    )
     assert rc == 1 and out["code"] == 101  # address in use: nothing attached
     assert "eth0" not in sh(pods[1], "ip", "-o", "link").stdout
-    rc, out, err = plugin("podnet", "ADD", dict(conf, runtimeConfig={"ips": ["10.22.0.78/24"]}),
-                          cid="r1", netns=pods[1])
+    rc, out, err = plugin(
+        "podnet", "ADD", dict(conf, runtimeConfig={"ips": ["10.22.0.78/24"]}), cid="r1", netns=pods[1]
+    )
     assert rc == 0 and addr_of(out) == "10.22.0.78", (out, err)
     for i, pod in enumerate(pods):
         assert plugin("podnet", "DEL", conf, cid="r%d" % i, netns=pod)[0] == 0

@@ -13,8 +13,12 @@ pytestmark = pytest.mark.kernel
 
 
 def podnet(node, *args, check=True):
-    res = subprocess.run(["nsenter", "--net=/run/netns/" + node, "--", sys.executable, "-m", "podnet.cli.main", *args],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        ["nsenter", "--net=/run/netns/" + node, "--", sys.executable, "-m", "podnet.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check and res.returncode != 0:
         raise AssertionError("podnet %s: %s%s" % (" ".join(args), res.stdout, res.stderr))
     return res
@@ -25,12 +29,32 @@ def netconf(request, tmp_path, cni_bin, ref_bin):
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     # the seed article's config, with "type": "podnet" and podnet-ipam
-    (conf_dir / "10-mynet.conf").write_text(json.dumps({
-        "cniVersion": request.param, "name": "mynet", "type": "podnet", "bridge": "pnbr9", "isGateway": True,
-        "ipMasq": True, "ipam": {"type": "podnet-ipam", "subnet": "10.22.0.0/16", "routes": [{"dst": "0.0.0.0/0"}],
-                                 "dataDir": str(tmp_path / "ipam")}}))
-    return ["--conf-dir", str(conf_dir), "--bin-dir", "%s:%s" % (cni_bin, ref_bin),
-            "--cache-dir", str(tmp_path / "cache")]
+    (conf_dir / "10-mynet.conf").write_text(
+        json.dumps(
+            {
+                "cniVersion": request.param,
+                "name": "mynet",
+                "type": "podnet",
+                "bridge": "pnbr9",
+                "isGateway": True,
+                "ipMasq": True,
+                "ipam": {
+                    "type": "podnet-ipam",
+                    "subnet": "10.22.0.0/16",
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(tmp_path / "ipam"),
+                },
+            }
+        )
+    )
+    return [
+        "--conf-dir",
+        str(conf_dir),
+        "--bin-dir",
+        "%s:%s" % (cni_bin, ref_bin),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
 
 
 def test_cnitool_workflow(node, namespaces, netconf, tmp_path):
@@ -42,7 +66,7 @@ def test_cnitool_workflow(node, namespaces, netconf, tmp_path):
     assert "is as ADD left it" in podnet(node, "cni", "check", "mynet", pod, *netconf).stdout
     cached = os.listdir(tmp_path / "cache" / "results")
     assert len(cached) == 1 and cached[0].startswith("mynet-")
-    res = podnet(node, "cni", "add", "mynet", pod, *netconf, check=False)   # same netns again
+    res = podnet(node, "cni", "add", "mynet", pod, *netconf, check=False)  # same netns again
     assert res.returncode == 1 and "already exists" in res.stderr
     assert "predates STATUS" in podnet(node, "cni", "status", "mynet", *netconf).stdout
     podnet(node, "cni", "del", "mynet", "/var/run/netns/" + pod, *netconf)
@@ -70,22 +94,27 @@ def test_gc_through_the_cli_keeps_cached_attachments(node, namespaces, netconf, 
 
 
 def test_install_writes_thin_executables(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "cni", "install", "--bin-dir", str(tmp_path)],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "podnet.cli.main", "cni", "install", "--bin-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     paths = res.stdout.split()
     assert [os.path.basename(p) for p in paths] == ["podnet", "podnet-ipam", "podnet-portmap"]
     for p in paths:
         assert os.access(p, os.X_OK) and open(p).readline().endswith(" -IS\n")
-    ver = subprocess.run([paths[0]], input=b'{"cniVersion": "1.1.0"}', env={"CNI_COMMAND": "VERSION"},
-                         capture_output=True, check=True)
+    ver = subprocess.run(
+        [paths[0]], input=b'{"cniVersion": "1.1.0"}', env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True
+    )
     assert json.loads(ver.stdout)["supportedVersions"][-1] == "1.1.0"
 
 
 def test_the_demo_runs_and_cleans_up():
     res = subprocess.run([sys.executable, "-m", "podnet.cli.main", "demo"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "hello from external, you are 192.0.2.1" in res.stdout   # masqueraded to the node
-    assert "hello from pod2, you are 10.22.0.2" in res.stdout        # pod to pod, no NAT
-    assert "hello from pod2, you are 192.0.2.2" in res.stdout        # host port, client kept
+    assert "hello from external, you are 192.0.2.1" in res.stdout  # masqueraded to the node
+    assert "hello from pod2, you are 10.22.0.2" in res.stdout  # pod to pod, no NAT
+    assert "hello from pod2, you are 192.0.2.2" in res.stdout  # host port, client kept
     assert "addresses still allocated: none" in res.stdout
     assert not [n for n in os.listdir("/run/netns") if n.startswith("pn-demo-")]

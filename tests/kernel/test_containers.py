@@ -28,6 +28,7 @@ NODE_IP = "10.99.0.1"
 
 # ---- fixtures and helpers ------------------------------------------------------------
 
+
 class Running:
     """Containers and supervisors of one test; all stopped in teardown."""
 
@@ -154,16 +155,19 @@ def tick_until(sup, cond, timeout=5.0):
     def step():
         sup.tick()
         return cond(sup)
+
     return wait_until(step, timeout, step=0.01, what="supervisor of %s" % sup.name)
 
 
 # ---- one pod, several containers ------------------------------------------------------------
 
+
 def test_containers_of_a_pod_share_localhost_and_other_pods_do_not(running, pod, namespaces):
     running.agnhost(pod, "netexec", "--http-port=8080", "--udp-port", "8081")
     wait_ready(pod, 8080)
-    client = running.agnhost(pod, "connect", "127.0.0.1:8080", "--timeout=2s", hostname="web-0",
-                             log=running.log("client"))
+    client = running.agnhost(
+        pod, "connect", "127.0.0.1:8080", "--timeout=2s", hostname="web-0", log=running.log("client")
+    )
     assert wait_exit(client) == 0
     udp = running.agnhost(pod, "connect", "127.0.0.1:8081", "--protocol=udp", log=running.log("udp"))
     assert wait_exit(udp) == 0
@@ -205,17 +209,16 @@ def test_netexec_and_serve_hostname_answer_like_agnhost(running, pod, namespaces
     wait_ready(pod, 8080)
     wait_until(lambda: probe({"tcpSocket": {"port": 9376}}, None, pod)[0], what="serve-hostname")
 
-    get = lambda path, frm=node_path: probe({"httpGet": {"path": path, "port": 8080}}, POD_IP, pod,
-                                            from_netns=frm)
+    get = lambda path, frm=node_path: probe({"httpGet": {"path": path, "port": 8080}}, POD_IP, pod, from_netns=frm)
     ok, client = get("/clientip")
-    assert ok and client.startswith(NODE_IP + ":")          # the source address as seen
+    assert ok and client.startswith(NODE_IP + ":")  # the source address as seen
     assert get("/echo?msg=hello") == (True, "hello")
     assert get("/")[1].startswith("NOW: ")
     assert get("/echo?msg=x&code=503") == (False, "HTTP probe failed with statuscode: 503")
     assert udp_ask(node_path, POD_IP, 8081, "echo hi there") == "hi there"
     assert udp_ask(node_path, POD_IP, 8081, "clientip").startswith(NODE_IP + ":")
 
-    assert tcp_read_all(node_path, POD_IP, 9376) == "web-0"                  # plain TCP
+    assert tcp_read_all(node_path, POD_IP, 9376) == "web-0"  # plain TCP
     http = tcp_read_all(node_path, POD_IP, 9376, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert http.startswith("HTTP/1.1 200") and http.endswith("\r\n\r\nweb-0")
     assert udp_ask(node_path, POD_IP, 9376, "anything") == "web-0"
@@ -226,6 +229,7 @@ def test_netexec_and_serve_hostname_answer_like_agnhost(running, pod, namespaces
 
 
 # ---- processes: logs and stopping ------------------------------------------------------------
+
 
 def test_logs_land_in_log_path_appended_across_runs(running, pod):
     log = running.log("app")
@@ -239,7 +243,7 @@ def test_stop_signals_the_whole_process_group(running, pod):
     proc = running.start(["sh", "-c", "sleep 300 & sleep 300 & wait"], pod)
     wait_until(lambda: len(sleeps_in_group(proc.pid)) == 2, what="two sleeps")
     t = time.monotonic()
-    assert containers.stop(proc, grace=5) == -15                 # SIGTERM was enough
+    assert containers.stop(proc, grace=5) == -15  # SIGTERM was enough
     assert time.monotonic() - t < 2
     assert group_members(proc.pid) == []
 
@@ -264,14 +268,23 @@ def test_start_refuses_a_missing_program_and_exec_in_times_out(running, pod):
 
 # ---- restartPolicy ---------------------------------------------------------------------------
 
+
 def exiting(running, pod, code, name="app"):
     spec = {"name": name, "image": "busybox", "command": ["sh", "-c", "exit %d" % code]}
     return spec, containers.starter(spec, pod, "web-0", running.log(name))
 
 
-@pytest.mark.parametrize("policy,code,restarted", [
-    ("Always", 3, True), ("OnFailure", 3, True), ("Always", 0, True),
-    ("Never", 3, False), ("OnFailure", 0, False), ("Never", 0, False)])
+@pytest.mark.parametrize(
+    "policy,code,restarted",
+    [
+        ("Always", 3, True),
+        ("OnFailure", 3, True),
+        ("Always", 0, True),
+        ("Never", 3, False),
+        ("OnFailure", 0, False),
+        ("Never", 0, False),
+    ],
+)
 def test_restart_policy(running, pod, policy, code, restarted):
     spec, start_fn = exiting(running, pod, code)
     sup = running.supervise(spec, start_fn, restart_policy=policy, backoff_initial=0.05, backoff_max=0.1)
@@ -283,7 +296,7 @@ def test_restart_policy(running, pod, policy, code, restarted):
     else:
         tick_until(sup, lambda s: s.finished)
         time.sleep(0.2)
-        assert not sup.tick()                                    # stays down
+        assert not sup.tick()  # stays down
         st = sup.status()
         assert st["restartCount"] == 0 and st["ready"] is False
         assert st["state"]["terminated"]["exitCode"] == code
@@ -324,15 +337,14 @@ def test_supervised_container_status_and_stop(running, pod):
     sup.ready = False
     assert sup.status()["ready"] is False
     st = sup.stop(grace=2)
-    assert st["state"]["terminated"]["exitCode"] == 0            # netexec exits 0 on SIGTERM
+    assert st["state"]["terminated"]["exitCode"] == 0  # netexec exits 0 on SIGTERM
     assert group_members(sup.pid) == []
     assert not sup.tick()
 
 
 def test_start_errors_are_reported(running, pod):
     spec = {"name": "app", "image": "busybox", "command": ["podnet-no-such-program"]}
-    sup = running.supervise(spec, containers.starter(spec, pod, "web-0", running.log("app")),
-                            restart_policy="Never")
+    sup = running.supervise(spec, containers.starter(spec, pod, "web-0", running.log("app")), restart_policy="Never")
     sup.tick()
     term = sup.status()["state"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (128, "StartError")
@@ -342,6 +354,7 @@ def test_start_errors_are_reported(running, pod):
 
 
 # ---- probes -------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def web(running, pod, namespaces):
@@ -356,26 +369,37 @@ def web(running, pod, namespaces):
 def test_http_probes(web):
     pod, node = web
     healthz = {"httpGet": {"path": "/healthz", "port": 8080}}
-    assert probe(healthz, POD_IP, pod) == (True, "ok")                       # from inside the pod
-    assert probe(healthz, POD_IP, pod, from_netns=node) == (True, "ok")      # from the node, as kubelet
-    assert probe(healthz, None, pod) == (True, "ok")                          # 127.0.0.1
+    assert probe(healthz, POD_IP, pod) == (True, "ok")  # from inside the pod
+    assert probe(healthz, POD_IP, pod, from_netns=node) == (True, "ok")  # from the node, as kubelet
+    assert probe(healthz, None, pod) == (True, "ok")  # 127.0.0.1
     ok, msg = probe({"httpGet": {"path": "/healthz", "port": 8090}}, POD_IP, pod)
     assert not ok and "connection refused" in msg
     assert probe({"httpGet": {"path": "/missing", "port": 8080}}, POD_IP, pod) == (
-        False, "HTTP probe failed with statuscode: 404")
+        False,
+        "HTTP probe failed with statuscode: 404",
+    )
     ok, msg = probe({"httpGet": {"path": "/", "port": "http"}}, POD_IP, pod)
     assert not ok and "not resolved" in msg
     port = probes.resolve_port("http", {"ports": [{"name": "http", "containerPort": 8080}]})
     assert probe({"httpGet": {"path": "/healthz", "port": port}}, POD_IP, pod)[0]
-    ok, msg = probe({"httpGet": {"path": "/header?key=X-Probe", "port": 8080,
-                                 "httpHeaders": [{"name": "X-Probe", "value": "yes"}]}}, POD_IP, pod)
+    ok, msg = probe(
+        {
+            "httpGet": {
+                "path": "/header?key=X-Probe",
+                "port": 8080,
+                "httpHeaders": [{"name": "X-Probe", "value": "yes"}],
+            }
+        },
+        POD_IP,
+        pod,
+    )
     assert (ok, msg) == (True, "yes")
 
 
 def test_http_probe_timeout(web):
     pod, _ = web
     with netns.Netns(pod) as ns, netns.entered(ns):
-        silent = socket.socket()           # listens, never accepts, never answers
+        silent = socket.socket()  # listens, never accepts, never answers
     with silent:
         silent.bind((POD_IP, 8070))
         silent.listen(8)
@@ -390,7 +414,7 @@ def test_tcp_and_exec_probes(web):
     assert probe({"tcpSocket": {"port": 8080}}, POD_IP, pod, from_netns=node) == (True, "")
     ok, msg = probe({"tcpSocket": {"port": 8090}}, POD_IP, pod)
     assert not ok and "refused" in msg
-    t = time.monotonic()   # no answer at all (nobody has .77): the timeout decides
+    t = time.monotonic()  # no answer at all (nobody has .77): the timeout decides
     ok, msg = probe({"tcpSocket": {"port": 8080, "host": "10.99.0.77"}, "timeoutSeconds": 0.3}, POD_IP, pod)
     assert not ok and "i/o timeout" in msg and time.monotonic() - t < 2
 
@@ -398,8 +422,9 @@ def test_tcp_and_exec_probes(web):
     assert not probe({"exec": {"command": ["false"]}}, POD_IP, pod)[0]
     assert probe({"exec": {"command": ["hostname"]}}, POD_IP, pod, hostname="web-0") == (True, "web-0\n")
     # exec runs in the pod's netns: the agnhost client reaches netexec on localhost
-    assert probe({"exec": {"command": [sys.executable, "-m", "podnet.workload", "connect",
-                                       "127.0.0.1:8080"]}}, POD_IP, pod)[0]
+    assert probe(
+        {"exec": {"command": [sys.executable, "-m", "podnet.workload", "connect", "127.0.0.1:8080"]}}, POD_IP, pod
+    )[0]
     t = time.monotonic()
     ok, msg = probe({"exec": {"command": ["sleep", "30"]}, "timeoutSeconds": 0.3}, POD_IP, pod)
     assert not ok and "timed out" in msg and time.monotonic() - t < 2
@@ -409,18 +434,22 @@ def test_tcp_and_exec_probes(web):
 
 def test_readiness_flips_after_failure_threshold(running, web):
     pod, _ = web
-    spec = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1,
-            "initialDelaySeconds": 2, "failureThreshold": 3}
+    spec = {
+        "httpGet": {"path": "/healthz", "port": 8080},
+        "periodSeconds": 1,
+        "initialDelaySeconds": 2,
+        "failureThreshold": 3,
+    }
     state = ProbeState(spec, "readiness", clock=lambda: 0.0)
     run = lambda now: state.run(lambda s: probe(s, POD_IP, pod), now)
-    assert state.ready is False and run(1.0) is None             # initial delay
+    assert state.ready is False and run(1.0) is None  # initial delay
     assert run(2.0) is True and state.ready
-    assert run(2.5) is None                                       # not due within the period
-    containers.stop(running.items[0], grace=1)                    # netexec goes away
-    assert run(3.0) is False and state.ready                      # 1 failure
-    assert run(4.0) is False and state.ready                      # 2 failures
-    assert run(5.0) is False and not state.ready                  # 3: not ready
+    assert run(2.5) is None  # not due within the period
+    containers.stop(running.items[0], grace=1)  # netexec goes away
+    assert run(3.0) is False and state.ready  # 1 failure
+    assert run(4.0) is False and state.ready  # 2 failures
+    assert run(5.0) is False and not state.ready  # 3: not ready
     assert "connection refused" in state.message
     running.agnhost(pod, "netexec", "--http-port=8080", "--udp-port=8081")
     wait_ready(pod, 8080, POD_IP)
-    assert run(6.0) is True and state.ready                       # one success is enough
+    assert run(6.0) is True and state.ready  # one success is enough

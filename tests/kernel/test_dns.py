@@ -25,15 +25,19 @@ pytestmark = pytest.mark.kernel
 SERVER, UPSTREAM = "10.53.7.2", "10.53.7.3"
 
 
-
 class Proc:
     """A server started in a namespace, stopped by the PID we started."""
 
     def __init__(self, ns, argv, log, env=None):
         self.log = log
         with open(log, "wb") as out:
-            self.p = subprocess.Popen(["nsenter", "--net=/run/netns/" + ns, "--"] + argv, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            self.p = subprocess.Popen(
+                ["nsenter", "--net=/run/netns/" + ns, "--"] + argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
 
     def serving(self, workers=1):
         if self.p.poll() is not None:
@@ -68,6 +72,7 @@ def cluster(net, tmp_path):
     """A store, the static upstream and the cluster DNS server on it."""
     from podnet.store.base import open_store
     from podnet.store.objects import Objects
+
     dns_ns, up = net
     url = "sqlite://" + str(tmp_path / "store.db")
     objects = Objects(open_store(url))
@@ -78,11 +83,45 @@ def cluster(net, tmp_path):
     try:
         # the upstream answers one query per system call pair, the cluster DNS
         # in batches (recvmmsg): forwarding tests go through both loops
-        procs.append(Proc(up, [sys.executable, "-m", "podnet.dns", "serve", "--static", str(zone), "--listen",
-                               UPSTREAM, "--workers", "1"], str(tmp_path / "up.log"),
-                          env=dict(os.environ, PODNET_DNS_NO_MMSG="1")))
-        procs.append(Proc(dns_ns, [sys.executable, "-m", "podnet.dns", "serve", "--store", url, "--listen", SERVER,
-                                   "--upstream", UPSTREAM, "--workers", "2"], str(tmp_path / "dns.log")))
+        procs.append(
+            Proc(
+                up,
+                [
+                    sys.executable,
+                    "-m",
+                    "podnet.dns",
+                    "serve",
+                    "--static",
+                    str(zone),
+                    "--listen",
+                    UPSTREAM,
+                    "--workers",
+                    "1",
+                ],
+                str(tmp_path / "up.log"),
+                env=dict(os.environ, PODNET_DNS_NO_MMSG="1"),
+            )
+        )
+        procs.append(
+            Proc(
+                dns_ns,
+                [
+                    sys.executable,
+                    "-m",
+                    "podnet.dns",
+                    "serve",
+                    "--store",
+                    url,
+                    "--listen",
+                    SERVER,
+                    "--upstream",
+                    UPSTREAM,
+                    "--workers",
+                    "2",
+                ],
+                str(tmp_path / "dns.log"),
+            )
+        )
         wait_for("the upstream", procs[0].serving)
         wait_for("both workers", lambda: procs[1].serving(2))
         yield objects, dns_ns, procs
@@ -116,8 +155,12 @@ def test_answers_follow_the_store(cluster):
     svc, _ = objects.apply(service("web", ports=[{"name": "http", "port": 80}]))
     ip = svc["spec"]["clusterIP"]
     wait_for("web to resolve", lambda: short(ns, "web.shop.svc.cluster.local") == [ip], timeout=10)
-    assert short(ns, "SRV", "_http._tcp.web.shop.svc.cluster.local") == ["0", "100", "80",
-                                                                          "web.shop.svc.cluster.local."]
+    assert short(ns, "SRV", "_http._tcp.web.shop.svc.cluster.local") == [
+        "0",
+        "100",
+        "80",
+        "web.shop.svc.cluster.local.",
+    ]
     assert short(ns, "-x", ip) == ["web.shop.svc.cluster.local."]
     assert status(ns, "AAAA", "web.shop.svc.cluster.local") == "NOERROR"  # NODATA
     objects.delete("Service", "shop", "web")
@@ -141,10 +184,16 @@ def test_other_names_are_forwarded_and_cached(cluster):
 def test_a_large_headless_service_is_truncated_over_udp_and_served_over_tcp(cluster):
     objects, ns, _ = cluster
     objects.apply(service("big", clusterIP="None"))
-    objects.apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                   "metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
-                   "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.3.%d" % i]} for i in range(1, 121)],
-                   "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+    objects.apply(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.3.%d" % i]} for i in range(1, 121)],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        }
+    )
     wait_for("big to resolve", lambda: status(ns, "+tcp", "big.shop.svc.cluster.local") == "NOERROR", timeout=10)
     udp = dig(ns, "+ignore", "+noedns", "big.shop.svc.cluster.local")
     assert " tc" in udp.split("flags:", 1)[1].split(";", 1)[0]
@@ -240,8 +289,9 @@ def lab(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("labs"))
     lab = Lab("dn%d" % (os.getpid() % 100000), root)
     try:
-        lab.run("lab", "up", "--name", lab.name, "--nodes", "2", "-f", "-", "--timeout", "90", input=MANIFEST,
-                timeout=150)
+        lab.run(
+            "lab", "up", "--name", lab.name, "--nodes", "2", "-f", "-", "--timeout", "90", input=MANIFEST, timeout=150
+        )
         yield lab
     finally:
         lab.run("lab", "down", "--name", lab.name, check=False)
@@ -272,9 +322,11 @@ def svc_ip(lab, ns, name):
 @pytest.fixture(scope="module")
 def dns_ready(lab):
     """kube-dns answers through its Service (needs the Services proxy)."""
-    wait_for("kube-dns through 10.96.0.10", lambda: "10.96.0.1" in pod_dig(lab, "client", "+short",
-                                                                             "kubernetes.default.svc.cluster.local"),
-             timeout=60)
+    wait_for(
+        "kube-dns through 10.96.0.10",
+        lambda: "10.96.0.1" in pod_dig(lab, "client", "+short", "kubernetes.default.svc.cluster.local"),
+        timeout=60,
+    )
     return lab
 
 
@@ -311,9 +363,11 @@ def test_every_record_kind_from_a_pod(dns_ready):
     assert pod_short(lab, "client", "db.shop.svc.cluster.local") == [db_ip]
     assert pod_short(lab, "client", "db-0.db.shop.svc.cluster.local") == [db_ip]
     assert pod_short(lab, "client", "SRV", "_pg._tcp.db.shop.svc.cluster.local") == sorted(
-        ["0", "100", "5432", "db-0.db.shop.svc.cluster.local."])
+        ["0", "100", "5432", "db-0.db.shop.svc.cluster.local."]
+    )
     assert pod_short(lab, "client", "SRV", "_http._tcp.web.shop.svc.cluster.local") == sorted(
-        ["0", "100", "80", "web.shop.svc.cluster.local."])
+        ["0", "100", "80", "web.shop.svc.cluster.local."]
+    )
     assert pod_short(lab, "client", "-x", svc_ip(lab, "shop", "web")) == ["web.shop.svc.cluster.local."]
     assert pod_short(lab, "client", "-x", db_ip) == ["db-0.db.shop.svc.cluster.local."]
     assert pod_short(lab, "client", "TXT", "dns-version.cluster.local") == ['"1.1.0"']
@@ -338,27 +392,43 @@ def test_external_names_are_forwarded_to_the_internet(dns_ready):
 
 def test_a_new_service_resolves_and_a_deleted_one_stops(dns_ready):
     lab = dns_ready
-    lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Service\nmetadata: {name: late, namespace: shop}\n"
-                                      "spec: {ports: [{port: 80}]}\n")
+    lab.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: v1\nkind: Service\nmetadata: {name: late, namespace: shop}\nspec: {ports: [{port: 80}]}\n",
+    )
     ip = svc_ip(lab, "shop", "late")
     wait_for("late to resolve", lambda: pod_short(lab, "client", "late.shop.svc.cluster.local") == [ip], timeout=10)
     lab.run("delete", "svc", "late", "-n", "shop")
-    wait_for("late to go", lambda: pod_status(lab, "client", "late.shop.svc.cluster.local") == "NXDOMAIN",
-             timeout=10)
+    wait_for("late to go", lambda: pod_status(lab, "client", "late.shop.svc.cluster.local") == "NXDOMAIN", timeout=10)
 
 
 def test_a_large_headless_service_over_tcp(dns_ready):
     lab = dns_ready
-    docs = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "big", "namespace": "shop"},
-             "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 8080}]}},
-            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-             "metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
-             "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.9.%d" % i]} for i in range(1, 121)],
-             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "big", "namespace": "shop"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 8080}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.9.%d" % i]} for i in range(1, 121)],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        },
+    ]
     lab.run("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
     try:
-        wait_for("big over TCP", lambda: len(pod_short(lab, "client", "+tcp", "big.shop.svc.cluster.local")) == 120,
-                 timeout=10)
+        wait_for(
+            "big over TCP",
+            lambda: len(pod_short(lab, "client", "+tcp", "big.shop.svc.cluster.local")) == 120,
+            timeout=10,
+        )
         udp = pod_dig(lab, "client", "+ignore", "+noedns", "big.shop.svc.cluster.local")
         assert " tc" in udp.split("flags:", 1)[1].split(";", 1)[0]
         assert len(pod_short(lab, "client", "big.shop.svc.cluster.local")) == 120  # dig falls back to TCP
@@ -382,8 +452,11 @@ spec:
     lab.run("apply", "-f", "-", input=policy)
     try:
         code = "import urllib.request as u; u.urlopen('http://web/hostname', timeout=2)"
-        wait_for("HTTP to be denied", lambda: in_pod(lab, "client", "python3", "-c", code, check=False).returncode,
-                 timeout=20)
+        wait_for(
+            "HTTP to be denied",
+            lambda: in_pod(lab, "client", "python3", "-c", code, check=False).returncode,
+            timeout=20,
+        )
         assert pod_short(lab, "client", "+search", "web") == [svc_ip(lab, "shop", "web")]
         assert pod_short(lab, "client", "example.com") == ["192.168.200.100"]
     finally:

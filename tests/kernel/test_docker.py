@@ -27,8 +27,9 @@ class Lab:
         self.env = dict(os.environ, PODNET_STATE_ROOT=state_root, PODNET_LAB=name)
 
     def run(self, *args, check=True, timeout=120):
-        res = subprocess.run([PY, "-m", "podnet.cli.main", *args], capture_output=True, text=True,
-                             env=self.env, timeout=timeout)
+        res = subprocess.run(
+            [PY, "-m", "podnet.cli.main", *args], capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and res.returncode != 0:
             raise AssertionError("podnet %s -> %d\n%s%s" % (" ".join(args), res.returncode, res.stdout, res.stderr))
         return res
@@ -64,8 +65,12 @@ def connect(target, timeout=2, protocol="tcp"):
 
 
 def udp_ask(ip, port, what="clientip"):
-    return [PY, "-c", "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); "
-            "s.sendto(b'%s', ('%s', %d)); print(s.recv(200).decode())" % (what, ip, port)]
+    return [
+        PY,
+        "-c",
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); "
+        "s.sendto(b'%s', ('%s', %d)); print(s.recv(200).decode())" % (what, ip, port),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +83,22 @@ def lab(tmp_path_factory):
         # the lab's own pods (the kube-dns addon) settle first: their veths and
         # cni0 are not what these tests look at
         import time
+
         deadline = time.time() + 60
         while time.time() < deadline:
             pods = json.loads(lab.run("get", "pods", "-A", "-o", "json").stdout)["items"]
-            if all(any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-                   for p in pods):
+            if all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+                for p in pods
+            ):
                 break
             time.sleep(0.2)
         # a server on the external host ("the internet") to see whose address arrives there
-        server = subprocess.Popen(["nsenter", "--net=/run/netns/pn-%s-ext" % lab.name, "--", *netexec(80, 81)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/pn-%s-ext" % lab.name, "--", *netexec(80, 81)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         lab.server = server
         yield lab
     finally:
@@ -101,6 +112,7 @@ def lab(tmp_path_factory):
 
 def wait_http(lab, url, where="external"):
     import time
+
     deadline = time.time() + 20
     while time.time() < deadline:
         res = (lab.external if where == "external" else lab.node)("curl", "-s", "-m", "2", url)
@@ -111,6 +123,7 @@ def wait_http(lab, url, where="external"):
 
 
 # ---- bridge ------------------------------------------------------------------------
+
 
 def test_bridge_mode_addr_route_and_masquerade(lab):
     addr = lab.container("--", "ip", "-4", "-o", "addr")
@@ -135,8 +148,10 @@ def test_publish_tcp_and_udp_from_external_keeps_client_address(lab):
         udp = lab.external(*udp_ask(NODE_IP, 8081))
         assert udp.returncode == 0 and udp.stdout.startswith(EXT_IP + ":"), udp
         doc = lab.inspect("web")
-        assert doc["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "", "HostPort": "8080"}],
-                                                     "8081/udp": [{"HostIp": "", "HostPort": "8081"}]}
+        assert doc["HostConfig"]["PortBindings"] == {
+            "8080/tcp": [{"HostIp": "", "HostPort": "8080"}],
+            "8081/udp": [{"HostIp": "", "HostPort": "8081"}],
+        }
         assert doc["NetworkSettings"]["SandboxKey"].startswith("/run/netns/pn-%s-d-" % lab.name)
         assert doc["NetworkSettings"]["Gateway"] == "172.17.0.1"
         ifaces = {i["ifname"]: i for i in doc["NetworkSettings"]["Interfaces"]}
@@ -161,6 +176,7 @@ def test_publish_tcp_and_udp_from_external_keeps_client_address(lab):
 
 
 # ---- host, none, container: ---------------------------------------------------------
+
 
 def test_host_mode_shares_the_node_stack(lab):
     addr = lab.container("--network", "host", "--", "ip", "-4", "-o", "addr", "show", "eth0")
@@ -190,8 +206,9 @@ def test_container_mode_shares_interfaces_and_localhost(lab):
         mine = lab.inspect("first")["NetworkSettings"]["IPAddress"]
         addr = lab.container("--network", "container:first", "--", "ip", "-4", "-o", "addr", "show", "eth0")
         assert " %s/16 " % mine in addr.stdout, addr
-        got = lab.container("--network", "container:first", "--", "curl", "-s", "-m", "5",
-                            "http://127.0.0.1:7070/hostname")
+        got = lab.container(
+            "--network", "container:first", "--", "curl", "-s", "-m", "5", "http://127.0.0.1:7070/hostname"
+        )
         assert got.returncode == 0 and got.stdout == "first"
         lab.run("run", "-d", "--name", "second", "--network", "container:first", "--", "sleep", "60")
         assert "shares its network namespace with second" in lab.fail("rm", "-f", "first")
@@ -203,6 +220,7 @@ def test_container_mode_shares_interfaces_and_localhost(lab):
 
 
 # ---- user-defined networks ------------------------------------------------------------
+
 
 def test_user_networks_resolve_names_and_are_isolated(lab):
     lab.run("network", "create", "red")
@@ -220,8 +238,10 @@ def test_user_networks_resolve_names_and_are_isolated(lab):
         res = lab.container("--network", "red", "--", "getent", "hosts", "r1")
         assert res.returncode == 0 and res.stdout.split()[0] == r1["IPAddress"], res
         assert lab.container("--network", "red", "--", "getent", "hosts", "b1").returncode == 2  # not found
-        assert lab.container("--network", "red", "--", "cat", "/etc/resolv.conf").stdout.count(
-            "nameserver 172.18.0.1") == 1
+        assert (
+            lab.container("--network", "red", "--", "cat", "/etc/resolv.conf").stdout.count("nameserver 172.18.0.1")
+            == 1
+        )
         assert lab.container("--network", "red", "--", *connect("r1:8080")).returncode == 0
         # red and blue are isolated; both still reach the outside
         cross = lab.container("--network", "red", "--", *connect("%s:8080" % b1["IPAddress"]))
@@ -239,7 +259,8 @@ def test_user_networks_resolve_names_and_are_isolated(lab):
 def test_rm_leaves_nothing_behind(lab):
     def links():
         return sorted(ln.split()[0].split("@")[0] for ln in lab.node("ip", "-br", "link").stdout.splitlines())
-    before = sorted(set(links()) | {"docker0"})     # docker0 stays once made, as Docker's does
+
+    before = sorted(set(links()) | {"docker0"})  # docker0 stays once made, as Docker's does
     lab.run("network", "create", "tmpnet")
     lab.run("run", "-d", "--name", "gone", "--network", "tmpnet", "-p", "6060:6060", "--", *netexec(6060, 6061))
     lab.run("run", "-d", "--name", "gone2", "-p", "6062:6062/udp", "--", "sleep", "60")
@@ -250,7 +271,7 @@ def test_rm_leaves_nothing_behind(lab):
     lab.run("network", "rm", "tmpnet")
     assert lab.run("ps", "-a", "-q").stdout == ""
     assert [n for n in lab.netns_names() if "-d-" in n] == []
-    assert links() == before                                        # no bridge of tmpnet, no veth left
+    assert links() == before  # no bridge of tmpnet, no veth left
     assert "6060" not in lab.node("nft", "list", "table", "inet", "podnet-portmap").stdout
     assert "6062" not in lab.node("nft", "list", "table", "inet", "podnet-portmap").stdout
     assert lab.node("nft", "list", "table", "inet", "podnet-docker").returncode != 0

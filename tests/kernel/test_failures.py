@@ -104,8 +104,12 @@ def test_100_parallel_adds_get_100_distinct_addresses(plugin, namespaces, data_d
 
 def test_100_parallel_ipam_processes_never_share_an_address(plugin, data_dir):
     """podnet-ipam alone, 100 processes at once on one dataDir."""
-    conf = {"cniVersion": "1.0.0", "name": "ipamonly", "type": "podnet-ipam",
-            "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "10.40.0.0/24"}]], "dataDir": data_dir}}
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "ipamonly",
+        "type": "podnet-ipam",
+        "ipam": {"type": "podnet-ipam", "ranges": [[{"subnet": "10.40.0.0/24"}]], "dataDir": data_dir},
+    }
     with ThreadPoolExecutor(100) as pool:
         results = list(pool.map(lambda i: plugin("podnet-ipam", "ADD", conf, cid="i%d" % i, netns="/x"), range(100)))
     assert all(rc == 0 for rc, _, _ in results), [r for r in results if r[0]][:2]
@@ -128,9 +132,14 @@ def test_a_plugin_killed_during_add_leaves_nothing_gc_does_not_remove(cni_bin, p
     for k, frac in enumerate((0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)):
         pod = namespaces.new("kill")
         env = dict(env_base, CNI_CONTAINERID="k%d" % k, CNI_NETNS="/run/netns/" + pod)
-        proc = subprocess.Popen(["nsenter", "--net=/run/netns/" + plugin.node, "--", os.path.join(cni_bin, "podnet")],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/" + plugin.node, "--", os.path.join(cni_bin, "podnet")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         proc.stdin.write(json.dumps(conf).encode())
         proc.stdin.close()
         time.sleep(duration * frac)
@@ -140,8 +149,9 @@ def test_a_plugin_killed_during_add_leaves_nothing_gc_does_not_remove(cni_bin, p
             pass
         proc.wait(10)
         killed.append(pod)
-    rc, out, err = plugin("podnet", "GC", dict(conf, **{"cni.dev/valid-attachments": []}),
-                          drop=("CNI_CONTAINERID", "CNI_IFNAME"))
+    rc, out, err = plugin(
+        "podnet", "GC", dict(conf, **{"cni.dev/valid-attachments": []}), drop=("CNI_CONTAINERID", "CNI_IFNAME")
+    )
     assert rc == 0, (out, err)
     # GC alone, with the dead sandboxes still there, removed every host veth
     assert "pn-" not in sh(plugin.node, "ip", "-o", "link").stdout

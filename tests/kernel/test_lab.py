@@ -24,8 +24,14 @@ class Lab:
         self.env = dict(os.environ, PODNET_STATE_ROOT=state_root, PODNET_LAB=name)
 
     def run(self, *args, check=True, input=None, timeout=120):
-        res = subprocess.run([sys.executable, "-m", "podnet.cli.main", *args], capture_output=True, text=True,
-                             env=self.env, input=input, timeout=timeout)
+        res = subprocess.run(
+            [sys.executable, "-m", "podnet.cli.main", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            input=input,
+            timeout=timeout,
+        )
         if check and res.returncode != 0:
             raise AssertionError("podnet %s -> %d\n%s%s" % (" ".join(args), res.returncode, res.stdout, res.stderr))
         return res
@@ -65,7 +71,9 @@ def test_nodes_and_pod_ips_come_from_their_node_podcidr(lab):
     nodes = {n["metadata"]["name"]: n for n in lab.get("nodes")}
     assert sorted(nodes) == ["node1", "node2"]
     cidrs = {name: ipaddress.ip_network(n["spec"]["podCIDR"]) for name, n in nodes.items()}
-    assert cidrs["node1"] != cidrs["node2"] and all(c.subnet_of(ipaddress.ip_network("10.244.0.0/16")) for c in cidrs.values())
+    assert cidrs["node1"] != cidrs["node2"] and all(
+        c.subnet_of(ipaddress.ip_network("10.244.0.0/16")) for c in cidrs.values()
+    )
     for n in nodes.values():
         assert any(a["type"] == "InternalIP" for a in n["status"]["addresses"])
     pods = lab.get("pods")
@@ -79,10 +87,15 @@ def test_nodes_and_pod_ips_come_from_their_node_podcidr(lab):
 def test_a_pod_reaches_another_on_the_same_node_by_its_ip(lab):
     pods = lab.get("pods")
     client = next(p for p in pods if p["metadata"]["name"] == "client")
-    web = next(p for p in pods if p["metadata"]["name"].startswith("web-")
-               and p["spec"]["nodeName"] == client["spec"]["nodeName"])
-    code = "import urllib.request as u; print(u.urlopen('http://%s:8080/clientip', timeout=3).read().decode())" % (
-        web["status"]["podIP"])
+    web = next(
+        p
+        for p in pods
+        if p["metadata"]["name"].startswith("web-") and p["spec"]["nodeName"] == client["spec"]["nodeName"]
+    )
+    code = (
+        "import urllib.request as u; print(u.urlopen('http://%s:8080/clientip', timeout=3).read().decode())"
+        % (web["status"]["podIP"])
+    )
     out = lab.run("exec", "client", "--", "python3", "-c", code).stdout
     assert out.strip().startswith(client["status"]["podIP"] + ":")  # no NAT on the node
     assert lab.run("exec", "client", "--", "hostname").stdout.strip() == "client"
@@ -101,8 +114,13 @@ def test_restart_policies_and_the_restart_count(lab):
     manifest = "\n---\n".join(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  restartPolicy: %s\n  containers:\n"
         "  - {name: c, image: busybox, command: [sh, -c, '%s']}" % (name, policy, script)
-        for name, policy, script in (("crash-always", "Always", "exit 3"), ("crash-never", "Never", "exit 3"),
-                                     ("done-onfailure", "OnFailure", "exit 0"), ("crash-onfailure", "OnFailure", "exit 4")))
+        for name, policy, script in (
+            ("crash-always", "Always", "exit 3"),
+            ("crash-never", "Never", "exit 3"),
+            ("done-onfailure", "OnFailure", "exit 0"),
+            ("crash-onfailure", "OnFailure", "exit 4"),
+        )
+    )
     lab.run("apply", "-f", "-", input=manifest)
     try:
         restarts = lambda n: sum(c["restartCount"] for c in lab.pod(n)["status"].get("containerStatuses", []))
@@ -118,7 +136,11 @@ def test_restart_policies_and_the_restart_count(lab):
 
 
 def test_a_failing_readiness_probe_keeps_the_pod_out_of_ready_endpoints(lab):
-    lab.run("apply", "-f", "-", input="""
+    lab.run(
+        "apply",
+        "-f",
+        "-",
+        input="""
 apiVersion: v1
 kind: Pod
 metadata: {name: unready, labels: {app: web}}
@@ -129,7 +151,8 @@ spec:
     args: ["netexec", "--http-port=8080"]
     ports: [{name: http, containerPort: 8080}]
     readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1, failureThreshold: 1}
-""")
+""",
+    )
     try:
         ip = lab.wait("unready's IP", lambda: lab.pod("unready")["status"].get("podIP"))
 
@@ -138,6 +161,7 @@ spec:
                 for e in s.get("endpoints") or []:
                     if ip in e["addresses"]:
                         return e
+
         entry = lab.wait("an EndpointSlice entry for unready", slice_entry)
         time.sleep(2)  # several probe periods: it must stay not ready
         assert not ready(lab.pod("unready"))
@@ -154,18 +178,30 @@ def test_deleting_a_deployment_pod_brings_a_new_one(lab):
     before = {p["metadata"]["name"] for p in webs()}
     victim = sorted(before)[0]
     assert 'pod "%s" deleted' % victim in lab.run("delete", "pod", victim).stdout
-    lab.wait("a replacement Ready pod", lambda: (lambda ps: len(ps) == 3 and all(ready(p) for p in ps)
-                                                 and victim not in {p["metadata"]["name"] for p in ps})(webs()), 40)
+    lab.wait(
+        "a replacement Ready pod",
+        lambda: (
+            lambda ps: len(ps) == 3 and all(ready(p) for p in ps) and victim not in {p["metadata"]["name"] for p in ps}
+        )(webs()),
+        40,
+    )
     assert lab.get("deployments")[0]["status"]["readyReplicas"] == 3
 
 
 def test_an_image_podnet_cannot_run_says_so_on_the_pod(lab):
-    lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Pod\nmetadata: {name: nginx}\nspec:\n"
-                                      "  containers: [{name: nginx, image: nginx:1.27}]\n")
+    lab.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: v1\nkind: Pod\nmetadata: {name: nginx}\nspec:\n"
+        "  containers: [{name: nginx, image: nginx:1.27}]\n",
+    )
     try:
+
         def waiting():
             st = lab.pod("nginx")["status"].get("containerStatuses") or []
             return st and st[0]["state"].get("waiting")
+
         w = lab.wait("the pod's error", waiting)
         assert "give the container a command" in w["message"]
     finally:
@@ -173,8 +209,13 @@ def test_an_image_podnet_cannot_run_says_so_on_the_pod(lab):
 
 
 def test_a_host_network_pod_shares_the_node_stack(lab):
-    lab.run("apply", "-f", "-", input="apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet}\nspec:\n"
-                                      "  hostNetwork: true\n  containers: [{name: c, command: [sleep, '600']}]\n")
+    lab.run(
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet}\nspec:\n"
+        "  hostNetwork: true\n  containers: [{name: c, command: [sleep, '600']}]\n",
+    )
     try:
         pod = lab.wait("hostnet running", lambda: (lambda p: ready(p) and p)(lab.pod("hostnet")))
         node = next(n for n in lab.get("nodes") if n["metadata"]["name"] == pod["spec"]["nodeName"])
@@ -187,17 +228,23 @@ def test_a_host_network_pod_shares_the_node_stack(lab):
 
 def test_bad_manifests_and_commands_get_clear_errors_and_change_nothing(lab):
     before = lab.run("get", "all" if False else "pods", "-o", "name").stdout
-    bad = ("apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n"
-           "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: broken}\nspec:\n  selector: {matchLabels: {a: b}}\n"
-           "  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - name: c\n"
-           "        command: [x]\n        ports: [{containerPort: 8080}, {containerPort: 70000}]\n")
+    bad = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: broken}\nspec:\n  selector: {matchLabels: {a: b}}\n"
+        "  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - name: c\n"
+        "        command: [x]\n        ports: [{containerPort: 8080}, {containerPort: 70000}]\n"
+    )
     res = lab.run("apply", "-f", "-", input=bad, check=False)
     assert res.returncode == 1
     assert "document 2 (Deployment/broken): spec.template.spec.containers[0].ports[1].containerPort" in res.stderr
     assert lab.run("get", "pods", "-o", "name").stdout == before  # not even the good first document
-    for args, text in ((("get", "gizmos"), "unknown resource type"), (("exec", "nope", "--", "true"), "not found"),
-                       (("delete", "pod", "nope"), "not found"), (("get", "pods", "--lab", "nosuchlab"), "no lab named"),
-                       (("lab", "exec", "node9", "--", "true"), "no node 'node9'")):
+    for args, text in (
+        (("get", "gizmos"), "unknown resource type"),
+        (("exec", "nope", "--", "true"), "not found"),
+        (("delete", "pod", "nope"), "not found"),
+        (("get", "pods", "--lab", "nosuchlab"), "no lab named"),
+        (("lab", "exec", "node9", "--", "true"), "no node 'node9'"),
+    ):
         res = lab.run(*args, check=False)
         assert res.returncode != 0 and text in res.stderr, (args, res.stderr)
 
@@ -207,10 +254,10 @@ def test_lab_down_removes_everything_even_after_a_crash(tmp_path):
     try:
         lab.run("lab", "up", "--name", lab.name, "--nodes", "1", "-f", EXAMPLE, "--timeout", "90", timeout=150)
         assert len(lab.get("pods")) == 4
-        lab.run("lab", "up", "--name", lab.name, "-f", EXAMPLE)   # idempotent: nothing new
+        lab.run("lab", "up", "--name", lab.name, "-f", EXAMPLE)  # idempotent: nothing new
         assert len(lab.get("pods")) == 4
         procs = json.load(open(os.path.join(str(tmp_path), lab.name, "procs.json")))
-        os.kill(procs["agent-node1"]["pid"], 9)                   # a crashed agent leaves its pods running
+        os.kill(procs["agent-node1"]["pid"], 9)  # a crashed agent leaves its pods running
         assert lab.run("lab", "status", check=False).returncode == 1
     finally:
         lab.run("lab", "down", "--name", lab.name)

@@ -31,7 +31,7 @@ from tests.kernel.test_lab import Lab, leftovers
 pytestmark = pytest.mark.kernel
 
 PY = sys.executable
-CONVERGE = 30          # seconds the agents may take to apply a change (a generous bound, not a timing check)
+CONVERGE = 30  # seconds the agents may take to apply a change (a generous bound, not a timing check)
 CIDR = "10.244.0.0/16"
 PROBE_TIMEOUT = 1.0
 
@@ -64,8 +64,10 @@ class Matrix:
         self.applied, self.relabelled = [], False
 
     def _ips(self):
-        ips = {"%s/%s" % (p["metadata"]["namespace"], p["metadata"]["name"]): p["status"].get("podIP")
-               for p in self.objects.list("Pod")}
+        ips = {
+            "%s/%s" % (p["metadata"]["namespace"], p["metadata"]["name"]): p["status"].get("podIP")
+            for p in self.objects.list("Pod")
+        }
         return ips if all(ips.get(k) for k in nc.PODS) else None
 
     def run(self, *args, **kw):
@@ -82,20 +84,48 @@ class Matrix:
 
     def synced(self):
         """Wait until each node's agent has applied the plan for what the store holds now."""
+
         def holds():
             for node in nc.NODES:
                 want = nftscript.applied_plan(nftscript.render(PolicyReconciler(node, self.objects, CIDR).desired()[0]))
-                got = subprocess.run(["nsenter", "--net=/run/netns/pn-%s-%s" % (self.lab.name, node), "--", "nft",
-                                      "list", "table", "inet", "podnet-policy"], capture_output=True, text=True)
+                got = subprocess.run(
+                    [
+                        "nsenter",
+                        "--net=/run/netns/pn-%s-%s" % (self.lab.name, node),
+                        "--",
+                        "nft",
+                        "list",
+                        "table",
+                        "inet",
+                        "podnet-policy",
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
                 if nftscript.applied_plan(got.stdout) != want:
                     return None
             return True
+
         self.lab.wait("every node's policy table to hold the current plan", holds, CONVERGE)
 
     def probe_row(self, src, targets):
         ns, name = src.split("/")
-        res = self.run("exec", "-n", ns, name, "--", PY, "-m", "podnet.workload", "probe",
-                       "--timeout", str(PROBE_TIMEOUT), *targets, check=False, timeout=60)
+        res = self.run(
+            "exec",
+            "-n",
+            ns,
+            name,
+            "--",
+            PY,
+            "-m",
+            "podnet.workload",
+            "probe",
+            "--timeout",
+            str(PROBE_TIMEOUT),
+            *targets,
+            check=False,
+            timeout=60,
+        )
         try:
             return json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -105,7 +135,9 @@ class Matrix:
         """-> {(src, dst, port, proto): reachable}. via: {dst pod: ClusterIP} to probe through."""
         via = via or {}
         address = {d: via.get(d, self.ips[d]) for d in nc.PODS}
-        targets = {"%s:%s:%d" % (proto, address[d], port): (d, port, proto) for d in nc.PODS for port, proto in nc.PORTS}
+        targets = {
+            "%s:%s:%d" % (proto, address[d], port): (d, port, proto) for d in nc.PODS for port, proto in nc.PORTS
+        }
         out, errors = {}, []
 
         def row(src):
@@ -140,7 +172,9 @@ class Matrix:
                 break
             observed.update(self.observe(via, rows=late))
         assert observed == expected, "%s: the reachability table does not match\n%s" % (
-            what, nc.render_tables(expected, observed))
+            what,
+            nc.render_tables(expected, observed),
+        )
 
     def reset(self):
         """Remove what the previous test applied, put the labels back."""
@@ -157,13 +191,17 @@ class Matrix:
         design). Each probe round starts without them; TCP probes open fresh
         connections, and held TCP connections (a test of their own) stay."""
         for node in nc.NODES:
-            subprocess.run(["nsenter", "--net=/run/netns/pn-%s-%s" % (self.lab.name, node), "--", "conntrack",
-                            "-D", "-p", "udp"], capture_output=True)
+            subprocess.run(
+                ["nsenter", "--net=/run/netns/pn-%s-%s" % (self.lab.name, node), "--", "conntrack", "-D", "-p", "udp"],
+                capture_output=True,
+            )
 
     def service_ip(self, key):
         ns, name = key.split("/")
-        return self.lab.wait("ClusterIP of %s" % key,
-                             lambda: (self.objects.find("Service", ns, name) or {}).get("spec", {}).get("clusterIP"))
+        return self.lab.wait(
+            "ClusterIP of %s" % key,
+            lambda: (self.objects.find("Service", ns, name) or {}).get("spec", {}).get("clusterIP"),
+        )
 
 
 @pytest.mark.parametrize("name", sorted(nc.CASES))
@@ -178,8 +216,9 @@ def test_truth_table(lab, name):
         deadline = time.time() + 15
         while not lab.probe_row("y/a", [target])[target]["ok"]:
             if time.time() > deadline:
-                pytest.fail("nothing reaches %s through its ClusterIP %s: the Services proxy is not serving"
-                            % (pod, via[pod]))
+                pytest.fail(
+                    "nothing reaches %s through its ClusterIP %s: the Services proxy is not serving" % (pod, via[pod])
+                )
             time.sleep(0.5)
     for i, step in enumerate(nc.CASES[name](lab.ips)):
         lab.apply(step.apply)
@@ -204,8 +243,7 @@ def test_the_pods_own_node_gets_through_deny_all_and_other_nodes_do_not(lab):
     assert _node_probe(lab, other, target) == {"ok": False, "error": "TIMEOUT"}
     time.sleep(3)  # three readiness periods under deny-all: the pods stay Ready
     pods = lab.lab.get("pods", "-n", "x")
-    assert all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
-               for p in pods)
+    assert all(any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"]) for p in pods)
 
 
 ECHO_SERVER = r"""
@@ -235,14 +273,24 @@ for line in sys.stdin:
 
 def test_an_open_connection_that_stays_allowed_survives_policy_updates(lab):
     lab.reset()
-    server = subprocess.Popen([PY, "-m", "podnet.cli.main", "exec", "-n", "x", "a", "--", PY, "-c", ECHO_SERVER],
-                              env=lab.lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [PY, "-m", "podnet.cli.main", "exec", "-n", "x", "a", "--", PY, "-c", ECHO_SERVER],
+        env=lab.lab.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client = None
     try:
         assert server.stdout.readline().strip() == "listening"
-        client = subprocess.Popen([PY, "-m", "podnet.cli.main", "exec", "-n", "y", "b", "--", PY, "-c", ECHO_CLIENT,
-                                   lab.ips["x/a"]], env=lab.lab.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        client = subprocess.Popen(
+            [PY, "-m", "podnet.cli.main", "exec", "-n", "y", "b", "--", PY, "-c", ECHO_CLIENT, lab.ips["x/a"]],
+            env=lab.lab.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
         def say(word):
             client.stdin.write(word + "\n")
@@ -252,9 +300,16 @@ def test_an_open_connection_that_stays_allowed_survives_policy_updates(lab):
         assert say("one") == "echo one"
         # isolate x/a: only y/b may connect, on 9000 only; then rewrite the
         # policy (another table, same verdict for this connection)
-        allow_yb = nc.netpol("x/a-from-yb", nc.pod_sel("a"), ingress=[{
-            "from": [{"namespaceSelector": nc.ns_sel("y"), "podSelector": nc.pod_sel("b")}],
-            "ports": [{"port": 9000}]}])
+        allow_yb = nc.netpol(
+            "x/a-from-yb",
+            nc.pod_sel("a"),
+            ingress=[
+                {
+                    "from": [{"namespaceSelector": nc.ns_sel("y"), "podSelector": nc.pod_sel("b")}],
+                    "ports": [{"port": 9000}],
+                }
+            ],
+        )
         lab.apply([allow_yb])
         lab.expect(nc.only_x_a_from(), "x/a isolated (80/81 closed to everyone)")
         assert say("two") == "echo two"
@@ -270,7 +325,7 @@ def test_an_open_connection_that_stays_allowed_survives_policy_updates(lab):
                 try:
                     p.wait(15)  # the client ends with its stdin, the server with its only connection
                 except subprocess.TimeoutExpired:
-                    p.kill()    # the podnet exec we started; lab down kills what runs in its namespaces
+                    p.kill()  # the podnet exec we started; lab down kills what runs in its namespaces
                     p.wait(5)
                 p.stdout.close()
                 p.stderr.close()
@@ -292,8 +347,10 @@ def test_describe_and_the_table_name_the_policy_and_its_pods(lab):
 
 def test_a_bad_policy_is_refused_whole_and_changes_nothing(lab):
     lab.reset()
-    bad = [nc.netpol("x/fine", {}, ingress=[]),
-           nc.netpol("x/broken", {}, ingress=[{"ports": [{"port": "serve-80-tcp", "endPort": 90}]}])]
+    bad = [
+        nc.netpol("x/fine", {}, ingress=[]),
+        nc.netpol("x/broken", {}, ingress=[{"ports": [{"port": "serve-80-tcp", "endPort": 90}]}]),
+    ]
     res = lab.run("apply", "-f", "-", input=nc.to_yaml(bad), check=False)
     assert res.returncode == 1 and "spec.ingress[0].ports[0].endPort" in res.stderr
     assert lab.lab.get("netpol", "-A") == []
@@ -303,10 +360,18 @@ def test_a_bad_policy_is_refused_whole_and_changes_nothing(lab):
 def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand(namespaces, tmp_path):
     """The agent's loop body on a bare namespace: no lab, a store of its own."""
     from podnet.kernel.netns import Netns
+
     node = namespaces.new("polnode")
     objects = Objects(open_store("sqlite://%s" % (tmp_path / "store.db")))
-    objects.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.0.0/24"},
-                    "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.11"}]}})
+    objects.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n1"},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.11"}]},
+        }
+    )
     for key in ("x/a", "x/b"):
         p = nc.pod(key)
         p["spec"]["nodeName"] = "n1"
@@ -318,15 +383,20 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
         r = PolicyReconciler("n1", objects, CIDR, ns=handle)
 
         def table():
-            return subprocess.run(["nsenter", "--net=/run/netns/" + node, "--", "nft", "list", "table", "inet",
-                                   "podnet-policy"], capture_output=True, text=True).stdout
+            return subprocess.run(
+                ["nsenter", "--net=/run/netns/" + node, "--", "nft", "list", "table", "inet", "podnet-policy"],
+                capture_output=True,
+                text=True,
+            ).stdout
+
         r.sync()
         assert r.applies == 1 and "x/a-from-b" in table() and "192.168.200.11" in table()
         r.sync()
-        assert r.applies == 1                       # nothing changed: nothing applied
-        subprocess.run(["nsenter", "--net=/run/netns/" + node, "--", "nft", "delete", "table", "inet", "podnet-policy"],
-                       check=True)
-        r.last_check = 0                            # the periodic check is due
+        assert r.applies == 1  # nothing changed: nothing applied
+        subprocess.run(
+            ["nsenter", "--net=/run/netns/" + node, "--", "nft", "delete", "table", "inet", "podnet-policy"], check=True
+        )
+        r.last_check = 0  # the periodic check is due
         r.sync()
         assert r.applies == 2 and "x/a-from-b" in table()
         objects.delete("NetworkPolicy", "x", "a-from-b")

@@ -22,8 +22,13 @@ def attach(plugin, pod, data_dir, cid, mappings, ipmasq=True):
     conf = bridge_conf(data_dir, ipMasq=ipmasq, isDefaultGateway=True, hairpinMode=True)
     rc, res, err = plugin("podnet", "ADD", conf, cid=cid, netns=pod)
     assert rc == 0, (res, err)
-    pm = {"cniVersion": "1.0.0", "name": "testnet", "type": "podnet-portmap",
-          "runtimeConfig": {"portMappings": mappings}, "prevResult": res}
+    pm = {
+        "cniVersion": "1.0.0",
+        "name": "testnet",
+        "type": "podnet-portmap",
+        "runtimeConfig": {"portMappings": mappings},
+        "prevResult": res,
+    }
     rc, out, err = plugin("podnet-portmap", "ADD", pm, cid=cid, netns=pod)
     return conf, pm, res, rc, out, err
 
@@ -35,20 +40,27 @@ def detach(plugin, pod, cid, conf, pm):
 
 def test_published_tcp_and_udp_ports_reach_the_pod_with_the_client_address(plugin, namespaces, data_dir, world):
     pod = namespaces.new("pod")
-    conf, pm, res, rc, out, err = attach(plugin, pod, data_dir, "web", [
-        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
-        {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}])
+    conf, pm, res, rc, out, err = attach(
+        plugin,
+        pod,
+        data_dir,
+        "web",
+        [
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+            {"hostPort": 5353, "containerPort": 53, "protocol": "udp"},
+        ],
+    )
     assert rc == 0, (out, err)
     assert out["ips"] == res["ips"]  # portmap passes the result through
     with server(pod, port=80), server(pod, port=53, proto="udp"):
-        assert connect(world, NODE_IP, 8080) == "192.0.2.2"              # the client's own address
+        assert connect(world, NODE_IP, 8080) == "192.0.2.2"  # the client's own address
         assert connect(world, NODE_IP, 5353, proto="udp") == "192.0.2.2"
-        assert connect(plugin.node, NODE_IP, 8080) is not None            # from the node itself
-        assert connect(world, NODE_IP, 8081) is None                      # nothing else published
+        assert connect(plugin.node, NODE_IP, 8080) is not None  # from the node itself
+        assert connect(world, NODE_IP, 8081) is None  # nothing else published
         rc, out, err = plugin("podnet-portmap", "CHECK", pm, cid="web", netns=pod)
         assert rc == 0, (out, err)
         assert plugin("podnet-portmap", "DEL", pm, cid="web", netns=pod)[0] == 0
-        assert connect(world, NODE_IP, 8080) is None                      # unpublished
+        assert connect(world, NODE_IP, 8080) is None  # unpublished
         assert plugin("podnet-portmap", "DEL", pm, cid="web", netns=pod)[0] == 0  # DEL twice
     assert plugin("podnet", "DEL", conf, cid="web", netns=pod)[0] == 0
     assert "pm-" not in sh(plugin.node, "nft", "list", "table", "inet", "podnet-portmap").stdout
@@ -82,11 +94,17 @@ def test_gc_unpublishes_ports_of_attachments_that_are_gone(plugin, namespaces, d
     pods = [namespaces.new("pod"), namespaces.new("pod")]
     made = []
     for i, pod in enumerate(pods):
-        conf, pm, _, rc, out, err = attach(plugin, pod, data_dir, "g%d" % i, [{"hostPort": 7000 + i, "containerPort": 80}])
+        conf, pm, _, rc, out, err = attach(
+            plugin, pod, data_dir, "g%d" % i, [{"hostPort": 7000 + i, "containerPort": 80}]
+        )
         assert rc == 0, (out, err)
         made.append((conf, pm))
-    gc = {"cniVersion": "1.1.0", "name": "testnet", "type": "podnet-portmap",
-          "cni.dev/valid-attachments": [{"containerID": "g1", "ifname": "eth0"}]}
+    gc = {
+        "cniVersion": "1.1.0",
+        "name": "testnet",
+        "type": "podnet-portmap",
+        "cni.dev/valid-attachments": [{"containerID": "g1", "ifname": "eth0"}],
+    }
     rc, out, err = plugin("podnet-portmap", "GC", gc, drop=("CNI_CONTAINERID", "CNI_IFNAME"))
     assert rc == 0, (out, err)
     table = sh(plugin.node, "nft", "list", "table", "inet", "podnet-portmap").stdout

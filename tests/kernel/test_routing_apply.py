@@ -1,4 +1,5 @@
 """The routing applier on the real kernel, two nodes on one underlay."""
+
 import pytest
 
 from podnet.kernel import netns as nsmod
@@ -12,8 +13,11 @@ UNDERLAY = "192.168.230.0/24"
 
 
 def node_obj(name, ip, cidr):
-    return {"metadata": {"name": name}, "spec": {"podCIDR": cidr},
-            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+    return {
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    }
 
 
 @pytest.fixture
@@ -62,8 +66,8 @@ def test_plan_applied_on_both_nodes_carries_traffic_and_is_level_triggered(two_n
     else:
         assert "10.248.1.0/24 via 192.168.230.12 dev eth0 proto 44" in sh(a, "ip", "route").stdout
     desired = plan(mode, "a", objs, UNDERLAY)
-    assert apply_in(a, desired) == 0                      # nothing to do twice
-    sh(a, "ip", "route", "del", "10.248.1.0/24")            # drift by hand
+    assert apply_in(a, desired) == 0  # nothing to do twice
+    sh(a, "ip", "route", "del", "10.248.1.0/24")  # drift by hand
     assert apply_in(a, desired) == 1 and ping(a, "10.248.1.1")
     # node b goes away: its route (and neighbour and FDB entry) go too
     assert apply_in(a, plan(mode, "a", objs[:1], UNDERLAY)) >= 1

@@ -19,7 +19,8 @@ PODS = "\n---\n".join(
     "apiVersion: v1\nkind: Pod\nmetadata: {name: p%d, labels: {app: mesh}}\nspec:\n  nodeName: node%d\n"
     "  containers:\n  - name: netexec\n    image: registry.k8s.io/e2e-test-images/agnhost:2.45\n"
     "    args: [netexec, --http-port=8080]\n    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}\n" % (i, i)
-    for i in (1, 2, 3))
+    for i in (1, 2, 3)
+)
 EXTERNAL = "192.168.200.100"
 
 # Holds one TCP connection open and echoes a line each time stdin gives one.
@@ -49,15 +50,34 @@ def lab(request, tmp_path_factory):
     lab = Lab("r%s%d" % (request.param[0], os.getpid() % 10000), root)
     lab.mode = request.param
     try:
-        lab.run("lab", "up", "--name", lab.name, "--nodes", "3", "--routing", request.param, "-f", "-",
-                "--timeout", "90", input=PODS, timeout=150)
+        lab.run(
+            "lab",
+            "up",
+            "--name",
+            lab.name,
+            "--nodes",
+            "3",
+            "--routing",
+            request.param,
+            "-f",
+            "-",
+            "--timeout",
+            "90",
+            input=PODS,
+            timeout=150,
+        )
         lab.doc = json.load(open(os.path.join(root, lab.name, "lab.json")))
         lab.ns = {n["name"]: n["netns"] for n in lab.doc["nodes"]}
         lab.ns["external"] = lab.doc["external"]["netns"]
         if request.param == "bgp":  # routes arrive through BIRD sessions: give them a moment
-            lab.wait("BGP routes on every node", lambda: all(
-                lab.run("lab", "exec", n, "--", "ip", "route").stdout.count("proto bird") == 2
-                for n in ("node1", "node2", "node3")), 30)
+            lab.wait(
+                "BGP routes on every node",
+                lambda: all(
+                    lab.run("lab", "exec", n, "--", "ip", "route").stdout.count("proto bird") == 2
+                    for n in ("node1", "node2", "node3")
+                ),
+                30,
+            )
         yield lab
     finally:
         lab.run("lab", "down", "--name", lab.name, check=False)
@@ -70,6 +90,7 @@ def pods(lab):
 
 def pod_ns(lab, pod):
     from podnet.agent.agent import pod_netns
+
     return pod_netns(lab.name, pod["metadata"]["uid"])
 
 
@@ -80,9 +101,14 @@ def test_nodes_show_their_routing_and_bgp_sessions(lab):
         assert lab.mode in row
     if lab.mode == "bgp":
         # two node peers and the external host's router
-        lab.wait("every session Established in get nodes", lambda: all(
-            row.count("=Established") == 3 and "external=Established" in row
-            for row in lab.run("get", "nodes", "-o", "wide").stdout.splitlines()[1:]), 20)
+        lab.wait(
+            "every session Established in get nodes",
+            lambda: all(
+                row.count("=Established") == 3 and "external=Established" in row
+                for row in lab.run("get", "nodes", "-o", "wide").stdout.splitlines()[1:]
+            ),
+            20,
+        )
 
 
 LB = """apiVersion: v1
@@ -100,25 +126,44 @@ def test_loadbalancer_ip_reaches_the_pods_from_outside(lab):
     advertises it to the external host's router, which installs it (ECMP)."""
     lab.run("apply", "-f", "-", input=LB)
     try:
-        ing = lab.wait("an ingress IP", lambda: json.loads(lab.run("get", "svc", "mesh-lb", "-o", "json").stdout)
-                       .get("status", {}).get("loadBalancer", {}).get("ingress"))
+        ing = lab.wait(
+            "an ingress IP",
+            lambda: (
+                json.loads(lab.run("get", "svc", "mesh-lb", "-o", "json").stdout)
+                .get("status", {})
+                .get("loadBalancer", {})
+                .get("ingress")
+            ),
+        )
         ip = ing[0]["ip"]
         names = {p["metadata"]["name"] for p in pods(lab).values()}
         url = "http://%s/hostname" % ip
-        seen = lab.wait("answers from outside", lambda: lab.run(
-            "lab", "exec", "external", "--", "sh", "-c", "for i in $(seq 12); do curl -s -m 2 %s; echo; done" % url,
-            check=False).stdout.split(), 30)
+        seen = lab.wait(
+            "answers from outside",
+            lambda: lab.run(
+                "lab",
+                "exec",
+                "external",
+                "--",
+                "sh",
+                "-c",
+                "for i in $(seq 12); do curl -s -m 2 %s; echo; done" % url,
+                check=False,
+            ).stdout.split(),
+            30,
+        )
         assert len(seen) == 12 and set(seen) <= names
         routes = lab.run("lab", "exec", "external", "--", "ip", "route").stdout
         if lab.mode == "bgp":
             lines = routes.splitlines()
             i = next(k for k, x in enumerate(lines) if x.startswith(ip + " "))
-            block = [lines[i]] + list(itertools.takewhile(lambda x: x[:1].isspace(), lines[i + 1:]))
+            block = [lines[i]] + list(itertools.takewhile(lambda x: x[:1].isspace(), lines[i + 1 :]))
             # one ECMP route through every node (externalTrafficPolicy Cluster: all advertise)
-            assert "proto bird" in block[0] and all("via %s " % n["ip"] in " ".join(block) + " "
-                                                     for n in lab.doc["nodes"]), routes
+            assert "proto bird" in block[0] and all(
+                "via %s " % n["ip"] in " ".join(block) + " " for n in lab.doc["nodes"]
+            ), routes
         else:
-            assert ip not in routes           # on-link: found by ARP, answered by the elected node
+            assert ip not in routes  # on-link: found by ARP, answered by the elected node
     finally:
         lab.run("delete", "svc", "mesh-lb")
 
@@ -131,8 +176,16 @@ def test_every_pod_reaches_every_pod_without_nat(lab):
             if a is b:
                 continue
             assert ping(pod_ns(lab, a), b["status"]["podIP"]), (a["metadata"]["name"], b["metadata"]["name"])
-            seen = lab.run("exec", a["metadata"]["name"], "--", "curl", "-s", "-m", "3",
-                           "http://%s:8080/clientip" % b["status"]["podIP"]).stdout
+            seen = lab.run(
+                "exec",
+                a["metadata"]["name"],
+                "--",
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                "http://%s:8080/clientip" % b["status"]["podIP"],
+            ).stdout
             assert seen.startswith(a["status"]["podIP"] + ":"), (a["metadata"]["name"], b["metadata"]["name"], seen)
 
 
@@ -156,15 +209,25 @@ def test_mtu_is_right_end_to_end(lab):
     assert want in lab.run("exec", "p1", "--", "ip", "link", "show", "eth0").stdout
     assert ping(pod_ns(lab, ps["p1"]), ps["p3"]["status"]["podIP"], size=1400)
     # a bulk transfer: 20 MB from p1 to p3 across nodes
-    code = ("import socket,sys; s=socket.create_connection((sys.argv[1],7000),timeout=10); "
-            "s.sendall(b'x'*20000000); s.shutdown(1); print(s.recv(100).decode())")
-    sink = ("import socket; srv=socket.socket(); srv.bind(('0.0.0.0',7000)); srv.listen(1); print('ready',flush=True); "
-            "c,_=srv.accept(); n=0\nwhile True:\n d=c.recv(1<<16)\n if not d: break\n n+=len(d)\nc.sendall(str(n).encode())")
-    proc = subprocess.Popen(nsenter(pod_ns(lab, ps["p3"])) + [sys.executable, "-c", sink], stdout=subprocess.PIPE, text=True)
+    code = (
+        "import socket,sys; s=socket.create_connection((sys.argv[1],7000),timeout=10); "
+        "s.sendall(b'x'*20000000); s.shutdown(1); print(s.recv(100).decode())"
+    )
+    sink = (
+        "import socket; srv=socket.socket(); srv.bind(('0.0.0.0',7000)); srv.listen(1); print('ready',flush=True); "
+        "c,_=srv.accept(); n=0\nwhile True:\n d=c.recv(1<<16)\n if not d: break\n n+=len(d)\nc.sendall(str(n).encode())"
+    )
+    proc = subprocess.Popen(
+        nsenter(pod_ns(lab, ps["p3"])) + [sys.executable, "-c", sink], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        out = subprocess.run(nsenter(pod_ns(lab, ps["p1"])) + [sys.executable, "-c", code, ps["p3"]["status"]["podIP"]],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            nsenter(pod_ns(lab, ps["p1"])) + [sys.executable, "-c", code, ps["p3"]["status"]["podIP"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.stdout.strip() == "20000000", out.stderr
     finally:
         proc.kill()
@@ -173,8 +236,13 @@ def test_mtu_is_right_end_to_end(lab):
 
 
 def kernel_state(lab, node):
-    cmds = (["ip", "route"], ["ip", "neigh", "show", "nud", "permanent"], ["bridge", "fdb", "show", "dev", "podnet.1"],
-            ["nft", "list", "ruleset"], ["ip", "-br", "link"])
+    cmds = (
+        ["ip", "route"],
+        ["ip", "neigh", "show", "nud", "permanent"],
+        ["bridge", "fdb", "show", "dev", "podnet.1"],
+        ["nft", "list", "ruleset"],
+        ["ip", "-br", "link"],
+    )
     out = [lab.run("lab", "exec", node, "--", *c, check=False).stdout for c in cmds]
     # nft lists tables in creation order, and a full sync replaces a table (the
     # proxy's at start): compare the tables, not their order
@@ -184,13 +252,18 @@ def kernel_state(lab, node):
 
 def test_restarting_an_agent_keeps_connections_and_changes_nothing(lab):
     ps = pods(lab)
-    srv = subprocess.Popen(nsenter(pod_ns(lab, ps["p2"])) + [sys.executable, "-c", ECHO, "7100"],
-                           stdout=subprocess.PIPE, text=True)
+    srv = subprocess.Popen(
+        nsenter(pod_ns(lab, ps["p2"])) + [sys.executable, "-c", ECHO, "7100"], stdout=subprocess.PIPE, text=True
+    )
     cli = None
     try:
         assert srv.stdout.readline().strip() == "ready"
-        cli = subprocess.Popen(nsenter(pod_ns(lab, ps["p1"])) + [sys.executable, "-c", HOLD, ps["p2"]["status"]["podIP"], "7100"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cli = subprocess.Popen(
+            nsenter(pod_ns(lab, ps["p1"])) + [sys.executable, "-c", HOLD, ps["p2"]["status"]["podIP"], "7100"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         cli.stdin.write("one\n")
         cli.stdin.flush()
         assert cli.stdout.readline().strip() == "echo one"
@@ -198,8 +271,8 @@ def test_restarting_an_agent_keeps_connections_and_changes_nothing(lab):
         procs = json.load(open(os.path.join(lab.env["PODNET_STATE_ROOT"], lab.name, "procs.json")))
         os.kill(procs["agent-node2"]["pid"], 9)
         time.sleep(1)
-        lab.run("lab", "up", "--name", lab.name)        # restarts the dead agent
-        time.sleep(3)                                    # a few reconcile passes
+        lab.run("lab", "up", "--name", lab.name)  # restarts the dead agent
+        time.sleep(3)  # a few reconcile passes
         assert kernel_state(lab, "node2") == before
         cli.stdin.write("two\n")
         cli.stdin.flush()
@@ -223,8 +296,12 @@ def test_a_route_deleted_by_hand_comes_back(lab):
 
 def test_adding_and_removing_a_node_updates_the_others(lab):
     lab.run("lab", "add-node", timeout=120)
-    node4 = lab.wait("node4 with a podCIDR", lambda: next(
-        (n for n in lab.get("nodes") if n["metadata"]["name"] == "node4" and n["spec"].get("podCIDR")), None))
+    node4 = lab.wait(
+        "node4 with a podCIDR",
+        lambda: next(
+            (n for n in lab.get("nodes") if n["metadata"]["name"] == "node4" and n["spec"].get("podCIDR")), None
+        ),
+    )
     cidr = node4["spec"]["podCIDR"]
     lab.wait("node1 routes to node4", lambda: cidr in lab.run("lab", "exec", "node1", "--", "ip", "route").stdout, 20)
     lab.run("lab", "remove-node", "node4")

@@ -168,9 +168,20 @@ def lab(tmp_path_factory):
     lab = Lab("s%d" % (os.getpid() % 100000), root)
     lab.root = root
     try:
-        lab.run("lab", "up", "--name", lab.name, "--nodes", "3", "-f", "-", "--timeout", "90",
-                input=deployment("web", 3) + "---\n" + deployment("solo", 1) + "---\n" + SERVICES + "---\n" + SLOWSTOP,
-                timeout=150)
+        lab.run(
+            "lab",
+            "up",
+            "--name",
+            lab.name,
+            "--nodes",
+            "3",
+            "-f",
+            "-",
+            "--timeout",
+            "90",
+            input=deployment("web", 3) + "---\n" + deployment("solo", 1) + "---\n" + SERVICES + "---\n" + SLOWSTOP,
+            timeout=150,
+        )
         lab.doc = json.load(open(os.path.join(root, lab.name, "lab.json")))
         yield lab
     finally:
@@ -183,14 +194,18 @@ def svc(lab, name):
 
 
 def web_pods(lab, app="web"):
-    return {p["metadata"]["name"]: p for p in lab.get("pods", "-l", "app=" + app)
-            if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")}
+    return {
+        p["metadata"]["name"]: p
+        for p in lab.get("pods", "-l", "app=" + app)
+        if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+    }
 
 
 def ready_endpoints(lab, name):
     sl = lab.get("endpointslices", "-l", "kubernetes.io/service-name=" + name)
-    return sorted(e["addresses"][0] for s in sl for e in s.get("endpoints") or []
-                  if (e.get("conditions") or {}).get("ready"))
+    return sorted(
+        e["addresses"][0] for s in sl for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")
+    )
 
 
 def curl_many(lab, where, url, n):
@@ -205,8 +220,12 @@ def curl_many(lab, where, url, n):
 
 def curl(lab, where, url, timeout=5):
     argv = ["curl", "-s", "-m", str(timeout), "-o", "/dev/stdout", "-w", "\n%{http_code}", url]
-    res = lab.run(*(["lab", "exec", where] if where in ("external", "node1", "node2", "node3") else ["exec", where]),
-                  "--", *argv, check=False)
+    res = lab.run(
+        *(["lab", "exec", where] if where in ("external", "node1", "node2", "node3") else ["exec", where]),
+        "--",
+        *argv,
+        check=False,
+    )
     return res.returncode, res.stdout
 
 
@@ -216,12 +235,12 @@ def wait_for(lab, what, fn, timeout=30):
 
 def test_clusterip_spreads_over_endpoints_on_three_nodes(lab):
     pods = web_pods(lab)
-    assert len({p["spec"]["nodeName"] for p in pods.values()}) == 3      # one endpoint per node
+    assert len({p["spec"]["nodeName"] for p in pods.values()}) == 3  # one endpoint per node
     ip = svc(lab, "web")["spec"]["clusterIP"]
     answers = collections.Counter(curl_many(lab, "client", "http://%s/hostname" % ip, 300))
     assert set(answers) == set(pods), answers
     assert sum(answers.values()) == 300
-    assert max(answers.values()) <= 180, answers                          # none more than 60 %
+    assert max(answers.values()) <= 180, answers  # none more than 60 %
     # a second port of the same service, and the named targetPort resolved per pod
     assert set(curl_many(lab, "client", "http://%s:8000/hostname" % ip, 30)) <= set(pods)
 
@@ -235,10 +254,10 @@ def test_client_ip_affinity_sticks_to_one_endpoint(lab):
 def test_no_endpoints_and_unknown_port_are_refused_not_timed_out(lab):
     ip = svc(lab, "nobody")["spec"]["clusterIP"]
     rc, _ = curl(lab, "client", "http://%s/" % ip, timeout=5)
-    assert rc == 7          # curl: connection refused (a drop would be 28, timeout)
+    assert rc == 7  # curl: connection refused (a drop would be 28, timeout)
     rc, _ = curl(lab, "client", "http://%s:81/" % svc(lab, "web")["spec"]["clusterIP"], timeout=5)
     assert rc == 7
-    rc, _ = curl(lab, "node2", "http://%s/" % ip, timeout=5)              # from a node too
+    rc, _ = curl(lab, "node2", "http://%s/" % ip, timeout=5)  # from a node too
     assert rc == 7
 
 
@@ -262,13 +281,14 @@ def test_external_ip_from_a_pod(lab):
 
 
 def test_loadbalancer_local_keeps_the_client_address(lab):
-    ing = wait_for(lab, "LoadBalancer ingress", lambda: svc(lab, "web-lb").get("status", {})
-                   .get("loadBalancer", {}).get("ingress"))
+    ing = wait_for(
+        lab, "LoadBalancer ingress", lambda: svc(lab, "web-lb").get("status", {}).get("loadBalancer", {}).get("ingress")
+    )
     ip = ing[0]["ip"]
     assert ip.startswith("192.168.200.24") or ip.startswith("192.168.200.25")
     ans = wait_for(lab, "LB answers", lambda: curl_many(lab, "external", "http://%s/clientip" % ip, 5))
     assert len(ans) == 5 and all(a.startswith(EXTERNAL + ":") for a in ans), ans
-    assert ip in lab.run("get", "svc", "web-lb").stdout                  # EXTERNAL-IP column
+    assert ip in lab.run("get", "svc", "web-lb").stdout  # EXTERNAL-IP column
 
 
 def test_health_check_node_port_says_which_nodes_have_endpoints(lab):
@@ -305,19 +325,21 @@ def test_get_endpoints_and_rules_show_what_the_proxy_uses(lab):
     assert "service-ips: %s . tcp . 80 : goto svc-" % ip in rules
     for p in pods.values():
         assert "dnat to %s:8080" % p["status"]["podIP"] in rules
-        assert "dnat to %s:8081" % p["status"]["podIP"] in rules          # the UDP port by name
-    assert "node3" in lab.run("rules").stdout                             # every node by default
+        assert "dnat to %s:8081" % p["status"]["podIP"] in rules  # the UDP port by name
+    assert "node3" in lab.run("rules").stdout  # every node by default
 
 
 def test_metrics_from_each_agent(lab):
     for node in lab.doc["nodes"]:
-        out = lab.run("lab", "exec", "external", "--", "curl", "-s", "-m", "3",
-                      "http://%s:10249/metrics" % node["ip"]).stdout
+        out = lab.run(
+            "lab", "exec", "external", "--", "curl", "-s", "-m", "3", "http://%s:10249/metrics" % node["ip"]
+        ).stdout
         assert 'podnet_proxy_sync_duration_seconds_count{type="full"}' in out
-        assert 'podnet_proxy_sync_failures_total 0.0' in out
+        assert "podnet_proxy_sync_failures_total 0.0" in out
         (rules,) = [float(x.split()[1]) for x in out.splitlines() if x.startswith("podnet_proxy_rules ")]
         # the gauge counts what the kernel really holds
         from podnet.cli.rules import parse_table
+
         chains, _ = parse_table(lab.run("rules", node["name"], "--raw").stdout)
         assert rules == sum(len(r) for r in chains.values()) > 0
 
@@ -331,8 +353,7 @@ def test_scaling_reaches_the_rules(lab):
     wait_for(lab, "rules follow", lambda: set(curl_many(lab, "client", "http://%s/hostname" % ip, 10)) == names)
     lab.run("apply", "-f", "-", input=deployment("web", 3))
     wait_for(lab, "three endpoints", lambda: len(ready_endpoints(lab, "web")) == 3, 60)
-    wait_for(lab, "all three answer",
-             lambda: len(set(curl_many(lab, "client", "http://%s/hostname" % ip, 60))) == 3)
+    wait_for(lab, "all three answer", lambda: len(set(curl_many(lab, "client", "http://%s/hostname" % ip, 60))) == 3)
 
 
 def test_udp_service_answers_after_its_server_pod_is_replaced(lab):
@@ -341,8 +362,12 @@ def test_udp_service_answers_after_its_server_pod_is_replaced(lab):
     ask = ["exec", "client", "--", sys.executable, "-c", UDP_ASK, ip, "53"]
     assert lab.run(*ask, "10").stdout.strip() == old
     lab.run("delete", "pod", old, "--wait")
-    wait_for(lab, "a new solo endpoint", lambda: len(ready_endpoints(lab, "solo")) == 1
-             and set(web_pods(lab, "solo")) - {old}, 60)
+    wait_for(
+        lab,
+        "a new solo endpoint",
+        lambda: len(ready_endpoints(lab, "solo")) == 1 and set(web_pods(lab, "solo")) - {old},
+        60,
+    )
     (new,) = set(web_pods(lab, "solo")) - {old}
     # the same client socket (same conntrack tuple) now reaches the new pod
     assert lab.run(*ask, "20").stdout.strip() == new
@@ -351,9 +376,16 @@ def test_udp_service_answers_after_its_server_pod_is_replaced(lab):
 def test_a_terminating_but_serving_endpoint_is_used_when_no_ready_one_is_left(lab):
     ip = svc(lab, "slowstop")["spec"]["clusterIP"]
     (old,) = web_pods(lab, "slowstop")
-    lab.run("delete", "pod", old)            # ignores SIGTERM: serves for 6 s more
-    codes = lab.run("exec", "client", "--", "sh", "-c", "for i in $(seq 40); do curl -s -m 1 -o /dev/null "
-                    "-w '%%{http_code} ' http://%s/; sleep 0.05; done" % ip, timeout=120).stdout.split()
+    lab.run("delete", "pod", old)  # ignores SIGTERM: serves for 6 s more
+    codes = lab.run(
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 40); do curl -s -m 1 -o /dev/null -w '%%{http_code} ' http://%s/; sleep 0.05; done" % ip,
+        timeout=120,
+    ).stdout.split()
     # the replacement is not Ready for a while: without the old pod's serving
     # endpoint the Service would have none and refuse (000)
     assert codes == ["200"] * 40, codes
@@ -367,6 +399,7 @@ def test_loadbalancer_ip_fails_over_when_its_node_agent_stops(lab):
         for n in lab.doc["nodes"]:
             if ip + "/32" in lab.run("lab", "exec", n["name"], "--", "ip", "-4", "addr", "show", "lo").stdout:
                 return n["name"]
+
     first = wait_for(lab, "an owner", owner)
     procs = json.load(open(os.path.join(lab.root, lab.name, "procs.json")))
     os.kill(procs["agent-" + first]["pid"], signal.SIGTERM)
@@ -379,6 +412,12 @@ def test_loadbalancer_ip_fails_over_when_its_node_agent_stops(lab):
         # at once, while the old agent may still be shutting down: `lab up`
         # must still end with a running agent on that node
         lab.run("lab", "up", "--name", lab.name, timeout=150)
-        wait_for(lab, "node Ready again", lambda: all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
-            for n in lab.get("nodes")), 60)
+        wait_for(
+            lab,
+            "node Ready again",
+            lambda: all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+                for n in lab.get("nodes")
+            ),
+            60,
+        )

@@ -67,11 +67,27 @@ class EtcdServer:
         logf = open(os.path.join(self.dir, "etcd-%d.log" % self.starts), "wb")
         try:
             self.proc = subprocess.Popen(
-                [ETCD, "--name", "default", "--data-dir", os.path.join(self.dir, "data"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", "default=" + peer],
-                stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                [
+                    ETCD,
+                    "--name",
+                    "default",
+                    "--data-dir",
+                    os.path.join(self.dir, "data"),
+                    "--listen-client-urls",
+                    client,
+                    "--advertise-client-urls",
+                    client,
+                    "--listen-peer-urls",
+                    peer,
+                    "--initial-advertise-peer-urls",
+                    peer,
+                    "--initial-cluster",
+                    "default=" + peer,
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             logf.close()
         deadline = time.monotonic() + timeout
@@ -139,12 +155,14 @@ def store_url(backend, request, tmp_path):
 def open_new(store_url):
     """Opens store objects on this test's backend; closes them all afterwards."""
     from podnet.store.base import open_store
+
     opened = []
 
     def new():
         s = open_store(store_url)
         opened.append(s)
         return s
+
     try:
         yield new
     finally:
@@ -194,7 +212,10 @@ class Watcher:
         if self.error is not None:
             raise self.error
         assert ok and pred(events), "watch: timed out waiting for %s; got %d events, last %r" % (
-            what, len(events), events[-3:])
+            what,
+            len(events),
+            events[-3:],
+        )
         return events
 
     def wait_for(self, n, timeout=20):
@@ -203,7 +224,7 @@ class Watcher:
     def wait_for_key(self, key, timeout=20):
         """Every event up to and including the first one for `key`."""
         events = self.wait_until(lambda evs: any(e.key == key for e in evs), timeout, key)
-        return events[:next(i for i, e in enumerate(events) if e.key == key) + 1]
+        return events[: next(i for i, e in enumerate(events) if e.key == key) + 1]
 
     def close(self, timeout=5):
         self.stop_event.set()
@@ -220,6 +241,7 @@ def watch():
         w = Watcher(store, prefix, from_rev)
         running.append(w)
         return w
+
     try:
         yield start
     finally:

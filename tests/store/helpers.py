@@ -71,6 +71,7 @@ class FlakyConnections:
             c = _Flaky(real(), self)
             self.conns.append(c)
             return c
+
         store._connect = connect
 
     def drop(self, at=None):

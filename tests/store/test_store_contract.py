@@ -28,6 +28,7 @@ ROOT = __file__.rsplit("/tests/", 1)[0]
 
 # ---- basic operations ------------------------------------------------------
 
+
 def test_get_put_list_delete(store, prefix):
     assert store.get(prefix + "a") == (None, 0)
     assert store.list(prefix)[0] == []
@@ -38,7 +39,9 @@ def test_get_put_list_delete(store, prefix):
     assert rev == ra and plain(value) == obj("a", n=1)
     items, _ = store.list(prefix)
     assert [(k, plain(v), r) for k, v, r in items] == [
-        (prefix + "a", obj("a", n=1), ra), (prefix + "b", obj("b", n=2), rb)]
+        (prefix + "a", obj("a", n=1), ra),
+        (prefix + "b", obj("b", n=2), rb),
+    ]
     rd = store.delete(prefix + "a")
     assert rd > rb
     assert store.get(prefix + "a") == (None, 0)
@@ -51,7 +54,8 @@ def test_get_put_list_delete(store, prefix):
 
 def test_list_is_sorted_by_key(store, prefix, monkeypatch):
     from podnet.store import etcd
-    monkeypatch.setattr(etcd, "PAGE", 2)                         # etcd lists in pages
+
+    monkeypatch.setattr(etcd, "PAGE", 2)  # etcd lists in pages
     names = ["m", "a", "z", "b/c", "b", "aa", "b\u00e9", "b\u00ff"]
     for n in names:
         store.put(prefix + n, obj(n))
@@ -60,14 +64,14 @@ def test_list_is_sorted_by_key(store, prefix, monkeypatch):
 
 def test_expect_rev(store, prefix):
     k = prefix + "k"
-    r1 = store.put(k, obj("k", v=1), expect_rev=0)           # 0: create only
+    r1 = store.put(k, obj("k", v=1), expect_rev=0)  # 0: create only
     with pytest.raises(Conflict):
         store.put(k, obj("k", v=99), expect_rev=0)
     with pytest.raises(Conflict):
-        store.put(k, obj("k", v=99), expect_rev=r1 + 1000)   # not at that revision
+        store.put(k, obj("k", v=99), expect_rev=r1 + 1000)  # not at that revision
     r2 = store.put(k, obj("k", v=2), expect_rev=r1)
     with pytest.raises(Conflict):
-        store.put(k, obj("k", v=99), expect_rev=r1)          # stale
+        store.put(k, obj("k", v=99), expect_rev=r1)  # stale
     assert store.get(k) == ({"metadata": {"name": "k", "resourceVersion": str(r2)}, "spec": {"v": 2}}, r2)
     with pytest.raises(Conflict):
         store.put(prefix + "missing", obj("m"), expect_rev=r2)  # must exist at r2
@@ -76,14 +80,14 @@ def test_expect_rev(store, prefix):
     with pytest.raises(Conflict):
         store.delete(k, expect_rev=r1)
     with pytest.raises(Conflict):
-        store.delete(k, expect_rev=0)                        # it does exist
+        store.delete(k, expect_rev=0)  # it does exist
     assert store.get(k)[1] == r2
     rd = store.delete(k, expect_rev=r2)
     assert rd is not None and rd > r2
     assert store.get(k) == (None, 0)
-    assert store.delete(k, expect_rev=r2) is None            # absent: None, whatever expected
+    assert store.delete(k, expect_rev=r2) is None  # absent: None, whatever expected
     assert store.delete(k, expect_rev=0) is None
-    assert store.put(k, obj("k", v=3), expect_rev=0) > rd    # re-create after delete
+    assert store.put(k, obj("k", v=3), expect_rev=0) > rd  # re-create after delete
 
 
 def test_resource_version_on_read(store, prefix):
@@ -92,16 +96,16 @@ def test_resource_version_on_read(store, prefix):
     assert mine == {"metadata": {"name": "x", "resourceVersion": "12345"}, "spec": {"a": 1}}  # not mutated
     value, r = store.get(prefix + "x")
     assert r == rev and value["metadata"]["resourceVersion"] == str(rev)
-    bare = store.put(prefix + "y", {"spec": {"b": 2}})       # no metadata: created on read
+    bare = store.put(prefix + "y", {"spec": {"b": 2}})  # no metadata: created on read
     assert store.get(prefix + "y")[0] == {"spec": {"b": 2}, "metadata": {"resourceVersion": str(bare)}}
     items, _ = store.list(prefix)
     assert [(v["metadata"]["resourceVersion"], r) for _, v, r in items] == [(str(rev), rev), (str(bare), bare)]
-    value["metadata"]["resourceVersion"] = "mutated"         # reads are copies
+    value["metadata"]["resourceVersion"] = "mutated"  # reads are copies
     assert store.get(prefix + "x")[0]["metadata"]["resourceVersion"] == str(rev)
 
 
 def test_revisions_global_and_strictly_increasing(open_new, prefix):
-    a, b = open_new(), open_new()                            # two clients, one revision sequence
+    a, b = open_new(), open_new()  # two clients, one revision sequence
     revs = []
     for i in range(10):
         s = a if i % 2 else b
@@ -111,9 +115,9 @@ def test_revisions_global_and_strictly_increasing(open_new, prefix):
             revs.append(s.delete(prefix + "other/%d" % i))
     assert all(x < y for x, y in zip(revs, revs[1:])), revs
     for s in (a, b):
-        assert s.list(prefix)[1] == revs[-1]                 # the current revision
+        assert s.list(prefix)[1] == revs[-1]  # the current revision
         assert s.list(prefix + "nothing-here/")[1] == revs[-1]
-    assert a.get(prefix + "k0") == b.get(prefix + "k0")   # both clients read the same state
+    assert a.get(prefix + "k0") == b.get(prefix + "k0")  # both clients read the same state
     items, _ = a.list(prefix)
     assert sorted(r for _, _, r in items) == sorted(r for _, _, r in b.list(prefix)[0])
 
@@ -144,6 +148,7 @@ def test_concurrent_read_modify_write_from_threads(store, prefix):
                         conflicts.append(1)
         except Exception as exc:
             errors.append(exc)
+
     threads = [threading.Thread(target=bump, args=(25,)) for _ in range(4)]
     for t in threads:
         t.start()
@@ -155,6 +160,7 @@ def test_concurrent_read_modify_write_from_threads(store, prefix):
 
 # ---- watch -----------------------------------------------------------------
 
+
 def test_watch_sees_every_change_once_in_order(store, prefix, watch):
     _, start = store.list(prefix)
     w = watch(store, prefix, start)
@@ -162,7 +168,7 @@ def test_watch_sees_every_change_once_in_order(store, prefix, watch):
     rec.put(prefix + "a", obj("a", v=1))
     rec.put(prefix + "b", obj("b", v=1))
     rec.put(prefix + "a", obj("a", v=2))
-    store.put(prefix[:-1] + "-outside/x", obj("outside"))      # not under the prefix
+    store.put(prefix[:-1] + "-outside/x", obj("outside"))  # not under the prefix
     rec.delete(prefix + "a")
     rec.put(prefix + "a", obj("a", v=3), expect_rev=0)
     rec.delete(prefix + "b")
@@ -170,12 +176,12 @@ def test_watch_sees_every_change_once_in_order(store, prefix, watch):
     got = w.wait_for_key(prefix + "z-end")
     assert as_tuples(got) == rec.expected
     deleted = [e for e in got if e.type == "DELETE"]
-    assert deleted[0].value["spec"] == {"v": 2}                 # the old value
+    assert deleted[0].value["spec"] == {"v": 2}  # the old value
     assert deleted[0].value["metadata"]["resourceVersion"] == str(rec.expected[2][2])  # its last mod rev
     for e in got:
         if e.type == "PUT":
             assert e.value["metadata"]["resourceVersion"] == str(e.rev)
-    assert w.events == got                                       # nothing after the last write
+    assert w.events == got  # nothing after the last write
 
 
 def test_watch_from_old_revision_replays_history(store, prefix, watch):
@@ -188,9 +194,9 @@ def test_watch_from_old_revision_replays_history(store, prefix, watch):
     w = watch(store, prefix, start)
     assert as_tuples(w.wait_for(len(rec.expected))) == rec.expected
     mid = rec.expected[4][2]
-    w2 = watch(store, prefix, mid)                               # from the middle: rev > mid only
+    w2 = watch(store, prefix, mid)  # from the middle: rev > mid only
     assert as_tuples(w2.wait_for(len(rec.expected) - 5)) == rec.expected[5:]
-    rec.put(prefix + "live", obj("live"))                        # then blocks for live ones
+    rec.put(prefix + "live", obj("live"))  # then blocks for live ones
     assert as_tuples(w.wait_for_key(prefix + "live")) == rec.expected
     assert as_tuples(w2.wait_for_key(prefix + "live")) == rec.expected[5:]
 
@@ -201,8 +207,13 @@ def test_watch_with_writer_in_another_process(store, store_url, prefix, watch):
     n = 200
     _, start = store.list(prefix)
     w = watch(store, prefix, start)
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, store_url, prefix, str(n)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, store_url, prefix, str(n)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         rec = Recorder(store)
         for i in range(50):
@@ -215,10 +226,10 @@ def test_watch_with_writer_in_another_process(store, store_url, prefix, watch):
     assert proc.returncode == 0, err
     theirs = [tuple(x) for x in json.loads(out)]
     expected = sorted(rec.expected + theirs, key=lambda e: e[2])
-    assert len({e[2] for e in expected}) == n + 50             # one revision per change
+    assert len({e[2] for e in expected}) == n + 50  # one revision per change
     got = w.wait_for(n + 50, timeout=60)
     assert as_tuples(got) == expected
-    rec.put(prefix + "sentinel", obj("s"))                      # no duplicates after the last one
+    rec.put(prefix + "sentinel", obj("s"))  # no duplicates after the last one
     assert as_tuples(w.wait_for_key(prefix + "sentinel")) == expected + rec.expected[-1:]
 
 
@@ -231,7 +242,7 @@ def test_watch_across_reconnect(backend, store, prefix, watch, request, caplog):
         drops = [lambda at=at: flaky.drop(at) for at in (None, "BEGIN", "name='rev'", "FROM log")]
     else:
         server = request.getfixturevalue("etcd_server")
-        drops = [server.restart] * 2                             # stop by PID, start on the same data dir
+        drops = [server.restart] * 2  # stop by PID, start on the same data dir
     writer = Recorder(store)
     _, start = store.list(prefix)
     w = watch(store, prefix, start)
@@ -248,7 +259,7 @@ def test_watch_across_reconnect(backend, store, prefix, watch, request, caplog):
     writer.put(prefix + "sentinel", obj("s"))
     assert as_tuples(w.wait_for_key(prefix + "sentinel")) == writer.expected
     if backend == "sqlite":
-        assert flaky.failures == len(drops)                      # the watch did hit every break
+        assert flaky.failures == len(drops)  # the watch did hit every break
     else:
         assert caplog.text.count("resuming after rev") >= 2
 
@@ -262,7 +273,7 @@ def test_watch_resumes_on_a_new_store_object(open_new, prefix, watch):
     for i in range(20):
         rec.put(prefix + "k%d" % (i % 5), obj("k", i=i))
     first = w.wait_for(20)
-    a.close()                                                    # ends the watch
+    a.close()  # ends the watch
     w.thread.join(5)
     assert not w.thread.is_alive() and w.error is None
     b = open_new()
@@ -276,20 +287,20 @@ def test_watch_resumes_on_a_new_store_object(open_new, prefix, watch):
 def test_compacted_history(store, prefix, watch):
     rec = Recorder(store)
     revs = [rec.put(prefix + "k%d" % i, obj("k", i=i)) for i in range(5)]
-    store.compact(revs[3])                                       # history before revs[3] is gone
+    store.compact(revs[3])  # history before revs[3] is gone
     with pytest.raises(Compacted):
         next(iter(store.watch(prefix, revs[0], threading.Event())))
-    w = watch(store, prefix, revs[3] - 1)                        # still available: revs[3], revs[4]
+    w = watch(store, prefix, revs[3] - 1)  # still available: revs[3], revs[4]
     assert as_tuples(w.wait_for(2)) == rec.expected[3:]
     w.close()
-    items, _ = store.list(prefix)                                # the state is all still there
+    items, _ = store.list(prefix)  # the state is all still there
     assert [r for _, _, r in items] == revs
 
 
 def test_stop_ends_a_blocked_watch_promptly(store, prefix, watch):
     _, start = store.list(prefix)
     w = watch(store, prefix, start)
-    time.sleep(0.3)                                              # let it block
+    time.sleep(0.3)  # let it block
     assert w.thread.is_alive() and w.events == []
     t0 = time.monotonic()
     w.close(timeout=5)
@@ -323,8 +334,10 @@ def test_watch_latency(store, prefix, watch):
 
 # ---- backend specifics -----------------------------------------------------
 
+
 def test_sqlite_history_is_bounded(tmp_path, monkeypatch):
     from podnet.store import sqlite as mod
+
     monkeypatch.setattr(mod, "COMPACT_EVERY", 10)
     s = mod.SqliteStore(str(tmp_path / "b.db"), history=30)
     try:
@@ -335,7 +348,7 @@ def test_sqlite_history_is_bounded(tmp_path, monkeypatch):
         with pytest.raises(Compacted):
             next(iter(s.watch("/registry/", 0, threading.Event())))
         evs = s.watch("/registry/", kept[1] - 1, threading.Event())
-        assert [next(evs).rev for _ in range(kept[0])] == revs[-kept[0]:]
+        assert [next(evs).rev for _ in range(kept[0])] == revs[-kept[0] :]
         evs.close()
     finally:
         s.close()
@@ -343,6 +356,7 @@ def test_sqlite_history_is_bounded(tmp_path, monkeypatch):
 
 def test_etcd_skips_a_dead_endpoint(etcd_server, prefix):
     from podnet.store.etcd import EtcdStore
+
     etcd_server.ensure_running()
     s = EtcdStore(["127.0.0.1:1", etcd_server.endpoint], timeout=5)
     try:
@@ -356,22 +370,24 @@ def test_etcd_watch_stream_decoding_at_every_split():
     """The watch stream's chunked decoding, whatever way TCP cuts the bytes."""
     import random
     import socket
+
     from podnet.store.etcd import _Stream
+
     msgs = [{"result": {"i": i, "pad": "x" * (i * 37 % 300)}} for i in range(40)]
     payload = b"".join(json.dumps(m).encode() + b"\n" for m in msgs)
     rnd, wire, pos = random.Random(7), b"", 0
-    while pos < len(payload):                                    # chunks unaligned with messages
+    while pos < len(payload):  # chunks unaligned with messages
         n = min(rnd.randint(1, 200), len(payload) - pos)
-        wire += b"%x\r\n%s\r\n" % (n, payload[pos:pos + n])
+        wire += b"%x\r\n%s\r\n" % (n, payload[pos : pos + n])
         pos += n
     for size in (1, 2, 3, 7, 64, len(wire)):
         st = _Stream(("127.0.0.1", 0), 5)
         st.chunked = True
         for i in range(0, len(wire), size):
-            st.raw += wire[i:i + size]
+            st.raw += wire[i : i + size]
             st._dechunk()
         assert bytes(st.body) == payload and not st.raw, size
-    a, b = socket.socketpair()                                   # and the whole reader, end of stream included
+    a, b = socket.socketpair()  # and the whole reader, end of stream included
     try:
         st = _Stream(("127.0.0.1", 0), 5)
         st.sock, st.chunked = a, True

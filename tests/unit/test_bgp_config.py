@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from podnet.routing.bgp import Bird, BgpError, check_config, protocol_name, render_config
+from podnet.routing.bgp import BgpError, Bird, check_config, protocol_name, render_config
 
 NODES = [("node1", "192.168.210.11"), ("node2", "192.168.210.12"), ("node3", "192.168.210.13")]
 needs_bird = pytest.mark.skipif(not shutil.which("bird"), reason="bird (BIRD 2) is not installed")
@@ -19,8 +19,9 @@ def mesh(i, **kw):
 
 def sessions(conf):
     """{protocol name: body} of every `protocol bgp` in the config."""
-    return {m.group(1): m.group(3) for m in
-            re.finditer(r"^protocol bgp (\w+) from (\w+) \{\n(.*?)^\}", conf, re.M | re.S)}
+    return {
+        m.group(1): m.group(3) for m in re.finditer(r"^protocol bgp (\w+) from (\w+) \{\n(.*?)^\}", conf, re.M | re.S)
+    }
 
 
 def block(conf, head):
@@ -45,8 +46,9 @@ def test_full_mesh_has_one_direct_ibgp_session_per_other_node():
 
 
 def test_self_and_duplicate_peers_are_skipped_and_asn_is_used():
-    conf = render_config("node1", "192.168.210.11", "10.246.1.0/24",
-                         NODES + [("node2-again", "192.168.210.12")], asn=65001)
+    conf = render_config(
+        "node1", "192.168.210.11", "10.246.1.0/24", NODES + [("node2-again", "192.168.210.12")], asn=65001
+    )
     assert sorted(sessions(conf)) == ["peer_node2", "peer_node3"]
     assert "neighbor 192.168.210.12 as 65001;" in conf and "local as 65001;" in conf
 
@@ -75,8 +77,14 @@ def test_route_reflector_and_its_clients():
     other = mesh(3, reflector_ips=["192.168.210.50"])
     assert list(sessions(other)) == ["peer_192_168_210_50"]
     # two reflectors: clients for the nodes, plain iBGP between the reflectors
-    two = render_config("rr1", "192.168.210.11", "10.246.1.0/24", NODES[1:] + [("rr2", "192.168.210.14")],
-                        route_reflector=True, reflector_ips=["192.168.210.14", "192.168.210.11"])
+    two = render_config(
+        "rr1",
+        "192.168.210.11",
+        "10.246.1.0/24",
+        NODES[1:] + [("rr2", "192.168.210.14")],
+        route_reflector=True,
+        reflector_ips=["192.168.210.14", "192.168.210.11"],
+    )
     s = sessions(two)
     assert sorted(s) == ["peer_node2", "peer_node3", "peer_rr2"]
     assert "rr client" not in s["peer_rr2"] and "rr client;" in s["peer_node2"]
@@ -88,21 +96,28 @@ def test_protocol_names_are_valid_unique_bird_identifiers():
     long = protocol_name("n" * 200)
     assert len(long) <= 64 and long.startswith("peer_nnn")
     assert protocol_name("a-b", {"peer_a_b"}) != "peer_a_b"
-    conf = render_config("n1", "192.168.210.11", "10.246.1.0/24",
-                         [("a-b", "192.168.210.12"), ("a.b", "192.168.210.13"), ('we"ird\\', "192.168.210.14")])
+    conf = render_config(
+        "n1",
+        "192.168.210.11",
+        "10.246.1.0/24",
+        [("a-b", "192.168.210.12"), ("a.b", "192.168.210.13"), ('we"ird\\', "192.168.210.14")],
+    )
     names = list(sessions(conf))
     assert len(set(names)) == 3 and all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n) for n in names)
     assert 'description "a.b";' in conf and 'description "we_ird_";' in conf
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(node_ip="fd00::1"), "IPv4"),
-    (dict(node_ip="nope"), "not an IP"),
-    (dict(pod_cidr="10.246.1.1/24"), "host bits"),
-    (dict(peers=[("x", "300.1.1.1")]), "not an IP"),
-    (dict(announce=["1.2.3.4/33"]), "announce"),
-    (dict(asn=0), "asn"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(node_ip="fd00::1"), "IPv4"),
+        (dict(node_ip="nope"), "not an IP"),
+        (dict(pod_cidr="10.246.1.1/24"), "host bits"),
+        (dict(peers=[("x", "300.1.1.1")]), "not an IP"),
+        (dict(announce=["1.2.3.4/33"]), "announce"),
+        (dict(asn=0), "asn"),
+    ],
+)
 def test_bad_input_is_a_bgp_error(kw, match):
     args = dict(node="n1", node_ip="192.168.210.11", pod_cidr="10.246.1.0/24", peers=NODES[1:])
     args.update(kw)
@@ -111,12 +126,18 @@ def test_bad_input_is_a_bgp_error(kw, match):
 
 
 @needs_bird
-@pytest.mark.parametrize("conf", [
-    mesh(1), mesh(2, announce=["203.0.113.7"]), mesh(1, route_reflector=True),
-    mesh(3, reflector_ips=["192.168.210.11"]),
-    render_config("lonely", "192.168.210.11", "10.246.1.0/24", []),
-    render_config("n1", "192.168.210.11", "10.246.1.0/24", [("a-b", "192.168.210.12"), ("a.b", "192.168.210.13")]),
-], ids=["mesh", "announce", "reflector", "client", "no-peers", "sanitised"])
+@pytest.mark.parametrize(
+    "conf",
+    [
+        mesh(1),
+        mesh(2, announce=["203.0.113.7"]),
+        mesh(1, route_reflector=True),
+        mesh(3, reflector_ips=["192.168.210.11"]),
+        render_config("lonely", "192.168.210.11", "10.246.1.0/24", []),
+        render_config("n1", "192.168.210.11", "10.246.1.0/24", [("a-b", "192.168.210.12"), ("a.b", "192.168.210.13")]),
+    ],
+    ids=["mesh", "announce", "reflector", "client", "no-peers", "sanitised"],
+)
 def test_bird_parses_the_rendered_config(conf, tmp_path):
     path = tmp_path / "bird.conf"
     path.write_text(conf)
@@ -181,20 +202,37 @@ def test_sessions_parses_show_protocols_all(monkeypatch, tmp_path):
     bird = Bird(None, str(tmp_path))
     monkeypatch.setattr(bird, "_birdc", lambda *a, **k: SHOW)
     assert bird.sessions() == [
-        {"name": "peer_node2", "peer": "node2", "address": "192.168.210.12", "state": "Established",
-         "since": "2026-01-02T10:00:01", "info": "Established"},
-        {"name": "peer_ip_10_0_0_9", "peer": "ip-10.0.0.9", "address": "10.0.0.9", "state": "Active",
-         "since": "2026-01-02 10:00:00", "info": "Active Socket: Connection refused"},
+        {
+            "name": "peer_node2",
+            "peer": "node2",
+            "address": "192.168.210.12",
+            "state": "Established",
+            "since": "2026-01-02T10:00:01",
+            "info": "Established",
+        },
+        {
+            "name": "peer_ip_10_0_0_9",
+            "peer": "ip-10.0.0.9",
+            "address": "10.0.0.9",
+            "state": "Active",
+            "since": "2026-01-02 10:00:00",
+            "info": "Active Socket: Connection refused",
+        },
     ]
 
 
 def test_routes_parses_show_route(monkeypatch, tmp_path):
     bird = Bird(None, str(tmp_path))
-    monkeypatch.setattr(bird, "_birdc", lambda *a, **k: (
-        "Table master4:\n"
-        "10.246.1.0/24        blackhole [podnet_static 10:00:00.000] * (200)\n"
-        "10.246.2.0/24        unicast [peer_node2 10:00:01.000] * (100) [i]\n"
-        "\tvia 192.168.210.12 on eth0\n"
-        "                     unicast [peer_node3 10:00:01.000] (100) [i]\n"
-        "\tvia 192.168.210.13 on eth0\n"))
+    monkeypatch.setattr(
+        bird,
+        "_birdc",
+        lambda *a, **k: (
+            "Table master4:\n"
+            "10.246.1.0/24        blackhole [podnet_static 10:00:00.000] * (200)\n"
+            "10.246.2.0/24        unicast [peer_node2 10:00:01.000] * (100) [i]\n"
+            "\tvia 192.168.210.12 on eth0\n"
+            "                     unicast [peer_node3 10:00:01.000] (100) [i]\n"
+            "\tvia 192.168.210.13 on eth0\n"
+        ),
+    )
     assert bird.routes() == ["10.246.1.0/24", "10.246.2.0/24"]

@@ -12,20 +12,30 @@ import dns.rdatatype
 from podnet.dns import answers, records
 
 SERVICES = [
-    {"metadata": {"name": "web", "namespace": "shop"},
-     "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
+    {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    },
     {"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "None"}},
     {"metadata": {"name": "big", "namespace": "shop"}, "spec": {"clusterIP": "None"}},
-    {"metadata": {"name": "alias", "namespace": "shop"},
-     "spec": {"type": "ExternalName", "externalName": "web.shop.svc.cluster.local"}},
+    {
+        "metadata": {"name": "alias", "namespace": "shop"},
+        "spec": {"type": "ExternalName", "externalName": "web.shop.svc.cluster.local"},
+    },
     {"metadata": {"name": "ext", "namespace": "shop"}, "spec": {"type": "ExternalName", "externalName": "example.com"}},
 ]
 SLICES = [
-    {"metadata": {"name": "db-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "db"}},
-     "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.1.5"], "hostname": "db-0"}],
-     "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]},
-    {"metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
-     "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.3.%d" % i]} for i in range(1, 101)]},
+    {
+        "metadata": {"name": "db-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.1.5"], "hostname": "db-0"}],
+        "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
+    },
+    {
+        "metadata": {"name": "big-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "big"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.3.%d" % i]} for i in range(1, 101)],
+    },
 ]
 
 
@@ -111,8 +121,10 @@ def test_edns_queries_get_edns_answers():
 
 def test_bad_queries_get_errors_not_silence():
     t = table()
-    assert dns.message.from_wire(t.respond(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05")).rcode() \
+    assert (
+        dns.message.from_wire(t.respond(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05")).rcode()
         == dns.rcode.FORMERR
+    )
     q = dns.message.make_query("web.shop.svc.cluster.local", "A", rdclass="CH")
     assert dns.message.from_wire(t.respond(q.to_wire())).rcode() == dns.rcode.REFUSED
     assert t.respond(b"\x00") is None
@@ -121,9 +133,9 @@ def test_bad_queries_get_errors_not_silence():
 def test_an_incremental_rebuild_equals_a_full_one():
     first = table()
     services = copy.deepcopy(SERVICES)
-    services[0]["spec"]["clusterIP"] = "10.96.0.21"          # web changes: alias (CNAME into it) must follow
+    services[0]["spec"]["clusterIP"] = "10.96.0.21"  # web changes: alias (CNAME into it) must follow
     services.append({"metadata": {"name": "new", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.22"}})
-    del services[1]                                           # db goes away
+    del services[1]  # db goes away
     again = table(services, SLICES, previous=first)
     full = table(services, SLICES)
     assert again.udp == full.udp and again.tcp == full.tcp

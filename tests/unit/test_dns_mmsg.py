@@ -20,9 +20,9 @@ def test_batch_in_batch_out():
             c.bind(("127.0.0.1", 0))
             c.settimeout(2)
         sent = []
-        for k in range(30):                       # 30 queued before the first recv
+        for k in range(30):  # 30 queued before the first recv
             c = clients[k % 3]
-            msg = b"q%02d" % k + bytes(k)          # different lengths
+            msg = b"q%02d" % k + bytes(k)  # different lengths
             c.sendto(msg, srv.getsockname())
             sent.append((c.getsockname(), msg))
         b = mmsg.Batcher(srv)
@@ -34,7 +34,7 @@ def test_batch_in_batch_out():
             assert b.sender(slot) == next(addr for addr, m in sent if m == data)
             if k % 2:
                 assert b.reply(slot, b"a" + data)
-            else:          # put: the query's first two bytes (the DNS ID), then the body
+            else:  # put: the query's first two bytes (the DNS ID), then the body
                 assert b.put(slot, data, b"-a" + data[2:])
         b.flush()
         answers = {c.getsockname(): sorted(c.recv(100) for _ in range(10)) for c in clients}

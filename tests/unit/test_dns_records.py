@@ -11,14 +11,30 @@ def svc(name, ns="shop", **spec):
 
 
 def eps(service, endpoints, ports=(), ns="shop", name=None):
-    return {"metadata": {"name": name or service + "-x", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "endpoints": endpoints, "ports": list(ports)}
+    return {
+        "metadata": {
+            "name": name or service + "-x",
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": list(ports),
+    }
 
 
 def test_cluster_ip_service_gets_a_srv_for_named_ports_and_ptr():
-    rec = records.build([svc("web", clusterIP="10.96.0.20", clusterIPs=["10.96.0.20"],
-                             ports=[{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 81}])], [])
+    rec = records.build(
+        [
+            svc(
+                "web",
+                clusterIP="10.96.0.20",
+                clusterIPs=["10.96.0.20"],
+                ports=[{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 81}],
+            )
+        ],
+        [],
+    )
     assert rec.get("web.shop.svc.cluster.local", "A") == ["10.96.0.20"]
     assert rec.get("_http._tcp.web.shop.svc.cluster.local", "SRV") == ["0 100 80 web.shop.svc.cluster.local."]
     assert rec.get("20.0.96.10.in-addr.arpa", "PTR") == ["web.shop.svc.cluster.local."]
@@ -28,16 +44,25 @@ def test_cluster_ip_service_gets_a_srv_for_named_ports_and_ptr():
 
 
 def test_headless_service_lists_ready_endpoints_with_hostnames_or_dashed_addresses():
-    slices = [eps("db", [{"addresses": ["10.244.1.5"], "hostname": "db-0"},
-                         {"addresses": ["10.244.2.6"], "conditions": {"ready": True}},
-                         {"addresses": ["10.244.2.7"], "conditions": {"ready": False}}],
-                  ports=[{"name": "pg", "port": 5432, "protocol": "TCP"}])]
+    slices = [
+        eps(
+            "db",
+            [
+                {"addresses": ["10.244.1.5"], "hostname": "db-0"},
+                {"addresses": ["10.244.2.6"], "conditions": {"ready": True}},
+                {"addresses": ["10.244.2.7"], "conditions": {"ready": False}},
+            ],
+            ports=[{"name": "pg", "port": 5432, "protocol": "TCP"}],
+        )
+    ]
     rec = records.build([svc("db", clusterIP="None")], slices)
     assert sorted(rec.get("db.shop.svc.cluster.local", "A")) == ["10.244.1.5", "10.244.2.6"]
     assert rec.get("db-0.db.shop.svc.cluster.local", "A") == ["10.244.1.5"]
     assert rec.get("10-244-2-6.db.shop.svc.cluster.local", "A") == ["10.244.2.6"]
     assert sorted(rec.get("_pg._tcp.db.shop.svc.cluster.local", "SRV")) == [
-        "0 50 5432 10-244-2-6.db.shop.svc.cluster.local.", "0 50 5432 db-0.db.shop.svc.cluster.local."]
+        "0 50 5432 10-244-2-6.db.shop.svc.cluster.local.",
+        "0 50 5432 db-0.db.shop.svc.cluster.local.",
+    ]
     assert rec.get("5.1.244.10.in-addr.arpa", "PTR") == ["db-0.db.shop.svc.cluster.local."]
     assert rec.get("10-244-2-7.db.shop.svc.cluster.local") == []  # not ready
 
@@ -50,8 +75,11 @@ def test_headless_without_ready_endpoints_has_no_records_and_publish_not_ready_c
 
 
 def test_external_name_is_a_cname_and_other_zones_and_namespaces_are_kept_apart():
-    rec = records.build([svc("ext", type="ExternalName", externalName="Example.COM"),
-                         svc("web", ns="other", clusterIP="10.96.0.30")], [], zone="corp.example")
+    rec = records.build(
+        [svc("ext", type="ExternalName", externalName="Example.COM"), svc("web", ns="other", clusterIP="10.96.0.30")],
+        [],
+        zone="corp.example",
+    )
     assert rec.get("ext.shop.svc.corp.example", "CNAME") == ["example.com."]
     assert rec.get("web.other.svc.corp.example", "A") == ["10.96.0.30"]
     assert rec.get("web.shop.svc.corp.example") == []
@@ -74,6 +102,7 @@ def test_static_records_need_a_zone():
 
 # ---- resolv.conf ----------------------------------------------------------------
 
+
 def pod(ns="shop", **spec):
     return {"metadata": {"name": "p", "namespace": ns}, "spec": spec}
 
@@ -87,23 +116,33 @@ def lines(text):
 
 def test_cluster_first_is_the_default():
     assert lines(resolvconf.plan(pod(), NODE)) == [
-        "nameserver 10.96.0.10", "search shop.svc.cluster.local svc.cluster.local cluster.local lab.example",
-        "options ndots:5"]
+        "nameserver 10.96.0.10",
+        "search shop.svc.cluster.local svc.cluster.local cluster.local lab.example",
+        "options ndots:5",
+    ]
 
 
 def test_default_is_the_nodes_and_host_network_falls_back_to_it():
     want = ["nameserver 192.168.200.100", "search lab.example", "options timeout:2"]
     assert lines(resolvconf.plan(pod(dnsPolicy="Default"), NODE)) == want
     assert lines(resolvconf.plan(pod(hostNetwork=True), NODE)) == want
-    assert lines(resolvconf.plan(pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), NODE))[0] == \
-        "nameserver 10.96.0.10"
+    assert (
+        lines(resolvconf.plan(pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), NODE))[0]
+        == "nameserver 10.96.0.10"
+    )
 
 
 def test_none_takes_only_dns_config_and_dns_config_merges_into_the_others():
-    cfg = {"nameservers": ["1.1.1.1"], "searches": ["a.example"], "options": [{"name": "ndots", "value": "2"},
-                                                                            {"name": "edns0"}]}
+    cfg = {
+        "nameservers": ["1.1.1.1"],
+        "searches": ["a.example"],
+        "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+    }
     assert lines(resolvconf.plan(pod(dnsPolicy="None", dnsConfig=cfg), NODE)) == [
-        "nameserver 1.1.1.1", "search a.example", "options ndots:2 edns0"]
+        "nameserver 1.1.1.1",
+        "search a.example",
+        "options ndots:2 edns0",
+    ]
     out = lines(resolvconf.plan(pod(dnsConfig=cfg), NODE))
     assert out[0:2] == ["nameserver 10.96.0.10", "nameserver 1.1.1.1"]
     assert out[2].endswith(" a.example") and out[3] == "options ndots:2 edns0"

@@ -53,6 +53,7 @@ def test_ptr():
 
 def test_clients_outside_the_subnet_are_refused():
     import ipaddress
+
     wire = dns.message.make_query("web", "A").to_wire()
     subnet = ipaddress.ip_network("172.18.0.0/16")
     inside = dns.message.from_wire(edns.handle(wire, "172.18.0.9", subnet, "red", NAMES))

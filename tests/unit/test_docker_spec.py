@@ -21,23 +21,31 @@ def test_network_modes():
         spec.parse_network("bad name")
 
 
-@pytest.mark.parametrize("text,want", [
-    ("8080:80", {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}),
-    ("53:5353/udp", {"hostPort": 53, "containerPort": 5353, "protocol": "udp"}),
-    ("192.168.200.11:80:8080/TCP", {"hostPort": 80, "containerPort": 8080, "protocol": "tcp",
-                                    "hostIP": "192.168.200.11"}),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("8080:80", {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}),
+        ("53:5353/udp", {"hostPort": 53, "containerPort": 5353, "protocol": "udp"}),
+        (
+            "192.168.200.11:80:8080/TCP",
+            {"hostPort": 80, "containerPort": 8080, "protocol": "tcp", "hostIP": "192.168.200.11"},
+        ),
+    ],
+)
 def test_publish(text, want):
     assert spec.parse_publish(text) == want
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("80", "expected HOSTPORT:PORT"),
-    ("0:80", "hostPort '0' must be 1-65535"),
-    ("80:70000", "containerPort '70000' must be 1-65535"),
-    ("80:80/sctp", "protocol 'sctp'"),
-    ("nothost:80:80", "not an IP address"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("80", "expected HOSTPORT:PORT"),
+        ("0:80", "hostPort '0' must be 1-65535"),
+        ("80:70000", "containerPort '70000' must be 1-65535"),
+        ("80:80/sctp", "protocol 'sctp'"),
+        ("nothost:80:80", "not an IP address"),
+    ],
+)
 def test_publish_errors_name_the_flag(text, msg):
     with pytest.raises(DockerError, match=msg):
         spec.parse_publish(text)

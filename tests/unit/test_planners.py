@@ -1,4 +1,5 @@
 """Pure: what the controllers decide from cluster state."""
+
 import random
 
 import pytest
@@ -7,13 +8,19 @@ from podnet.controllers import planners as P
 
 
 def node(name, cidr=None, ready=True, labels=None):
-    return {"metadata": {"name": name, "labels": labels or {}}, "spec": {"podCIDR": cidr} if cidr else {},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"podCIDR": cidr} if cidr else {},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
 
 
 def pod(name, node_name=None, labels=None, ip=None, ready=False, ns="default", owner=None, ports=None, **meta):
-    p = {"metadata": dict({"name": name, "namespace": ns, "labels": labels or {}, "uid": "u-" + name}, **meta),
-         "spec": {"containers": [{"name": "c", "ports": ports or []}]}, "status": {}}
+    p = {
+        "metadata": dict({"name": name, "namespace": ns, "labels": labels or {}, "uid": "u-" + name}, **meta),
+        "spec": {"containers": [{"name": "c", "ports": ports or []}]},
+        "status": {},
+    }
     if node_name:
         p["spec"]["nodeName"] = node_name
     if ip:
@@ -33,8 +40,12 @@ def test_pod_cidrs_fill_gaps_and_exhaust():
 
 
 def test_placement_selector_readiness_and_least_loaded():
-    nodes = [node("n1", "10.244.0.0/24"), node("n2", "10.244.1.0/24", labels={"disk": "ssd"}),
-             node("n3", "10.244.2.0/24", ready=False), node("n4")]
+    nodes = [
+        node("n1", "10.244.0.0/24"),
+        node("n2", "10.244.1.0/24", labels={"disk": "ssd"}),
+        node("n3", "10.244.2.0/24", ready=False),
+        node("n4"),
+    ]
     pods = [pod("x", "n1"), pod("y", "n1")]
     assert P.choose_node(pod("new"), nodes, pods) == "n2"
     assert P.choose_node(dict(pod("s"), spec={"nodeSelector": {"disk": "ssd"}, "containers": []}), nodes, []) == "n2"
@@ -51,9 +62,14 @@ def test_replicas_spread_over_nodes_before_load():
 
 
 def dep(replicas=3, uid="d1"):
-    return {"metadata": {"name": "web", "namespace": "default", "uid": uid},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}}
+    return {
+        "metadata": {"name": "web", "namespace": "default", "uid": uid},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}},
+        },
+    }
 
 
 def test_deployment_scales_up_down_and_replaces():
@@ -79,14 +95,18 @@ def test_deployment_scales_up_down_and_replaces():
 
 
 def test_endpointslices_conditions_named_ports_and_nodes():
-    svc = {"metadata": {"name": "web", "namespace": "default", "uid": "s1"},
-           "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    svc = {
+        "metadata": {"name": "web", "namespace": "default", "uid": "s1"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
     ports = [{"name": "http", "containerPort": 8080}]
-    pods = [pod("a", "n1", {"app": "web"}, "10.244.0.5", True, ports=ports),
-            pod("b", "n2", {"app": "web"}, "10.244.1.5", False, ports=ports),
-            pod("c", "n2", {"app": "web"}, "10.244.1.6", True, ports=ports, deletionTimestamp="x"),
-            pod("d", "n1", {"app": "other"}, "10.244.0.9", True, ports=ports),
-            pod("e", "n1", {"app": "web"}, None, False, ports=ports)]
+    pods = [
+        pod("a", "n1", {"app": "web"}, "10.244.0.5", True, ports=ports),
+        pod("b", "n2", {"app": "web"}, "10.244.1.5", False, ports=ports),
+        pod("c", "n2", {"app": "web"}, "10.244.1.6", True, ports=ports, deletionTimestamp="x"),
+        pod("d", "n1", {"app": "other"}, "10.244.0.9", True, ports=ports),
+        pod("e", "n1", {"app": "web"}, None, False, ports=ports),
+    ]
     (s,) = P.plan_endpointslices(svc, pods)
     assert s["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
     eps = {e["addresses"][0]: e for e in s["endpoints"]}

@@ -13,9 +13,12 @@ from tests import netpol_cases as nc
 
 
 def node_obj(i, name):
-    return {"kind": "Node", "metadata": {"name": name},
-            "spec": {"podCIDR": "10.244.%d.0/24" % i},
-            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.%d" % (11 + i)}]}}
+    return {
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"podCIDR": "10.244.%d.0/24" % i},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.%d" % (11 + i)}]},
+    }
 
 
 class Cluster:
@@ -46,12 +49,25 @@ class Cluster:
         return [o for (k, _, _), o in sorted(self.objs.items()) if k == kind]
 
     def table(self):
-        plans = {n["metadata"]["name"]: plan(self.of("NetworkPolicy"), self.of("Pod"), self.of("Namespace"),
-                                              n["metadata"]["name"], ["192.168.200.%d" % (11 + i)])
-                 for i, n in enumerate(self.nodes)}
-        return {(s, d, port, proto): cluster_verdict(plans, nc.node_of(s), nc.node_of(d), self.ips[s], self.ips[d],
-                                                     proto, port) == "accept"
-                for s in nc.PODS for d in nc.PODS for port, proto in nc.PORTS}
+        plans = {
+            n["metadata"]["name"]: plan(
+                self.of("NetworkPolicy"),
+                self.of("Pod"),
+                self.of("Namespace"),
+                n["metadata"]["name"],
+                ["192.168.200.%d" % (11 + i)],
+            )
+            for i, n in enumerate(self.nodes)
+        }
+        return {
+            (s, d, port, proto): cluster_verdict(
+                plans, nc.node_of(s), nc.node_of(d), self.ips[s], self.ips[d], proto, port
+            )
+            == "accept"
+            for s in nc.PODS
+            for d in nc.PODS
+            for port, proto in nc.PORTS
+        }
 
 
 @pytest.mark.parametrize("name", sorted(nc.CASES))
@@ -62,7 +78,12 @@ def test_case(name):
         for kind, ns, obj in step.delete:
             cluster.delete(kind, ns, obj)
         expected, observed = nc.expected_table(step.expect), cluster.table()
-        assert observed == expected, "case %s step %d %s\n%s" % (name, i, step.note, nc.render_tables(expected, observed))
+        assert observed == expected, "case %s step %d %s\n%s" % (
+            name,
+            i,
+            step.note,
+            nc.render_tables(expected, observed),
+        )
 
 
 def test_there_are_at_least_thirty_cases():

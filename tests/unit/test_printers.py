@@ -1,7 +1,8 @@
 """Pure: kubectl-like `get` tables, -o json/yaml/name, age(), and describe."""
+
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -9,8 +10,8 @@ import yaml
 from podnet.cli.printers import age, format_selector, no_resources_message, render_describe, render_get, tabwrite
 
 TS = "2026-11-21T22:27:00Z"
-CREATED = datetime(2026, 11, 21, 22, 27, tzinfo=timezone.utc)
-NOW = CREATED + timedelta(minutes=5, seconds=3)          # every AGE below is "5m3s"
+CREATED = datetime(2026, 11, 21, 22, 27, tzinfo=UTC)
+NOW = CREATED + timedelta(minutes=5, seconds=3)  # every AGE below is "5m3s"
 
 
 def meta(name, namespace="default", **extra):
@@ -22,20 +23,37 @@ def meta(name, namespace="default", **extra):
 
 
 def pod(name, phase="Running", ready=True, ip="10.244.1.5", node="node1", state=None, restarts=0, **status):
-    cs = {"name": "web", "ready": ready, "restartCount": restarts,
-          "state": state or {"running": {"startedAt": TS}}, "image": "nginx:1.27", "imageID": "",
-          "containerID": "podnet://0123"}
-    st = {"phase": phase, "containerStatuses": [cs], "hostIP": "172.18.0.2",
-          "conditions": [{"type": "Initialized", "status": "True"},
-                         {"type": "Ready", "status": "True" if ready else "False"}]}
+    cs = {
+        "name": "web",
+        "ready": ready,
+        "restartCount": restarts,
+        "state": state or {"running": {"startedAt": TS}},
+        "image": "nginx:1.27",
+        "imageID": "",
+        "containerID": "podnet://0123",
+    }
+    st = {
+        "phase": phase,
+        "containerStatuses": [cs],
+        "hostIP": "172.18.0.2",
+        "conditions": [
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "True" if ready else "False"},
+        ],
+    }
     if ip:
         st.update(podIP=ip, podIPs=[{"ip": ip}])
     st.update(status)
     spec = {"containers": [{"name": "web", "image": "nginx:1.27"}]}
     if node:
         spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta(name, labels={"app": "web"}), "spec": spec,
-            "status": st}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta(name, labels={"app": "web"}),
+        "spec": spec,
+        "status": st,
+    }
 
 
 def lines(text):
@@ -45,32 +63,35 @@ def lines(text):
 # ---------------------------------------------------------------- age
 
 
-@pytest.mark.parametrize("delta,want", [
-    (timedelta(seconds=0), "0s"),
-    (timedelta(seconds=-1), "0s"),                       # clock skew tolerated
-    (timedelta(seconds=-2), "<invalid>"),
-    (timedelta(seconds=45), "45s"),
-    (timedelta(seconds=119), "119s"),
-    (timedelta(seconds=120), "2m"),
-    (timedelta(minutes=5, seconds=3), "5m3s"),
-    (timedelta(minutes=9, seconds=59), "9m59s"),
-    (timedelta(minutes=10), "10m"),
-    (timedelta(minutes=10, seconds=30), "10m"),
-    (timedelta(hours=3) - timedelta(seconds=1), "179m"),
-    (timedelta(hours=3), "3h"),
-    (timedelta(hours=3, minutes=30), "3h30m"),
-    (timedelta(hours=7, minutes=59), "7h59m"),
-    (timedelta(hours=8, minutes=30), "8h"),
-    (timedelta(hours=47, minutes=59), "47h"),
-    (timedelta(hours=48), "2d"),
-    (timedelta(days=2, hours=5), "2d5h"),
-    (timedelta(days=7, hours=23), "7d23h"),
-    (timedelta(days=8, hours=5), "8d"),
-    (timedelta(days=729), "729d"),
-    (timedelta(days=730), "2y"),
-    (timedelta(days=731), "2y1d"),
-    (timedelta(days=365 * 8 + 3), "8y"),
-])
+@pytest.mark.parametrize(
+    "delta,want",
+    [
+        (timedelta(seconds=0), "0s"),
+        (timedelta(seconds=-1), "0s"),  # clock skew tolerated
+        (timedelta(seconds=-2), "<invalid>"),
+        (timedelta(seconds=45), "45s"),
+        (timedelta(seconds=119), "119s"),
+        (timedelta(seconds=120), "2m"),
+        (timedelta(minutes=5, seconds=3), "5m3s"),
+        (timedelta(minutes=9, seconds=59), "9m59s"),
+        (timedelta(minutes=10), "10m"),
+        (timedelta(minutes=10, seconds=30), "10m"),
+        (timedelta(hours=3) - timedelta(seconds=1), "179m"),
+        (timedelta(hours=3), "3h"),
+        (timedelta(hours=3, minutes=30), "3h30m"),
+        (timedelta(hours=7, minutes=59), "7h59m"),
+        (timedelta(hours=8, minutes=30), "8h"),
+        (timedelta(hours=47, minutes=59), "47h"),
+        (timedelta(hours=48), "2d"),
+        (timedelta(days=2, hours=5), "2d5h"),
+        (timedelta(days=7, hours=23), "7d23h"),
+        (timedelta(days=8, hours=5), "8d"),
+        (timedelta(days=729), "729d"),
+        (timedelta(days=730), "2y"),
+        (timedelta(days=731), "2y1d"),
+        (timedelta(days=365 * 8 + 3), "8y"),
+    ],
+)
 def test_age_follows_kubectl_human_duration(delta, want):
     assert age(NOW - delta, NOW) == want
     assert age((NOW - delta).strftime("%Y-%m-%dT%H:%M:%SZ"), NOW) == want
@@ -88,13 +109,16 @@ def test_age_without_a_timestamp_and_with_a_naive_now():
 def test_pod_table_exact():
     crash = pod("web-2-long-name", ready=False, restarts=4, state={"waiting": {"reason": "CrashLoopBackOff"}})
     crash["status"]["containerStatuses"][0]["lastState"] = {
-        "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-21T22:31:00Z"}}
+        "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-21T22:31:00Z"}
+    }
     out = render_get("Pod", [pod("web-1"), crash], now=NOW)
-    assert out == "\n".join([
-        "NAME              READY   STATUS             RESTARTS      AGE",
-        "web-1             1/1     Running            0             5m3s",
-        "web-2-long-name   0/1     CrashLoopBackOff   4 (63s ago)   5m3s",
-    ])
+    assert out == "\n".join(
+        [
+            "NAME              READY   STATUS             RESTARTS      AGE",
+            "web-1             1/1     Running            0             5m3s",
+            "web-2-long-name   0/1     CrashLoopBackOff   4 (63s ago)   5m3s",
+        ]
+    )
 
 
 def test_pod_wide_pending_without_ip_or_node():
@@ -108,21 +132,27 @@ def test_pod_wide_pending_without_ip_or_node():
 
 def test_pod_wide_with_ip_and_node():
     out = render_get("Pod", [pod("web-1")], output="wide", now=NOW)
-    assert lines(out)[1].split() == ["web-1", "1/1", "Running", "0", "5m3s", "10.244.1.5", "node1", "<none>",
-                                     "<none>"]
+    assert lines(out)[1].split() == ["web-1", "1/1", "Running", "0", "5m3s", "10.244.1.5", "node1", "<none>", "<none>"]
 
 
-@pytest.mark.parametrize("kw,want", [
-    (dict(phase="Pending", ready=False, state={"waiting": {"reason": "ContainerCreating"}}), "ContainerCreating"),
-    (dict(phase="Succeeded", ready=False, state={"terminated": {"exitCode": 0, "reason": "Completed"}}),
-     "Completed"),
-    (dict(phase="Failed", ready=False, state={"terminated": {"exitCode": 2, "reason": "Error"}}), "Error"),
-    (dict(phase="Failed", ready=False, state={"terminated": {"exitCode": 137}}), "ExitCode:137"),
-    (dict(phase="Running", ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}}), "CrashLoopBackOff"),
-    (dict(phase="Pending", ready=False, state={"waiting": {"reason": "ImagePullBackOff"}}), "ImagePullBackOff"),
-    (dict(phase="Failed", ready=False, reason="Evicted", state={"terminated": {"exitCode": 0, "reason": ""}}),
-     "ExitCode:0"),
-])
+@pytest.mark.parametrize(
+    "kw,want",
+    [
+        (dict(phase="Pending", ready=False, state={"waiting": {"reason": "ContainerCreating"}}), "ContainerCreating"),
+        (
+            dict(phase="Succeeded", ready=False, state={"terminated": {"exitCode": 0, "reason": "Completed"}}),
+            "Completed",
+        ),
+        (dict(phase="Failed", ready=False, state={"terminated": {"exitCode": 2, "reason": "Error"}}), "Error"),
+        (dict(phase="Failed", ready=False, state={"terminated": {"exitCode": 137}}), "ExitCode:137"),
+        (dict(phase="Running", ready=False, state={"waiting": {"reason": "CrashLoopBackOff"}}), "CrashLoopBackOff"),
+        (dict(phase="Pending", ready=False, state={"waiting": {"reason": "ImagePullBackOff"}}), "ImagePullBackOff"),
+        (
+            dict(phase="Failed", ready=False, reason="Evicted", state={"terminated": {"exitCode": 0, "reason": ""}}),
+            "ExitCode:0",
+        ),
+    ],
+)
 def test_pod_status_column(kw, want):
     row = lines(render_get("Pod", [pod("p", **kw)], now=NOW))[1].split()
     assert row[2] == want
@@ -141,8 +171,9 @@ def test_pod_terminating_and_ready_count():
 def test_pod_two_containers_restarts_summed():
     p = pod("two", restarts=2)
     p["spec"]["containers"].append({"name": "side", "image": "busybox"})
-    p["status"]["containerStatuses"].append({"name": "side", "ready": False, "restartCount": 3,
-                                             "state": {"running": {"startedAt": TS}}})
+    p["status"]["containerStatuses"].append(
+        {"name": "side", "ready": False, "restartCount": 3, "state": {"running": {"startedAt": TS}}}
+    )
     row = lines(render_get("Pod", [p], now=NOW))[1].split()
     assert row[1:4] == ["1/2", "Running", "5"]
 
@@ -151,8 +182,9 @@ def test_pod_init_containers():
     p = pod("init", phase="Pending", ready=False, state={"waiting": {"reason": "PodInitializing"}})
     p["spec"]["initContainers"] = [{"name": "setup", "image": "busybox"}]
     p["status"]["conditions"][0]["status"] = "False"
-    p["status"]["initContainerStatuses"] = [{"name": "setup", "ready": False, "restartCount": 0,
-                                             "state": {"running": {"startedAt": TS}}}]
+    p["status"]["initContainerStatuses"] = [
+        {"name": "setup", "ready": False, "restartCount": 0, "state": {"running": {"startedAt": TS}}}
+    ]
     assert lines(render_get("Pod", [p], now=NOW))[1].split()[2] == "Init:0/1"
     p["status"]["initContainerStatuses"][0].update(restartCount=2, state={"waiting": {"reason": "CrashLoopBackOff"}})
     assert lines(render_get("Pod", [p], now=NOW))[1].split()[2:4] == ["Init:CrashLoopBackOff", "2"]
@@ -160,13 +192,14 @@ def test_pod_init_containers():
 
 def test_all_namespaces_adds_namespace_column_but_not_for_cluster_scoped():
     out = render_get("Pod", [pod("web-1")], all_namespaces=True, now=NOW)
-    assert lines(out) == ["NAMESPACE   NAME    READY   STATUS    RESTARTS   AGE",
-                          "default     web-1   1/1     Running   0          5m3s"]
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("kube-system", None),
-          "status": {"phase": "Active"}}
+    assert lines(out) == [
+        "NAMESPACE   NAME    READY   STATUS    RESTARTS   AGE",
+        "default     web-1   1/1     Running   0          5m3s",
+    ]
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("kube-system", None), "status": {"phase": "Active"}}
     assert render_get("Namespace", [ns], all_namespaces=True, now=NOW) == (
-        "NAME          STATUS   AGE\n"
-        "kube-system   Active   5m3s")
+        "NAME          STATUS   AGE\nkube-system   Active   5m3s"
+    )
 
 
 def test_no_resources():
@@ -178,37 +211,60 @@ def test_no_resources():
 
 
 def deployment():
-    tmpl = {"metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]},
-                                    {"name": "side", "image": "busybox"}]}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("web", labels={"app": "web"}),
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": tmpl,
-                     "strategy": {"type": "RollingUpdate",
-                                  "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}},
-            "status": {"replicas": 3, "updatedReplicas": 3, "readyReplicas": 2, "availableReplicas": 2,
-                       "unavailableReplicas": 1}}
+    tmpl = {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {
+            "containers": [
+                {"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]},
+                {"name": "side", "image": "busybox"},
+            ]
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta("web", labels={"app": "web"}),
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": tmpl,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        },
+        "status": {
+            "replicas": 3,
+            "updatedReplicas": 3,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+            "unavailableReplicas": 1,
+        },
+    }
 
 
 def test_deployment_table_and_wide():
     d = deployment()
     assert render_get("Deployment", [d], now=NOW) == (
-        "NAME   READY   UP-TO-DATE   AVAILABLE   AGE\n"
-        "web    2/3     3            2           5m3s")
+        "NAME   READY   UP-TO-DATE   AVAILABLE   AGE\nweb    2/3     3            2           5m3s"
+    )
     assert lines(render_get("Deployment", [d], output="wide", now=NOW)) == [
         "NAME   READY   UP-TO-DATE   AVAILABLE   AGE    CONTAINERS   IMAGES               SELECTOR",
-        "web    2/3     3            2           5m3s   web,side     nginx:1.27,busybox   app=web"]
+        "web    2/3     3            2           5m3s   web,side     nginx:1.27,busybox   app=web",
+    ]
     fresh = copy.deepcopy(d)
     fresh["status"] = {}
     assert lines(render_get("Deployment", [fresh], now=NOW))[1].split()[1:4] == ["0/3", "0", "0"]
 
 
 def test_replicaset_table():
-    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-7d9f"),
-          "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}},
-          "status": {"replicas": 3, "readyReplicas": 1}}
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": meta("web-7d9f"),
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"replicas": 3, "readyReplicas": 1},
+    }
     assert render_get("ReplicaSet", [rs], now=NOW) == (
-        "NAME       DESIRED   CURRENT   READY   AGE\n"
-        "web-7d9f   3         3         1       5m3s")
+        "NAME       DESIRED   CURRENT   READY   AGE\nweb-7d9f   3         3         1       5m3s"
+    )
 
 
 def service(name, **spec):
@@ -217,14 +273,26 @@ def service(name, **spec):
 
 def test_service_table_every_type():
     svcs = [
-        service("web", type="ClusterIP", clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"], selector={"app": "web"},
-                ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP"}]),
-        service("np", type="NodePort", clusterIP="10.96.0.11", selector={"tier": "fe", "app": "web"},
-                ports=[{"name": "http", "port": 80, "nodePort": 30080},
-                       {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}]),
+        service(
+            "web",
+            type="ClusterIP",
+            clusterIP="10.96.0.10",
+            clusterIPs=["10.96.0.10"],
+            selector={"app": "web"},
+            ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        ),
+        service(
+            "np",
+            type="NodePort",
+            clusterIP="10.96.0.11",
+            selector={"tier": "fe", "app": "web"},
+            ports=[
+                {"name": "http", "port": 80, "nodePort": 30080},
+                {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+            ],
+        ),
         service("lb", type="LoadBalancer", clusterIP="10.96.0.12", ports=[{"port": 443, "nodePort": 31443}]),
-        service("ext", type="ClusterIP", clusterIP="10.96.0.13", externalIPs=["192.0.2.7"],
-                ports=[{"port": 80}]),
+        service("ext", type="ClusterIP", clusterIP="10.96.0.13", externalIPs=["192.0.2.7"], ports=[{"port": 80}]),
         service("headless", type="ClusterIP", clusterIP="None", clusterIPs=["None"]),
     ]
     lb2 = service("lb2", type="LoadBalancer", clusterIP="10.96.0.14", ports=[{"port": 443, "nodePort": 31444}])
@@ -245,11 +313,22 @@ def test_service_table_every_type():
 
 
 def test_endpointslice_table():
-    es = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta("web-abc12"),
-          "addressType": "IPv4", "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
-          "endpoints": [{"addresses": ["10.244.1.%d" % i], "conditions": {"ready": True}} for i in range(5)]}
-    empty = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta("idle-x"),
-             "addressType": "IPv4", "ports": None, "endpoints": None}
+    es = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta("web-abc12"),
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.244.1.%d" % i], "conditions": {"ready": True}} for i in range(5)],
+    }
+    empty = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta("idle-x"),
+        "addressType": "IPv4",
+        "ports": None,
+        "endpoints": None,
+    }
     assert lines(render_get("EndpointSlice", [es, empty], now=NOW)) == [
         "NAME        ADDRESSTYPE   PORTS     ENDPOINTS                                      AGE",
         "web-abc12   IPv4          8080      10.244.1.0,10.244.1.1,10.244.1.2 + 2 more...   5m3s",
@@ -258,14 +337,31 @@ def test_endpointslice_table():
 
 
 def test_endpoints_table():
-    ep = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("web"), "subsets": [{
-        "addresses": [{"ip": "10.244.1.5"}, {"ip": "10.244.2.3"}, {"ip": "10.244.2.4"}, {"ip": "10.244.2.9"}],
-        "notReadyAddresses": [{"ip": "10.244.3.3"}], "ports": [{"port": 8080, "protocol": "TCP"}]}]}
+    ep = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": meta("web"),
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.244.1.5"}, {"ip": "10.244.2.3"}, {"ip": "10.244.2.4"}, {"ip": "10.244.2.9"}],
+                "notReadyAddresses": [{"ip": "10.244.3.3"}],
+                "ports": [{"port": 8080, "protocol": "TCP"}],
+            }
+        ],
+    }
     none = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("none")}
-    only_not_ready = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("warming"), "subsets": [{
-        "notReadyAddresses": [{"ip": "10.244.3.3"}], "ports": [{"port": 80}]}]}
-    v6 = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("v6"), "subsets": [{
-        "addresses": [{"ip": "fd00:10:244::5"}], "ports": [{"port": 80}]}]}
+    only_not_ready = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": meta("warming"),
+        "subsets": [{"notReadyAddresses": [{"ip": "10.244.3.3"}], "ports": [{"port": 80}]}],
+    }
+    v6 = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": meta("v6"),
+        "subsets": [{"addresses": [{"ip": "fd00:10:244::5"}], "ports": [{"port": 80}]}],
+    }
     assert lines(render_get("Endpoints", [ep, none, only_not_ready, v6], now=NOW)) == [
         "NAME      ENDPOINTS                                                     AGE",
         "web       10.244.1.5:8080,10.244.2.3:8080,10.244.2.4:8080 + 1 more...   5m3s",
@@ -276,14 +372,30 @@ def test_endpoints_table():
 
 
 def node(name, ready=True, **labels):
-    return {"apiVersion": "v1", "kind": "Node", "metadata": meta(name, None, labels=labels),
-            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                       "reason": "KubeletReady", "lastHeartbeatTime": TS, "lastTransitionTime": TS}],
-                       "addresses": [{"type": "InternalIP", "address": "172.18.0.2"},
-                                     {"type": "Hostname", "address": name}],
-                       "nodeInfo": {"kubeletVersion": "v1.31.0", "osImage": "Debian GNU/Linux 12",
-                                    "kernelVersion": "6.1.0-podnet", "containerRuntimeVersion": "podnet://0.1"}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": meta(name, None, labels=labels),
+        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "False",
+                    "reason": "KubeletReady",
+                    "lastHeartbeatTime": TS,
+                    "lastTransitionTime": TS,
+                }
+            ],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "kubeletVersion": "v1.31.0",
+                "osImage": "Debian GNU/Linux 12",
+                "kernelVersion": "6.1.0-podnet",
+                "containerRuntimeVersion": "podnet://0.1",
+            },
+        },
+    }
 
 
 def test_node_table_and_wide():
@@ -301,10 +413,11 @@ def test_node_table_and_wide():
         "node1   Ready    control-plane   5m3s   v1.31.0   172.18.0.2    <none>        Debian GNU/Linux 12   "
         "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>",
     ]
-    n1["metadata"]["annotations"] = {"podnet.io/backend-type": "bgp",
-                                     "podnet.io/bgp-sessions": "node2=Established,node3=Active"}
-    assert lines(render_get("Node", [n1], output="wide", now=NOW))[1].endswith(
-        "bgp node2=Established,node3=Active")
+    n1["metadata"]["annotations"] = {
+        "podnet.io/backend-type": "bgp",
+        "podnet.io/bgp-sessions": "node2=Established,node3=Active",
+    }
+    assert lines(render_get("Node", [n1], output="wide", now=NOW))[1].endswith("bgp node2=Established,node3=Active")
 
 
 def netpol(name, **spec):
@@ -312,17 +425,25 @@ def netpol(name, **spec):
 
 
 def test_networkpolicy_and_namespace_tables():
-    pols = [netpol("allow-fe", podSelector={"matchLabels": {"app": "web", "tier": "fe"}}),
-            netpol("deny-all", podSelector={}),
-            netpol("exprs", podSelector={"matchLabels": {"app": "db"},
-                                         "matchExpressions": [{"key": "env", "operator": "In",
-                                                               "values": ["prod", "dev"]},
-                                                              {"key": "canary", "operator": "DoesNotExist"}]})]
+    pols = [
+        netpol("allow-fe", podSelector={"matchLabels": {"app": "web", "tier": "fe"}}),
+        netpol("deny-all", podSelector={}),
+        netpol(
+            "exprs",
+            podSelector={
+                "matchLabels": {"app": "db"},
+                "matchExpressions": [
+                    {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                    {"key": "canary", "operator": "DoesNotExist"},
+                ],
+            },
+        ),
+    ]
     assert lines(render_get("NetworkPolicy", pols, now=NOW)) == [
         "NAME       POD-SELECTOR                       AGE",
         "allow-fe   app=web,tier=fe                    5m3s",
         "deny-all   <none>                             5m3s",
-        "exprs      app=db,!canary,env in (dev,prod)   5m3s",       # sorted by key, as labels.Selector
+        "exprs      app=db,!canary,env in (dev,prod)   5m3s",  # sorted by key, as labels.Selector
     ]
     assert format_selector({"matchExpressions": [{"key": "a", "operator": "Exists"}]}) == "a"
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("default", None), "status": {"phase": "Active"}}
@@ -338,8 +459,10 @@ def test_tabwriter_is_gos():
     # minwidth 6 (a short column is still 6 wide), padding 3, the last cell is never padded.
     assert tabwrite(["A\tB\tC", "x\tyy\tz"]) == "A     B     C\nx     yy    z"
     # a line without that column ends the alignment block, as in Go's tabwriter
-    assert tabwrite(["Name:\tx", "Group:", "  Longer key:\ty"], minwidth=0, padding=2) == \
-        "Name:  x\nGroup:\n  Longer key:  y"
+    assert (
+        tabwrite(["Name:\tx", "Group:", "  Longer key:\ty"], minwidth=0, padding=2)
+        == "Name:  x\nGroup:\n  Longer key:  y"
+    )
 
 
 # ---------------------------------------------------------------- -o json / yaml / name
@@ -348,8 +471,7 @@ def test_tabwriter_is_gos():
 def test_json_is_a_kubectl_list():
     objs = [pod("web-1"), pod("web-2")]
     out = render_get("Pod", objs, output="json")
-    assert json.loads(out) == {"apiVersion": "v1", "kind": "List", "items": objs,
-                               "metadata": {"resourceVersion": ""}}
+    assert json.loads(out) == {"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {"resourceVersion": ""}}
     assert out.startswith('{\n    "apiVersion": "v1",\n    "items": [\n        {\n')
     assert json.loads(render_get("Pod", [], output="json"))["items"] == []
     # one object asked for by name: the object itself
@@ -364,23 +486,29 @@ def test_json_is_a_kubectl_list():
 def test_yaml_output():
     objs = [pod("web-1")]
     out = render_get("Pod", objs, output="yaml")
-    assert yaml.safe_load(out) == {"apiVersion": "v1", "kind": "List", "items": objs,
-                                   "metadata": {"resourceVersion": ""}}
+    assert yaml.safe_load(out) == {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": objs,
+        "metadata": {"resourceVersion": ""},
+    }
     assert out.startswith("apiVersion: v1\nitems:\n- apiVersion: v1\n")
     assert '  resourceVersion: ""' in out
     single = render_get("Pod", objs, output="yaml", single=True)
-    assert single.startswith("apiVersion: v1\nkind: Pod\nmetadata:\n  creationTimestamp: \"2026-11-21T22:27:00Z\"")
+    assert single.startswith('apiVersion: v1\nkind: Pod\nmetadata:\n  creationTimestamp: "2026-11-21T22:27:00Z"')
     assert yaml.safe_load(single) == objs[0]
     shared = {"app": "web"}
     o = {"kind": "X", "metadata": {"labels": shared}, "spec": {"selector": shared}}
-    assert "&" not in render_get("X", [o], output="yaml", single=True)   # no anchors/aliases
+    assert "&" not in render_get("X", [o], output="yaml", single=True)  # no anchors/aliases
 
 
 def test_name_output():
     assert render_get("Pod", [pod("web-1"), pod("web-2")], output="name") == "pod/web-1\npod/web-2"
     assert render_get("Deployment", [deployment()], output="name") == "deployment.apps/web"
-    assert render_get("NetworkPolicy", [netpol("deny", podSelector={})], output="name") == \
-        "networkpolicy.networking.k8s.io/deny"
+    assert (
+        render_get("NetworkPolicy", [netpol("deny", podSelector={})], output="name")
+        == "networkpolicy.networking.k8s.io/deny"
+    )
 
 
 # ---------------------------------------------------------------- describe
@@ -389,13 +517,23 @@ def test_name_output():
 def probe_pod():
     p = pod("web-1")
     c = p["spec"]["containers"][0]
-    c.update(ports=[{"containerPort": 8080, "protocol": "TCP"}], command=["/bin/sh", "-c"], args=["serve 8080"],
-             readinessProbe={"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
-                             "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1,
-                             "failureThreshold": 3},
-             livenessProbe={"tcpSocket": {"port": 8080}, "initialDelaySeconds": 5},
-             env=[{"name": "MODE", "value": "prod"},
-                  {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}])
+    c.update(
+        ports=[{"containerPort": 8080, "protocol": "TCP"}],
+        command=["/bin/sh", "-c"],
+        args=["serve 8080"],
+        readinessProbe={
+            "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+            "timeoutSeconds": 1,
+            "periodSeconds": 10,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+        },
+        livenessProbe={"tcpSocket": {"port": 8080}, "initialDelaySeconds": 5},
+        env=[
+            {"name": "MODE", "value": "prod"},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+        ],
+    )
     p["status"]["startTime"] = TS
     p["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-7d9f", "controller": True}]
     return p
@@ -404,47 +542,77 @@ def probe_pod():
 def test_describe_pod_with_probe():
     out = render_describe(probe_pod(), now=NOW)
     text = lines(out)
-    assert text[:4] == ["Name:         web-1", "Namespace:    default", "Node:         node1/172.18.0.2",
-                        "Start Time:   Sat, 21 Nov 2026 22:27:00 +0000"]
+    assert text[:4] == [
+        "Name:         web-1",
+        "Namespace:    default",
+        "Node:         node1/172.18.0.2",
+        "Start Time:   Sat, 21 Nov 2026 22:27:00 +0000",
+    ]
     assert "Labels:       app=web" in text and "Status:       Running" in text
     assert text[text.index("IPs:") + 1] == "  IP:           10.244.1.5"
     assert "Controlled By:  ReplicaSet/web-7d9f" in text
-    assert "    Readiness:      http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3" \
-        in text
+    assert (
+        "    Readiness:      http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3" in text
+    )
     assert "    Liveness:       tcp-socket :8080 delay=5s timeout=1s period=10s #success=1 #failure=3" in text
     assert "    Port:          8080/TCP" in text and "    Image:         nginx:1.27" in text
     i = text.index("    Command:")
-    assert text[i:i + 5] == ["    Command:", "      /bin/sh", "      -c", "    Args:", "      serve 8080"]
+    assert text[i : i + 5] == ["    Command:", "      /bin/sh", "      -c", "    Args:", "      serve 8080"]
     assert "    State:          Running" in text and "    Ready:          True" in text
     assert "    Restart Count:  0" in text
     i = text.index("    Environment:")
-    assert text[i:i + 4] == ["    Environment:", "      MODE:    prod", "      POD_IP:  (v1:status.podIP)",
-                             "    Mounts:    <none>"]
+    assert text[i : i + 4] == [
+        "    Environment:",
+        "      MODE:    prod",
+        "      POD_IP:  (v1:status.podIP)",
+        "    Mounts:    <none>",
+    ]
     i = text.index("Conditions:")
-    assert text[i + 1:i + 4] == ["  Type           Status", "  Initialized    True", "  Ready          True"]
+    assert text[i + 1 : i + 4] == ["  Type           Status", "  Initialized    True", "  Ready          True"]
     assert text[-1] == "Events:          <none>"
 
 
 def test_describe_pod_events_table_and_terminating():
     p = pod("web-1", ready=False, restarts=3, state={"waiting": {"reason": "CrashLoopBackOff"}})
-    p["status"]["containerStatuses"][0]["lastState"] = {"terminated": {
-        "exitCode": 1, "reason": "Error", "startedAt": TS, "finishedAt": "2026-11-21T22:31:00Z"}}
+    p["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"exitCode": 1, "reason": "Error", "startedAt": TS, "finishedAt": "2026-11-21T22:31:00Z"}
+    }
     p["metadata"]["deletionTimestamp"] = "2026-11-21T22:32:33Z"
     p["metadata"]["deletionGracePeriodSeconds"] = 30
     events = [
-        {"type": "Warning", "reason": "BackOff", "firstTimestamp": TS, "lastTimestamp": "2026-11-21T22:31:00Z",
-         "count": 7, "source": {"component": "kubelet"}, "message": "Back-off restarting failed container"},
-        {"type": "Normal", "reason": "Scheduled", "firstTimestamp": TS, "lastTimestamp": TS, "count": 1,
-         "source": {"component": "default-scheduler"}, "message": "Successfully assigned default/web-1 to node1"},
+        {
+            "type": "Warning",
+            "reason": "BackOff",
+            "firstTimestamp": TS,
+            "lastTimestamp": "2026-11-21T22:31:00Z",
+            "count": 7,
+            "source": {"component": "kubelet"},
+            "message": "Back-off restarting failed container",
+        },
+        {
+            "type": "Normal",
+            "reason": "Scheduled",
+            "firstTimestamp": TS,
+            "lastTimestamp": TS,
+            "count": 1,
+            "source": {"component": "default-scheduler"},
+            "message": "Successfully assigned default/web-1 to node1",
+        },
     ]
     text = lines(render_describe(p, events=events, now=NOW))
     assert "Status:                    Terminating (lasts 30s)" in text
     assert "Termination Grace Period:  30s" in text
     i = text.index("    State:          Waiting")
-    assert text[i:i + 8] == ["    State:          Waiting", "      Reason:       CrashLoopBackOff",
-                             "    Last State:     Terminated", "      Reason:       Error", "      Exit Code:    1",
-                             "      Started:      Sat, 21 Nov 2026 22:27:00 +0000",
-                             "      Finished:     Sat, 21 Nov 2026 22:31:00 +0000", "    Ready:          False"]
+    assert text[i : i + 8] == [
+        "    State:          Waiting",
+        "      Reason:       CrashLoopBackOff",
+        "    Last State:     Terminated",
+        "      Reason:       Error",
+        "      Exit Code:    1",
+        "      Started:      Sat, 21 Nov 2026 22:27:00 +0000",
+        "      Finished:     Sat, 21 Nov 2026 22:31:00 +0000",
+        "    Ready:          False",
+    ]
     assert text[-5:] == [
         "Events:",
         "  Type     Reason     Age                 From               Message",
@@ -455,44 +623,58 @@ def test_describe_pod_events_table_and_terminating():
 
 
 def test_describe_networkpolicy():
-    np = netpol("allow-fe", podSelector={"matchLabels": {"app": "web"}}, policyTypes=["Ingress", "Egress"],
-                ingress=[{"from": [{"podSelector": {"matchLabels": {"role": "frontend"}}},
-                                   {"namespaceSelector": {"matchLabels": {"team": "a"}},
-                                    "podSelector": {"matchLabels": {"tier": "b"}}},
-                                   {"ipBlock": {"cidr": "172.17.0.0/16", "except": ["172.17.1.0/24"]}}],
-                          "ports": [{"protocol": "TCP", "port": 8080}]},
-                         {}],
-                egress=[])
+    np = netpol(
+        "allow-fe",
+        podSelector={"matchLabels": {"app": "web"}},
+        policyTypes=["Ingress", "Egress"],
+        ingress=[
+            {
+                "from": [
+                    {"podSelector": {"matchLabels": {"role": "frontend"}}},
+                    {
+                        "namespaceSelector": {"matchLabels": {"team": "a"}},
+                        "podSelector": {"matchLabels": {"tier": "b"}},
+                    },
+                    {"ipBlock": {"cidr": "172.17.0.0/16", "except": ["172.17.1.0/24"]}},
+                ],
+                "ports": [{"protocol": "TCP", "port": 8080}],
+            },
+            {},
+        ],
+        egress=[],
+    )
     selected = [pod("web-1"), pod("web-2", ip="10.244.2.3", node="node2")]
-    assert render_describe(np, related={"pods": selected}, now=NOW) == "\n".join([
-        "Name:         allow-fe",
-        "Namespace:    default",
-        "Created on:   2026-11-21 22:27:00 +0000 UTC",
-        "Labels:       <none>",
-        "Annotations:  <none>",
-        "Spec:",
-        "  PodSelector:     app=web",
-        "  Allowing ingress traffic:",
-        "    To Port: 8080/TCP",
-        "    From:",
-        "      PodSelector: role=frontend",
-        "    From:",
-        "      NamespaceSelector: team=a",
-        "      PodSelector: tier=b",
-        "    From:",
-        "      IPBlock:",
-        "        CIDR: 172.17.0.0/16",
-        "        Except: 172.17.1.0/24",
-        "    ----------",
-        "    To Port: <any> (traffic allowed to all ports)",
-        "    From: <any> (traffic not restricted by source)",
-        "  Allowing egress traffic:",
-        "    <none> (Selected pods are isolated for egress connectivity)",
-        "  Policy Types: Ingress, Egress",
-        "Selected pods:",
-        "  web-1  10.244.1.5  node1",
-        "  web-2  10.244.2.3  node2",
-    ])
+    assert render_describe(np, related={"pods": selected}, now=NOW) == "\n".join(
+        [
+            "Name:         allow-fe",
+            "Namespace:    default",
+            "Created on:   2026-11-21 22:27:00 +0000 UTC",
+            "Labels:       <none>",
+            "Annotations:  <none>",
+            "Spec:",
+            "  PodSelector:     app=web",
+            "  Allowing ingress traffic:",
+            "    To Port: 8080/TCP",
+            "    From:",
+            "      PodSelector: role=frontend",
+            "    From:",
+            "      NamespaceSelector: team=a",
+            "      PodSelector: tier=b",
+            "    From:",
+            "      IPBlock:",
+            "        CIDR: 172.17.0.0/16",
+            "        Except: 172.17.1.0/24",
+            "    ----------",
+            "    To Port: <any> (traffic allowed to all ports)",
+            "    From: <any> (traffic not restricted by source)",
+            "  Allowing egress traffic:",
+            "    <none> (Selected pods are isolated for egress connectivity)",
+            "  Policy Types: Ingress, Egress",
+            "Selected pods:",
+            "  web-1  10.244.1.5  node1",
+            "  web-2  10.244.2.3  node2",
+        ]
+    )
 
 
 def test_describe_default_deny_networkpolicy():
@@ -504,15 +686,25 @@ def test_describe_default_deny_networkpolicy():
 
 
 def test_describe_service_node_deployment():
-    svc = service("web", type="NodePort", clusterIP="10.96.0.10", clusterIPs=["10.96.0.10"],
-                  selector={"app": "web"}, sessionAffinity="None",
-                  ports=[{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
-                         {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}])
+    svc = service(
+        "web",
+        type="NodePort",
+        clusterIP="10.96.0.10",
+        clusterIPs=["10.96.0.10"],
+        selector={"app": "web"},
+        sessionAffinity="None",
+        ports=[
+            {"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"},
+        ],
+    )
     eps = ["10.244.1.5:8080", "10.244.2.3:8080", "10.244.2.4:8080", "10.244.3.3:8080", "10.244.1.5:5353"]
     text = lines(render_describe(svc, related={"endpoints": eps}, now=NOW))
-    assert text[text.index("Port:              http  80/TCP") + 1:][:3] == [
-        "TargetPort:        8080/TCP", "NodePort:          http  30080/TCP",
-        "Endpoints:         10.244.1.5:8080,10.244.2.3:8080,10.244.2.4:8080 + 1 more..."]
+    assert text[text.index("Port:              http  80/TCP") + 1 :][:3] == [
+        "TargetPort:        8080/TCP",
+        "NodePort:          http  30080/TCP",
+        "Endpoints:         10.244.1.5:8080,10.244.2.3:8080,10.244.2.4:8080 + 1 more...",
+    ]
     assert "Endpoints:         10.244.1.5:5353" in text
     assert "Session Affinity:  None" in text and "Type:              NodePort" in text
 
@@ -520,7 +712,7 @@ def test_describe_service_node_deployment():
     text = lines(render_describe(n, related={"pods": [pod("web-1")]}, now=NOW))
     assert text[:2] == ["Name:               node1", "Roles:              control-plane"]
     i = text.index("Addresses:")
-    assert text[i + 1:i + 3] == ["  InternalIP:  172.18.0.2", "  Hostname:    node1"]
+    assert text[i + 1 : i + 3] == ["  InternalIP:  172.18.0.2", "  Hostname:    node1"]
     assert any(line.startswith("PodCIDR:") and line.endswith("10.244.1.0/24") for line in text)
     assert any(line.startswith("Non-terminated Pods:") and line.endswith("(1 in total)") for line in text)
     assert text[-2].split() == ["default", "web-1", "10.244.1.5", "5m3s"]
@@ -532,20 +724,43 @@ def test_describe_service_node_deployment():
 
 
 def test_describe_other_kinds_do_not_crash():
-    es = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta("web-abc"),
-          "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP"}],
-          "endpoints": [{"addresses": ["10.244.1.5"], "conditions": {"ready": True},
-                         "targetRef": {"kind": "Pod", "name": "web-1"}, "nodeName": "node1"}]}
+    es = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta("web-abc"),
+        "addressType": "IPv4",
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": ["10.244.1.5"],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": "web-1"},
+                "nodeName": "node1",
+            }
+        ],
+    }
     assert "    TargetRef:      Pod/web-1" in lines(render_describe(es))
-    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-7d9f"),
-          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                   "template": deployment()["spec"]["template"]}, "status": {"replicas": 2}}
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": meta("web-7d9f"),
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": deployment()["spec"]["template"],
+        },
+        "status": {"replicas": 2},
+    }
     out = render_describe(rs, related={"pods": [pod("web-1"), pod("other", phase="Pending")]})
     assert "Replicas:     2 current / 2 desired" in out
     assert "1 Running / 1 Waiting / 0 Succeeded / 0 Failed" in out
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("default", None), "status": {"phase": "Active"}}
     assert "Status:       Active" in render_describe(ns)
-    ep = {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("web"),
-          "subsets": [{"addresses": [{"ip": "10.244.1.5"}], "ports": [{"port": 80}]}]}
+    ep = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": meta("web"),
+        "subsets": [{"addresses": [{"ip": "10.244.1.5"}], "ports": [{"port": 80}]}],
+    }
     assert "  Addresses:          10.244.1.5" in render_describe(ep)
     assert render_describe({"apiVersion": "x/v1", "kind": "Widget", "metadata": meta("w")}).startswith("Name:")

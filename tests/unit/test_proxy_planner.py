@@ -16,9 +16,16 @@ def svc(name, ip, ports, ns="default", **spec):
 
 
 def eps_slice(svc_name, endpoints, ports, ns="default", suffix="a"):
-    return {"metadata": {"namespace": ns, "name": "%s-%s" % (svc_name, suffix),
-                         "labels": {"kubernetes.io/service-name": svc_name}},
-            "addressType": "IPv4", "endpoints": endpoints, "ports": ports}
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": "%s-%s" % (svc_name, suffix),
+            "labels": {"kubernetes.io/service-name": svc_name},
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": ports,
+    }
 
 
 def ep(ip, ready=True, serving=None, terminating=False, node="n1"):
@@ -66,14 +73,16 @@ WEB_SLICE_PORT = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
 
 def test_clusterip_three_ready_endpoints():
-    s = plan([svc("web", "10.96.0.10", WEB_PORT)],
-             [eps_slice("web", [ep("10.244.1.%d" % i) for i in (4, 2, 3)], WEB_SLICE_PORT)])
+    s = plan(
+        [svc("web", "10.96.0.10", WEB_PORT)],
+        [eps_slice("web", [ep("10.244.1.%d" % i) for i in (4, 2, 3)], WEB_SLICE_PORT)],
+    )
     assert s.startswith("add table %s\ndelete table %s\n" % (T, T))
     chain = chain_name("svc", "default/web/tcp/80")
     assert "add element %s service-ips { 10.96.0.10 . tcp . 80 : goto %s }" % (T, chain) in s
     (rules,) = rules_of(s, "svc-").values()
     assert cascade(rules) == ["10.244.1.2:8080", "10.244.1.3:8080", "10.244.1.4:8080"]
-    assert not rules_of(s, "ep-")                              # no affinity: no per-endpoint chains
+    assert not rules_of(s, "ep-")  # no affinity: no per-endpoint chains
     for ip in ("10.244.1.2", "10.244.1.3", "10.244.1.4"):  # hairpin: a pod DNATed to itself is masqueraded
         assert "add element %s hairpin { %s . %s }" % (T, ip, ip) in s
     assert "add rule %s nat-postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random" % T in s
@@ -86,20 +95,40 @@ def test_clusterip_three_ready_endpoints():
 
 
 def test_not_ready_excluded_and_terminating_fallback():
-    s = plan([svc("web", "10.96.0.10", WEB_PORT)],
-             [eps_slice("web", [ep("10.244.1.2"), ep("10.244.1.3", ready=False),
-                                ep("10.244.1.4", ready=False, serving=True, terminating=True)], WEB_SLICE_PORT)])
+    s = plan(
+        [svc("web", "10.96.0.10", WEB_PORT)],
+        [
+            eps_slice(
+                "web",
+                [
+                    ep("10.244.1.2"),
+                    ep("10.244.1.3", ready=False),
+                    ep("10.244.1.4", ready=False, serving=True, terminating=True),
+                ],
+                WEB_SLICE_PORT,
+            )
+        ],
+    )
     assert dnats(s) == ["10.244.1.2:8080"]
-    assert "numgen" not in s                                   # one endpoint: no choice to make
+    assert "numgen" not in s  # one endpoint: no choice to make
     # nothing ready: the serving terminating one is used, the not-serving one is not
-    s = plan([svc("web", "10.96.0.10", WEB_PORT)],
-             [eps_slice("web", [ep("10.244.1.3", ready=False),
-                                ep("10.244.1.4", ready=False, serving=True, terminating=True),
-                                ep("10.244.1.5", ready=False, serving=False, terminating=True)], WEB_SLICE_PORT)])
+    s = plan(
+        [svc("web", "10.96.0.10", WEB_PORT)],
+        [
+            eps_slice(
+                "web",
+                [
+                    ep("10.244.1.3", ready=False),
+                    ep("10.244.1.4", ready=False, serving=True, terminating=True),
+                    ep("10.244.1.5", ready=False, serving=False, terminating=True),
+                ],
+                WEB_SLICE_PORT,
+            )
+        ],
+    )
     assert dnats(s) == ["10.244.1.4:8080"]
     # missing conditions mean ready (EndpointSlice API semantics)
-    s = plan([svc("web", "10.96.0.10", WEB_PORT)],
-             [eps_slice("web", [{"addresses": ["10.244.1.9"]}], WEB_SLICE_PORT)])
+    s = plan([svc("web", "10.96.0.10", WEB_PORT)], [eps_slice("web", [{"addresses": ["10.244.1.9"]}], WEB_SLICE_PORT)])
     assert dnats(s) == ["10.244.1.9:8080"]
 
 
@@ -110,19 +139,28 @@ def test_no_endpoints_rejected():
         assert "service-ips {" not in s.replace("add map %s service-ips {" % T, "")
         assert not rules_of(s, "svc-") and not rules_of(s, "ep-")
         assert "add rule %s reject-chain reject" % T in s
-        assert "add rule %s service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services" % T in s
+        assert (
+            "add rule %s service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services" % T in s
+        )
         assert "add rule %s filter-output ct state new jump service-endpoints-check" % T in s
         assert "add rule %s filter-forward ct state new jump service-endpoints-check" % T in s
 
 
 def test_named_target_port_and_protocol():
-    ports = [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
-             {"name": "metrics", "port": 9153, "protocol": "TCP"}]
-    slices = [eps_slice("dns", [ep("10.244.1.2")],
-                        [{"name": "dns", "port": 5353, "protocol": "UDP"},
-                         {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}]),
-              # another slice for the same service: only metrics, resolved differently
-              eps_slice("dns", [ep("10.244.1.3")], [{"name": "metrics", "port": 9100, "protocol": "TCP"}], suffix="b")]
+    ports = [
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        {"name": "metrics", "port": 9153, "protocol": "TCP"},
+    ]
+    slices = [
+        eps_slice(
+            "dns",
+            [ep("10.244.1.2")],
+            [{"name": "dns", "port": 5353, "protocol": "UDP"}, {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}],
+        ),
+        # another slice for the same service: only metrics, resolved differently
+        eps_slice("dns", [ep("10.244.1.3")], [{"name": "metrics", "port": 9100, "protocol": "TCP"}], suffix="b"),
+    ]
     s = plan([svc("dns", "10.96.0.10", ports)], slices)
     assert "meta l4proto udp dnat to 10.244.1.2:5353" in s
     assert "meta l4proto tcp dnat to 10.244.1.2:5354" in s
@@ -131,45 +169,66 @@ def test_named_target_port_and_protocol():
     for key in ("udp . 53", "tcp . 53", "tcp . 9153"):
         assert "service-ips { 10.96.0.10 . %s : goto svc-" % key in s
     # a slice from another namespace or another service is ignored
-    s = plan([svc("dns", "10.96.0.10", ports)],
-             [eps_slice("dns", [ep("10.244.1.2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}], ns="other"),
-              eps_slice("dnsx", [ep("10.244.1.2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}])])
+    s = plan(
+        [svc("dns", "10.96.0.10", ports)],
+        [
+            eps_slice("dns", [ep("10.244.1.2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}], ns="other"),
+            eps_slice("dnsx", [ep("10.244.1.2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}]),
+        ],
+    )
     assert dnats(s) == []
 
 
 def test_service_without_selector_uses_manual_slice():
-    s = plan([svc("ext-db", "10.96.0.20", [{"port": 5432}])],   # no selector, unnamed TCP port
-             [eps_slice("ext-db", [{"addresses": ["192.168.5.5"]}], [{"port": 5432}], suffix="manual")])
+    s = plan(
+        [svc("ext-db", "10.96.0.20", [{"port": 5432}])],  # no selector, unnamed TCP port
+        [eps_slice("ext-db", [{"addresses": ["192.168.5.5"]}], [{"port": 5432}], suffix="manual")],
+    )
     assert dnats(s) == ["192.168.5.5:5432"]
 
 
 def test_nodeport_cluster_policy():
-    s = plan([svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort")],
-             [eps_slice("web", [ep("10.244.1.2", node="n1"), ep("10.244.2.2", node="n2")], WEB_SLICE_PORT)])
+    s = plan(
+        [svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort")],
+        [eps_slice("web", [ep("10.244.1.2", node="n1"), ep("10.244.2.2", node="n2")], WEB_SLICE_PORT)],
+    )
     ext = chain_name("ext", "default/web/tcp/80")
     assert "add element %s service-nodeports { tcp . 30080 : goto %s }" % (T, ext) in s
-    assert rules_of(s, "ext-")[ext] == ["meta mark set meta mark | 0x4000", "goto " + chain_name("svc", "default/web/tcp/80")]
-    assert ("add rule %s services fib daddr type local ip daddr != 127.0.0.0/8 ip daddr @nodeport-ips "
-            "meta l4proto . th dport vmap @service-nodeports" % T) in s
+    assert rules_of(s, "ext-")[ext] == [
+        "meta mark set meta mark | 0x4000",
+        "goto " + chain_name("svc", "default/web/tcp/80"),
+    ]
+    assert (
+        "add rule %s services fib daddr type local ip daddr != 127.0.0.0/8 ip daddr @nodeport-ips "
+        "meta l4proto . th dport vmap @service-nodeports" % T
+    ) in s
     assert "add element %s nodeport-ips { 192.168.1.10 }" % T in s
     # without node addresses: every local address (but loopback)
-    s = plan([svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort")],
-             [eps_slice("web", [ep("10.244.1.2")], WEB_SLICE_PORT)], node_ips=())
-    assert ("services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports") in s
+    s = plan(
+        [svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort")],
+        [eps_slice("web", [ep("10.244.1.2")], WEB_SLICE_PORT)],
+        node_ips=(),
+    )
+    assert (
+        "services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"
+    ) in s
     # a nodePort on a ClusterIP-type service is ignored
-    s = plan([svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)])],
-             [eps_slice("web", [ep("10.244.1.2")], WEB_SLICE_PORT)])
+    s = plan(
+        [svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)])],
+        [eps_slice("web", [ep("10.244.1.2")], WEB_SLICE_PORT)],
+    )
     assert "30080" not in s
 
 
 def test_nodeport_local_policy():
-    service = svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort",
-                  externalTrafficPolicy="Local")
+    service = svc(
+        "web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort", externalTrafficPolicy="Local"
+    )
     both = [eps_slice("web", [ep("10.244.1.2", node="n1"), ep("10.244.2.2", node="n2")], WEB_SLICE_PORT)]
     s = plan([service], both, node="n1")
     ext = chain_name("ext", "default/web/tcp/80")
     rules = rules_of(s, "ext-")[ext]
-    assert not any(r == "meta mark set meta mark | 0x4000" for r in rules)   # client address kept
+    assert not any(r == "meta mark set meta mark | 0x4000" for r in rules)  # client address kept
     assert "fib saddr type local meta mark set meta mark | 0x4000" in rules  # the node itself: masquerade
     assert rules[-1] == "meta l4proto tcp dnat to 10.244.1.2:8080"
     # the ClusterIP still balances over every endpoint
@@ -198,25 +257,38 @@ def test_internal_traffic_policy_local():
 
 def test_headless_and_externalname_produce_nothing():
     empty = plan([], [])
-    services = [svc("headless", "None", WEB_PORT),
-                {"metadata": {"namespace": "default", "name": "ext"},
-                 "spec": {"type": "ExternalName", "externalName": "example.com", "ports": WEB_PORT}}]
-    slices = [eps_slice("headless", [ep("10.244.1.2")], WEB_SLICE_PORT),
-              eps_slice("ext", [ep("10.244.1.3")], WEB_SLICE_PORT)]
+    services = [
+        svc("headless", "None", WEB_PORT),
+        {
+            "metadata": {"namespace": "default", "name": "ext"},
+            "spec": {"type": "ExternalName", "externalName": "example.com", "ports": WEB_PORT},
+        },
+    ]
+    slices = [
+        eps_slice("headless", [ep("10.244.1.2")], WEB_SLICE_PORT),
+        eps_slice("ext", [ep("10.244.1.3")], WEB_SLICE_PORT),
+    ]
     assert plan(services, slices) == empty
     assert "element" not in empty.replace("add element %s nodeport-ips" % T, "")
 
 
 def test_client_ip_affinity():
-    service = svc("web", "10.96.0.10", WEB_PORT, sessionAffinity="ClientIP",
-                  sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}})
+    service = svc(
+        "web",
+        "10.96.0.10",
+        WEB_PORT,
+        sessionAffinity="ClientIP",
+        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}},
+    )
     s = plan([service], [eps_slice("web", [ep("10.244.1.2"), ep("10.244.1.3")], WEB_SLICE_PORT)])
-    sets = re.findall(r"^add set %s (affinity-\S+) \{ type ipv4_addr; flags dynamic,timeout; timeout 300s; \}$" % T, s, re.M)
+    sets = re.findall(
+        r"^add set %s (affinity-\S+) \{ type ipv4_addr; flags dynamic,timeout; timeout 300s; \}$" % T, s, re.M
+    )
     assert len(sets) == 2
     (svc_rules,) = rules_of(s, "svc-").values()
     for aff in sets:
-        epc = "ep-" + aff[len("affinity-"):]
-        assert "ip saddr @%s goto %s" % (aff, epc) in svc_rules[:-1]           # checked before numgen
+        epc = "ep-" + aff[len("affinity-") :]
+        assert "ip saddr @%s goto %s" % (aff, epc) in svc_rules[:-1]  # checked before numgen
         assert "update @%s { ip saddr }" % aff in rules_of(s, epc)[epc]
     assert len(cascade(svc_rules)) == 2 and all(t.startswith("ep-") for t in cascade(svc_rules))
     # default timeout
@@ -229,29 +301,48 @@ def test_client_ip_affinity():
 
 
 def test_chain_names_are_identifiers():
-    name = chain_name("svc", "weird ns/na:me\"x/tcp/80")
+    name = chain_name("svc", 'weird ns/na:me"x/tcp/80')
     assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_./-]*", name)
     assert chain_name("svc", "a" * 500) != chain_name("svc", "a" * 499) and len(chain_name("ep", "a" * 500)) < 128
 
 
 def _everything():
     services = [
-        svc("web", "10.96.0.10", [dict(WEB_PORT[0], nodePort=30080)], type="NodePort",
-            sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}),
-        svc("loc", "10.96.0.11", [{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}],
-            type="LoadBalancer", externalTrafficPolicy="Local", sessionAffinity="ClientIP"),
+        svc(
+            "web",
+            "10.96.0.10",
+            [dict(WEB_PORT[0], nodePort=30080)],
+            type="NodePort",
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+        ),
+        svc(
+            "loc",
+            "10.96.0.11",
+            [{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}],
+            type="LoadBalancer",
+            externalTrafficPolicy="Local",
+            sessionAffinity="ClientIP",
+        ),
         svc("nolocal", "10.96.0.12", [{"port": 80, "nodePort": 30081}], type="NodePort", externalTrafficPolicy="Local"),
         svc("empty", "10.96.0.13", [{"port": 80, "nodePort": 30082}], type="NodePort"),
         svc("term", "10.96.0.14", WEB_PORT),
         svc("sctp", "10.96.0.15", [{"port": 3868, "protocol": "SCTP"}]),
         svc("itp", "10.96.0.16", WEB_PORT, internalTrafficPolicy="Local"),
         svc("headless", "None", WEB_PORT),
-        {"metadata": {"namespace": "default", "name": "extname"}, "spec": {"type": "ExternalName", "externalName": "x.y"}},
+        {
+            "metadata": {"namespace": "default", "name": "extname"},
+            "spec": {"type": "ExternalName", "externalName": "x.y"},
+        },
         svc("web", "10.96.1.10", WEB_PORT, ns="other-ns"),
     ]
     slices = [
-        eps_slice("web", [ep("10.244.1.2"), ep("10.244.2.2", node="n2"), ep("10.244.1.5", ready=False)], WEB_SLICE_PORT),
-        eps_slice("loc", [ep("10.244.1.3"), ep("10.244.2.3", node="n2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}]),
+        eps_slice(
+            "web", [ep("10.244.1.2"), ep("10.244.2.2", node="n2"), ep("10.244.1.5", ready=False)], WEB_SLICE_PORT
+        ),
+        eps_slice(
+            "loc", [ep("10.244.1.3"), ep("10.244.2.3", node="n2")], [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+        ),
         eps_slice("nolocal", [ep("10.244.2.4", node="n2")], [{"port": 8080}]),
         eps_slice("term", [ep("10.244.1.6", ready=False, serving=True, terminating=True)], WEB_SLICE_PORT),
         eps_slice("sctp", [ep("10.244.1.7")], [{"port": 3868, "protocol": "SCTP"}]),

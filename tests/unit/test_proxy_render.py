@@ -13,15 +13,24 @@ from tests.conftest import sh
 
 
 def svc(name, ip, port=80, rv="1", ns="default", proto="TCP", **spec):
-    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": rv},
-            "spec": dict(clusterIP=ip, ports=[{"name": "p", "port": port, "protocol": proto}], **spec)}
+    return {
+        "metadata": {"namespace": ns, "name": name, "resourceVersion": rv},
+        "spec": dict(clusterIP=ip, ports=[{"name": "p", "port": port, "protocol": proto}], **spec),
+    }
 
 
 def eps(name, ips, rv="1", ns="default", port=8080, proto="TCP"):
-    return {"metadata": {"namespace": ns, "name": name + "-x", "resourceVersion": rv,
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"name": "p", "port": port, "protocol": proto}],
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "n1"} for ip in ips]}
+    return {
+        "metadata": {
+            "namespace": ns,
+            "name": name + "-x",
+            "resourceVersion": rv,
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "p", "port": port, "protocol": proto}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "n1"} for ip in ips],
+    }
 
 
 def world(n):
@@ -72,7 +81,9 @@ def test_affinity_timeout_change_needs_full_sync():
     sl = [eps("s", ["10.244.1.2"])]
     p.update("default/s", a, sl)
     old = p.plan([])
-    b = svc("s", "10.96.0.2", rv="2", sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 5}})
+    b = svc(
+        "s", "10.96.0.2", rv="2", sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 5}}
+    )
     p.update("default/s", b, sl)
     assert diff(old, p.plan([])) is None
 
@@ -100,8 +111,13 @@ def test_partial_syncs_equal_a_full_sync(namespaces):
         name = services[i]["metadata"]["name"]
         if what == "scale":
             slices = [s for s in slices if s["metadata"]["name"] != name + "-x"]
-            slices.append(eps(name, ["10.244.%d.%d" % (rnd.randrange(1, 4), rnd.randrange(2, 250))
-                                     for _ in range(rnd.randrange(0, 4))], rv=str(rv)))
+            slices.append(
+                eps(
+                    name,
+                    ["10.244.%d.%d" % (rnd.randrange(1, 4), rnd.randrange(2, 250)) for _ in range(rnd.randrange(0, 4))],
+                    rv=str(rv),
+                )
+            )
         elif what == "drop":
             services.pop(i)
         elif what == "add":
@@ -124,7 +140,7 @@ def test_partial_syncs_equal_a_full_sync(namespaces):
         script = diff(plan, new)
         sh(partial, "nft", "-f", "-", input=full(new) if script is None else script)
         plan = new
-    fresh = Planner("n1")                     # the same state planned from scratch
+    fresh = Planner("n1")  # the same state planned from scratch
     fresh.replan_all(services, slices)
     assert fresh.plan(["192.168.1.10"]).keys() == plan.keys()
     sh(whole, "nft", "-f", "-", input=full(fresh.plan(["192.168.1.10"])))

@@ -1,4 +1,5 @@
 """Pure: range parsing with host-local's defaults, and the candidate order."""
+
 import ipaddress as ia
 
 import pytest
@@ -19,17 +20,23 @@ def test_legacy_single_subnet_form():
     assert str(rset[0].start) == "10.22.1.1"
 
 
-@pytest.mark.parametrize("ipam,field", [
-    ({"ranges": [[{"subnet": "10.0.0.0/33"}]]}, "ipam.ranges[0][0].subnet"),
-    ({"ranges": [[{"subnet": "banana"}]]}, "ipam.ranges[0][0].subnet"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.1.5"}]]}, "ipam.ranges[0][0].rangeStart"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "x"}]]}, "ipam.ranges[0][0].gateway"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.3"}]]}, "ipam.ranges[0][0].rangeStart"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, "ipam.ranges[0][1].subnet"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.128/25"}]]}, "ipam.ranges[1][0]"),
-    ({"ranges": []}, "ipam.ranges"),
-    ({}, "ipam.ranges"),
-])
+@pytest.mark.parametrize(
+    "ipam,field",
+    [
+        ({"ranges": [[{"subnet": "10.0.0.0/33"}]]}, "ipam.ranges[0][0].subnet"),
+        ({"ranges": [[{"subnet": "banana"}]]}, "ipam.ranges[0][0].subnet"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.1.5"}]]}, "ipam.ranges[0][0].rangeStart"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "x"}]]}, "ipam.ranges[0][0].gateway"),
+        (
+            {"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.3"}]]},
+            "ipam.ranges[0][0].rangeStart",
+        ),
+        ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, "ipam.ranges[0][1].subnet"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.128/25"}]]}, "ipam.ranges[1][0]"),
+        ({"ranges": []}, "ipam.ranges"),
+        ({}, "ipam.ranges"),
+    ],
+)
 def test_errors_name_the_field(ipam, field):
     with pytest.raises(RangeError) as e:
         parse_range_sets(ipam)

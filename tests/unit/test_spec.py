@@ -1,12 +1,20 @@
 """Pure: the CNI contract as data (env, config, versions, results)."""
+
 import json
 
 import pytest
 
 from podnet.cni import dispatch, thin
 from podnet.cni.errors import CNIError
-from podnet.cni.spec import (check_version, from_any_version, parse_cni_args, parse_config,
-                             parse_env, to_version, valid_attachments)
+from podnet.cni.spec import (
+    check_version,
+    from_any_version,
+    parse_cni_args,
+    parse_config,
+    parse_env,
+    to_version,
+    valid_attachments,
+)
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0"}
 
@@ -47,8 +55,9 @@ def test_bad_ifname(ifname):
 
 
 def test_cni_args_with_kubernetes_keys():
-    args = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;"
-                          "K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1")
+    args = parse_cni_args(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1"
+    )
     assert args["K8S_POD_NAME"] == "web-0" and args["IgnoreUnknown"] == "1"
     assert code_of(parse_cni_args, "novalue") == 4
 
@@ -73,8 +82,13 @@ def test_unsupported_version_and_verbs_too_new_for_the_config():
 
 
 def test_result_conversion_round_trip():
-    result = {"cniVersion": "1.1.0", "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 2},
-                                            {"address": "fd00::2/64", "interface": 2}]}
+    result = {
+        "cniVersion": "1.1.0",
+        "ips": [
+            {"address": "10.0.0.2/24", "gateway": "10.0.0.1", "interface": 2},
+            {"address": "fd00::2/64", "interface": 2},
+        ],
+    }
     old = to_version(result, "0.3.1")
     assert [ip["version"] for ip in old["ips"]] == ["4", "6"] and old["cniVersion"] == "0.3.1"
     new = to_version(from_any_version(old), "1.0.0")
@@ -119,6 +133,7 @@ def test_thin_wire_round_trip():
 
 def test_thin_status_when_daemon_down_is_50(tmp_path):
     import io
+
     out, err = io.BytesIO(), io.BytesIO()
     raw = json.dumps({"cniVersion": "1.1.0", "daemonSocket": str(tmp_path / "none.sock")}).encode()
     rc = thin.main("podnet", {"CNI_COMMAND": "STATUS", "CNI_PATH": "/x"}, io.BytesIO(raw), out, err)

@@ -18,26 +18,32 @@ W = list(WORKLOAD_ARGV)
 
 # ---- command_for ---------------------------------------------------------------------
 
+
 def test_workload_argv_is_this_interpreter():
     assert W == [sys.executable, "-m", "podnet.workload"]
 
 
-@pytest.mark.parametrize("spec,argv", [
-    ({"image": "busybox", "command": ["sh", "-c", "echo hi"]}, ["sh", "-c", "echo hi"]),
-    ({"image": "busybox", "command": ["sleep"], "args": [3600]}, ["sleep", "3600"]),
-    ({"image": AGNHOST, "command": ["sleep", "1"]}, ["sleep", "1"]),          # command wins
-    ({"image": AGNHOST, "args": ["netexec", "--http-port=8080"]}, W + ["netexec", "--http-port=8080"]),
-    ({"image": "agnhost", "args": ["serve-hostname"]}, W + ["serve-hostname"]),
-    ({"image": AGNHOST + "@sha256:abcd", "args": ["pause"]}, W + ["pause"]),
-    ({"image": AGNHOST, "command": ["/agnhost", "netexec"], "args": ["--http-port", "80"]},
-     W + ["netexec", "--http-port", "80"]),                                   # the image's own binary
-    ({"image": AGNHOST}, W),
-    ({"image": "registry.k8s.io/pause:3.9"}, W + ["pause"]),
-    ({"image": "registry.k8s.io/pause:3.9", "command": ["/pause"]}, W + ["pause"]),
-    ({"image": "nginx:1.27"}, None),
-    ({"image": "nginx", "args": ["-g", "daemon off;"]}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "spec,argv",
+    [
+        ({"image": "busybox", "command": ["sh", "-c", "echo hi"]}, ["sh", "-c", "echo hi"]),
+        ({"image": "busybox", "command": ["sleep"], "args": [3600]}, ["sleep", "3600"]),
+        ({"image": AGNHOST, "command": ["sleep", "1"]}, ["sleep", "1"]),  # command wins
+        ({"image": AGNHOST, "args": ["netexec", "--http-port=8080"]}, W + ["netexec", "--http-port=8080"]),
+        ({"image": "agnhost", "args": ["serve-hostname"]}, W + ["serve-hostname"]),
+        ({"image": AGNHOST + "@sha256:abcd", "args": ["pause"]}, W + ["pause"]),
+        (
+            {"image": AGNHOST, "command": ["/agnhost", "netexec"], "args": ["--http-port", "80"]},
+            W + ["netexec", "--http-port", "80"],
+        ),  # the image's own binary
+        ({"image": AGNHOST}, W),
+        ({"image": "registry.k8s.io/pause:3.9"}, W + ["pause"]),
+        ({"image": "registry.k8s.io/pause:3.9", "command": ["/pause"]}, W + ["pause"]),
+        ({"image": "nginx:1.27"}, None),
+        ({"image": "nginx", "args": ["-g", "daemon off;"]}, None),
+        ({}, None),
+    ],
+)
 def test_command_for(spec, argv):
     assert command_for(spec) == argv
 
@@ -58,11 +64,15 @@ def test_why_not_explains_what_podnet_cannot_run():
 
 # ---- flags -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [
-    ["netexec", "--http-port=8081", "--udp-port=9000"],
-    ["netexec", "--http-port", "8081", "--udp-port", "9000"],
-    ["netexec", "-http-port=8081", "-udp-port", "9000"],                    # Go's flag style
-])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["netexec", "--http-port=8081", "--udp-port=9000"],
+        ["netexec", "--http-port", "8081", "--udp-port", "9000"],
+        ["netexec", "-http-port=8081", "-udp-port", "9000"],  # Go's flag style
+    ],
+)
 def test_netexec_flags_in_every_spelling(argv):
     a = parse_args(argv)
     assert (a.subcommand, a.http_port, a.udp_port) == ("netexec", 8081, 9000)
@@ -77,15 +87,22 @@ def test_defaults():
     assert (a.target, a.timeout, a.protocol) == ("10.0.0.1:80", 3.0, "tcp")
 
 
-@pytest.mark.parametrize("argv,udp", [
-    (["serve-hostname", "--udp"], True), (["serve-hostname", "--udp=true"], True),
-    (["serve-hostname", "--udp=false"], False), (["serve-hostname", "--udp", "--port", "1"], True)])
+@pytest.mark.parametrize(
+    "argv,udp",
+    [
+        (["serve-hostname", "--udp"], True),
+        (["serve-hostname", "--udp=true"], True),
+        (["serve-hostname", "--udp=false"], False),
+        (["serve-hostname", "--udp", "--port", "1"], True),
+    ],
+)
 def test_boolean_flags(argv, udp):
     assert parse_args(argv).udp is udp
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("3", 3.0), ("1.5", 1.5), ("3s", 3.0), ("500ms", 0.5), ("2m", 120.0), ("1m30s", 90.0)])
+@pytest.mark.parametrize(
+    "text,seconds", [("3", 3.0), ("1.5", 1.5), ("3s", 3.0), ("500ms", 0.5), ("2m", 120.0), ("1m30s", 90.0)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
     assert parse_args(["connect", "h:1", "--timeout", text]).timeout == pytest.approx(seconds)
@@ -98,9 +115,18 @@ def test_unknown_flags_are_ignored_with_a_warning(capsys):
     assert "--delay-shutdown=5" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [[], ["bogus"], ["netexec", "--http-port=http"],
-                                  ["netexec", "--http-port=70000"], ["connect"],
-                                  ["connect", "h:1", "--timeout=soon"], ["pause", "extra"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["netexec", "--http-port=http"],
+        ["netexec", "--http-port=70000"],
+        ["connect"],
+        ["connect", "h:1", "--timeout=soon"],
+        ["pause", "extra"],
+    ],
+)
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse_args(argv)
@@ -128,6 +154,7 @@ def test_the_module_runs_and_reports_bad_targets():
 
 # ---- container bookkeeping ---------------------------------------------------------------
 
+
 def test_pod_hostname_is_cut_like_kubelet():
     assert pod_hostname("web-0") == "web-0"
     assert pod_hostname("a" * 62 + "-b") == "a" * 62
@@ -135,16 +162,16 @@ def test_pod_hostname_is_cut_like_kubelet():
 
 
 def test_container_env_takes_both_spec_forms():
-    env = container_env("web-0", [{"name": "A", "value": "1"},
-                                  {"name": "B", "valueFrom": {"fieldRef": {}}}, {"name": "C"}])
+    env = container_env(
+        "web-0", [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {}}}, {"name": "C"}]
+    )
     assert (env["A"], env["C"], env["HOSTNAME"]) == ("1", "", "web-0") and "B" not in env
     assert "PATH" in env
     assert container_env("p", {"PATH": "/x"})["PATH"] == "/x"
 
 
 def test_terminated_state_like_kubernetes():
-    assert terminated_state(0, "a", "b") == {"exitCode": 0, "reason": "Completed", "startedAt": "a",
-                                             "finishedAt": "b"}
+    assert terminated_state(0, "a", "b") == {"exitCode": 0, "reason": "Completed", "startedAt": "a", "finishedAt": "b"}
     st = terminated_state(-9, "a", "b")
     assert (st["exitCode"], st["signal"], st["reason"]) == (137, 9, "Error")
 
@@ -176,8 +203,15 @@ def test_supervisor_backoff_and_reset(monkeypatch):
         procs.append(FakeProc())
         return procs[-1]
 
-    sup = Supervisor({"name": "app", "image": "busybox"}, start, "Always", backoff_initial=1,
-                     backoff_max=4, backoff_reset=30, clock=clock)
+    sup = Supervisor(
+        {"name": "app", "image": "busybox"},
+        start,
+        "Always",
+        backoff_initial=1,
+        backoff_max=4,
+        backoff_reset=30,
+        clock=clock,
+    )
     assert sup.status()["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert sup.tick() and sup.running and len(procs) == 1
     gaps = []
@@ -191,7 +225,7 @@ def test_supervisor_backoff_and_reset(monkeypatch):
             sup.tick()
         gaps.append(clock.t - exited_at)
     assert gaps == [1.0, 2.0, 4.0, 4.0] and sup.restart_count == 4
-    clock.t += 31                                                 # a long healthy run
+    clock.t += 31  # a long healthy run
     procs[-1].returncode = 1
     sup.tick()
     assert sup.state["waiting"]["message"] == "back-off 1s restarting failed container=app"
@@ -222,6 +256,7 @@ def test_supervisor_rejects_unknown_policies():
 
 
 # ---- probe bookkeeping -----------------------------------------------------------------------
+
 
 def test_probe_state_defaults_and_thresholds():
     r = ProbeState({"httpGet": {"port": 80}}, clock=lambda: 0.0)
