@@ -327,7 +327,10 @@ class Agent:
             phase = "Succeeded" if all(t.get("exitCode") == 0 for t in terms) else "Failed"
         elif rp.errors:
             phase = "Pending"
-        cond = lambda t, ok: {"type": t, "status": "True" if ok else "False"}
+
+        def cond(t, ok):
+            return {"type": t, "status": "True" if ok else "False"}
+
         return {
             "phase": phase,
             "podIP": rp.ip,

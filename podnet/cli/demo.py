@@ -150,7 +150,7 @@ def run(args):
                 raise RuntimeError("ADD %s failed: %s" % (pod, out.stderr.strip()))
             results[pod] = (json.loads(out.stdout), (time.perf_counter() - t0) * 1000)
         table = Table("pod", "IP", "gateway", "MAC", "host veth")
-        for pod, (res, ms) in results.items():
+        for pod, (res, _ms) in results.items():
             table.add_row(
                 pod[len(PREFIX) :],
                 res["ips"][0]["address"],
@@ -206,7 +206,7 @@ def run(args):
         left = [f for f in os.listdir(os.path.join(tmp, "ipam", "mynet")) if f[0].isdigit()]
         console.print(
             "pod1 interfaces now: %s"
-            % " ".join(l.split(":")[1].strip() for l in _in(POD1, "ip", "-o", "link").splitlines())
+            % " ".join(line.split(":")[1].strip() for line in _in(POD1, "ip", "-o", "link").splitlines())
         )
         console.print("addresses still allocated: %s" % (", ".join(left) or "none"))
         console.rule("[green]demo done")

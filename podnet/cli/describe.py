@@ -290,10 +290,11 @@ def _events(w, events, now):
         w(0, "Events:\t<none>")
         return
     w.flush()
-    key = lambda e: (
-        parse_time(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"))
-        or parse_time("1970-01-01T00:00:00Z")
-    )
+
+    def key(e):
+        t = e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")
+        return parse_time(t) or parse_time("1970-01-01T00:00:00Z")
+
     w(0, "Events:")
     w(1, "Type\tReason\tAge\tFrom\tMessage")
     w(1, "----\t------\t----\t----\t-------")
@@ -756,7 +757,10 @@ def _endpointslice(w, es, events, related, now):
             )
     eps = es.get("endpoints") or []
     w(0, "Endpoints:%s" % ("" if eps else "\t<none>"))
-    unset = lambda v: "<unset>" if v in (None, "") else v
+
+    def unset(v):
+        return "<unset>" if v in (None, "") else v
+
     for e in eps:
         w(1, "- Addresses:\t%s" % ",".join(e.get("addresses") or []))
         w(2, "Conditions:")

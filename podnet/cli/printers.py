@@ -152,7 +152,9 @@ def tabwrite(lines, minwidth=6, padding=3):
 
 
 def _table(header, rows):
-    clean = lambda c: str(c).replace("\t", " ").replace("\n", " ")
+    def clean(c):
+        return str(c).replace("\t", " ").replace("\n", " ")
+
     text = tabwrite(["\t".join(clean(c) for c in r) for r in [header] + rows])
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
@@ -215,7 +217,10 @@ def _pod_row(pod, wide, now):
     cstatuses = status.get("containerStatuses") or []
     total = len(containers) if containers is not None else len(cstatuses)
     init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
-    restartable = lambda name: (init_specs.get(name) or {}).get("restartPolicy") == "Always"
+
+    def restartable(name):
+        return (init_specs.get(name) or {}).get("restartPolicy") == "Always"
+
     total += sum(1 for n in init_specs if restartable(n))
     ready = restarts = sidecar_restarts = 0
     last_restart = sidecar_last = None

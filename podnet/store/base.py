@@ -15,9 +15,12 @@ Keys: /registry/<plural>/<namespace>/<name> for namespaced kinds,
 /registry/<plural>/<name> for cluster-scoped ones (see podnet.api.keys).
 """
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
+
+from podnet.api.types import Obj
 
 
 class StoreError(Exception):
@@ -36,32 +39,32 @@ class Compacted(StoreError):
 class Event:
     type: str  # "PUT" or "DELETE"
     key: str
-    value: dict | None  # the new object (PUT) or the last one (DELETE)
+    value: Obj | None  # the new object (PUT) or the last one (DELETE)
     rev: int
 
 
 class Store(Protocol):
-    def get(self, key: str) -> tuple[dict | None, int]:
+    def get(self, key: str) -> tuple[Obj | None, int]:
         """(object or None, its mod revision or 0)."""
 
-    def list(self, prefix: str) -> tuple[list[tuple[str, dict, int]], int]:
+    def list(self, prefix: str) -> tuple[list[tuple[str, Obj, int]], int]:
         """([(key, object, mod_rev)] sorted by key, the store's current revision)."""
 
-    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
+    def put(self, key: str, value: Obj, expect_rev: int | None = None) -> int:
         """Write; expect_rev=None: unconditional, 0: must not exist, N: must be at N.
         Returns the new revision; raises Conflict."""
 
     def delete(self, key: str, expect_rev: int | None = None) -> int | None:
         """Remove; returns the revision of the delete, or None when absent."""
 
-    def watch(self, prefix: str, from_rev: int, stop=None) -> Iterator[Event]:
+    def watch(self, prefix: str, from_rev: int, stop: threading.Event | None = None) -> Iterator[Event]:
         """Events with rev > from_rev under prefix, in order, until `stop`
         (a threading.Event) is set; blocks waiting for new ones."""
 
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> "Store":
+def open_store(url: str) -> Store:
     """sqlite:///abs/path.db or etcd://host:port[,host:port]."""
     if url.startswith("sqlite://"):
         from podnet.store.sqlite import SqliteStore

@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import Iterator
 
+from podnet.api.types import Obj
 from podnet.store.base import Compacted, Conflict, Event, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,20 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
-def _encode(value: dict) -> str:
+def _encode(value: Obj) -> str:
     md = value.get("metadata")
     if isinstance(md, dict) and "resourceVersion" in md:
         value = dict(value, metadata={k: v for k, v in md.items() if k != "resourceVersion"})
     return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _decode(kv: dict | None) -> dict | None:
-    """The object in an etcd kv, metadata.resourceVersion = its mod_revision."""
-    if not kv:
-        return None
-    obj = json.loads(base64.b64decode(kv.get("value", "")))
+def _decode(kv: Obj | None) -> Obj | None:
+    """The object in an etcd kv (None for none), metadata.resourceVersion = its mod_revision."""
+    return _load(kv) if kv else None
+
+
+def _load(kv: Obj) -> Obj:
+    obj: Obj = json.loads(base64.b64decode(kv.get("value", "")))
     md = obj.get("metadata")
     if not isinstance(md, dict):
         md = obj["metadata"] = {}
@@ -89,7 +92,9 @@ class EtcdStore:
         self.timeout = timeout
         self._good = 0  # the endpoint that answered last
         self._local = threading.local()
-        self._conns = weakref.WeakSet()  # every thread's connection, for close()
+        self._conns: weakref.WeakSet[http.client.HTTPConnection] = (
+            weakref.WeakSet()
+        )  # every thread's connection, for close()
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -105,7 +110,7 @@ class EtcdStore:
             try:
                 conn.connect()
             except OSError as exc:
-                raise _NotSent(exc)
+                raise _NotSent(exc) from exc
             self._local.conn, self._local.ep = conn, ep
             with self._lock:
                 self._conns.add(conn)
@@ -132,7 +137,7 @@ class EtcdStore:
                             raise StoreError(
                                 "etcd %s%s: %s (outcome unknown)" % ("%s:%d" % self.endpoints[ep], path, exc)
                             ) from None
-                        raise _NotSent(exc)
+                        raise _NotSent(exc) from exc
                 except _NotSent as exc:
                     last_exc = exc
                     continue
@@ -160,13 +165,14 @@ class EtcdStore:
 
     # ---- the Store contract ----------------------------------------------
 
-    def get(self, key: str) -> tuple[dict | None, int]:
+    def get(self, key: str) -> tuple[Obj | None, int]:
         doc = self._call("/v3/kv/range", {"key": _b64(key.encode())}, idempotent=True)
         kvs = doc.get("kvs") or []
         return (_decode(kvs[0]), int(kvs[0]["mod_revision"])) if kvs else (None, 0)
 
-    def list(self, prefix: str) -> tuple[list[tuple[str, dict, int]], int]:
-        body, out, rev = dict(_range(prefix), limit=PAGE), [], 0
+    def list(self, prefix: str) -> tuple[list[tuple[str, Obj, int]], int]:
+        out: list[tuple[str, Obj, int]] = []
+        body, rev = dict(_range(prefix), limit=PAGE), 0
         while True:  # pages, all at the revision of the first
             if rev:
                 body["revision"] = rev
@@ -177,12 +183,12 @@ class EtcdStore:
                 continue
             rev = rev or self._rev(doc)
             kvs = doc.get("kvs") or []
-            out += [(base64.b64decode(kv["key"]).decode(), _decode(kv), int(kv["mod_revision"])) for kv in kvs]
+            out += [(base64.b64decode(kv["key"]).decode(), _load(kv), int(kv["mod_revision"])) for kv in kvs]
             if not doc.get("more") or not kvs:
                 return out, rev
             body["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
 
-    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
+    def put(self, key: str, value: Obj, expect_rev: int | None = None) -> int:
         put = {"key": _b64(key.encode()), "value": _encode(value)}
         if expect_rev is None:
             return self._rev(self._call("/v3/kv/put", put))
@@ -232,7 +238,7 @@ class EtcdStore:
         except Compacted:
             pass
 
-    def watch(self, prefix: str, from_rev: int, stop=None) -> Iterator[Event]:
+    def watch(self, prefix: str, from_rev: int, stop: threading.Event | None = None) -> Iterator[Event]:
         create = dict(_range(prefix), prev_kv=True)
         last, delay, ep = from_rev, 0.05, self._good
         stopped = lambda: self._closed.is_set() or (stop is not None and stop.is_set())  # noqa: E731

@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import Iterator
 
+from podnet.api.types import Obj
 from podnet.store.base import Compacted, Conflict, Event, StoreError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ INSERT OR IGNORE INTO meta VALUES ('rev', 0), ('compacted', 0);
 """
 
 
-def _encode(value: dict) -> str:
+def _encode(value: Obj) -> str:
     """JSON text of `value` without metadata.resourceVersion (set on read only)."""
     md = value.get("metadata")
     if isinstance(md, dict) and "resourceVersion" in md:
@@ -58,10 +59,12 @@ def _encode(value: dict) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _decode(text: str | None, rev: int) -> dict | None:
-    if text is None:
-        return None
-    obj = json.loads(text)
+def _decode(text: str | None, rev: int) -> Obj | None:
+    return None if text is None else _load(text, rev)
+
+
+def _load(text: str, rev: int) -> Obj:
+    obj: Obj = json.loads(text)
     md = obj.get("metadata")
     if not isinstance(md, dict):
         md = obj["metadata"] = {}
@@ -99,7 +102,7 @@ class SqliteStore:
         self.path = path
         self.history = history
         self._local = threading.local()
-        self._conns = weakref.WeakSet()  # every thread's connection, for close()
+        self._conns: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()  # every thread's connection, for close()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         conn = self._conn()
@@ -145,12 +148,12 @@ class SqliteStore:
     # ---- reads -----------------------------------------------------------
 
     @_wrapped
-    def get(self, key: str) -> tuple[dict | None, int]:
+    def get(self, key: str) -> tuple[Obj | None, int]:
         row = self._conn().execute("SELECT value, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
         return (None, 0) if row is None else (_decode(row[0], row[1]), row[1])
 
     @_wrapped
-    def list(self, prefix: str) -> tuple[list[tuple[str, dict, int]], int]:
+    def list(self, prefix: str) -> tuple[list[tuple[str, Obj, int]], int]:
         conn = self._conn()
         end = _prefix_end(prefix)
         conn.execute("BEGIN")  # one snapshot for the rows and the revision
@@ -166,7 +169,7 @@ class SqliteStore:
             rev = conn.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
         finally:
             conn.execute("COMMIT")
-        return [(k, _decode(v, r), r) for k, v, r in rows], rev
+        return [(k, _load(v, r), r) for k, v, r in rows], rev
 
     # ---- writes ----------------------------------------------------------
 
@@ -179,7 +182,7 @@ class SqliteStore:
         return rev
 
     @_wrapped
-    def put(self, key: str, value: dict, expect_rev: int | None = None) -> int:
+    def put(self, key: str, value: Obj, expect_rev: int | None = None) -> int:
         text = _encode(value)
         conn = self._conn()
         with self._write(conn):
@@ -218,7 +221,7 @@ class SqliteStore:
         with self._write(conn):
             self._compact(conn, rev)
 
-    def watch(self, prefix: str, from_rev: int, stop=None) -> Iterator[Event]:
+    def watch(self, prefix: str, from_rev: int, stop: threading.Event | None = None) -> Iterator[Event]:
         last = from_rev
         conn, version, read_at = None, None, 0.0
         end = _prefix_end(prefix)
