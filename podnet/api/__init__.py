@@ -51,9 +51,12 @@ from podnet.api.selectors import (
     parse_selector,
     selector_from_map,
 )
+from podnet.api.types import JSON, Obj
 from podnet.api.validate import load_yaml, parse_manifests, validate
 
 __all__ = [
+    "JSON",
+    "Obj",
     "KINDS",
     "Kind",
     "resolve_kind",

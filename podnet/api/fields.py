@@ -6,9 +6,16 @@ absent (as in Kubernetes' JSON): it is removed, or replaced by the default.
 """
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Literal, TypeGuard, overload
 
 from podnet.api.meta import fail, iana_svc_name, label_key, label_value
+from podnet.api.types import JSON, Obj
+
+Check = Callable[[str], str | None]
+"""A syntax checker: None for a valid value, else the reason."""
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _MISSING = object()
 
@@ -21,11 +28,11 @@ def index(base: str, i: int) -> str:
     return "%s[%d]" % (base, i)
 
 
-def is_int(v) -> bool:
+def is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def typename(v) -> str:
+def typename(v: object) -> str:
     if v is None:
         return "null"
     for t, name in (
@@ -41,11 +48,11 @@ def typename(v) -> str:
     return type(v).__name__
 
 
-def shown(v) -> str:
+def shown(v: object) -> str:
     return "'%s'" % v if isinstance(v, str) else repr(v)
 
 
-def _take(d: dict, key: str, base: str, required: bool, default=_MISSING):
+def _take(d: Obj, key: str, base: str, required: bool, default: JSON = _MISSING) -> object:
     v = d.get(key)
     if v is None:
         if default is not _MISSING:
@@ -57,18 +64,26 @@ def _take(d: dict, key: str, base: str, required: bool, default=_MISSING):
     return v
 
 
-def need_map(v, path: str) -> dict:
+def need_map(v: object, path: str) -> Obj:
     if not isinstance(v, dict):
         fail(path, "must be a mapping, got %s" % typename(v))
     return v
 
 
-def opt_map(d: dict, key: str, base: str, required: bool = False) -> dict | None:
+# The overloads say what the checks guarantee: a required field, or one with a
+# default, is never None on return.
+
+
+@overload
+def opt_map(d: Obj, key: str, base: str, required: Literal[True]) -> Obj: ...
+@overload
+def opt_map(d: Obj, key: str, base: str, required: bool = False) -> Obj | None: ...
+def opt_map(d: Obj, key: str, base: str, required: bool = False) -> Obj | None:
     v = _take(d, key, base, required)
     return None if v is None else need_map(v, join(base, key))
 
 
-def opt_list(d: dict, key: str, base: str, required: bool = False, nonempty: bool = False) -> list | None:
+def opt_list(d: Obj, key: str, base: str, required: bool = False, nonempty: bool = False) -> list[JSON] | None:
     v = _take(d, key, base, required)
     if v is None:
         return None
@@ -80,20 +95,51 @@ def opt_list(d: dict, key: str, base: str, required: bool = False, nonempty: boo
     return v
 
 
-def opt_maps(d: dict, key: str, base: str, required: bool = False, nonempty: bool = False):
+def opt_maps(d: Obj, key: str, base: str, required: bool = False, nonempty: bool = False) -> list[tuple[Obj, str]]:
     """[(item, item_path)] of a list of mappings (empty when absent)."""
     items = opt_list(d, key, base, required, nonempty) or []
     p = join(base, key)
     return [(need_map(item, index(p, i)), index(p, i)) for i, item in enumerate(items)]
 
 
+@overload
 def opt_str(
-    d: dict,
+    d: Obj,
+    key: str,
+    base: str,
+    required: Literal[True],
+    default: JSON = ...,
+    check: Check | None = None,
+    nonempty: bool = False,
+) -> str: ...
+@overload
+def opt_str(
+    d: Obj,
     key: str,
     base: str,
     required: bool = False,
-    default=_MISSING,
-    check: Callable | None = None,
+    *,
+    default: str,
+    check: Check | None = None,
+    nonempty: bool = False,
+) -> str: ...
+@overload
+def opt_str(
+    d: Obj,
+    key: str,
+    base: str,
+    required: bool = False,
+    default: JSON = ...,
+    check: Check | None = None,
+    nonempty: bool = False,
+) -> str | None: ...
+def opt_str(
+    d: Obj,
+    key: str,
+    base: str,
+    required: bool = False,
+    default: JSON = _MISSING,
+    check: Check | None = None,
     nonempty: bool = False,
 ) -> str | None:
     v = _take(d, key, base, required, default)
@@ -111,9 +157,17 @@ def opt_str(
     return v
 
 
+@overload
 def str_list(
-    d: dict, key: str, base: str, required: bool = False, nonempty: bool = False, check: Callable | None = None
-) -> list | None:
+    d: Obj, key: str, base: str, required: Literal[True], nonempty: bool = False, check: Check | None = None
+) -> list[str]: ...
+@overload
+def str_list(
+    d: Obj, key: str, base: str, required: bool = False, nonempty: bool = False, check: Check | None = None
+) -> list[str] | None: ...
+def str_list(
+    d: Obj, key: str, base: str, required: bool = False, nonempty: bool = False, check: Check | None = None
+) -> list[str] | None:
     items = opt_list(d, key, base, required, nonempty)
     for i, v in enumerate(items or []):
         p = index(join(base, key), i)
@@ -128,10 +182,13 @@ def str_list(
 def int_range(lo: int | None, hi: int | None) -> str:
     if lo is not None and hi is not None:
         return "%d-%d" % (lo, hi)
-    return ">= %d" % lo if lo is not None else "<= %d" % hi
+    if lo is not None:
+        return ">= %d" % lo
+    assert hi is not None, "int_range needs a bound"
+    return "<= %d" % hi
 
 
-def check_int(v, path: str, lo: int | None = None, hi: int | None = None) -> int:
+def check_int(v: object, path: str, lo: int | None = None, hi: int | None = None) -> int:
     if not is_int(v):
         fail(
             path,
@@ -143,29 +200,73 @@ def check_int(v, path: str, lo: int | None = None, hi: int | None = None) -> int
     return v
 
 
+@overload
 def opt_int(
-    d: dict,
+    d: Obj,
+    key: str,
+    base: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    *,
+    required: Literal[True],
+    default: JSON = ...,
+) -> int: ...
+@overload
+def opt_int(
+    d: Obj,
     key: str,
     base: str,
     lo: int | None = None,
     hi: int | None = None,
     required: bool = False,
-    default=_MISSING,
+    *,
+    default: int,
+) -> int: ...
+@overload
+def opt_int(
+    d: Obj,
+    key: str,
+    base: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    required: bool = False,
+    default: JSON = ...,
+) -> int | None: ...
+def opt_int(
+    d: Obj,
+    key: str,
+    base: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    required: bool = False,
+    default: JSON = _MISSING,
 ) -> int | None:
     v = _take(d, key, base, required, default)
     return None if v is None else check_int(v, join(base, key), lo, hi)
 
 
-def opt_bool(d: dict, key: str, base: str, default=_MISSING) -> bool | None:
+def opt_bool(d: Obj, key: str, base: str, default: JSON = _MISSING) -> bool | None:
     v = _take(d, key, base, False, default)
     if v is not None and not isinstance(v, bool):
         fail(join(base, key), "must be true or false, got %s %s" % (typename(v), shown(v)))
     return v
 
 
-def opt_enum(d: dict, key: str, base: str, allowed, required: bool = False, default=_MISSING) -> str | None:
+@overload
+def opt_enum(
+    d: Obj, key: str, base: str, allowed: Collection[str], required: Literal[True], default: JSON = ...
+) -> str: ...
+@overload
+def opt_enum(d: Obj, key: str, base: str, allowed: Collection[str], required: bool = False, *, default: str) -> str: ...
+@overload
+def opt_enum(
+    d: Obj, key: str, base: str, allowed: Collection[str], required: bool = False, default: JSON = ...
+) -> str | None: ...
+def opt_enum(
+    d: Obj, key: str, base: str, allowed: Collection[str], required: bool = False, default: JSON = _MISSING
+) -> str | None:
     v = _take(d, key, base, required, default)
-    if v is not None and v not in allowed:
+    if v is not None and (not isinstance(v, str) or v not in allowed):
         fail(join(base, key), "must be one of %s, got %s" % (", ".join(allowed), shown(v)))
     return v
 
@@ -173,11 +274,11 @@ def opt_enum(d: dict, key: str, base: str, allowed, required: bool = False, defa
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
 
-def protocol(d: dict, base: str) -> str:
+def protocol(d: Obj, base: str) -> str:
     return opt_enum(d, "protocol", base, PROTOCOLS, default="TCP")
 
 
-def check_port_or_name(v, path: str):
+def check_port_or_name(v: object, path: str) -> int | str:
     """IntOrString port: 1-65535 or an IANA_SVC_NAME."""
     if is_int(v):
         return check_int(v, path, 1, 65535)
@@ -190,7 +291,7 @@ def check_port_or_name(v, path: str):
     )
 
 
-def str_map(d: dict, key: str, base: str, labels: bool = True, required: bool = False):
+def str_map(d: Obj, key: str, base: str, labels: bool = True, required: bool = False) -> dict[str, str] | None:
     """A string->string map (labels, selectors, annotations); labels=True also
     checks label syntax of values (keys are always label keys)."""
     m = opt_map(d, key, base, required)
@@ -212,7 +313,7 @@ def str_map(d: dict, key: str, base: str, labels: bool = True, required: bool = 
 # ---- addresses ----------------------------------------------------------------
 
 
-def ip_error(v, version: int | None = None) -> str | None:
+def ip_error(v: object, version: int | None = None) -> str | None:
     fam = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
     try:
         a = ipaddress.ip_address(v) if isinstance(v, str) else None
@@ -223,7 +324,7 @@ def ip_error(v, version: int | None = None) -> str | None:
     return None
 
 
-def parse_cidr(v, path: str, strict: bool = False):
+def parse_cidr(v: object, path: str, strict: bool = False) -> IPNetwork:
     """ip_network of a CIDR string; strict refuses host bits (10.0.0.1/24)."""
     try:
         if not isinstance(v, str) or "/" not in v:

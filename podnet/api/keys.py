@@ -7,20 +7,20 @@ Every prefix ends in "/", so "/registry/pods/default/" never also lists the
 namespace "default2".
 """
 
-
 from podnet.api.kinds import KINDS, Kind, stored_kind
 from podnet.api.meta import ApiError
+from podnet.api.types import Obj
 
 ROOT = "/registry/"
 
 
-def _segment(what: str, value) -> str:
+def _segment(what: str, value: object) -> str:
     if not isinstance(value, str) or not value or "/" in value:
         raise ApiError("%s must be a non-empty string without '/', got %r" % (what, value))
     return value
 
 
-def key_for(kind: str | Kind, namespace: str | None, name: str) -> str:
+def key_for(kind: str | Kind, namespace: str | None, name: str | None) -> str:
     """The store key of one object. kind: a Kind or any name resolve_kind
     accepts. namespace is required for namespaced kinds and ignored for
     cluster-scoped ones."""
@@ -38,7 +38,7 @@ def prefix_for(kind: str | Kind, namespace: str | None = None) -> str:
     return "%s%s/" % (ROOT, k.plural)
 
 
-def key_of(obj: dict) -> str:
+def key_of(obj: Obj) -> str:
     """key_for(obj's kind, namespace, name); a namespaced object without a
     namespace is in "default"."""
     meta = obj.get("metadata") or {}
@@ -46,7 +46,7 @@ def key_of(obj: dict) -> str:
     return key_for(k, (meta.get("namespace") or "default") if k.namespaced else None, meta.get("name"))
 
 
-def parse_key(key: str) -> tuple:
+def parse_key(key: str) -> tuple[Kind, str | None, str]:
     """'/registry/pods/default/web' -> (POD, 'default', 'web');
     '/registry/nodes/n1' -> (NODE, None, 'n1')."""
     if isinstance(key, str) and key.startswith(ROOT):

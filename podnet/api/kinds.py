@@ -7,6 +7,7 @@ the short names, and a group-qualified form ("deployments.apps",
 kind `ENDPOINTS`, which the CLI derives from EndpointSlices; it is never stored.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from podnet.api.meta import ApiError
@@ -18,9 +19,9 @@ class Kind:
     plural: str  # "deployments" (also the store key segment)
     namespaced: bool
     api_version: str  # "apps/v1"
-    short_names: tuple = field(default=())
+    short_names: Sequence[str] = field(default=())
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "short_names", tuple(self.short_names))
 
     @property
@@ -59,20 +60,22 @@ NETWORKPOLICY = Kind("NetworkPolicy", "networkpolicies", True, "networking.k8s.i
 # Derived by the CLI from EndpointSlices (kubectl get endpoints); never stored.
 ENDPOINTS = Kind("Endpoints", "endpoints", True, "v1", ["ep"])
 
-KINDS: dict = {k.kind: k for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, NETWORKPOLICY)}
+KINDS: dict[str, Kind] = {
+    k.kind: k for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, NETWORKPOLICY)
+}
 
-_BY_NAME: dict = {}
+_BY_NAME: dict[str, Kind] = {}
 for _k in list(KINDS.values()) + [ENDPOINTS]:
-    for _n in (_k.singular, _k.plural) + _k.short_names:
+    for _n in (_k.singular, _k.plural, *_k.short_names):
         _BY_NAME[_n] = _k
 del _k, _n
 
 
-def _unknown(name) -> ApiError:
+def _unknown(name: object) -> ApiError:
     return ApiError("unknown resource type '%s'" % name)
 
 
-def resolve_kind(name: str | Kind) -> Kind:
+def resolve_kind(name: object) -> Kind:
     """'pods', 'pod', 'Pod', 'po', 'deployments.apps', 'ep', ... -> Kind;
     ApiError("unknown resource type 'x'") for anything else."""
     if isinstance(name, Kind):
@@ -91,7 +94,7 @@ def resolve_kind(name: str | Kind) -> Kind:
     raise _unknown(name)
 
 
-def stored_kind(name: str | Kind) -> Kind:
+def stored_kind(name: object) -> Kind:
     """resolve_kind, refusing the pseudo kind Endpoints (never stored)."""
     k = resolve_kind(name)
     if not k.stored:

@@ -8,7 +8,9 @@ allowed), so validators can put the field path in front.
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Union
+from typing import NoReturn
+
+from podnet.api.types import JSON, Obj
 
 # ---- errors -------------------------------------------------------------------
 
@@ -30,16 +32,14 @@ class ManifestError(ApiError):
     """A manifest (file or stdin) is not acceptable; names the source, the
     document (1-based, as it stands in the stream) and the field path."""
 
-    def __init__(
-        self, message: str, source: str = "<stdin>", document: int | None = None, path: str | None = None
-    ):
+    def __init__(self, message: str, source: str = "<stdin>", document: int | None = None, path: str | None = None):
         self.source = source
         self.document = document
         self.path = path
         super().__init__(message)
 
 
-def fail(path: str, reason: str):
+def fail(path: str, reason: str) -> NoReturn:
     raise FieldError(path, reason)
 
 
@@ -54,11 +54,11 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _IANA_SVC_NAME = re.compile(r"^[-a-z0-9]+$")
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     return "'%s'" % value if isinstance(value, str) else repr(value)
 
 
-def quote_hint(value) -> str:
+def quote_hint(value: object) -> str:
     """YAML turns true, 1 and 1.5 into non-strings: say how to keep them text.
     (A float is not shown: YAML already made 1.10 into 1.1.)"""
     if isinstance(value, bool):
@@ -70,7 +70,7 @@ def quote_hint(value) -> str:
     return ""
 
 
-def dns_label(value) -> str | None:
+def dns_label(value: object) -> str | None:
     """RFC 1123 label: namespaces, container names, port names of services."""
     if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.match(value):
         return (
@@ -80,7 +80,7 @@ def dns_label(value) -> str | None:
     return None
 
 
-def dns_subdomain(value) -> str | None:
+def dns_subdomain(value: object) -> str | None:
     """RFC 1123 subdomain: names of most objects, node names, externalName."""
     if not isinstance(value, str) or len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
         return (
@@ -91,7 +91,7 @@ def dns_subdomain(value) -> str | None:
     return None
 
 
-def dns1035_label(value) -> str | None:
+def dns1035_label(value: object) -> str | None:
     """RFC 1035 label: Service names (they become DNS names and env variables)."""
     if not isinstance(value, str) or len(value) > 63 or not _DNS1035_LABEL.match(value):
         return (
@@ -101,7 +101,7 @@ def dns1035_label(value) -> str | None:
     return None
 
 
-def label_key(value) -> str | None:
+def label_key(value: object) -> str | None:
     """Label and annotation keys: [prefix/]name, prefix a DNS subdomain."""
     if not isinstance(value, str):
         return "keys must be strings, got %s" % _shown(value)
@@ -117,7 +117,7 @@ def label_key(value) -> str | None:
     return None
 
 
-def label_value(value) -> str | None:
+def label_value(value: object) -> str | None:
     if not isinstance(value, str):
         return "values must be strings%s, got %s" % (quote_hint(value), _shown(value))
     if len(value) > 63 or not _LABEL_VALUE.match(value):
@@ -128,7 +128,7 @@ def label_value(value) -> str | None:
     return None
 
 
-def iana_svc_name(value) -> str | None:
+def iana_svc_name(value: object) -> str | None:
     """Port names of containers (IANA_SVC_NAME): at most 15 characters,
     lowercase letters, digits and '-', at least one letter, no '--', no '-' at
     either end."""
@@ -153,7 +153,7 @@ def iana_svc_name(value) -> str | None:
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-Now = Union[None, float, int, datetime]
+Now = None | float | int | datetime
 
 
 def _as_datetime(now: Now) -> datetime:
@@ -169,7 +169,7 @@ def rfc3339(now: Now = None) -> str:
     return _as_datetime(now).astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def parse_time(text: str) -> datetime:
+def parse_time(text: object) -> datetime:
     """RFC 3339 timestamp ('...Z', '...+00:00', fractional seconds) -> aware datetime."""
     if not isinstance(text, str):
         raise ApiError("not a timestamp: %r" % (text,))
@@ -183,7 +183,7 @@ def parse_time(text: str) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
-def new_meta(obj: dict) -> dict:
+def new_meta(obj: Obj) -> Obj:
     """obj's metadata mapping, created (empty) when missing or null."""
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -191,7 +191,7 @@ def new_meta(obj: dict) -> dict:
     return meta
 
 
-def stamp(obj: dict, uid: str | None = None, now: Now = None) -> dict:
+def stamp(obj: Obj, uid: str | None = None, now: Now = None) -> Obj:
     """Fill metadata.uid (uid or a uuid4) and metadata.creationTimestamp (now,
     RFC 3339 UTC) where missing, in place; returns obj."""
     meta = new_meta(obj)
@@ -231,9 +231,9 @@ def human_duration(seconds: float) -> str:
     return "%dy" % (hours // 24 // 365)
 
 
-def age(obj: dict | str | None, now: Now = None) -> str:
+def age(obj: Obj | str | None, now: Now = None) -> str:
     """kubectl's AGE column for obj (or a timestamp string): '5s', '3m', '2h', '4d'."""
-    ts = obj
+    ts: JSON = obj
     if isinstance(obj, dict):
         ts = (obj.get("metadata") or {}).get("creationTimestamp")
     if not ts:
@@ -245,7 +245,7 @@ def age(obj: dict | str | None, now: Now = None) -> str:
     return human_duration((_as_datetime(now) - born).total_seconds())
 
 
-def ref(obj: dict) -> str:
+def ref(obj: Obj) -> str:
     """'Kind/name' (or 'Kind/namespace/name' when namespaced) for messages."""
     meta = obj.get("metadata") or {}
     parts = [str(obj.get("kind") or "?")]
@@ -255,7 +255,7 @@ def ref(obj: dict) -> str:
     return "/".join(parts)
 
 
-def owner_reference(owner: dict, controller: bool = True) -> dict:
+def owner_reference(owner: Obj, controller: bool = True) -> Obj:
     """An ownerReferences entry pointing at owner (which must be stamped)."""
     meta = owner.get("metadata") or {}
     if not meta.get("uid"):
@@ -270,7 +270,7 @@ def owner_reference(owner: dict, controller: bool = True) -> dict:
     }
 
 
-def controller_of(obj: dict) -> dict | None:
+def controller_of(obj: Obj) -> Obj | None:
     """The ownerReferences entry with controller: true, or None."""
     for r in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if isinstance(r, dict) and r.get("controller"):

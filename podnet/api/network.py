@@ -1,6 +1,10 @@
 """Validation and defaults of Service, NetworkPolicy, EndpointSlice and Node."""
 
+import ipaddress
+
 from podnet.api.fields import (
+    Check,
+    IPNetwork,
     check_port_or_name,
     index,
     ip_error,
@@ -21,6 +25,7 @@ from podnet.api.fields import (
 )
 from podnet.api.meta import dns_label, dns_subdomain, fail, label_key
 from podnet.api.selectors import check_selector
+from podnet.api.types import Obj
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 TRAFFIC_POLICIES = ("Cluster", "Local")
@@ -30,9 +35,11 @@ NODE_PORTS = (30000, 32767)
 # ---- Service ------------------------------------------------------------------
 
 
-def _service_ports(spec: dict, stype: str, needed: bool):
+def _service_ports(spec: Obj, stype: str, needed: bool) -> None:
     ports = opt_maps(spec, "ports", "spec", required=needed, nonempty=needed)
-    names, seen, node_ports = {}, {}, {}
+    names: dict[str, str] = {}
+    seen: dict[tuple[int, str], str] = {}
+    node_ports: dict[tuple[int, str], str] = {}
     for port, p in ports:
         name = opt_str(port, "name", p, check=lambda v: v and dns_label(v))
         num = opt_int(port, "port", p, 1, 65535, required=True)
@@ -59,7 +66,7 @@ def _service_ports(spec: dict, stype: str, needed: bool):
         seen[(num, proto)] = p
 
 
-def service(obj: dict) -> dict:
+def service(obj: Obj) -> Obj:
     spec = opt_map(obj, "spec", "", required=True)
     stype = opt_enum(spec, "type", "spec", SERVICE_TYPES, default="ClusterIP")
     cip = opt_str(
@@ -97,7 +104,10 @@ def service(obj: dict) -> dict:
     externally = stype in ("NodePort", "LoadBalancer") or bool(external_ips)
     if spec.get("externalTrafficPolicy") is not None and not externally:
         fail("spec.externalTrafficPolicy", "may only be set for NodePort or LoadBalancer services or with externalIPs")
-    opt_enum(spec, "externalTrafficPolicy", "spec", TRAFFIC_POLICIES, **({"default": "Cluster"} if externally else {}))
+    if externally:
+        opt_enum(spec, "externalTrafficPolicy", "spec", TRAFFIC_POLICIES, default="Cluster")
+    else:
+        opt_enum(spec, "externalTrafficPolicy", "spec", TRAFFIC_POLICIES)
     if stype != "ExternalName":
         opt_enum(spec, "internalTrafficPolicy", "spec", TRAFFIC_POLICIES, default="Cluster")
     opt_str(spec, "loadBalancerIP", "spec", check=ip_error)
@@ -112,20 +122,29 @@ def service(obj: dict) -> dict:
 # ---- NetworkPolicy ------------------------------------------------------------
 
 
-def _ip_block(block, path: str):
-    need_map(block, path)
+def _subnet_of(sub: IPNetwork, net: IPNetwork) -> bool:
+    """sub inside net (False across address families)."""
+    if isinstance(sub, ipaddress.IPv4Network) and isinstance(net, ipaddress.IPv4Network):
+        return sub.subnet_of(net)
+    if isinstance(sub, ipaddress.IPv6Network) and isinstance(net, ipaddress.IPv6Network):
+        return sub.subnet_of(net)
+    return False
+
+
+def _ip_block(block: object, path: str) -> None:
+    block = need_map(block, path)
     if block.get("cidr") is None:
         fail(join(path, "cidr"), "required")
     net = parse_cidr(block["cidr"], join(path, "cidr"))
     for i, ex in enumerate(str_list(block, "except", path) or []):
         p = index(join(path, "except"), i)
         sub = parse_cidr(ex, p)
-        if sub.version != net.version or not sub.subnet_of(net) or sub == net:
+        if not _subnet_of(sub, net) or sub == net:
             fail(p, "must be a smaller range inside cidr %s, got %s" % (block["cidr"], shown(ex)))
 
 
-def _peer(peer, path: str):
-    need_map(peer, path)
+def _peer(peer: object, path: str) -> None:
+    peer = need_map(peer, path)
     present = [k for k in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(k) is not None]
     if not present:
         fail(path, "must set at least one of podSelector, namespaceSelector, ipBlock")
@@ -138,7 +157,7 @@ def _peer(peer, path: str):
             check_selector(peer[k], join(path, k))
 
 
-def _policy_ports(rule: dict, base: str):
+def _policy_ports(rule: Obj, base: str) -> None:
     for port, p in opt_maps(rule, "ports", base):
         protocol(port, p)
         num = port.get("port")
@@ -155,7 +174,7 @@ def _policy_ports(rule: dict, base: str):
                 fail(join(p, "endPort"), "must be >= port (%d)" % num)
 
 
-def network_policy(obj: dict) -> dict:
+def network_policy(obj: Obj) -> Obj:
     spec = opt_map(obj, "spec", "", required=True)
     if spec.get("podSelector") is None:
         fail("spec.podSelector", "required (use {} to select every pod in the namespace)")
@@ -180,9 +199,14 @@ def network_policy(obj: dict) -> dict:
 # ---- EndpointSlice ------------------------------------------------------------
 
 
-def endpoint_slice(obj: dict) -> dict:
+def endpoint_slice(obj: Obj) -> Obj:
     family = opt_enum(obj, "addressType", "", ("IPv4", "IPv6", "FQDN"), required=True)
-    check = {"IPv4": lambda v: ip_error(v, 4), "IPv6": lambda v: ip_error(v, 6), "FQDN": dns_subdomain}[family]
+    checks: dict[str, Check] = {
+        "IPv4": lambda v: ip_error(v, 4),
+        "IPv6": lambda v: ip_error(v, 6),
+        "FQDN": dns_subdomain,
+    }
+    check = checks[family]
     if obj.get("endpoints") is None:
         obj["endpoints"] = []
     endpoints = opt_maps(obj, "endpoints", "")
@@ -200,7 +224,7 @@ def endpoint_slice(obj: dict) -> dict:
         opt_str(ep, "nodeName", p, check=dns_subdomain)
         opt_str(ep, "zone", p)
         opt_map(ep, "targetRef", p)
-    names: dict = {}
+    names: dict[str, str] = {}
     for port, p in opt_maps(obj, "ports", ""):
         name = opt_str(port, "name", p, check=lambda v: v and dns_label(v))
         if name is not None:
@@ -218,7 +242,7 @@ def endpoint_slice(obj: dict) -> dict:
 ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS")
 
 
-def node(obj: dict) -> dict:
+def node(obj: Obj) -> Obj:
     spec = opt_map(obj, "spec", "")
     if spec is not None:
         cidr = opt_str(spec, "podCIDR", "spec")

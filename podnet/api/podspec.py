@@ -22,6 +22,7 @@ from podnet.api.fields import (
 )
 from podnet.api.meta import dns_label, dns_subdomain, fail, iana_svc_name, quote_hint
 from podnet.api.selectors import check_selector, format_labels, format_selector, matches
+from podnet.api.types import Obj
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirst", "Default", "None", "ClusterFirstWithHostNet")
@@ -37,7 +38,7 @@ PROBE_DEFAULTS = (
 )
 
 
-def _probe_port(h: dict, base: str, port_names: set):
+def _probe_port(h: Obj, base: str, port_names: set[str]) -> None:
     p = join(base, "port")
     if h.get("port") is None:
         fail(p, "required")
@@ -50,8 +51,8 @@ def _probe_port(h: dict, base: str, port_names: set):
         )
 
 
-def probe(pr, path: str, which: str, port_names: set) -> dict:
-    need_map(pr, path)
+def probe(pr: object, path: str, which: str, port_names: set[str]) -> Obj:
+    pr = need_map(pr, path)
     present = [h for h in HANDLERS + ("grpc",) if pr.get(h) is not None]
     if len(present) != 1:
         fail(
@@ -62,7 +63,7 @@ def probe(pr, path: str, which: str, port_names: set) -> dict:
     if h == "grpc":
         fail(join(path, "grpc"), "not supported by podnet: use httpGet, tcpSocket or exec")
     hp = join(path, h)
-    handler = opt_map(pr, h, path)
+    handler = opt_map(pr, h, path, required=True)  # present: never None
     if h == "httpGet":
         opt_str(handler, "path", hp, default="/", check=lambda v: None if v.startswith("/") else "must start with '/'")
         _probe_port(handler, hp, port_names)
@@ -84,8 +85,8 @@ def probe(pr, path: str, which: str, port_names: set) -> dict:
     return pr
 
 
-def container(c, path: str, names: set, host_network: bool, init: bool = False) -> dict:
-    need_map(c, path)
+def container(c: object, path: str, names: set[str], host_network: bool, init: bool = False) -> Obj:
+    c = need_map(c, path)
     name = opt_str(c, "name", path, required=True, check=dns_label)
     if name in names:
         fail(join(path, "name"), "duplicate container name %s" % shown(name))
@@ -100,7 +101,7 @@ def container(c, path: str, names: set, host_network: bool, init: bool = False) 
         opt_str(e, "name", p, required=True, nonempty=True)
         if e.get("value") is not None and not isinstance(e["value"], str):
             fail(join(p, "value"), "must be a string%s, got %s" % (quote_hint(e["value"]), shown(e["value"])))
-    port_names = set()
+    port_names: set[str] = set()
     for port, p in opt_maps(c, "ports", path):
         cp = opt_int(port, "containerPort", p, 1, 65535, required=True)
         protocol(port, p)
@@ -121,12 +122,12 @@ def container(c, path: str, names: set, host_network: bool, init: bool = False) 
     return c
 
 
-def pod_spec(spec, path: str, owner: str = "") -> dict:
+def pod_spec(spec: object, path: str, owner: str = "") -> Obj:
     """Validate and default a pod spec in place. owner: 'Deployment' or
     'ReplicaSet' for a template (restartPolicy must then be Always)."""
-    need_map(spec, path)
+    spec = need_map(spec, path)
     host_network = opt_bool(spec, "hostNetwork", path) or False
-    names: set = set()
+    names: set[str] = set()
     for c, p in opt_maps(spec, "initContainers", path):
         container(c, p, names, host_network, init=True)
     for c, p in opt_maps(spec, "containers", path, required=True, nonempty=True):
@@ -163,7 +164,7 @@ def pod_spec(spec, path: str, owner: str = "") -> dict:
 # ---- Deployment, ReplicaSet ---------------------------------------------------
 
 
-def _surge(d: dict, key: str, base: str):
+def _surge(d: Obj, key: str, base: str) -> int:
     """maxSurge/maxUnavailable: an integer >= 0 or a percentage 'N%'."""
     v = d.get(key)
     if v is None:
@@ -178,7 +179,7 @@ def _surge(d: dict, key: str, base: str):
     fail(p, "must be an integer >= 0 or a percentage like '25%%', got %s" % shown(v))
 
 
-def workload(obj: dict, kind: str) -> dict:
+def workload(obj: Obj, kind: str) -> Obj:
     spec = opt_map(obj, "spec", "", required=True)
     opt_int(spec, "replicas", "spec", lo=0, default=1)
     sel = opt_map(spec, "selector", "spec", required=True)

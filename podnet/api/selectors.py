@@ -14,11 +14,12 @@ import re
 
 from podnet.api.fields import join, need_map, opt_enum, opt_maps, str_list, str_map
 from podnet.api.meta import ApiError, fail, label_key, label_value
+from podnet.api.types import Obj
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
-def _requirement_holds(expr: dict, labels: dict) -> bool:
+def _requirement_holds(expr: Obj, labels: Obj) -> bool:
     key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
     if op == "In":
         return key in labels and labels[key] in values
@@ -31,7 +32,7 @@ def _requirement_holds(expr: dict, labels: dict) -> bool:
     raise ApiError("unknown selector operator %r (one of %s)" % (op, ", ".join(OPERATORS)))
 
 
-def matches(selector: dict | None, labels: dict | None) -> bool:
+def matches(selector: Obj | None, labels: Obj | None) -> bool:
     """LabelSelector semantics: every matchLabels pair AND every expression."""
     if selector is None:
         return False
@@ -42,7 +43,7 @@ def matches(selector: dict | None, labels: dict | None) -> bool:
     return all(_requirement_holds(e, labels) for e in selector.get("matchExpressions") or [])
 
 
-def matches_map(selector_map: dict | None, labels: dict | None, empty_matches_all: bool = False) -> bool:
+def matches_map(selector_map: Obj | None, labels: Obj | None, empty_matches_all: bool = False) -> bool:
     """Service-style plain map: every pair must be among labels."""
     if not selector_map:
         return empty_matches_all
@@ -50,7 +51,7 @@ def matches_map(selector_map: dict | None, labels: dict | None, empty_matches_al
     return all(labels.get(k) == v for k, v in selector_map.items())
 
 
-def selector_from_map(selector_map: dict | None) -> dict:
+def selector_from_map(selector_map: Obj | None) -> Obj:
     """{app: web} -> {matchLabels: {app: web}}."""
     return {"matchLabels": dict(selector_map or {})}
 
@@ -63,8 +64,10 @@ _CMP = re.compile(r"^(%s)\s*(==|!=|=)\s*(\S*)$" % _KEY)
 _EXISTS = re.compile(r"^(!?)\s*(%s)$" % _KEY)
 
 
-def _split_top(text: str) -> list:
-    parts, depth, cur = [], 0, []
+def _split_top(text: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -79,17 +82,19 @@ def _split_top(text: str) -> list:
     return parts
 
 
-def parse_selector(text: str | None) -> dict:
+def parse_selector(text: str | None) -> Obj:
     """kubectl -l: 'app=web,tier!=db,env in (a,b),env notin (c),x,!y' ->
     LabelSelector dict. '' -> {} (everything)."""
-    sel: dict = {}
+    sel: Obj = {}
     if text is None or not text.strip():
         return sel
 
-    def bad(why):
+    def bad(why: str) -> ApiError:
         return ApiError("invalid selector '%s': %s" % (text, why))
 
-    labels, exprs = {}, []
+    labels: dict[str, str] = {}
+    exprs: list[Obj] = []
+    expr: Obj | None
     for part in _split_top(text):
         part = part.strip()
         if not part:
@@ -127,7 +132,7 @@ def parse_selector(text: str | None) -> dict:
     return sel
 
 
-def _requirements(selector: dict) -> list:
+def _requirements(selector: Obj) -> list[str]:
     reqs = [(k, "%s=%s" % (k, v)) for k, v in (selector.get("matchLabels") or {}).items()]
     for e in selector.get("matchExpressions") or []:
         k, op, vals = e.get("key"), e.get("operator"), ",".join(sorted(e.get("values") or []))
@@ -141,13 +146,13 @@ def _requirements(selector: dict) -> list:
     return [t for _, t in sorted(reqs, key=lambda r: r[0])]
 
 
-def format_selector(selector: dict | None) -> str:
+def format_selector(selector: Obj | None) -> str:
     """kubectl's display of a LabelSelector: 'app=web,env in (a,b),!x'; '<none>'
     when None or empty."""
     return ",".join(_requirements(selector or {})) or "<none>"
 
 
-def format_labels(labels: dict | None) -> str:
+def format_labels(labels: Obj | None) -> str:
     """'app=web,tier=db' (sorted) or '<none>'."""
     return ",".join("%s=%s" % kv for kv in sorted((labels or {}).items())) or "<none>"
 
@@ -155,11 +160,11 @@ def format_labels(labels: dict | None) -> str:
 # ---- validation ---------------------------------------------------------------
 
 
-def check_selector(sel, path: str, allow_empty: bool = True) -> dict:
+def check_selector(sel: object, path: str, allow_empty: bool = True) -> Obj:
     """Validate a LabelSelector in place; raises FieldError naming path."""
-    need_map(sel, path)
-    str_map(sel, "matchLabels", path)
-    for e, p in opt_maps(sel, "matchExpressions", path):
+    m = need_map(sel, path)
+    str_map(m, "matchLabels", path)
+    for e, p in opt_maps(m, "matchExpressions", path):
         k = e.get("key")
         if k is None:
             fail(join(p, "key"), "required")
@@ -172,9 +177,9 @@ def check_selector(sel, path: str, allow_empty: bool = True) -> dict:
             fail(join(p, "values"), "must have at least one value for %s" % op)
         if op in ("Exists", "DoesNotExist") and values:
             fail(join(p, "values"), "must be empty for %s" % op)
-    if not allow_empty and not sel.get("matchLabels") and not sel.get("matchExpressions"):
+    if not allow_empty and not m.get("matchLabels") and not m.get("matchExpressions"):
         fail(path, "must have matchLabels or matchExpressions (an empty selector selects every pod)")
-    return sel
+    return m
 
 
 __all__ = [

@@ -8,26 +8,28 @@ then returns them all, so a caller changes nothing when any one is bad:
     web.yaml: document 2 (Deployment/web): spec.template.spec.containers[0].ports[1].containerPort: must be 1-65535
 """
 
+from collections.abc import Callable
 
 import yaml
 
-from podnet.api.fields import join, opt_map, opt_str, shown, str_map, typename
-from podnet.api.kinds import ENDPOINTS, KINDS, resolve_kind
+from podnet.api.fields import Check, join, opt_map, opt_str, shown, str_map, typename
+from podnet.api.kinds import ENDPOINTS, KINDS, Kind, resolve_kind
 from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
 from podnet.api.podspec import pod_spec, workload
+from podnet.api.types import JSON, Obj
 
 # Object names: Kubernetes' ValidateObjectMeta name function per kind.
-_NAME_RULES = {"Namespace": dns_label, "Service": dns1035_label}
+_NAME_RULES: dict[str, Check] = {"Namespace": dns_label, "Service": dns1035_label}
 
 
-def _copy(v, path: str = "", depth: int = 0):
+def _copy(v: object, path: str = "", depth: int = 0) -> JSON:
     """A JSON-shaped deep copy: no shared sub-objects (YAML aliases), no
     non-JSON values (dates, bytes, sets), no endless nesting."""
     if depth > 64:
         fail(path, "nested too deeply (a recursive YAML alias?)")
     if isinstance(v, dict):
-        out = {}
+        out: Obj = {}
         for k, x in v.items():
             if not isinstance(k, str):
                 fail(join(path, str(k)), "keys must be strings, got %s %s (quote it)" % (typename(k), shown(k)))
@@ -40,7 +42,7 @@ def _copy(v, path: str = "", depth: int = 0):
     fail(path, "must be a JSON value (string, number, boolean, list or mapping), got %s" % typename(v))
 
 
-def _metadata(obj: dict, kind) -> dict:
+def _metadata(obj: Obj, kind: Kind) -> Obj:
     meta = opt_map(obj, "metadata", "", required=True)
     opt_str(meta, "name", "metadata", required=True, check=_NAME_RULES.get(kind.kind, dns_subdomain))
     if kind.namespaced:
@@ -55,12 +57,12 @@ def _metadata(obj: dict, kind) -> dict:
     return meta
 
 
-def _pod(obj: dict) -> dict:
+def _pod(obj: Obj) -> Obj:
     pod_spec(opt_map(obj, "spec", "", required=True), "spec")
     return obj
 
 
-_BY_KIND = {
+_BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "Namespace": lambda o: o,
     "Node": node,
     "Pod": _pod,
@@ -72,11 +74,14 @@ _BY_KIND = {
 }
 
 
-def validate(obj: dict) -> dict:
+def validate(obj: object) -> Obj:
     """A validated, defaulted deep copy of obj; raises FieldError (an ApiError)."""
     if not isinstance(obj, dict):
         raise FieldError("", "must be a mapping (a Kubernetes object), got %s" % typename(obj))
-    obj = _copy(obj)
+    return _validate(_copy(obj))
+
+
+def _validate(obj: Obj) -> Obj:
     k = obj.get("kind")
     if k is None:
         fail("kind", "required")
@@ -103,16 +108,19 @@ def validate(obj: dict) -> dict:
 
 # ---- YAML ---------------------------------------------------------------------
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+try:
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
 class _Loader(_BaseLoader):
     """Safe YAML as Kubernetes reads it: timestamps stay strings, a mapping
     may not repeat a key."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
         if isinstance(node, yaml.MappingNode):
-            seen = {}
+            seen: dict[str, int] = {}
             for knode, _ in node.value:
                 if isinstance(knode, yaml.ScalarNode) and knode.tag != "tag:yaml.org,2002:merge":
                     if knode.value in seen:
@@ -134,7 +142,7 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-def load_yaml(text: str | bytes, source: str = "<stdin>") -> list:
+def load_yaml(text: str | bytes, source: str = "<stdin>") -> list[JSON]:
     """All documents of a YAML stream (None for empty ones), or ManifestError
     naming source, line and column."""
     if isinstance(text, bytes):
@@ -155,7 +163,7 @@ def load_yaml(text: str | bytes, source: str = "<stdin>") -> list:
         raise ManifestError("%s: invalid YAML: %s" % (source, e), source) from None
 
 
-def _ref(doc) -> str:
+def _ref(doc: object) -> str:
     if not isinstance(doc, dict):
         return ""
     kind, meta = doc.get("kind"), doc.get("metadata")
@@ -167,18 +175,18 @@ def _ref(doc) -> str:
     return ""
 
 
-def _is_list(doc) -> bool:
+def _is_list(doc: object) -> bool:
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
         return False
     k = doc["kind"]
     return k == "List" or (k.endswith("List") and k[:-4] in KINDS)
 
 
-def parse_manifests(text: str | bytes, source: str = "<stdin>") -> list:
+def parse_manifests(text: str | bytes, source: str = "<stdin>") -> list[Obj]:
     """Every object in a YAML stream (several documents, kind: List expanded),
     each validated and defaulted. Raises ManifestError for the first bad one
     before returning anything."""
-    out = []
+    out: list[Obj] = []
     for n, doc in enumerate(load_yaml(text, source), 1):
         if doc is None:
             continue

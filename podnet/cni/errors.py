@@ -27,17 +27,17 @@ INTERNAL = 999
 class CNIError(Exception):
     """An error a plugin reports to its runtime: code, msg and details."""
 
-    def __init__(self, code, msg, details=""):
+    def __init__(self, code: int, msg: str, details: str = ""):
         super().__init__(msg)
         self.code = code
         self.msg = msg
         self.details = details
 
-    def to_dict(self, version):
-        doc = {"cniVersion": version, "code": self.code, "msg": self.msg}
+    def to_dict(self, version: str) -> dict[str, str | int]:
+        doc: dict[str, str | int] = {"cniVersion": version, "code": self.code, "msg": self.msg}
         if self.details:
             doc["details"] = self.details
         return doc
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "%s (CNI error %d)%s" % (self.msg, self.code, ": " + self.details if self.details else "")

@@ -5,12 +5,23 @@ Standard library only: the in-process path and the daemon share it, and
 nothing here touches the kernel.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 from dataclasses import dataclass, field
 
 from podnet.cni.errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV, CNIError
+
+# typing costs an import at every plugin start; the checker needs it only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    Conf = dict[str, Any]
+    """A JSON object: the network configuration, a result, a prevResult."""
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
@@ -25,30 +36,30 @@ _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _IFNAME_BAD = re.compile(r"[/:\s]")
 
 
-def version_tuple(version):
+def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
-def check_version(version, command=None):
+def check_version(version: str, command: str | None = None) -> None:
     if version not in SUPPORTED_VERSIONS:
         raise CNIError(
             INCOMPATIBLE_VERSION,
             "incompatible CNI version %r" % version,
             "podnet supports %s" % ", ".join(SUPPORTED_VERSIONS),
         )
-    needs = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}.get(command)
+    needs = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}.get(command or "")
     if needs and version_tuple(version) < version_tuple(needs):
         raise CNIError(
             INCOMPATIBLE_VERSION, "%s needs cniVersion %s or later, config has %s" % (command, needs, version)
         )
 
 
-def parse_config(raw):
+def parse_config(raw: bytes | str) -> Conf:
     """stdin bytes -> dict, with error 6 for bad JSON and 7 for a bad shape."""
     try:
         conf = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CNIError(DECODE_FAILURE, "failed to decode network configuration", str(exc))
+        raise CNIError(DECODE_FAILURE, "failed to decode network configuration", str(exc)) from exc
     if not isinstance(conf, dict):
         raise CNIError(DECODE_FAILURE, "network configuration must be a JSON object")
     version = conf.get("cniVersion")
@@ -57,7 +68,7 @@ def parse_config(raw):
     return conf
 
 
-def validate_ifname(name, what="CNI_IFNAME"):
+def validate_ifname(name: str, what: str = "CNI_IFNAME") -> None:
     if not name or len(name) > 15 or _IFNAME_BAD.search(name) or name in (".", ".."):
         raise CNIError(
             INVALID_ENV, "%s: invalid interface name %r" % (what, name), "1-15 characters, no '/', ':' or whitespace"
@@ -72,25 +83,26 @@ class Args:
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: dict = field(default_factory=dict)
-    path: list = field(default_factory=list)
-    conf: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)  # the CNI_* variables as given
+    args: dict[str, str] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+    conf: Conf = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # the CNI_* variables as given
     host_ns: object = None  # the runtime's namespace (a Netns) when a daemon serves it
 
     @property
-    def version(self):
-        return self.conf.get("cniVersion", LATEST)
+    def version(self) -> str:
+        v: str = self.conf.get("cniVersion", LATEST)  # a string: parse_config checked it
+        return v
 
     @property
-    def runtime_config(self):
+    def runtime_config(self) -> Conf:
         rc = self.conf.get("runtimeConfig")
         return rc if isinstance(rc, dict) else {}
 
 
-def parse_cni_args(text):
+def parse_cni_args(text: str) -> dict[str, str]:
     """CNI_ARGS 'K=V;K2=V2' -> dict (error 4 when a pair has no '=')."""
-    out = {}
+    out: dict[str, str] = {}
     if not text:
         return out
     for pair in text.split(";"):
@@ -103,7 +115,7 @@ def parse_cni_args(text):
     return out
 
 
-def parse_env(env):
+def parse_env(env: Mapping[str, str]) -> Args:
     """Validate the CNI_* parameters for the command; error 4 when one is bad."""
     command = env.get("CNI_COMMAND", "")
     if not command:
@@ -111,7 +123,7 @@ def parse_env(env):
     if command not in COMMANDS:
         raise CNIError(INVALID_ENV, "CNI_COMMAND: unknown command %r" % command, "one of " + ", ".join(COMMANDS))
     a = Args(command=command, env={k: v for k, v in env.items() if k.startswith("CNI_")})
-    required = {
+    required: tuple[str, ...] = {
         "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
         "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
         "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
@@ -140,12 +152,12 @@ def parse_env(env):
     return a
 
 
-def valid_attachments(conf):
+def valid_attachments(conf: Conf) -> set[tuple[str, str]]:
     """GC: the set of (containerID, ifname) the runtime still uses."""
     items = conf.get(VALID_ATTACHMENTS, [])
     if not isinstance(items, list):
         raise CNIError(INVALID_CONFIG, "%s: must be a list" % VALID_ATTACHMENTS)
-    out = set()
+    out: set[tuple[str, str]] = set()
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
             raise CNIError(INVALID_CONFIG, "%s[%d]: needs containerID and ifname" % (VALID_ATTACHMENTS, i))
@@ -156,12 +168,12 @@ def valid_attachments(conf):
 # ---- results -------------------------------------------------------------
 
 
-def to_version(result, version):
+def to_version(result: Conf, version: str) -> Conf:
     """Convert a result held in 1.x form to the version the config asked for.
 
     0.3.x/0.4.0 differ from 1.x in one visible way: each ip carries
     "version": "4"|"6"; 1.1.0 only added optional fields."""
-    out = json.loads(json.dumps(result))
+    out: Conf = json.loads(json.dumps(result))
     out["cniVersion"] = version
     if version_tuple(version) < (1, 0, 0):
         for ip in out.get("ips", []):
@@ -172,11 +184,11 @@ def to_version(result, version):
     return out
 
 
-def from_any_version(result):
+def from_any_version(result: object) -> Conf:
     """A prevResult of any supported version -> 1.x form (drops ips[].version)."""
     if not isinstance(result, dict):
         raise CNIError(INVALID_CONFIG, "prevResult: must be an object")
-    out = json.loads(json.dumps(result))
+    out: Conf = json.loads(json.dumps(result))
     for i, ip in enumerate(out.get("ips", []) or []):
         if not isinstance(ip, dict) or not isinstance(ip.get("address"), str):
             raise CNIError(INVALID_CONFIG, "prevResult.ips[%d].address: missing" % i)
@@ -184,7 +196,7 @@ def from_any_version(result):
     return out
 
 
-def version_info(conf_version):
+def version_info(conf_version: object) -> Conf:
     return {
         "cniVersion": conf_version if conf_version in SUPPORTED_VERSIONS else LATEST,
         "supportedVersions": list(SUPPORTED_VERSIONS),

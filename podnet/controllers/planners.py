@@ -10,8 +10,10 @@ import ipaddress
 import json
 import random
 import string
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from podnet.api import matches_map
+from podnet.api import Obj, matches_map
 
 CLUSTER_CIDR = "10.244.0.0/16"
 NODE_PREFIX = 24
@@ -24,12 +26,12 @@ class Exhausted(Exception):
 # ---- node podCIDRs ------------------------------------------------------------
 
 
-def plan_pod_cidrs(nodes, cluster_cidr=CLUSTER_CIDR, prefix=NODE_PREFIX):
+def plan_pod_cidrs(nodes: Sequence[Obj], cluster_cidr: str = CLUSTER_CIDR, prefix: int = NODE_PREFIX) -> dict[str, str]:
     """{node name: podCIDR} for nodes that have none; raises Exhausted."""
     net = ipaddress.ip_network(cluster_cidr)
     used = {n["spec"].get("podCIDR") for n in nodes if n.get("spec", {}).get("podCIDR")}
     free = (str(s) for s in net.subnets(new_prefix=prefix) if str(s) not in used)
-    out = {}
+    out: dict[str, str] = {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         if node.get("spec", {}).get("podCIDR"):
             continue
@@ -45,21 +47,23 @@ def plan_pod_cidrs(nodes, cluster_cidr=CLUSTER_CIDR, prefix=NODE_PREFIX):
 # ---- placement ---------------------------------------------------------------
 
 
-def node_ready(node):
+def node_ready(node: Obj) -> bool:
     for c in node.get("status", {}).get("conditions", []):
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            status: str | None = c.get("status")
+            return status == "True"
     return False
 
 
-def choose_node(pod, nodes, pods):
+def choose_node(pod: Obj, nodes: Iterable[Obj], pods: Iterable[Obj]) -> str | None:
     """spec.nodeSelector, Ready nodes with a podCIDR, then the node with the
     fewest pods of the same owner (replicas spread over nodes, as the default
     Kubernetes scheduler's pod topology spread does), then the least-loaded
     (ties by name). None when nothing fits."""
     want = pod["spec"].get("nodeSelector") or {}
     owner = _owner_uid(pod)
-    load, siblings = {}, {}
+    load: dict[str, int] = {}
+    siblings: dict[str, int] = {}
     for p in pods:
         n = p["spec"].get("nodeName")
         if n:
@@ -75,7 +79,7 @@ def choose_node(pod, nodes, pods):
     ]
     if not fits:
         return None
-    return min(
+    chosen: str = min(
         fits,
         key=lambda n: (
             siblings.get(n["metadata"]["name"], 0),
@@ -83,25 +87,34 @@ def choose_node(pod, nodes, pods):
             n["metadata"]["name"],
         ),
     )["metadata"]["name"]
+    return chosen
 
 
-def _owner_uid(pod):
+def _owner_uid(pod: Obj) -> str | None:
     refs = pod["metadata"].get("ownerReferences") or []
-    return refs[0].get("uid") if refs else None
+    uid: str | None = refs[0].get("uid") if refs else None
+    return uid
 
 
 # ---- deployments ----------------------------------------------------------------
 
 
-def template_hash(template):
+def template_hash(template: Obj) -> str:
     return hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _suffix(rng):
+class Chooser(Protocol):
+    """What plan_deployment needs of a random source: the `random` module or
+    a seeded random.Random."""
+
+    def choice(self, seq: str) -> str: ...
+
+
+def _suffix(rng: Chooser) -> str:
     return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(5))
 
 
-def plan_deployment(dep, pods, rng=random):
+def plan_deployment(dep: Obj, pods: Iterable[Obj], rng: Chooser = random) -> tuple[list[Obj], list[str], Obj]:
     """-> (pods to create, names of pods to delete, status) for one Deployment.
 
     Recreate-style: pods of an older template are deleted, the current
@@ -123,7 +136,7 @@ def plan_deployment(dep, pods, rng=random):
     stale = [p["metadata"]["name"] for p in live if p not in current]
     want = dep["spec"].get("replicas", 1)
     delete = stale + [p["metadata"]["name"] for p in current[want:]]
-    create = []
+    create: list[Obj] = []
     for _ in range(max(0, want - len(current))):
         labels = dict(tmpl.get("metadata", {}).get("labels", {}), **{"pod-template-hash": h})
         create.append(
@@ -149,7 +162,7 @@ def plan_deployment(dep, pods, rng=random):
         )
     kept = current[:want]
     ready = sum(1 for p in kept if pod_ready(p))
-    status = {
+    status: Obj = {
         "replicas": len(kept),
         "updatedReplicas": len(kept),
         "readyReplicas": ready,
@@ -161,17 +174,18 @@ def plan_deployment(dep, pods, rng=random):
     return create, delete, status
 
 
-def pod_ready(pod):
+def pod_ready(pod: Obj) -> bool:
     for c in pod.get("status", {}).get("conditions", []):
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            status: str | None = c.get("status")
+            return status == "True"
     return False
 
 
 # ---- endpointslices ---------------------------------------------------------------
 
 
-def _resolve_port(svc_port, pod):
+def _resolve_port(svc_port: Obj, pod: Obj) -> int | None:
     target = svc_port.get("targetPort", svc_port.get("port"))
     if isinstance(target, int):
         return target
@@ -180,24 +194,25 @@ def _resolve_port(svc_port, pod):
     for c in pod["spec"].get("containers", []):
         for p in c.get("ports", []):
             if p.get("name") == target and p.get("protocol", "TCP") == svc_port.get("protocol", "TCP"):
-                return p["containerPort"]
+                port: int = p["containerPort"]
+                return port
     return None
 
 
-def plan_endpointslices(svc, pods):
+def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
     """The EndpointSlices a Service with a selector should have (one per
     distinct port mapping, as pods may resolve a named targetPort differently)."""
     spec = svc["spec"]
     if not spec.get("selector") or spec.get("type") == "ExternalName":
         return []
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-    groups = {}
+    groups: dict[str, tuple[list[Obj], list[Obj]]] = {}
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         if pod["metadata"].get("namespace") != ns or not pod.get("status", {}).get("podIP"):
             continue
         if not matches_map(spec["selector"], pod["metadata"].get("labels", {})):
             continue
-        ports = []
+        ports: list[Obj] = []
         for sp in spec.get("ports", []):
             port = _resolve_port(sp, pod)
             if port is not None:
@@ -206,7 +221,7 @@ def plan_endpointslices(svc, pods):
             continue
         terminating = bool(pod["metadata"].get("deletionTimestamp"))
         ready = pod_ready(pod)
-        ep = {
+        ep: Obj = {
             "addresses": [pod["status"]["podIP"]],
             "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
             "nodeName": pod["spec"].get("nodeName"),
@@ -223,7 +238,7 @@ def plan_endpointslices(svc, pods):
         groups.setdefault(key, (ports, []))[1].append(ep)
     if not groups:  # as Kubernetes: one empty slice says "no endpoints" explicitly
         groups["[]"] = ([], [])
-    slices = []
+    slices: list[Obj] = []
     for key in sorted(groups):
         ports, eps = groups[key]
         suffix = hashlib.sha1(key.encode()).hexdigest()[:5]
@@ -258,20 +273,22 @@ def plan_endpointslices(svc, pods):
 LB_POOL = "192.168.200.240/28"
 
 
-def _lb_ip(svc):
+def _lb_ip(svc: Obj) -> str | None:
     ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return ing[0].get("ip") if ing else None
+    ip: str | None = ing[0].get("ip") if ing else None
+    return ip
 
 
-def plan_lb_ips(services, pool=LB_POOL):
+def plan_lb_ips(services: Iterable[Obj], pool: str = LB_POOL) -> dict[tuple[str | None, str], str | None]:
     """{(namespace, name): ip or None} for Services whose LoadBalancer ingress
     must change: a LoadBalancer without one gets spec.loadBalancerIP when that
     is in the pool and free, else the lowest free address; a Service that is
     no longer a LoadBalancer (or holds an IP outside the pool) gives it back.
     Raises Exhausted naming the Service when the pool is used up."""
     net = ipaddress.ip_network(pool)
-    changes, used = {}, set()
-    lbs = []
+    changes: dict[tuple[str | None, str], str | None] = {}
+    used: set[str] = set()
+    lbs: list[tuple[tuple[str | None, str], Obj]] = []
     for s in sorted(services, key=lambda s: (s["metadata"].get("namespace", ""), s["metadata"]["name"])):
         key = (s["metadata"].get("namespace"), s["metadata"]["name"])
         ip = _lb_ip(s)

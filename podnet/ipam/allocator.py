@@ -5,7 +5,10 @@ each time (no in-memory copy survives between calls), so concurrent plugin
 processes, a daemon's threads and the Go host-local can share one dataDir.
 """
 
-from podnet.ipam.ranges import candidates, range_for, set_contains
+from collections.abc import Collection, Sequence
+
+from podnet.ipam.ranges import Address, Range, candidates, range_for, set_contains
+from podnet.ipam.store import Owner, Store
 
 
 class AllocationError(Exception):
@@ -25,11 +28,11 @@ class NotInRange(AllocationError):
 
 
 class Allocator:
-    def __init__(self, range_sets, store):
+    def __init__(self, range_sets: Sequence[Sequence[Range]], store: Store):
         self.sets = range_sets
         self.store = store
 
-    def allocate(self, cid, ifname, requested=()):
+    def allocate(self, cid: str, ifname: str, requested: Sequence[Address] = ()) -> list[tuple[Address, Range]]:
         """One address per range set -> [(ip, Range)], all or nothing.
 
         No scan for addresses the attachment may already hold: that would
@@ -40,7 +43,7 @@ class Allocator:
             if not any(set_contains(s, ip) for s in self.sets):
                 raise NotInRange("requested address %s is in none of the configured ranges" % ip)
         with self.store.lock():
-            taken = []
+            taken: list[tuple[Address, Range]] = []
             try:
                 for index, rset in enumerate(self.sets):
                     taken.append(self._one(cid, ifname, index, rset, requested))
@@ -50,11 +53,12 @@ class Allocator:
                 raise
             return taken
 
-    def _one(self, cid, ifname, index, rset, requested):
-        wanted = [ip for ip in requested if set_contains(rset, ip)]
+    def _one(
+        self, cid: str, ifname: str, index: int, rset: Sequence[Range], requested: Sequence[Address]
+    ) -> tuple[Address, Range]:
+        wanted = [(ip, rng) for ip in requested if (rng := range_for(rset, ip)) is not None]
         if wanted:
-            ip = wanted[0]
-            rng = range_for(rset, ip)
+            ip, rng = wanted[0]
             if ip == rng.gateway:
                 raise AddressInUse("requested address %s is the gateway of %s" % (ip, rng.subnet))
             if not self.store.reserve(cid, ifname, ip, index):
@@ -66,7 +70,7 @@ class Allocator:
                 return ip, rng
         raise Exhausted("no free address left in %s" % ", ".join("%s-%s" % (r.start, r.end) for r in rset))
 
-    def release(self, cid, ifname, hint=()):
+    def release(self, cid: str, ifname: str, hint: Sequence[Address] = ()) -> list[Address]:
         """Release everything the attachment holds. `hint` (the addresses in
         prevResult) lets the common case check just those files instead of
         reading every reservation; the full scan still runs when a hinted
@@ -80,14 +84,14 @@ class Allocator:
                     return owned
             return self.store.release(cid, ifname)
 
-    def held(self, cid, ifname):
+    def held(self, cid: str, ifname: str) -> list[Address]:
         with self.store.lock():
             return self.store.by_id(cid, ifname)
 
-    def gc(self, valid):
+    def gc(self, valid: Collection[Owner]) -> list[Address]:
         """Release every allocation whose (containerID, ifname) is not in
         `valid`; returns the released addresses."""
-        released = []
+        released: list[Address] = []
         with self.store.lock():
             self.store.clean_temporaries()
             for ip, (cid, ifname) in self.store.allocations().items():
@@ -99,7 +103,7 @@ class Allocator:
                 released.append(ip)
         return sorted(released, key=str)
 
-    def free_counts(self):
+    def free_counts(self) -> list[int]:
         """Free addresses per range set (for STATUS)."""
         with self.store.lock():
             used = self.store.allocations()

@@ -9,7 +9,16 @@ gateway is never handed out.
 """
 
 import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+Address = ipaddress._BaseAddress
+"""An IPv4Address or IPv6Address. Their common base class rather than the
+union: the type checker refuses `a <= b` across the union's members even
+where the code has made sure both are of one family."""
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RangeError(ValueError):
@@ -18,23 +27,23 @@ class RangeError(ValueError):
 
 @dataclass(frozen=True)
 class Range:
-    subnet: ipaddress._BaseNetwork
-    start: ipaddress._BaseAddress
-    end: ipaddress._BaseAddress
-    gateway: ipaddress._BaseAddress | None
+    subnet: Network
+    start: Address
+    end: Address
+    gateway: Address
 
-    def __contains__(self, ip):
+    def __contains__(self, ip: Address) -> bool:
         return ip.version == self.subnet.version and self.start <= ip <= self.end
 
-    def overlaps(self, other):
+    def overlaps(self, other: "Range") -> bool:
         return self.subnet.version == other.subnet.version and self.start <= other.end and other.start <= self.end
 
     @property
-    def size(self):
+    def size(self) -> int:
         return int(self.end) - int(self.start) + 1
 
 
-def _addr(value, path):
+def _addr(value: object, path: str) -> Address:
     if not isinstance(value, str):
         raise RangeError("%s: must be a string" % path)
     try:
@@ -43,7 +52,7 @@ def _addr(value, path):
         raise RangeError("%s: invalid IP address %r" % (path, value)) from None
 
 
-def parse_range(doc, path):
+def parse_range(doc: object, path: str) -> Range:
     if not isinstance(doc, dict):
         raise RangeError("%s: must be an object" % path)
     raw = doc.get("subnet")
@@ -70,7 +79,7 @@ def parse_range(doc, path):
     return Range(subnet, start, end, gateway)
 
 
-def parse_range_sets(ipam):
+def parse_range_sets(ipam: dict[str, Any]) -> list[list[Range]]:
     """ipam config -> list of range sets (each a list of Range).
 
     Accepts `ranges` or the older single-range form with a top-level
@@ -79,7 +88,7 @@ def parse_range_sets(ipam):
         sets = ipam["ranges"]
         if not isinstance(sets, list) or not sets:
             raise RangeError("ipam.ranges: must be a non-empty list of range sets")
-        parsed = []
+        parsed: list[list[Range]] = []
         for i, rset in enumerate(sets):
             if not isinstance(rset, list) or not rset:
                 raise RangeError("ipam.ranges[%d]: must be a non-empty list of ranges" % i)
@@ -104,27 +113,28 @@ def parse_range_sets(ipam):
     return parsed
 
 
-def set_contains(rset, ip):
+def set_contains(rset: Iterable[Range], ip: Address) -> bool:
     return any(ip in r for r in rset)
 
 
-def range_for(rset, ip):
+def range_for(rset: Iterable[Range], ip: Address) -> Range | None:
     for r in rset:
         if ip in r:
             return r
     return None
 
 
-def candidates(rset, last):
+def candidates(rset: Sequence[Range], last: Address | None) -> Iterator[tuple[Address, Range]]:
     """Every assignable address of a range set, starting after `last`.
 
     host-local hands addresses out round-robin from the last one reserved, so
     a freed address is not reused at once (a stale client would reach the new
     pod); the gateway and network addresses are skipped."""
-    flat = []
+    flat: list[Range] = []
     for r in rset:
         flat.append(r)
     start_index, start_ip = 0, None
+    ip: Address | None
     if last is not None:
         for idx, r in enumerate(flat):
             if last in r:
@@ -132,7 +142,7 @@ def candidates(rset, last):
                 break
     order = flat[start_index:] + flat[:start_index]
     first = True
-    for idx, r in enumerate(order):
+    for r in order:
         ip = r.start
         if first and start_ip is not None:
             ip = start_ip + 1 if start_ip < r.end else None

@@ -17,37 +17,46 @@ whatever it leaves names its container and GC removes it.
 import fcntl
 import ipaddress
 import os
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
+
+from podnet.ipam.ranges import Address
 
 LAST_PREFIX = "last_reserved_ip."
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
+Owner = tuple[str, str]
+"""(containerID, ifname) of a reservation; ifname is "" in files written by
+old host-local versions."""
+
+
 class Store(Protocol):
-    def lock(self): ...  # context manager, exclusive
-    def reserve(self, cid: str, ifname: str, ip, set_index: int) -> bool: ...
-    def last_reserved(self, set_index: int): ...
-    def release(self, cid: str, ifname: str) -> list: ...
-    def release_ip(self, ip) -> None: ...
-    def owner(self, ip): ...  # (cid, ifname) or None
-    def by_id(self, cid: str, ifname: str) -> list: ...
-    def allocations(self) -> dict: ...  # ip -> (cid, ifname)
+    def lock(self) -> AbstractContextManager[object]: ...  # exclusive
+    def reserve(self, cid: str, ifname: str, ip: Address, set_index: int) -> bool: ...
+    def last_reserved(self, set_index: int) -> Address | None: ...
+    def release(self, cid: str, ifname: str) -> list[Address]: ...
+    def release_ip(self, ip: Address) -> None: ...
+    def owner(self, ip: Address) -> Owner | None: ...
+    def by_id(self, cid: str, ifname: str) -> list[Address]: ...
+    def allocations(self) -> dict[Address, Owner]: ...
+    def clean_temporaries(self) -> None: ...
 
 
-def _owner(data):
+def _owner(data: bytes) -> Owner:
     # Bytes, not text: text mode would fold the "\r\n" host-local writes.
     cid, _, ifname = data.decode(errors="replace").strip().partition("\r\n")
     return cid.strip(), ifname.strip()
 
 
 class FileStore:
-    def __init__(self, network, data_dir=None):
+    def __init__(self, network: str, data_dir: str | None = None):
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
 
     @contextmanager
-    def lock(self):
+    def lock(self) -> Iterator["FileStore"]:
         fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -55,10 +64,10 @@ class FileStore:
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _path(self, name):
+    def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def reserve(self, cid, ifname, ip, set_index):
+    def reserve(self, cid: str, ifname: str, ip: Address, set_index: int) -> bool:
         final = self._path(str(ip))
         tmp = self._path(".tmp-%d-%s" % (os.getpid(), ip))
         with open(tmp, "wb") as f:
@@ -73,15 +82,15 @@ class FileStore:
             f.write(str(ip))
         return True
 
-    def last_reserved(self, set_index):
+    def last_reserved(self, set_index: int) -> Address | None:
         try:
             with open(self._path(LAST_PREFIX + str(set_index))) as f:
                 return ipaddress.ip_address(f.read().strip())
         except (FileNotFoundError, ValueError):
             return None
 
-    def allocations(self):
-        out = {}
+    def allocations(self) -> dict[Address, Owner]:
+        out: dict[Address, Owner] = {}
         for name in os.listdir(self.dir):
             try:
                 ip = ipaddress.ip_address(name)
@@ -94,32 +103,32 @@ class FileStore:
                 continue
         return out
 
-    def owner(self, ip):
+    def owner(self, ip: Address) -> Owner | None:
         try:
             with open(self._path(str(ip)), "rb") as f:
                 return _owner(f.read())
         except FileNotFoundError:
             return None
 
-    def by_id(self, cid, ifname):
+    def by_id(self, cid: str, ifname: str) -> list[Address]:
         # Files written by old host-local versions carry only the ID.
         return sorted(
             (ip for ip, (c, i) in self.allocations().items() if c == cid and (i == ifname or i == "")), key=str
         )
 
-    def release(self, cid, ifname):
+    def release(self, cid: str, ifname: str) -> list[Address]:
         ips = self.by_id(cid, ifname)
         for ip in ips:
             self.release_ip(ip)
         return ips
 
-    def release_ip(self, ip):
+    def release_ip(self, ip: Address) -> None:
         try:
             os.unlink(self._path(str(ip)))
         except FileNotFoundError:
             pass
 
-    def clean_temporaries(self):
+    def clean_temporaries(self) -> None:
         """Temporaries of plugins killed between write and link."""
         for name in os.listdir(self.dir):
             if name.startswith(".tmp-"):
@@ -132,41 +141,41 @@ class FileStore:
 class MemoryStore:
     """In-memory Store for the pure tier; same contract as FileStore."""
 
-    def __init__(self):
-        self.ips = {}
-        self.last = {}
+    def __init__(self) -> None:
+        self.ips: dict[Address, Owner] = {}
+        self.last: dict[int, Address] = {}
 
     @contextmanager
-    def lock(self):
+    def lock(self) -> Iterator["MemoryStore"]:
         yield self
 
-    def reserve(self, cid, ifname, ip, set_index):
+    def reserve(self, cid: str, ifname: str, ip: Address, set_index: int) -> bool:
         if ip in self.ips:
             return False
         self.ips[ip] = (cid, ifname)
         self.last[set_index] = ip
         return True
 
-    def last_reserved(self, set_index):
+    def last_reserved(self, set_index: int) -> Address | None:
         return self.last.get(set_index)
 
-    def allocations(self):
+    def allocations(self) -> dict[Address, Owner]:
         return dict(self.ips)
 
-    def owner(self, ip):
+    def owner(self, ip: Address) -> Owner | None:
         return self.ips.get(ip)
 
-    def by_id(self, cid, ifname):
+    def by_id(self, cid: str, ifname: str) -> list[Address]:
         return sorted((ip for ip, (c, i) in self.ips.items() if c == cid and i in (ifname, "")), key=str)
 
-    def release(self, cid, ifname):
+    def release(self, cid: str, ifname: str) -> list[Address]:
         ips = self.by_id(cid, ifname)
         for ip in ips:
             del self.ips[ip]
         return ips
 
-    def release_ip(self, ip):
+    def release_ip(self, ip: Address) -> None:
         self.ips.pop(ip, None)
 
-    def clean_temporaries(self):
+    def clean_temporaries(self) -> None:
         pass

@@ -33,7 +33,11 @@ import functools
 import hashlib
 import re
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+from podnet.api.types import Obj
 
 MARK = "0x4000"
 DEFAULT_AFFINITY_TIMEOUT = 10800
@@ -68,25 +72,26 @@ BASE_CHAINS = {
 class Fragment:
     """What one Service (or the skeleton) puts into the table."""
 
-    chains: dict = field(default_factory=dict)  # name -> tuple of rule bodies
-    sets: dict = field(default_factory=dict)  # dynamic set name -> declaration
-    elements: dict = field(default_factory=dict)  # map/set name -> {key text: verdict text or None}
-    udp_endpoints: frozenset = frozenset()  # {(ip, port)} behind UDP service ports
-    udp_fronts: frozenset = frozenset()  # {(ip or None for nodePort, port)} UDP with endpoints
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> tuple of rule bodies
+    sets: dict[str, str] = field(default_factory=dict)  # dynamic set name -> declaration
+    # map/set name -> {key text: verdict text or None}
+    elements: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    udp_endpoints: frozenset[tuple[str, int]] = frozenset()  # {(ip, port)} behind UDP service ports
+    udp_fronts: frozenset[tuple[str | None, int]] = frozenset()  # {(ip or None for nodePort, port)} UDP with endpoints
     endpoints: int = 0  # endpoints in use, for metrics
-    endpoint_ips: frozenset = frozenset()  # their addresses (hairpin pairs)
+    endpoint_ips: frozenset[str] = frozenset()  # their addresses (hairpin pairs)
 
-    def add(self, container, key, value=None):
+    def add(self, container: str, key: str, value: str | None = None) -> None:
         self.elements.setdefault(container, {})[key] = value
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _hash(text):
+def _hash(text: str) -> str:
     # blake2s in C: base32 of sha256 (kube-proxy's) cost a fifth of a full plan
     return hashlib.blake2s(text.encode(), digest_size=5).hexdigest().upper()
 
 
-def chain_name(prefix, key):
+def chain_name(prefix: str, key: str) -> str:
     """A valid nft identifier: prefix, short hash of key, readable key."""
     return "%s-%s-%s" % (prefix, _hash(key), _BAD.sub("_", key)[:NAME_MAX])
 
@@ -94,13 +99,13 @@ def chain_name(prefix, key):
 _PROTOS = {None: "tcp", "": "tcp", "TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 
-def _proto(p):
+def _proto(p: str | None) -> str:
     got = _PROTOS.get(p)
     return got if got is not None else str(p).lower()
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _ipv4(text):
+def _ipv4(text: object) -> str | None:
     """The canonical text of an IPv4 address, or None. Cached: the same
     addresses come back in every plan, and parsing is most of a plan's cost."""
     try:
@@ -109,11 +114,20 @@ def _ipv4(text):
         return None
 
 
-def _port(v):
+def _port(v: object) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 else None
 
 
-def _conditions(ep):
+class Endpoint(TypedDict):
+    ip: str
+    port: int
+    ready: bool
+    serving: bool
+    terminating: bool
+    local: bool  # on this node
+
+
+def _conditions(ep: Obj) -> tuple[bool, bool, bool]:
     c = ep.get("conditions") or {}
     ready = c.get("ready")
     ready = True if ready is None else bool(ready)
@@ -122,15 +136,15 @@ def _conditions(ep):
     return ready, serving, bool(c.get("terminating"))
 
 
-def _usable(eps):
+def _usable(eps: list[Endpoint]) -> list[Endpoint]:
     ready = [e for e in eps if e["ready"]]
     return ready or [e for e in eps if e["serving"] and e["terminating"]]
 
 
-def slices_by_service(slices):
+def slices_by_service(slices: Iterable[Obj] | None) -> dict[tuple[str | None, str], list[Obj]]:
     """{(namespace, service name): [slices]}: one pass, so planning N services
     never scans every slice N times."""
-    out = {}
+    out: dict[tuple[str | None, str], list[Obj]] = {}
     for sl in slices or []:
         meta = sl.get("metadata", {})
         name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
@@ -139,10 +153,10 @@ def slices_by_service(slices):
     return out
 
 
-def _endpoints(svc_port, slices, node_name):
+def _endpoints(svc_port: Obj, slices: Iterable[Obj], node_name: str | None) -> list[Endpoint]:
     """[{ip, port, ready, serving, terminating, local}] for one service port, sorted."""
     name, proto = svc_port.get("name", "") or "", _proto(svc_port.get("protocol"))
-    found = {}
+    found: dict[tuple[str, int], Endpoint] = {}
     for sl in slices:
         if sl.get("addressType", "IPv4") != "IPv4":
             continue
@@ -158,7 +172,7 @@ def _endpoints(svc_port, slices, node_name):
             if ip is None:
                 continue
             ready, serving, terminating = _conditions(ep)
-            rec = {
+            rec: Endpoint = {
                 "ip": ip,
                 "port": target,
                 "ready": ready,
@@ -173,7 +187,7 @@ def _endpoints(svc_port, slices, node_name):
     return [found[k] for k in sorted(found)]
 
 
-def _affinity_timeout(spec):
+def _affinity_timeout(spec: Obj) -> int | None:
     if spec.get("sessionAffinity") != "ClientIP":
         return None
     cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
@@ -181,25 +195,43 @@ def _affinity_timeout(spec):
     return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else DEFAULT_AFFINITY_TIMEOUT
 
 
-def external_addresses(svc):
+def external_addresses(svc: Obj) -> list[str]:
     """The service's externalIPs and LoadBalancer ingress IPs (IPv4), sorted."""
     spec, status = svc.get("spec") or {}, svc.get("status") or {}
-    ips = set()
+    ips: set[str | None] = set()
     for x in spec.get("externalIPs") or []:
         ips.add(_ipv4(x))
     if spec.get("type") == "LoadBalancer":
         for ing in (status.get("loadBalancer") or {}).get("ingress") or []:
             ips.add(_ipv4(ing.get("ip")))
-    ips.discard(None)
-    return sorted(ips)
+    return sorted(ip for ip in ips if ip is not None)
 
 
-def service_key(svc):
+def service_key(svc: Obj) -> str:
     m = svc.get("metadata", {})
     return "%s/%s" % (m.get("namespace", ""), m.get("name", ""))
 
 
-def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
+Target = tuple[str, str | None]
+"""How a rule sends a packet to one endpoint: (action, its affinity set or None)."""
+
+
+def _dispatch(rules: list[str], chosen: list[Endpoint], targets: dict[tuple[str, int], Target], affinity: bool) -> None:
+    """Rules that pick one of `chosen`: a returning client to its endpoint
+    first (affinity), then a uniform random pick."""
+    if affinity:
+        for e in chosen:
+            action, aff = targets[e["ip"], e["port"]]
+            rules.append("ip saddr @%s %s" % (aff, action))
+    n = len(chosen)
+    for i, e in enumerate(chosen):
+        action = targets[e["ip"], e["port"]][0]
+        rules.append(action if i == n - 1 else "numgen random mod %d == 0 %s" % (n - i, action))
+
+
+def plan_service(
+    svc: Obj, slices: Sequence[Obj], node_name: str | None, cluster_cidr: str | None = "10.244.0.0/16"
+) -> Fragment | None:
     """One Service (and its EndpointSlices) -> Fragment, or None when the
     Service gets no rules (headless, ExternalName, no IPv4 ClusterIP).
 
@@ -223,7 +255,9 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
     ext_local = spec.get("externalTrafficPolicy") == "Local"
     int_local = spec.get("internalTrafficPolicy") == "Local"
     fronts = external_addresses(svc)
-    udp_eps, udp_fronts, used = set(), set(), set()
+    udp_eps: set[tuple[str, int]] = set()
+    udp_fronts: set[tuple[str | None, int]] = set()
+    used: set[tuple[str, int]] = set()
     ports = sorted(
         spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or "")
     )
@@ -240,7 +274,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
         has_external = bool(nodeport or fronts)
         external = (local if ext_local else usable) if has_external else []
 
-        targets = {}  # (ip, port) -> the action that sends a packet there
+        targets: dict[tuple[str, int], Target] = {}  # (ip, port) -> the action that sends a packet there
         for e in sorted(
             {(e["ip"], e["port"]): e for e in cluster + external}.values(), key=lambda e: (e["ip"], e["port"])
         ):
@@ -257,23 +291,13 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
             if proto == "udp":
                 udp_eps.add((str(e["ip"]), e["port"]))
 
-        def dispatch(rules, chosen):
-            if affinity is not None:
-                for e in chosen:
-                    action, aff = targets[e["ip"], e["port"]]
-                    rules.append("ip saddr @%s %s" % (aff, action))
-            n = len(chosen)
-            for i, e in enumerate(chosen):
-                action = targets[e["ip"], e["port"]][0]
-                rules.append(action if i == n - 1 else "numgen random mod %d == 0 %s" % (n - i, action))
-
         svc_chain = chain_name("svc", base)
         svc_key_text = "%s . %s . %d" % (cip, proto, port)
         if cluster:
-            rules = []
+            rules: list[str] = []
             if cluster_cidr:
                 rules.append("ip saddr != %s meta mark set meta mark | %s" % (cluster_cidr, MARK))
-            dispatch(rules, cluster)
+            _dispatch(rules, cluster, targets, affinity is not None)
             frag.chains[svc_chain] = tuple(rules)
             frag.add("service-ips", svc_key_text, "goto " + svc_chain)
             if proto == "udp":
@@ -299,7 +323,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
                 rules.append("fib saddr type local meta mark set meta mark | %s" % MARK)
                 rules.append("fib saddr type local goto %s" % svc_chain)
             if external:
-                dispatch(rules, external)
+                _dispatch(rules, external, targets, affinity is not None)
             else:  # no local endpoint: outside clients are dropped here (healthCheckNodePort says 503)
                 rules.append("drop")
         else:
@@ -307,7 +331,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
             if cluster == external:
                 rules.append("goto " + svc_chain)
             else:
-                dispatch(rules, external)
+                _dispatch(rules, external, targets, affinity is not None)
         frag.chains[ext_chain] = tuple(rules)
         for k in front_keys:
             frag.add("service-ips", k, "goto " + ext_chain)
@@ -322,7 +346,7 @@ def plan_service(svc, slices, node_name, cluster_cidr="10.244.0.0/16"):
     return frag
 
 
-def plan_base(node_ips, endpoint_ips=()):
+def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = ()) -> Fragment:
     """The fixed skeleton: base chains, dispatch chains, maps, node addresses,
     and the hairpin pairs: a pod DNATed to itself (source = destination after
     DNAT) must be masqueraded, or its reply would never leave the pod. One
@@ -367,13 +391,13 @@ class Planner:
     from full lists (first sync, periodic resync, after a failure), so an
     update the caller missed cannot outlive the next full sync."""
 
-    def __init__(self, node_name, cluster_cidr="10.244.0.0/16"):
+    def __init__(self, node_name: str | None, cluster_cidr: str | None = "10.244.0.0/16"):
         self.node_name, self.cluster_cidr = node_name, cluster_cidr
-        self.frags = {}  # service key -> Fragment
-        self.hairpin = collections.Counter()  # endpoint IP -> fragments using it
-        self._base = (None, None)
+        self.frags: dict[str, Fragment] = {}  # service key -> Fragment
+        self.hairpin: collections.Counter[str] = collections.Counter()  # endpoint IP -> fragments using it
+        self._base: tuple[object, Fragment] = (None, Fragment())  # (inputs, skeleton); None: not planned yet
 
-    def update(self, key, svc, slices):
+    def update(self, key: str, svc: Obj | None, slices: Sequence[Obj]) -> None:
         old = self.frags.pop(key, None)
         if old is not None:
             self.hairpin.subtract(old.endpoint_ips)
@@ -382,14 +406,14 @@ class Planner:
             self.frags[key] = frag
             self.hairpin.update(frag.endpoint_ips)
 
-    def replan_all(self, services, slices):
+    def replan_all(self, services: Iterable[Obj] | None, slices: Iterable[Obj] | None) -> None:
         by_svc = slices_by_service(slices)
         self.frags, self.hairpin = {}, collections.Counter()
         for svc in services or []:
             m = svc.get("metadata", {})
             self.update(service_key(svc), svc, by_svc.get((m.get("namespace"), m.get("name")), []))
 
-    def plan(self, node_ips):
+    def plan(self, node_ips: Iterable[str] | None) -> dict[str, Fragment]:
         ips = tuple(sorted(node_ips or ()))
         hairpin = frozenset(ip for ip, n in self.hairpin.items() if n > 0)
         if self._base[0] != (ips, hairpin):
@@ -399,12 +423,19 @@ class Planner:
         return out
 
 
-def plan_ruleset(services, slices, node_name, node_ips, table="podnet-proxy", cluster_cidr="10.244.0.0/16"):
+def plan_ruleset(
+    services: Iterable[Obj] | None,
+    slices: Iterable[Obj] | None,
+    node_name: str | None,
+    node_ips: Iterable[str] | None,
+    table: str = "podnet-proxy",
+    cluster_cidr: str | None = "10.244.0.0/16",
+) -> str:
     """The whole table as one script that replaces it (see render.full)."""
     from podnet.proxy.render import full
 
     by_svc = slices_by_service(slices)
-    frags = {}
+    frags: dict[str, Fragment] = {}
     for svc in services or []:
         m = svc.get("metadata", {})
         frag = plan_service(svc, by_svc.get((m.get("namespace"), m.get("name")), []), node_name, cluster_cidr)

@@ -11,7 +11,9 @@ diff():  only what changed between two plans: new chains and sets first,
 Output is sorted, so equal inputs give equal scripts.
 """
 
-from podnet.proxy.planner import BASE_CHAINS, FIXED_SETS, MAPS
+from collections.abc import Mapping
+
+from podnet.proxy.planner import BASE_CHAINS, FIXED_SETS, MAPS, Fragment
 
 
 def _merge(frags):
@@ -28,7 +30,7 @@ def _element(T, name, key, value):
     return "%s element %s %s { %s%s }" % ("%s", T, name, key, "" if value is None else " : " + value)
 
 
-def full(frags, table="podnet-proxy"):
+def full(frags: Mapping[str, Fragment], table: str = "podnet-proxy") -> str:
     T = "ip " + table
     chains, sets, elements = _merge(frags)
     out = ["add table %s" % T, "delete table %s" % T, "add table %s" % T]

@@ -20,7 +20,11 @@ bgp: nothing here: BIRD (routing/bgp.py) learns and installs the routes.
 
 import hashlib
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
+
+from podnet.api.types import Obj
 
 VXLAN_DEV = "podnet.1"
 VNI = 1
@@ -66,31 +70,42 @@ class Peer:
     vtep_mac: str
 
 
+class VxlanDevice(TypedDict):
+    name: str
+    vni: int
+    port: int
+    local: str  # the node's InternalIP
+    mac: str
+    mtu: int
+    address: str  # <own podCIDR network>/32
+
+
 @dataclass
 class Desired:
     mode: str
-    device: dict = None  # the VXLAN device, or None
-    routes: set = field(default_factory=set)
-    neighs: set = field(default_factory=set)
-    fdbs: set = field(default_factory=set)
+    device: VxlanDevice | None = None  # the VXLAN device, or None
+    routes: set[Route] = field(default_factory=set)
+    neighs: set[Neigh] = field(default_factory=set)
+    fdbs: set[Fdb] = field(default_factory=set)
 
 
-def vtep_mac(node_name):
+def vtep_mac(node_name: str) -> str:
     """Locally administered unicast, stable per node name."""
     d = hashlib.sha1(("vtep/" + node_name).encode()).digest()
     return ":".join("%02x" % b for b in bytes([(d[0] & 0xFC) | 0x02]) + d[1:6])
 
 
-def internal_ip(node):
+def internal_ip(node: Obj) -> str | None:
     for a in node.get("status", {}).get("addresses", []):
         if a.get("type") == "InternalIP":
-            return a.get("address")
+            address: str | None = a.get("address")
+            return address
     return None
 
 
-def peers(self_name, nodes):
+def peers(self_name: str, nodes: Iterable[Obj]) -> list[Peer]:
     """Other nodes that can be routed to: a podCIDR and an InternalIP."""
-    out = []
+    out: list[Peer] = []
     for n in nodes:
         name = n["metadata"]["name"]
         cidr, ip = n.get("spec", {}).get("podCIDR"), internal_ip(n)
@@ -101,24 +116,32 @@ def peers(self_name, nodes):
     return sorted(out, key=lambda p: p.name)
 
 
-def plan(mode, self_node, nodes, underlay, direct_routing=False, underlay_mtu=1500):
+def plan(
+    mode: str,
+    self_node: str,
+    nodes: Sequence[Obj],
+    underlay: str,
+    direct_routing: bool = False,
+    underlay_mtu: int = 1500,
+) -> Desired:
     """-> Desired for the node named self_node (its own Node object must be in nodes)."""
     if mode not in MODES:
         raise RoutingError("routing mode %r: one of %s" % (mode, ", ".join(MODES)))
     me = next((n for n in nodes if n["metadata"]["name"] == self_node), None)
-    if me is None or not me.get("spec", {}).get("podCIDR") or not internal_ip(me):
+    local = internal_ip(me) if me is not None else None
+    if me is None or not me.get("spec", {}).get("podCIDR") or not local:
         return Desired(mode)  # not registered yet: nothing to program
-    underlay = ipaddress.ip_network(underlay)
+    segment = ipaddress.ip_network(underlay)
     want = Desired(mode)
     others = peers(self_node, nodes)
     if mode == "bgp":
         return want
     if mode == "host-gw":
         for p in others:
-            if ipaddress.ip_address(p.ip) not in underlay:
+            if ipaddress.ip_address(p.ip) not in segment:
                 raise RoutingError(
                     "host-gw: node %s (%s) is not on this node's L2 segment %s; "
-                    "use vxlan or bgp for nodes behind a router" % (p.name, p.ip, underlay)
+                    "use vxlan or bgp for nodes behind a router" % (p.name, p.ip, segment)
                 )
             want.routes.add(Route(p.cidr, p.ip, UPLINK))
         return want
@@ -127,13 +150,13 @@ def plan(mode, self_node, nodes, underlay, direct_routing=False, underlay_mtu=15
         "name": VXLAN_DEV,
         "vni": VNI,
         "port": VXLAN_PORT,
-        "local": internal_ip(me),
+        "local": local,
         "mac": vtep_mac(self_node),
         "mtu": underlay_mtu - VXLAN_OVERHEAD,
         "address": "%s/32" % own.network_address,
     }
     for p in others:
-        if direct_routing and ipaddress.ip_address(p.ip) in underlay:
+        if direct_routing and ipaddress.ip_address(p.ip) in segment:
             want.routes.add(Route(p.cidr, p.ip, UPLINK))
             continue
         gw = str(ipaddress.ip_network(p.cidr).network_address)
@@ -143,6 +166,6 @@ def plan(mode, self_node, nodes, underlay, direct_routing=False, underlay_mtu=15
     return want
 
 
-def pod_mtu(mode, underlay_mtu=1500):
+def pod_mtu(mode: str, underlay_mtu: int = 1500) -> int:
     """The MTU pods should use: the overlay costs 50 bytes of every packet."""
     return underlay_mtu - VXLAN_OVERHEAD if mode == "vxlan" else underlay_mtu
