@@ -31,9 +31,19 @@ import base64
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from podnet.api.selectors import format_selector, matches
+from podnet.api.types import Obj
+
+IPv4 = ipaddress.IPv4Address
+Net = ipaddress.IPv4Network
+Addrs = tuple[Net, ...] | str | None
+"""Addresses a rule matches: disjoint networks inline, a named set, or None (any)."""
+Pairs = tuple[tuple[IPv4, int], ...]
+"""Named-port destinations: (pod IP, containerPort) pairs."""
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 NAME_MAX = 100  # readable part of a chain name
@@ -46,11 +56,11 @@ class Rule:
     """One nft rule: every match given must hold; None = not matched on."""
 
     verdict: str  # "accept", "drop", "jump <chain>"
-    saddr: object = None  # (ip_network, ...) disjoint, or a set's name
-    daddr: object = None
+    saddr: Addrs = None  # (ip_network, ...) disjoint, or a set's name
+    daddr: Addrs = None
     proto: str | None = None  # tcp / udp / sctp
-    dports: tuple | None = None  # ((lo, hi), ...) disjoint, sorted
-    daddr_dport: object = None  # ((ip_address, port),) or a set's name: named ports
+    dports: tuple[tuple[int, int], ...] | None = None  # ((lo, hi), ...) disjoint, sorted
+    daddr_dport: Pairs | str | None = None  # ((ip_address, port),) or a set's name: named ports
     counter: bool = False
     comment: str = ""
 
@@ -59,54 +69,55 @@ class Rule:
 class NamedSet:
     comment: str
     type: str  # "ipv4_addr" (interval) or "ipv4_addr . inet_service"
-    elements: tuple  # ip_networks, or (ip_address, port) pairs
+    elements: tuple[Net, ...] | Pairs  # ip_networks, or (ip_address, port) pairs
 
 
 @dataclass
 class Chain:
     comment: str = ""
-    rules: list = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
 
 
 @dataclass
 class Plan:
-    node_ips: tuple = ()  # sources always allowed in (probes)
-    ingress_pods: dict = field(default_factory=dict)  # ip_address -> chain
-    egress_pods: dict = field(default_factory=dict)
-    chains: dict = field(default_factory=dict)  # name -> Chain, policy chains first
-    sets: dict = field(default_factory=dict)  # name -> NamedSet
-    selected: dict = field(default_factory=dict)  # "ns/policy" -> ["ns/pod", ...] local pods
+    node_ips: tuple[IPv4, ...] = ()  # sources always allowed in (probes)
+    ingress_pods: dict[IPv4, str] = field(default_factory=dict)  # ip_address -> chain
+    egress_pods: dict[IPv4, str] = field(default_factory=dict)
+    chains: dict[str, Chain] = field(default_factory=dict)  # name -> Chain, policy chains first
+    sets: dict[str, NamedSet] = field(default_factory=dict)  # name -> NamedSet
+    selected: dict[str, list[str]] = field(default_factory=dict)  # "ns/policy" -> ["ns/pod", ...] local pods
 
 
-def _hash(text):
+def _hash(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
 
 
-def chain_name(prefix, key):
+def chain_name(prefix: str, key: str) -> str:
     """A valid nft identifier: prefix, short hash of key, readable key."""
     return "%s-%s-%s" % (prefix, _hash(key), _BAD.sub("_", key)[:NAME_MAX])
 
 
-def _meta(obj):
-    return obj.get("metadata") or {}
+def _meta(obj: Obj) -> Obj:
+    meta: Obj = obj.get("metadata") or {}
+    return meta
 
 
-def _key(obj):
+def _key(obj: Obj) -> str:
     m = _meta(obj)
     return "%s/%s" % (m.get("namespace") or "default", m.get("name", ""))
 
 
-def policy_types(spec):
+def policy_types(spec: Obj) -> list[str]:
     """spec.policyTypes, or the API default: Ingress, plus Egress when egress rules exist."""
     return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
 
 
-def _ipv4(text):
+def _ipv4(text: object) -> IPv4 | None:
     try:
         ip = ipaddress.ip_address(str(text))
     except ValueError:
         return None
-    return ip if ip.version == 4 else None
+    return ip if isinstance(ip, IPv4) else None
 
 
 # ---- the cluster as the planner sees it ----------------------------------------
@@ -118,19 +129,19 @@ class PodInfo:
     name: str
     ip: ipaddress.IPv4Address
     node: str
-    labels: dict
-    ports: tuple  # ((name, protocol lowercase, containerPort), ...)
+    labels: dict[str, str]
+    ports: tuple[tuple[str, str, int], ...]  # ((name, protocol lowercase, containerPort), ...)
 
     @property
-    def key(self):
+    def key(self) -> str:
         return "%s/%s" % (self.ns, self.name)
 
 
-def live_pods(pods):
+def live_pods(pods: Iterable[Obj]) -> list[PodInfo]:
     """Pods that own an IP on the pod network: podIP set, not hostNetwork, not
     finished. Two pods with one IP (a reused address while the old pod is
     still terminating) count once: the newest, not terminating, wins."""
-    best = {}
+    best: dict[IPv4, tuple[tuple[bool, str, str], PodInfo]] = {}
     for p in pods:
         m, spec, st = _meta(p), p.get("spec") or {}, p.get("status") or {}
         ip = _ipv4(st.get("podIP"))
@@ -156,12 +167,14 @@ def live_pods(pods):
     return sorted((info for _, info in best.values()), key=lambda i: (i.ns, i.name))
 
 
-def namespace_labels(namespaces, pods, policies):
+def namespace_labels(
+    namespaces: Iterable[Obj], pods: Iterable[Obj], policies: Iterable[Obj]
+) -> dict[str, dict[str, str]]:
     """Every namespace we know of -> its labels, with kubernetes.io/metadata.name
     as the API server sets it (also for namespaces that have no object here)."""
-    out = {}
+    out: dict[str, dict[str, str]] = {}
     for n in namespaces:
-        name = _meta(n).get("name")
+        name = cast(str, _meta(n).get("name"))  # validated: every Namespace has a name
         out[name] = dict(_meta(n).get("labels") or {}, **{NS_NAME_LABEL: name})
     for o in list(pods) + list(policies):
         ns = _meta(o).get("namespace") or "default"
@@ -169,33 +182,39 @@ def namespace_labels(namespaces, pods, policies):
     return out
 
 
+_T = TypeVar("_T")
+
+PeerRef = tuple[Addrs, list[PodInfo]]
+"""A peer's addresses (as a rule matches them) and its pods."""
+
+
 class Cluster:
     """Selector lookups over one snapshot, memoised (1,000 policies share few selectors)."""
 
-    def __init__(self, pods, ns_labels):
+    def __init__(self, pods: list[PodInfo], ns_labels: dict[str, dict[str, str]]):
         self.pods, self.ns_labels = pods, ns_labels
-        self.by_ns = {}
+        self.by_ns: dict[str, list[PodInfo]] = {}
         for p in pods:
             self.by_ns.setdefault(p.ns, []).append(p)
-        self._memo = {}
-        self.sets = {}  # named sets the rules refer to
+        self._memo: dict[tuple[str, ...], object] = {}
+        self.sets: dict[str, NamedSet] = {}  # named sets the rules refer to
 
-    def _cached(self, key, fn):
+    def _cached(self, key: tuple[str, ...], fn: Callable[[], _T]) -> _T:
         if key not in self._memo:
             self._memo[key] = fn()
-        return self._memo[key]
+        return cast(_T, self._memo[key])  # each key has one kind of value
 
-    def in_namespace(self, ns, selector):
+    def in_namespace(self, ns: str, selector: Obj | None) -> list[PodInfo]:
         return self._cached(
             ("pods", ns, repr(selector)), lambda: [p for p in self.by_ns.get(ns, []) if matches(selector, p.labels)]
         )
 
-    def namespaces(self, selector):
+    def namespaces(self, selector: Obj | None) -> list[str]:
         return self._cached(
             ("ns", repr(selector)), lambda: sorted(n for n, lab in self.ns_labels.items() if matches(selector, lab))
         )
 
-    def peer_pods(self, ns, peer):
+    def peer_pods(self, ns: str, peer: Obj) -> list[PodInfo]:
         """Pods a podSelector/namespaceSelector peer names (policy namespace ns)."""
         pod_sel = peer.get("podSelector")
         if peer.get("namespaceSelector") is None:
@@ -210,21 +229,24 @@ class Cluster:
 # ---- one policy -> chains ---------------------------------------------------------
 
 
-def ip_block(block):
+def ip_block(block: Obj) -> list[Net]:
     """ipBlock -> disjoint IPv4 networks: cidr minus every except."""
     try:
-        nets = [ipaddress.ip_network(block["cidr"], strict=False)]
+        cidr = ipaddress.ip_network(block["cidr"], strict=False)
         excepts = [ipaddress.ip_network(e, strict=False) for e in block.get("except") or []]
     except (KeyError, ValueError):
         return []
-    if nets[0].version != 4:
+    if not isinstance(cidr, Net):
         return []
+    nets = [cidr]
     for ex in excepts:
-        nxt = []
+        if not isinstance(ex, Net):
+            continue  # an IPv6 except takes nothing out of an IPv4 cidr
+        nxt: list[Net] = []
         for n in nets:
-            if ex.version == 4 and ex.subnet_of(n):
+            if ex.subnet_of(n):
                 nxt += list(n.address_exclude(ex))
-            elif ex.version == 4 and n.subnet_of(ex):
+            elif n.subnet_of(ex):
                 continue
             else:
                 nxt.append(n)
@@ -232,9 +254,14 @@ def ip_block(block):
     return nets
 
 
-def _port_groups(ports):
+PortGroups = dict[str | None, tuple[tuple[int, int], ...] | None]
+"""{protocol (None: any): None (every port) | port ranges}."""
+
+
+def _port_groups(ports: Iterable[Obj]) -> tuple[PortGroups, list[tuple[str, str]]]:
     """ports -> {proto: None (every port) | [(lo, hi), ...]} and [(proto, name)]."""
-    numeric, named = {}, []
+    numeric: dict[str, list[tuple[int, int]] | None] = {}
+    named: list[tuple[str, str]] = []
     for p in ports:
         proto = str(p.get("protocol") or "TCP").lower()
         port, end = p.get("port"), p.get("endPort")
@@ -242,13 +269,15 @@ def _port_groups(ports):
             numeric[proto] = None
         elif isinstance(port, str):
             named.append((proto, port))
-        elif proto not in numeric or numeric[proto] is not None:
-            numeric.setdefault(proto, []).append((int(port), int(end or port)))
+        else:
+            ranges = numeric.setdefault(proto, [])
+            if ranges is not None:  # None: every port of proto already
+                ranges.append((int(port), int(end or port)))
     return {proto: None if r is None else _merge(r) for proto, r in numeric.items()}, named
 
 
-def _merge(ranges):
-    out = []
+def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
     for lo, hi in sorted(ranges):
         if out and lo <= out[-1][1] + 1:
             out[-1] = (out[-1][0], max(out[-1][1], hi))
@@ -257,12 +286,12 @@ def _merge(ranges):
     return tuple(out)
 
 
-def _sel_text(sel):
+def _sel_text(sel: Obj | None) -> str:
     text = format_selector(sel)
     return "*" if text == "<none>" else text
 
 
-def peer_ref(cluster, ns, peer):
+def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
     """A peer -> (addresses, pods), memoised per peer: addresses are a set name
     (shared by every rule that names the same peer) or, for one address, the
     address itself; None when the peer names nobody. Sharing matters: nft's
@@ -279,13 +308,13 @@ def peer_ref(cluster, ns, peer):
     else:
         key = "ns %s pods %s" % (_sel_text(peer["namespaceSelector"]), _sel_text(peer.get("podSelector") or {}))
 
-    def resolve():
+    def resolve() -> PeerRef | None:
         if peer.get("ipBlock") is not None:
             nets = tuple(ip_block(peer["ipBlock"]))
             pods = [p for p in cluster.pods if any(p.ip in n for n in nets)]
         else:
             pods = cluster.peer_pods(ns, peer)
-            nets = tuple(ipaddress.collapse_addresses(ipaddress.ip_network(p.ip) for p in pods))
+            nets = tuple(ipaddress.collapse_addresses(Net(p.ip) for p in pods))
         if not nets:
             return None
         if len(nets) == 1:
@@ -297,17 +326,17 @@ def peer_ref(cluster, ns, peer):
     return cluster._cached(("peer", key), resolve)
 
 
-def _pairs_ref(cluster, pairs, what):
+def _pairs_ref(cluster: Cluster, pairs: Iterable[tuple[IPv4, int]], what: str) -> Pairs | str:
     """Named-port (ip, port) pairs: inline when one, else a set shared by content."""
-    pairs = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
-    if len(pairs) <= 1:
-        return pairs
-    name = chain_name("named", "%s %s" % (what, _hash(" ".join("%d:%d" % (int(ip), port) for ip, port in pairs))))
-    cluster.sets[name] = NamedSet("named port " + what, "ipv4_addr . inet_service", pairs)
+    ordered = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
+    if len(ordered) <= 1:
+        return ordered
+    name = chain_name("named", "%s %s" % (what, _hash(" ".join("%d:%d" % (int(ip), port) for ip, port in ordered))))
+    cluster.sets[name] = NamedSet("named port " + what, "ipv4_addr . inet_service", ordered)
     return name
 
 
-def _rule_rules(cluster, ns, rule, ingress, selected, where):
+def _rule_rules(cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: list[PodInfo], where: str) -> list[Rule]:
     """One ingress/egress rule -> nft Rules (each ends in accept): one per
     peer and protocol (peers are OR, each peer its own set)."""
     peers = rule.get("from" if ingress else "to") or []
@@ -318,17 +347,20 @@ def _rule_rules(cluster, ns, rule, ingress, selected, where):
     else:
         refs = [(None, cluster.pods)]
     ports = rule.get("ports") or []
+    numeric: PortGroups
+    named: list[tuple[str, str]]
     numeric, named = _port_groups(ports) if ports else ({None: None}, [])
-    out = []
+    out: list[Rule] = []
     for addrs, pods in refs:
-        ends = {"saddr" if ingress else "daddr": addrs}
+        saddr, daddr = (addrs, None) if ingress else (None, addrs)
         # one rule per port range: an anonymous port set per rule costs nft
         # a set object each (1,000 policies: seconds), a range costs nothing
-        out += [
-            Rule("accept", proto=proto, dports=None if numeric[proto] is None else (r,), comment=where, **ends)
-            for proto in sorted(numeric, key=str)
-            for r in (numeric[proto] or [None])
-        ]
+        for proto in sorted(numeric, key=str):
+            ranges = numeric[proto]
+            if ranges is None:
+                out.append(Rule("accept", saddr, daddr, proto, None, comment=where))
+            else:
+                out += [Rule("accept", saddr, daddr, proto, (r,), comment=where) for r in ranges]
         # a name is looked up on the destination pod: the selected pods for
         # ingress, the peer's pods for egress (every pod when `to` is empty;
         # pods inside an ipBlock too, as the upstream e2e suite expects)
@@ -342,17 +374,17 @@ def _rule_rules(cluster, ns, rule, ingress, selected, where):
                         proto=proto,
                         daddr_dport=_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)),
                         comment="%s port %s" % (where, name),
-                        **(ends if ingress else {}),
+                        saddr=saddr,  # for egress the pairs are the destination
                     )
                 )
     return out
 
 
-def policy_chain(cluster, pol, direction, selected):
+def policy_chain(cluster: Cluster, pol: Obj, direction: str, selected: list[PodInfo]) -> Chain:
     spec, key = pol.get("spec") or {}, _key(pol)
     ns = _meta(pol).get("namespace") or "default"
     ingress = direction == "Ingress"
-    rules = []
+    rules: list[Rule] = []
     for i, rule in enumerate(spec.get("ingress" if ingress else "egress") or []):
         rules += _rule_rules(
             cluster, ns, rule or {}, ingress, selected, "%s %s[%d]" % (key, "ingress" if ingress else "egress", i)
@@ -364,13 +396,19 @@ def policy_chain(cluster, pol, direction, selected):
 # ---- the node ----------------------------------------------------------------------
 
 
-def plan(policies, pods, namespaces, node, node_ips=()):
+def plan(
+    policies: Collection[Obj],
+    pods: Collection[Obj],
+    namespaces: Iterable[Obj],
+    node: str,
+    node_ips: Iterable[object] = (),
+) -> Plan:
     """The whole table for `node`. node_ips: its InternalIP and the bridge gateway."""
     live = live_pods(pods)
     cluster = Cluster(live, namespace_labels(namespaces, pods, policies))
     local = [p for p in live if p.node == node]
     out = Plan(node_ips=tuple(sorted({ip for ip in (_ipv4(a) for a in node_ips) if ip})))
-    isolating = {"Ingress": {}, "Egress": {}}  # pod key -> [policy chain names]
+    isolating: dict[str, dict[str, list[str]]] = {"Ingress": {}, "Egress": {}}  # pod key -> [policy chain names]
     for pol in sorted(policies, key=_key):
         spec = pol.get("spec") or {}
         ns = _meta(pol).get("namespace") or "default"
@@ -404,7 +442,7 @@ def plan(policies, pods, namespaces, node, node_ips=()):
     return out
 
 
-def node_addresses(node_obj):
+def node_addresses(node_obj: Obj | None) -> list[str]:
     """The node's own addresses that talk to its pods: InternalIPs and the
     bridge gateway (first address of the podCIDR, as the podnet bridge sets it)."""
     if not node_obj:
