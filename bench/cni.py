@@ -243,23 +243,26 @@ class Bench:
         i+1), so a burst of load elsewhere on the machine hits all systems
         alike; each system's pods live in its own netns pool."""
         confs = [self.conf(system, masq) for system in SYSTEMS]
-        tag = lambda system: "%s-%s" % (system[3], "m" if masq else "n")  # noqa: E731
-        for system, conf in zip(SYSTEMS, confs):
+
+        def tag(system):
+            return "%s-%s" % (system[3], "m" if masq else "n")
+
+        for system, conf in zip(SYSTEMS, confs, strict=True):
             for i, ns in enumerate(self.warm_ns):
                 cid = "pnbench-%s-w%d" % (tag(system), i)
                 self.delete(system, conf, cid, ns, self.add(system, conf, cid, ns)[1])
         out = {system[0]: {"add": [], "del": []} for system in SYSTEMS}
         results = {}
         for i in range(self.args.pods):
-            for k, (system, conf) in enumerate(zip(SYSTEMS, confs)):
+            for k, (system, conf) in enumerate(zip(SYSTEMS, confs, strict=True)):
                 dt, results[k, i] = self.add(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i])
                 out[system[0]]["add"].append(dt)
         for i in range(self.args.pods):
-            for k, (system, conf) in enumerate(zip(SYSTEMS, confs)):
+            for k, (system, conf) in enumerate(zip(SYSTEMS, confs, strict=True)):
                 out[system[0]]["del"].append(
                     self.delete(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i], results[k, i])
                 )
-        for system, conf in zip(SYSTEMS, confs):
+        for system, conf in zip(SYSTEMS, confs, strict=True):
             out[system[0]].update(self.parallel(system, conf, tag(system)))
         return out
 
@@ -269,10 +272,14 @@ class Bench:
         pool = ThreadPoolExecutor(self.args.parallel)
         try:
             t0 = time.perf_counter()
-            par = list(pool.map(lambda a: self.add(system, conf, *a), zip(cids, self.par_ns)))
+            par = list(pool.map(lambda a: self.add(system, conf, *a), zip(cids, self.par_ns, strict=True)))
             par_add = time.perf_counter() - t0
             t0 = time.perf_counter()
-            list(pool.map(lambda a: self.delete(system, conf, *a), zip(cids, self.par_ns, [r for _, r in par])))
+            list(
+                pool.map(
+                    lambda a: self.delete(system, conf, *a), zip(cids, self.par_ns, [r for _, r in par], strict=True)
+                )
+            )
             par_del = time.perf_counter() - t0
         finally:  # on a failure or Ctrl-C, start nothing new and let running execs finish
             pool.shutdown(wait=True, cancel_futures=True)
@@ -308,7 +315,9 @@ class Bench:
 
 
 def report(data, args):
-    ms = lambda s: "%.1f" % (s * 1e3)  # noqa: E731
+    def ms(s):
+        return "%.1f" % (s * 1e3)
+
     fl = data["floors"]
     print(
         "\nCNI plugin exec latency: %d sequential pods, %d ADDs %d at a time, %d warm-up cycles; %s, %d CPUs"
@@ -332,7 +341,10 @@ def report(data, args):
             )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     for n, row in enumerate(rows):
-        print("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  "
+            + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
+        )
         if n == 1:
             print("  " + "  ".join("-" * w for w in widths))
     print("\nratios (< 1: podnet faster)          ADD p50   DEL p50   par ADD wall")

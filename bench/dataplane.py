@@ -361,7 +361,7 @@ class Bench:
         """podnet and hand are (server prefix, client prefix, dst) or None; ABBA over rounds."""
         row = {"path": label, "podnet": None, "hand": None, "errors": []}
         sides = {k: v for k, v in (("podnet", podnet), ("hand", hand)) if v}
-        for side, (srv, cli, dst) in list(sides.items()):
+        for side, (_srv, cli, dst) in list(sides.items()):
             why = self.reachable(cli, dst)
             if why is not None:
                 row["errors"].append("%s: %s not reachable after 30 s: %s" % (side, dst, why))
@@ -497,7 +497,11 @@ def report(b, data):
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            ).rstrip()
+        )
     print(
         "\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
         "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings

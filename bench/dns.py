@@ -116,7 +116,7 @@ def write_inputs(tmp, names, total=20000):
             f.write("%s %s\n" % (ip, fqdn))
     rng = random.Random(7)
     lines = []
-    for i in range(total):
+    for _ in range(total):
         fqdn, ip = rng.choice(names)
         r = rng.random()
         if r < 0.7:
@@ -230,7 +230,10 @@ def dnsperf(tmp, args, seconds, rate=None):
         m = re.search(pat, res.stdout)
         summary[key] = float(m.group(1)) if m else None
     lat.sort()
-    pct = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else None
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else None
+
     if summary["avg_ms"] is not None:
         summary["avg_ms"] *= 1000
     summary.update(p50_ms=pct(50), p90_ms=pct(90), p99_ms=pct(99), rcodes=rcodes)

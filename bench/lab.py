@@ -61,6 +61,7 @@ running there (see the load averages).
 
 import argparse
 import glob
+import itertools
 import json
 import os
 import platform
@@ -322,7 +323,7 @@ class LabBench:
             if failed:
                 raise BenchError("pods ended: %s" % ", ".join("%s %s" % (r["name"], r["ended"][1]) for r in failed))
             if "all pods ready" in self.marks and "cpu" not in self.marks:
-                busy, total = [b - a for a, b in zip(self.cpu0, cpu_times())]
+                busy, total = [b - a for a, b in zip(self.cpu0, cpu_times(), strict=True)]
                 self.marks["cpu"] = {"busy": busy, "total": total}
             if "all pods ready" in self.marks and rc is not None:
                 return
@@ -456,7 +457,7 @@ def figures(b, args):
     for node, d in sorted(b.collected.items()):
         st = d.get("stats", {})
         starts = sorted(d.get("starts", []))
-        gaps = [y - x for x, y in zip(starts, starts[1:])]
+        gaps = [y - x for x, y in itertools.pairwise(starts)]
         mine = [r for r in b.pods.values() if r.get("node") == node]
         s, n = st.get("cni_add_seconds", 0.0), st.get("cni_add_count", 0)
         add_sum += s
@@ -520,7 +521,9 @@ def table(rows, left=(0,)):
     for n, row in enumerate(rows):
         print(
             "  "
-            + "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            + "  ".join(
+                c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            ).rstrip()
         )
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
@@ -696,7 +699,7 @@ def main(argv=None):
         time.sleep(1.0)  # what the machine does without us
     except KeyboardInterrupt:
         return 130
-    busy, total = [y - x for x, y in zip(c0, cpu_times())]
+    busy, total = [y - x for x, y in zip(c0, cpu_times(), strict=True)]
     data["cpu_busy_before"] = busy / total if total else None
     try:
         b = LabBench(args)

@@ -103,9 +103,11 @@ def snapshot(node, pods=(), data_dir=None):
     def out(argv):
         return subprocess.run(argv, capture_output=True, text=True).stdout
 
-    links = lambda ns: sorted(
-        l.split(":")[1].strip().split("@")[0] for l in out(["ip", "-n", ns, "-o", "link"]).splitlines()
-    )
+    def links(ns):
+        return sorted(
+            line.split(":")[1].strip().split("@")[0] for line in out(["ip", "-n", ns, "-o", "link"]).splitlines()
+        )
+
     files = []
     if data_dir and os.path.isdir(data_dir):
         for d, _, names in os.walk(data_dir):

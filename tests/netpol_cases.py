@@ -144,6 +144,10 @@ class Reach:
 def render_tables(expected, observed):
     """Upstream-style: one 9x9 grid per port/protocol, X = blocked, . = open,
     and a mismatch shown as expected/observed."""
+
+    def mark(v):
+        return "." if v else "X"
+
     lines = []
     for port, proto in PORTS:
         lines.append("%d/%s  (rows: from, columns: to; mismatches as expected>observed)" % (port, proto.upper()))
@@ -152,7 +156,6 @@ def render_tables(expected, observed):
             cells = []
             for d in PODS:
                 e, o = expected[(s, d, port, proto)], observed.get((s, d, port, proto))
-                mark = lambda v: "." if v else "X"
                 cells.append("%5s" % (mark(e) if e == o else "%s>%s" % (mark(e), "?" if o is None else mark(o))))
             lines.append("%5s " % s + " ".join(cells))
     return "\n".join(lines)

@@ -168,7 +168,7 @@ def status(args):
     alloc = allocator_for(args.conf)
     if not os.access(alloc.store.dir, os.W_OK):
         raise CNIError(NOT_AVAILABLE, "ipam: dataDir %s is not writable" % alloc.store.dir)
-    for rset, free in zip(alloc.sets, alloc.free_counts()):
+    for rset, free in zip(alloc.sets, alloc.free_counts(), strict=True):
         if free <= 0:
             raise CNIError(
                 NOT_AVAILABLE, "ipam: no free address", "range %s is exhausted" % ", ".join(str(r.subnet) for r in rset)

@@ -83,8 +83,8 @@ def skeleton():
                 "flush chain %s postrouting" % t,
                 "add rule %s prerouting fib daddr type local meta l4proto . th dport vmap @hostports" % t,
                 # 127.0.0.0/8 would need route_localnet on the host: not ours to flip.
-                "add rule %s output ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @hostports"
-                % t,
+                "add rule %s output ip daddr != 127.0.0.0/8 fib daddr type local "
+                "meta l4proto . th dport vmap @hostports" % t,
                 "add rule %s output ip6 daddr != ::1 fib daddr type local meta l4proto . th dport vmap @hostports" % t,
                 "add rule %s postrouting meta mark & %s == %s masquerade" % (t, MARK, MARK),
             ]

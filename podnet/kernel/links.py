@@ -35,7 +35,7 @@ def write_sysctl(ns, key, value):
             with open(path, "w") as f:
                 f.write(str(value))
         except OSError as exc:
-            raise LinkError("write sysctl %s=%s: %s" % (key, value, exc.strerror), exc.errno)
+            raise LinkError("write sysctl %s=%s: %s" % (key, value, exc.strerror), exc.errno) from exc
 
 
 def read_sysctl(ns, key):

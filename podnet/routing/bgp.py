@@ -285,7 +285,9 @@ class Bird:
 
     def _birdc(self, *args, timeout=10):
         res = subprocess.run([BIRDC, "-s", self.ctl, *args], capture_output=True, text=True, timeout=timeout)
-        out = "\n".join(l for l in res.stdout.splitlines() if not l.startswith("BIRD ") or " ready." not in l)
+        out = "\n".join(
+            line for line in res.stdout.splitlines() if not line.startswith("BIRD ") or " ready." not in line
+        )
         if res.returncode != 0:
             raise BgpError("birdc %s: %s" % (" ".join(args), (out + res.stderr).strip()))
         return out

@@ -342,11 +342,11 @@ def test_a_plugin_waits_while_the_other_holds_the_store_lock(holder, plugin, nod
     if holder == "host-local":  # exactly what host-local v1.1.1 locks: the file "lock" in the network dir
         fd = os.open(os.path.join(store.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        release = lambda: os.close(fd)  # noqa: E731
+        release = lambda: os.close(fd)  # noqa: E731 - one of two ways to let go, chosen here
     else:  # podnet-ipam's own lock
         ctx = store.lock()
         ctx.__enter__()
-        release = lambda: ctx.__exit__(None, None, None)  # noqa: E731
+        release = lambda: ctx.__exit__(None, None, None)  # noqa: E731 - the other one
     p = None
     try:
         p = start_ipam(plugin, other, data_dir, "racer", node)

@@ -128,7 +128,7 @@ def start_mesh(cluster):
         assert cluster.birds[i].running
     for i in range(1, N + 1):
         others = [j for j in range(1, N + 1) if j != i]
-        wait("node%d routes to %s" % (i, others), lambda: cluster.has_routes_to(i, others))
+        wait("node%d routes to %s" % (i, others), lambda i=i, others=others: cluster.has_routes_to(i, others))
     return time.time() - t0
 
 
@@ -138,7 +138,7 @@ def test_full_mesh_converges_routes_are_proto_bird_and_pods_reach_each_other(clu
     print("\nBGP full mesh of %d nodes converged in %.2f s" % (N, took))
     for i in range(1, N + 1):
         others = [j for j in range(1, N + 1) if j != i]
-        wait("node%d sessions up" % i, lambda: cluster.established(i, others))
+        wait("node%d sessions up" % i, lambda i=i, others=others: cluster.established(i, others))
         sessions = cluster.birds[i].sessions()
         assert sorted(s["name"] for s in sessions) == sorted("peer_node%d" % j for j in others)
         assert all(s["address"] == node_ip(int(s["peer"][-1])) and s["since"] for s in sessions)
@@ -162,7 +162,7 @@ def test_route_reflector_converges_with_originator_next_hops(cluster):
     took = 0.0
     for i in range(1, N + 1):
         others = [j for j in range(1, N + 1) if j != i]
-        took = max(took, wait("node%d routes" % i, lambda: cluster.has_routes_to(i, others)))
+        took = max(took, wait("node%d routes" % i, lambda i=i, others=others: cluster.has_routes_to(i, others)))
     print("\nBGP route reflector topology converged in %.2f s" % took)
     wait("reflector sessions", lambda: cluster.established(1, [2, 3]))
     for i in (2, 3):
@@ -176,7 +176,7 @@ def test_reload_without_a_peer_removes_its_routes(cluster):
     for i in (1, 2):
         assert cluster.birds[i].ensure(cluster.config(i, peers=[1, 2][: i - 1] + [1, 2][i:])) == "reloaded"
     for i in (1, 2):
-        wait("node3 routes gone from node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i))
+        wait("node3 routes gone from node%d" % i, lambda i=i: pod_cidr(3) not in cluster.bird_routes(i))
         assert [s["peer"] for s in cluster.birds[i].sessions()] == ["node%d" % (3 - i)]
     assert cluster.birds[1]._pid() == pid  # reloaded in place, not restarted
     assert cluster.has_routes_to(1, [2]) and cluster.has_routes_to(2, [1])
@@ -193,7 +193,7 @@ def test_stop_withdraws_the_nodes_routes_from_the_others(cluster):
     cluster.birds[3].stop()
     assert not cluster.birds[3].running
     for i in (1, 2):
-        wait("node3 routes gone from node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i), timeout=HOLD)
+        wait("node3 routes gone from node%d" % i, lambda i=i: pod_cidr(3) not in cluster.bird_routes(i), timeout=HOLD)
     print("\nstopped BIRD's routes withdrawn in %.2f s" % (time.time() - t0))
     assert cluster.bird_routes(3) == {}  # it cleaned its own kernel up too
     assert not os.path.exists(cluster.birds[3].ctl) and not os.path.exists(cluster.birds[3].pidfile)
@@ -207,7 +207,9 @@ def test_a_node_lost_from_the_network_expires_after_the_hold_time(cluster):
     t0 = time.time()
     sh(cluster.switch, "ip", "link", "set", "port3", "down")  # pull node3's cable
     for i in (1, 2):
-        wait("node3 routes expire on node%d" % i, lambda: pod_cidr(3) not in cluster.bird_routes(i), timeout=HOLD + 3)
+        wait(
+            "node3 routes expire on node%d" % i, lambda i=i: pod_cidr(3) not in cluster.bird_routes(i), timeout=HOLD + 3
+        )
     took = time.time() - t0
     print("\nlost node's routes expired in %.2f s (hold time %d s)" % (took, HOLD))
     assert took > 2  # it was the hold timer, not a notification

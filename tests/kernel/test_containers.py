@@ -209,7 +209,9 @@ def test_netexec_and_serve_hostname_answer_like_agnhost(running, pod, namespaces
     wait_ready(pod, 8080)
     wait_until(lambda: probe({"tcpSocket": {"port": 9376}}, None, pod)[0], what="serve-hostname")
 
-    get = lambda path, frm=node_path: probe({"httpGet": {"path": path, "port": 8080}}, POD_IP, pod, from_netns=frm)
+    def get(path, frm=node_path):
+        return probe({"httpGet": {"path": path, "port": 8080}}, POD_IP, pod, from_netns=frm)
+
     ok, client = get("/clientip")
     assert ok and client.startswith(NODE_IP + ":")  # the source address as seen
     assert get("/echo?msg=hello") == (True, "hello")
@@ -441,7 +443,10 @@ def test_readiness_flips_after_failure_threshold(running, web):
         "failureThreshold": 3,
     }
     state = ProbeState(spec, "readiness", clock=lambda: 0.0)
-    run = lambda now: state.run(lambda s: probe(s, POD_IP, pod), now)
+
+    def run(now):
+        return state.run(lambda s: probe(s, POD_IP, pod), now)
+
     assert state.ready is False and run(1.0) is None  # initial delay
     assert run(2.0) is True and state.ready
     assert run(2.5) is None  # not due within the period

@@ -123,13 +123,16 @@ def test_restart_policies_and_the_restart_count(lab):
     )
     lab.run("apply", "-f", "-", input=manifest)
     try:
-        restarts = lambda n: sum(c["restartCount"] for c in lab.pod(n)["status"].get("containerStatuses", []))
+
+        def restarts(n):
+            return sum(c["restartCount"] for c in lab.pod(n)["status"].get("containerStatuses", []))
+
         lab.wait("crash-always restarted twice", lambda: restarts("crash-always") >= 2)
         lab.wait("crash-onfailure restarted", lambda: restarts("crash-onfailure") >= 1)
         lab.wait("crash-never failed", lambda: lab.pod("crash-never")["status"].get("phase") == "Failed")
         lab.wait("done-onfailure completed", lambda: lab.pod("done-onfailure")["status"].get("phase") == "Succeeded")
         assert restarts("crash-never") == 0 and restarts("done-onfailure") == 0
-        row = next(l for l in lab.run("get", "pods").stdout.splitlines() if l.startswith("crash-always"))
+        row = next(line for line in lab.run("get", "pods").stdout.splitlines() if line.startswith("crash-always"))
         assert int(row.split()[3]) >= 2  # the RESTARTS column counts it
     finally:
         lab.run("delete", "pod", "crash-always", "crash-never", "done-onfailure", "crash-onfailure", "--wait")
@@ -168,13 +171,15 @@ spec:
         assert slice_entry()["conditions"]["ready"] is False and entry["nodeName"]
         eps = lab.run("get", "endpoints", "web").stdout
         assert ip not in eps  # kubectl's endpoints view shows ready addresses only
-        assert "0/1" in next(l for l in lab.run("get", "pods").stdout.splitlines() if l.startswith("unready"))
+        assert "0/1" in next(line for line in lab.run("get", "pods").stdout.splitlines() if line.startswith("unready"))
     finally:
         lab.run("delete", "pod", "unready", "--wait")
 
 
 def test_deleting_a_deployment_pod_brings_a_new_one(lab):
-    webs = lambda: [p for p in lab.get("pods") if p["metadata"]["name"].startswith("web-")]
+    def webs():
+        return [p for p in lab.get("pods") if p["metadata"]["name"].startswith("web-")]
+
     before = {p["metadata"]["name"] for p in webs()}
     victim = sorted(before)[0]
     assert 'pod "%s" deleted' % victim in lab.run("delete", "pod", victim).stdout
@@ -230,7 +235,8 @@ def test_bad_manifests_and_commands_get_clear_errors_and_change_nothing(lab):
     before = lab.run("get", "all" if False else "pods", "-o", "name").stdout
     bad = (
         "apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c, command: [sleep, '1']}]}\n"
-        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: broken}\nspec:\n  selector: {matchLabels: {a: b}}\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: broken}\n"
+        "spec:\n  selector: {matchLabels: {a: b}}\n"
         "  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - name: c\n"
         "        command: [x]\n        ports: [{containerPort: 8080}, {containerPort: 70000}]\n"
     )

@@ -129,7 +129,9 @@ class Matrix:
         try:
             return json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise AssertionError("probe from %s failed (%d): %s%s" % (src, res.returncode, res.stdout, res.stderr))
+            raise AssertionError(
+                "probe from %s failed (%d): %s%s" % (src, res.returncode, res.stdout, res.stderr)
+            ) from None
 
     def observe(self, via=None, rows=nc.PODS):
         """-> {(src, dst, port, proto): reachable}. via: {dst pod: ClusterIP} to probe through."""

@@ -9,6 +9,7 @@ connection fails the way a broken one does), how history is compacted
 (compact(rev), which both backends offer with etcd's meaning).
 """
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -113,7 +114,7 @@ def test_revisions_global_and_strictly_increasing(open_new, prefix):
         revs.append(s.put(prefix + "other/%d" % i, obj("o")))
         if i % 4 == 3:
             revs.append(s.delete(prefix + "other/%d" % i))
-    assert all(x < y for x, y in zip(revs, revs[1:])), revs
+    assert all(x < y for x, y in itertools.pairwise(revs)), revs
     for s in (a, b):
         assert s.list(prefix)[1] == revs[-1]  # the current revision
         assert s.list(prefix + "nothing-here/")[1] == revs[-1]

@@ -67,7 +67,7 @@ def test_route_reflector_and_its_clients():
     rr = mesh(1, route_reflector=True)
     s = sessions(rr)
     assert sorted(s) == ["peer_node2", "peer_node3"] and all("rr client;" in b for b in s.values())
-    assert all(" from podnet_reflector " in l for l in rr.splitlines() if l.startswith("protocol bgp"))
+    assert all(" from podnet_reflector " in line for line in rr.splitlines() if line.startswith("protocol bgp"))
     refl = block(rr, "template bgp podnet_reflector from podnet_peer")
     assert "export where source ~ [ RTS_STATIC, RTS_BGP ];" in refl and "next hop self off;" in refl
     client = mesh(2, reflector_ips=["192.168.210.11"])

@@ -41,7 +41,7 @@ def test_batch_in_batch_out():
         for addr, msg in sent:
             assert b"a" + msg in answers[addr] or msg[:2] + b"-a" + msg[2:] in answers[addr]
         # more than one batch of replies cannot be queued: the caller must flush
-        for data, slot in got[:1] * (mmsg.BATCH + 1):
+        for _data, slot in got[:1] * (mmsg.BATCH + 1):
             ok = b.reply(slot, b"x")
         assert not ok
         b.pending = 0

@@ -111,7 +111,7 @@ NODE = "nameserver 192.168.200.100\nsearch lab.example\noptions timeout:2\n"
 
 
 def lines(text):
-    return [l for l in text.splitlines() if not l.startswith("#")]
+    return [line for line in text.splitlines() if not line.startswith("#")]
 
 
 def test_cluster_first_is_the_default():

@@ -184,11 +184,11 @@ def test_the_script_replaces_the_table_in_one_transaction_and_is_deterministic()
     assert lines[:2] == ["add table inet podnet-policy", "delete table inet podnet-policy"]
     assert nftscript.applied_plan(s1) == nftscript.digest("\n".join(lines[3:]) + "\n")
     # the pod's chain tries its policies in name order, then drops and counts
-    chain = [l for l in lines if l.startswith("add rule inet podnet-policy ingress-")]
+    chain = [line for line in lines if line.startswith("add rule inet podnet-policy ingress-")]
     assert "jump policy-in-" in chain[0] and "x/a-first" in chain[0] and "x/z-last" in chain[1]
     assert chain[2].endswith('counter drop comment "x/a: no NetworkPolicy allows this ingress"')
     # a peer with several addresses is a named set, shared by every rule naming that peer
-    peers = next(l for l in lines if l.startswith("add set inet podnet-policy peers-"))
+    peers = next(line for line in lines if line.startswith("add set inet podnet-policy peers-"))
     name = peers.split()[4]
     assert name.endswith("-x_pods__") and 'comment "peers: x pods *"' in peers
     assert "add element inet podnet-policy %s { 10.0.0.1, 10.0.0.2 }" % name in s1

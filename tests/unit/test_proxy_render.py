@@ -104,7 +104,7 @@ def test_partial_syncs_equal_a_full_sync(namespaces):
     plan = p.plan(["192.168.1.10"])
     sh(partial, "nft", "-f", "-", input=full(plan))
     rv = 2
-    for step in range(25):
+    for _ in range(25):
         i = rnd.randrange(len(services))
         what = rnd.choice(["scale", "drop", "add", "affinity", "nodeport", "udp"])
         rv += 1
