@@ -1,0 +1,1 @@
+"""The Kubernetes REST API over podnet's store (see server.py)."""

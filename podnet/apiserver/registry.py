@@ -1,0 +1,281 @@
+"""Object operations with kube-apiserver's semantics, over the store and the
+watch cache: create, update (optimistic concurrency), delete (graceful for
+pods, finalizers, propagation policy), each a single store write.
+
+Writes run on the event loop's thread one at a time, so this server's own
+writes reach the store, and the cache, in one order; a write another API
+server made first shows as a store Conflict, retried by patch and answered
+with 409 for an update that named a stale resourceVersion.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Any
+
+from podnet.api import key_for, prefix_for
+from podnet.apiserver import errors
+from podnet.apiserver.admission import Admission, Invalid
+from podnet.apiserver.cache import Cache
+from podnet.apiserver.resources import BY_KIND, Resource
+from podnet.store.base import Conflict, Store
+
+log = logging.getLogger("podnet.apiserver")
+Obj = dict[str, Any]
+
+
+def now_rfc3339(offset: float = 0.0) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+
+
+class Registry:
+    def __init__(self, store: Store, cache: Cache, admission: Admission | None = None):
+        self.store, self.cache = store, cache
+        self.admission = admission or Admission(lambda: self.cache.list("/registry/services/"))
+
+    # ---- reads ----------------------------------------------------------------
+
+    def key(self, res: Resource, ns: str | None, name: str) -> str:
+        return key_for(res.kind, ns if res.namespaced else None, name)
+
+    def get(self, res: Resource, ns: str | None, name: str) -> Obj:
+        obj = self.cache.get(self.key(res, ns, name))
+        if obj is None:
+            raise errors.not_found(res.group, res.plural, name)
+        return obj
+
+    def list(self, res: Resource, ns: str | None) -> list[Obj]:
+        return self.cache.list(prefix_for(res.kind, ns if res.namespaced else None))
+
+    # ---- writes ---------------------------------------------------------------
+
+    def _invalid(self, res: Resource, name: str, exc: Invalid) -> errors.StatusError:
+        return errors.invalid(res.kind.kind, res.group, res.plural, name, [(exc.path, exc.reason)])
+
+    def _check_kind(self, res: Resource, obj: Any, ns: str | None) -> Obj:
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body must be a JSON object")
+        obj.setdefault("apiVersion", res.kind.api_version)
+        obj.setdefault("kind", res.kind.kind)
+        if obj.get("kind") != res.kind.kind or obj.get("apiVersion") != res.kind.api_version:
+            raise errors.bad_request(
+                "the API version (%s) and kind (%s) of the body do not match the resource %s (%s %s)"
+                % (obj.get("apiVersion"), obj.get("kind"), res.plural, res.kind.api_version, res.kind.kind)
+            )
+        meta = (
+            obj.setdefault("metadata", {}) if isinstance(obj.get("metadata"), dict) or "metadata" not in obj else None
+        )
+        if meta is None:
+            raise errors.bad_request("metadata must be an object")
+        if res.namespaced and ns:
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise errors.bad_request(
+                    "the namespace of the provided object (%s) does not match the namespace sent on the request (%s)"
+                    % (meta["namespace"], ns)
+                )
+            meta["namespace"] = ns
+        return obj
+
+    def _ns_exists(self, res: Resource, ns: str | None) -> None:
+        if not res.namespaced or not ns:
+            return
+        nso = self.cache.get(key_for("Namespace", None, ns))
+        if nso is None:
+            raise errors.not_found("", "namespaces", ns)
+        if (nso.get("metadata") or {}).get("deletionTimestamp"):
+            raise errors.StatusError(
+                403, "Forbidden", "unable to create new content in namespace %s because it is being terminated" % ns
+            )
+
+    def create(self, res: Resource, ns: str | None, body: Any, dry_run: bool = False) -> Obj:
+        obj = self._check_kind(res, body, ns)
+        name = obj["metadata"].get("name")
+        if not name and obj["metadata"].get("generateName"):
+            import secrets
+
+            name = obj["metadata"]["name"] = obj["metadata"]["generateName"] + secrets.token_hex(3)[:5]
+        try:
+            obj = self.admission.create(obj)
+        except Invalid as exc:
+            raise self._invalid(res, str(name or ""), exc) from None
+        self._ns_exists(res, obj["metadata"].get("namespace"))
+        key = self.key(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        if self.cache.get(key) is not None:
+            raise errors.already_exists(res.group, res.plural, obj["metadata"]["name"])
+        if dry_run:
+            return obj
+        try:
+            rev = self.store.put(key, obj, expect_rev=0)
+        except Conflict:
+            raise errors.already_exists(res.group, res.plural, obj["metadata"]["name"]) from None
+        self.cache.written(rev, "PUT", key, obj)
+        return obj
+
+    def update(
+        self, res: Resource, ns: str | None, name: str, body: Any, subresource: str = "", dry_run: bool = False
+    ) -> Obj:
+        obj = self._check_kind(res, body, ns)
+        if obj["metadata"].get("name") not in (None, name):
+            raise errors.bad_request(
+                "the name of the object (%s) does not match the name on the URL (%s)" % (obj["metadata"]["name"], name)
+            )
+        obj["metadata"]["name"] = name
+        current = self.get(res, ns, name)
+        want_rv = obj["metadata"].get("resourceVersion")
+        if want_rv and want_rv != current["metadata"].get("resourceVersion"):
+            raise errors.conflict(
+                res.group,
+                res.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+        return self.replace(res, current, obj, subresource, dry_run)
+
+    def replace(self, res: Resource, current: Obj, new: Obj, subresource: str = "", dry_run: bool = False) -> Obj:
+        """Store `new` in place of `current` (as read from the cache)."""
+        name = current["metadata"]["name"]
+        try:
+            new = self.admission.update(current, new, subresource)
+        except Invalid as exc:
+            raise self._invalid(res, name, exc) from None
+        if new == current:
+            return current
+        if dry_run:
+            return new
+        key = self.key(res, current["metadata"].get("namespace"), name)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and res.kind.kind != "Pod":
+            # the last finalizer went: the object goes now
+            return self._remove(res, key, current)
+        try:
+            rev = self.store.put(key, new, expect_rev=int(current["metadata"]["resourceVersion"]))
+        except Conflict:
+            raise errors.conflict(
+                res.group,
+                res.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ) from None
+        self.cache.written(rev, "PUT", key, new)
+        return new
+
+    def _remove(self, res: Resource, key: str, current: Obj) -> Obj:
+        rev = self.store.delete(key, expect_rev=int(current["metadata"]["resourceVersion"]))
+        if rev is None:
+            raise errors.not_found(res.group, res.plural, current["metadata"]["name"])
+        self.cache.written(rev, "DELETE", key, None)
+        return current
+
+    def delete(
+        self,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        grace: int | None = None,
+        propagation: str | None = None,
+        preconditions: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """-> the object as it is after the request: marked for deletion
+        (graceful pod, finalizers, foreground) or its last state."""
+        current = self.get(res, ns, name)
+        meta = current["metadata"]
+        pre = preconditions or {}
+        if pre.get("uid") and pre["uid"] != meta.get("uid"):
+            raise errors.conflict(
+                res.group,
+                res.plural,
+                name,
+                "Precondition failed: UID in precondition: %s, UID in object meta: %s" % (pre["uid"], meta.get("uid")),
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+            raise errors.conflict(res.group, res.plural, name, "Precondition failed: resourceVersion mismatch")
+        if dry_run:
+            return current
+        key = self.key(res, ns, name)
+        kind = res.kind.kind
+        marked = copy.deepcopy(current)
+        mmeta = marked["metadata"]
+        finalizers = list(mmeta.get("finalizers") or [])
+        if propagation == "Orphan":
+            self._orphan(meta.get("uid"))
+        elif propagation == "Foreground" and "foregroundDeletion" not in finalizers and self._has_dependents(meta):
+            finalizers.append("foregroundDeletion")
+        if kind == "Namespace":
+            if "kubernetes" not in (current.get("spec") or {}).get("finalizers", []):
+                return self._remove(res, key, current)
+            # the namespace controller (gc.py) empties it, then removes it
+            if mmeta.get("deletionTimestamp"):
+                return current
+            mmeta["deletionTimestamp"] = now_rfc3339()
+            marked["status"] = {"phase": "Terminating"}
+            return self._mark(res, key, current, marked)
+        if kind == "Pod" and (current.get("spec") or {}).get("nodeName"):
+            # graceful: the node agent stops the containers, tears the
+            # network down, and deletes again with grace 0 (as kubelet)
+            g = (
+                grace
+                if grace is not None
+                else int((current.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            )
+            if g > 0:
+                if not mmeta.get("deletionTimestamp") or g < int(mmeta.get("deletionGracePeriodSeconds") or g + 1):
+                    mmeta["deletionTimestamp"] = now_rfc3339(g)
+                    mmeta["deletionGracePeriodSeconds"] = g
+                    mmeta["finalizers"] = finalizers or mmeta.get("finalizers")
+                    if not mmeta["finalizers"]:
+                        mmeta.pop("finalizers")
+                    return self._mark(res, key, current, marked)
+                return current
+        if finalizers:
+            if not mmeta.get("deletionTimestamp"):
+                mmeta["deletionTimestamp"] = now_rfc3339()
+                mmeta["deletionGracePeriodSeconds"] = 0
+            mmeta["finalizers"] = finalizers
+            return self._mark(res, key, current, marked) if marked != current else current
+        return self._remove(res, key, current)
+
+    def _mark(self, res: Resource, key: str, current: Obj, marked: Obj) -> Obj:
+        """Write deletion metadata, bypassing admission (clients cannot set it)."""
+        marked["metadata"].pop("resourceVersion", None)
+        try:
+            rev = self.store.put(key, marked, expect_rev=int(current["metadata"]["resourceVersion"]))
+        except Conflict:
+            raise errors.conflict(
+                res.group,
+                res.plural,
+                current["metadata"]["name"],
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ) from None
+        self.cache.written(rev, "PUT", key, marked)
+        return marked
+
+    # ---- owners ---------------------------------------------------------------
+
+    def dependents(self, uid: str | None) -> list[tuple[Resource, Obj]]:
+        if not uid:
+            return []
+        out = []
+        for res in BY_KIND.values():
+            for o in self.list(res, None):
+                if any(r.get("uid") == uid for r in (o["metadata"].get("ownerReferences") or [])):
+                    out.append((res, o))
+        return out
+
+    def _has_dependents(self, meta: Obj) -> bool:
+        return bool(self.dependents(meta.get("uid")))
+
+    def _orphan(self, uid: str | None) -> None:
+        for res, o in self.dependents(uid):
+            new = copy.deepcopy(o)
+            refs = [r for r in new["metadata"].get("ownerReferences", []) if r.get("uid") != uid]
+            if refs:
+                new["metadata"]["ownerReferences"] = refs
+            else:
+                new["metadata"].pop("ownerReferences", None)
+            try:
+                self.replace(res, o, new)
+            except errors.StatusError as exc:
+                log.warning("orphaning %s: %s", o["metadata"]["name"], exc.message)

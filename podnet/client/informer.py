@@ -1,0 +1,112 @@
+"""A local copy of one kind's objects, kept current by list + watch (an
+informer, as client-go's).
+
+The copy is level-triggered state, not events: a watch event only updates
+it and marks its reconcilers dirty. A dropped connection resumes the watch
+from the last resourceVersion seen (bookmarks keep that recent); a 410 Gone
+(the server no longer has that history) re-lists and replaces the whole
+copy, telling on_change about every difference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from podnet.api import ApiError, Kind, key_of, stored_kind
+from podnet.client.rest import Client, Gone
+
+log = logging.getLogger("podnet.informer")
+Obj = dict[str, Any]
+OnChange = Callable[[str, Obj | None, Obj | None], None]
+
+
+class Informer:
+    def __init__(self, client: Client, kind: str | Kind, namespace: str | None = None):
+        self.client, self.kind, self.namespace = client, stored_kind(kind), namespace
+        self.lock = threading.Lock()
+        self.items: dict[str, Obj] = {}  # key_of(obj) -> obj
+        self.synced = threading.Event()  # set after the first full list
+        self.dirties: list[threading.Event] = []
+        self.handlers: list[OnChange] = []
+        self.rv: str | None = None
+        self.relists = 0
+        self._started = False
+
+    def add(self, dirty: threading.Event | None = None, on_change: OnChange | None = None) -> Informer:
+        with self.lock:
+            if dirty is not None:
+                self.dirties.append(dirty)
+                if self.synced.is_set():
+                    dirty.set()
+            if on_change is not None:
+                self.handlers.append(on_change)
+        return self
+
+    def values(self) -> list[Obj]:
+        with self.lock:
+            return list(self.items.values())
+
+    def get(self, key: str) -> Obj | None:
+        with self.lock:
+            return self.items.get(key)
+
+    def _notify(self, changes: list[tuple[str, Obj | None, Obj | None]]) -> None:
+        for h in list(self.handlers):
+            for key, old, new in changes:
+                try:
+                    h(key, old, new)
+                except Exception:  # one reconciler's bug must not stop the others' events
+                    log.exception("informer %s: handler failed", self.kind.plural)
+        for d in list(self.dirties):
+            d.set()
+
+    def _relist(self) -> None:
+        items, rv = self.client.list_rev(self.kind, self.namespace)
+        fresh = {key_of(o): o for o in items}
+        with self.lock:
+            old, self.items = self.items, fresh
+        changes = [(k, old.get(k), fresh.get(k)) for k in set(old) | set(fresh) if old.get(k) != fresh.get(k)]
+        self.rv = rv
+        self.relists += 1
+        self.synced.set()
+        self._notify(changes)
+        for d in list(self.dirties):
+            d.set()
+
+    def _event(self, etype: str, obj: Obj) -> None:
+        self.rv = (obj.get("metadata") or {}).get("resourceVersion") or self.rv
+        if etype == "BOOKMARK":
+            return
+        obj.setdefault("kind", self.kind.kind)
+        obj.setdefault("apiVersion", self.kind.api_version)
+        key = key_of(obj)
+        with self.lock:
+            old = self.items.get(key)
+            if etype == "DELETED":
+                self.items.pop(key, None)
+            else:
+                self.items[key] = obj
+        self._notify([(key, old, None if etype == "DELETED" else obj)])
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.rv is None:
+                    self._relist()
+                for etype, obj in self.client.watch(self.kind, self.namespace, self.rv, stop=stop):
+                    self._event(etype, obj)
+            except Gone:
+                log.info("watch %s: resourceVersion %s expired; re-listing", self.kind.plural, self.rv)
+                self.rv = None
+            except (ApiError, OSError, ValueError) as exc:
+                log.warning("watch %s: %s; resuming from %s", self.kind.plural, exc, self.rv)
+                stop.wait(0.5)
+
+    def start(self, stop: threading.Event) -> Informer:
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self.run, args=(stop,), daemon=True, name="informer-" + self.kind.plural).start()
+        return self
