@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # podnet's one entry point on a fresh Debian machine (run as root):
 #   ./setup.sh demo    install everything, then bring up the example lab (examples/demo.sh)
-#   ./setup.sh test    install everything, then run the whole test suite
+#   ./setup.sh test    install everything, then lint and type-check, then run the whole test suite
+#   ./setup.sh lint    install everything, then only lint and type-check (ruff, mypy)
 #   ./setup.sh         install only
 # Idempotent: a second run skips what is already installed.
 set -euo pipefail
@@ -36,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prometheus_client" 2>/dev/null \
+if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prometheus_client, ruff, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ] || ls .venv/lib/python3*/site-packages/__editable___*finder.py >/dev/null 2>&1; then
   echo ">> pip install -e .[test]"
   # compat mode: a plain path entry in a .pth file. The default editable mode
@@ -50,9 +51,20 @@ fi
 # the system's /opt/cni/bin is left alone).
 .venv/bin/podnet cni install --bin-dir "$ROOT/build/cni-bin" >/dev/null
 
+# Lint and types: ruff (rules and format) over the tree, mypy over podnet
+# (configuration in pyproject.toml: strict for the pure layers). Any finding
+# fails the run (set -e), so CI fails before the tests start.
+lint() {
+  echo ">> ruff check, ruff format --check, mypy"
+  .venv/bin/ruff check --quiet .
+  .venv/bin/ruff format --check --quiet .
+  .venv/bin/mypy
+}
+
 case "${1:-}" in
   demo) shift; exec examples/demo.sh "$@" ;;
-  test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
+  lint) lint ;;
+  test) shift; lint; exec .venv/bin/python -m pytest -q "$@" ;;
   "") echo "installed: .venv/bin/podnet, CNI plugins in build/cni-bin" ;;
-  *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [demo|lint|test]" >&2; exit 2 ;;
 esac
