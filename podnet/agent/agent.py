@@ -22,10 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import adopt as adopt_mod
 from podnet.agent import containers, probes
+from podnet.client import Conflict, NotFound
 from podnet.cni import libcni
 from podnet.kernel import netns
-from podnet.store import loop
-from podnet.store.objects import NotFound
 from podnet.workload import command_for
 
 log = logging.getLogger("podnet.agent")
@@ -111,10 +110,19 @@ class Agent:
                 "architecture": platform.machine(),
             }
 
-        if self.objects.mutate("Node", None, self.node, status) is None:
+        def meta(n):
+            before = (dict(n["metadata"].get("labels") or {}), dict(n["metadata"].get("annotations") or {}))
+            status(n)
+            if before == (n["metadata"].get("labels"), n["metadata"].get("annotations")):
+                return False
+
+        # labels and annotations are the object's, conditions and addresses
+        # its status: two writes, as kubelet's node update and status patch
+        if self.objects.mutate("Node", None, self.node, meta) is None:
             node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}, "spec": {}}
             status(node)
             self.objects.create(node)
+        self.objects.mutate("Node", None, self.node, status, status=True)
 
     def wait_pod_cidr(self, stop, timeout=60):
         deadline = time.time() + timeout
@@ -356,7 +364,7 @@ class Agent:
                 return False
             p["status"] = status
 
-        self.objects.mutate("Pod", rp.ns, rp.name, put)
+        self.objects.mutate("Pod", rp.ns, rp.name, put, status=True)
         rp.last_status = status
 
     def _tick_pod(self, pod, rp):
@@ -430,8 +438,10 @@ class Agent:
             if pod["metadata"].get("deletionTimestamp"):
                 if uid not in self.pods:
                     try:
-                        self.objects.delete("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
-                    except NotFound:
+                        self.objects.delete(
+                            "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], grace=0, uid=uid
+                        )
+                    except (NotFound, Conflict):
                         pass
                 continue
             rp = self.pods.get(uid)
@@ -447,9 +457,9 @@ class Agent:
     def _stop_and_remove(self, rp, remove, grace):
         self._stop_pod(rp, grace)
         if remove:
-            try:
-                self.objects.delete("Pod", rp.ns, rp.name)
-            except NotFound:
+            try:  # grace 0: this node is done with it (kubelet's final delete)
+                self.objects.delete("Pod", rp.ns, rp.name, grace=0, uid=rp.uid)
+            except (NotFound, Conflict):
                 pass
 
     def _fail_start(self, pod, exc):
@@ -467,7 +477,7 @@ class Agent:
                 ],
             }
 
-        self.objects.mutate("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], put)
+        self.objects.mutate("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], put, status=True)
 
     # ---- loops --------------------------------------------------------------------
 
@@ -518,12 +528,7 @@ class Agent:
         from podnet.agent import metrics
 
         metrics.serve(self.node_ip)
-        threading.Thread(
-            target=loop.watch_dirty,
-            args=(self.objects.store, "/registry/pods/", self.dirty, stop, log),
-            daemon=True,
-            name="watch",
-        ).start()
+        self.objects.watch_dirty("Pod", self.dirty)
         beat = time.monotonic()
         try:
             while not stop.is_set():
@@ -566,6 +571,6 @@ class Agent:
             ]
 
         try:
-            self.objects.mutate("Node", None, self.node, down)
+            self.objects.mutate("Node", None, self.node, down, status=True)
         except Exception as exc:
             log.warning("marking node %s stopped: %s", self.node, exc)

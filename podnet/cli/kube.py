@@ -40,6 +40,12 @@ def _sources(paths):
     return out
 
 
+def _client(args):
+    """The lab's API server, as its admin: plain requests, no informers
+    (a CLI command reads once)."""
+    return labmod.objects_for(topo.pick_lab(args.lab)).client
+
+
 def cmd_apply(args):
     lab = topo.pick_lab(args.lab)
     objects = labmod.objects_for(lab)
@@ -102,24 +108,47 @@ def endpoints_from_slices(slices):
     return [by[k] for k in sorted(by)]
 
 
-def _list(objects, kind, namespace):
-    if kind.kind == "Endpoints":
-        return endpoints_from_slices(objects.list("EndpointSlice", namespace))
-    return objects.list(kind.kind, namespace if kind.namespaced else None)
+def _list(client, kind, namespace):
+    if kind.kind == "Endpoints" and not kind.stored:
+        return endpoints_from_slices(client.list("EndpointSlice", namespace))
+    return client.list(kind.kind, namespace if kind.namespaced else None)
+
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 
 def cmd_get(args):
-    from podnet.cli.printers import render_get
+    """Tables come from the server (its columns are kubectl's); -o json,
+    yaml and name print the objects."""
+    from podnet.cli.printers import no_resources_message, render_get
+    from podnet.cli.tableprint import render_table
+    from podnet.client.rest import collection_path, object_path
 
-    lab = topo.pick_lab(args.lab)
-    objects = labmod.objects_for(lab)
+    client = _client(args)
     kind = resolve_kind(args.kind)
     ns = None if args.all_namespaces else (args.namespace or "default")
-    items = _list(objects, kind, ns)
-    if args.name:
-        items = [o for o in items if o["metadata"]["name"] == args.name]
-        if not items:
-            return _err('%s "%s" not found' % (kind.plural, args.name))
+    if args.output in (None, "wide") and kind.stored:
+        q = {"labelSelector": args.selector}
+        if args.name:
+            tab = client.request("GET", object_path(kind, ns, args.name), query=q, accept=TABLE)
+        else:
+            tab = client.request("GET", collection_path(kind, ns if kind.namespaced else None), query=q, accept=TABLE)
+        text = render_table(
+            tab, wide=args.output == "wide", all_namespaces=args.all_namespaces, namespaced=kind.namespaced
+        )
+        if not text:
+            print(no_resources_message(kind.kind, ns or "default", args.all_namespaces), file=sys.stderr)
+        else:
+            print(text)
+        return 0
+    if args.name and kind.stored:
+        items = [client.get(kind.kind, ns if kind.namespaced else None, args.name)]
+    else:
+        items = _list(client, kind, ns)
+        if args.name:
+            items = [o for o in items if o["metadata"]["name"] == args.name]
+            if not items:
+                return _err('%s "%s" not found' % (kind.plural, args.name))
     if args.selector:
         from podnet.api import matches, parse_selector
 
@@ -141,8 +170,7 @@ def cmd_get(args):
 def cmd_describe(args):
     from podnet.cli.printers import render_describe
 
-    lab = topo.pick_lab(args.lab)
-    objects = labmod.objects_for(lab)
+    objects = _client(args)
     kind = resolve_kind(args.kind)
     ns = args.namespace or "default"
     items = _list(objects, kind, ns)
@@ -185,10 +213,7 @@ def cmd_describe(args):
 
 
 def cmd_delete(args):
-    from podnet.controllers.manager import request_delete
-
-    lab = topo.pick_lab(args.lab)
-    objects = labmod.objects_for(lab)
+    objects = _client(args)
     targets = []
     if args.filename:
         from podnet.api import parse_manifests
@@ -210,10 +235,9 @@ def cmd_delete(args):
         obj = objects.find(kind.kind, ns if kind.namespaced else None, name)
         if obj is None:
             continue
-        if kind.kind == "Pod":
-            request_delete(objects, obj)
-        else:
-            objects.delete(kind.kind, ns if kind.namespaced else None, name)
+        # a scheduled pod goes gracefully (its node's agent tears it down);
+        # owned objects go with their owner (the API server's collector)
+        objects.delete(kind.kind, ns if kind.namespaced else None, name)
         print('%s "%s" deleted' % (kind.kind.lower(), name))
     if args.wait:
         import time
@@ -241,7 +265,7 @@ def _pod_and_netns(lab, objects, name, namespace):
 
 def cmd_exec(args):
     lab = topo.pick_lab(args.lab)
-    objects = labmod.objects_for(lab)
+    objects = _client(args)
     try:
         pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
     except ApiError:
@@ -273,29 +297,23 @@ def cmd_exec(args):
 
 
 def cmd_logs(args):
-    lab = topo.pick_lab(args.lab)
-    objects = labmod.objects_for(lab)
+    """The pod's log subresource, as kubectl logs reads it."""
+    from podnet.client.rest import object_path
+
+    client = _client(args)
     ns = args.namespace or "default"
-    pod = objects.find("Pod", ns, args.pod)
-    if pod is None:
-        return _err('pods "%s" not found' % args.pod)
+    pod = client.get("Pod", ns, args.pod)
     names = [c["name"] for c in pod["spec"]["containers"]]
     container = args.container or (names[0] if len(names) == 1 else None)
     if container is None:
         return _err("pod %s has several containers (%s): choose one with -c" % (args.pod, ", ".join(names)))
-    if container not in names:
-        return _err("container %s is not valid for pod %s" % (container, args.pod))
-    path = os.path.join(
-        topo.state_dir(lab),
-        "nodes",
-        pod["spec"].get("nodeName") or "-",
-        "pods",
-        "%s_%s_%s" % (ns, args.pod, pod["metadata"]["uid"]),
-        container + ".log",
+    data = client.request(
+        "GET",
+        object_path(resolve_kind("Pod"), ns, args.pod, "log"),
+        query={"container": container},
+        accept="text/plain",
+        raw=True,
     )
-    try:
-        with open(path, errors="replace") as f:
-            sys.stdout.write(f.read())
-    except FileNotFoundError:
-        return _err("no logs yet for %s/%s" % (args.pod, container))
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
     return 0

@@ -43,6 +43,11 @@ def run(args):
             labmod.remove_node(lab, args.node)
         console.print("node %s removed from lab %s" % (args.node, lab))
         return 0
+    if args.lab_cmd == "kubeconfig":
+        from podnet.lab import control
+
+        print(control.kubeconfig_path(topo.pick_lab(args.lab)))
+        return 0
     if args.lab_cmd == "controllers":
         labmod.run_controllers(topo.pick_lab(args.lab))
         return 0
@@ -83,6 +88,9 @@ def _up(args):
         "lab [bold]%s[/bold] is up in %.1f s: %d nodes, external host %s. Try: podnet get pods -o wide"
         % (args.name, time.monotonic() - t0, len(doc["nodes"]), doc["external"]["ip"])
     )
+    from podnet.lab import control
+
+    console.print("kubectl works against it: [bold]export KUBECONFIG=%s[/bold]" % control.kubeconfig_path(args.name))
     return 0
 
 

@@ -109,6 +109,12 @@ def _kube_parsers(sub):
     ag = sub.add_parser("agent", help="the node agent (started by 'lab up')")
     _lab_arg(ag)
     ag.add_argument("--node", required=True)
+    ag.add_argument(
+        "--kubeconfig", default=None, help="the API server and credentials (default: the lab's node kubeconfig)"
+    )
+    kc = ls.add_parser("kubeconfig", help="print the path of the lab's kubeconfig (for kubectl)")
+    _lab_arg(kc)
+    sub.add_parser("apiserver", help="the Kubernetes API server (started by 'lab up'; see --help)", add_help=False)
 
     ap = sub.add_parser("apply", help="create or update objects from YAML (-f FILE|DIR|-)")
     _lab_arg(ap)
@@ -175,6 +181,11 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["apiserver"]:
+        from podnet.apiserver.server import main as apiserver_main
+
+        return apiserver_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "cni":
@@ -208,7 +219,7 @@ def _kube(args):
             from podnet.lab.lab import run_agent
             from podnet.lab.topology import pick_lab
 
-            run_agent(pick_lab(args.lab), args.node)
+            run_agent(pick_lab(args.lab), args.node, args.kubeconfig)
             return 0
         if args.cmd == "rules":
             from podnet.cli import rules

@@ -43,6 +43,10 @@ class Informer:
                     dirty.set()
             if on_change is not None:
                 self.handlers.append(on_change)
+                # a late subscriber starts from what is already here
+                if self.synced.is_set():
+                    for key, obj in self.items.items():
+                        on_change(key, None, obj)
         return self
 
     def values(self) -> list[Obj]:

@@ -12,10 +12,8 @@ import logging
 import threading
 import time
 
+from podnet.client import Conflict, NotFound, loop
 from podnet.controllers import planners
-from podnet.store import loop
-from podnet.store.base import Conflict
-from podnet.store.objects import NotFound
 
 log = logging.getLogger("podnet.controllers")
 RESYNC = 5.0
@@ -26,30 +24,27 @@ def now_rfc3339():
 
 
 def request_delete(objects, pod):
-    """A scheduled pod is only marked: its node's agent stops it, tears its
-    network down and then removes the object (as kubelet confirms a delete).
-    An unscheduled pod has nobody to do that and goes at once."""
+    """The API server marks a scheduled pod (its node's agent stops it, tears
+    its network down and then removes the object, as kubelet confirms a
+    delete) and removes an unscheduled one at once."""
     ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-    if not pod["spec"].get("nodeName"):
-        try:
-            objects.delete("Pod", ns, name)
-        except NotFound:
-            pass
-        return
-
-    def mark(obj):
-        if obj["metadata"].get("deletionTimestamp"):
-            return False
-        obj["metadata"]["deletionTimestamp"] = now_rfc3339()
-
-    objects.mutate("Pod", ns, name, mark)
+    try:
+        objects.delete("Pod", ns, name, uid=pod["metadata"].get("uid"))
+    except (NotFound, Conflict):
+        pass
 
 
 class Manager:
+    """cluster: a podnet.client.Cluster. Each sync reads the cluster fresh from
+    the API server (its own writes of the pass before must count: from a
+    lagging copy the Deployment step would create a pod twice); the
+    informers only wake the loop."""
+
     def __init__(
-        self, objects, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX, lb_pool=planners.LB_POOL
+        self, cluster, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX, lb_pool=planners.LB_POOL
     ):
-        self.objects = objects
+        self.cluster = cluster
+        self.objects = cluster.client
         self.lb_pool = lb_pool
         self.cluster_cidr = cluster_cidr
         self.node_prefix = node_prefix
@@ -92,7 +87,7 @@ class Manager:
                 s.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}
 
             try:
-                self.objects.mutate("Service", ns, name, put)
+                self.objects.mutate("Service", ns, name, put, status=True)
                 log.info("service %s/%s: LoadBalancer ingress %s", ns, name, ip or "released")
             except NotFound:
                 pass
@@ -115,6 +110,7 @@ class Manager:
                     dep["metadata"]["namespace"],
                     dep["metadata"]["name"],
                     lambda d, s=status: d.__setitem__("status", dict(d.get("status", {}), **s)),
+                    status=True,
                 )
         for pod in pods:  # pods whose Deployment is gone go with it
             refs = [r for r in pod["metadata"].get("ownerReferences", []) if r.get("kind") == "Deployment"]
@@ -142,19 +138,29 @@ class Manager:
                         return False
                     p["status"] = {"phase": "Pending", "conditions": [cond]}
 
-                o.mutate("Pod", ns, name, unschedulable)
+                o.mutate("Pod", ns, name, unschedulable, status=True)
                 continue
 
-            def bind(p, n=node):
-                if p["spec"].get("nodeName"):
-                    return False
-                p["spec"]["nodeName"] = n
+            def scheduled(p):
                 p["status"] = {
                     "phase": "Pending",
                     "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}],
                 }
 
-            o.mutate("Pod", ns, name, bind)
+            try:  # the binding subresource, as kube-scheduler binds
+                o.request(
+                    "POST",
+                    "/api/v1/namespaces/%s/pods/%s/binding" % (ns, name),
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Binding",
+                        "metadata": {"name": name},
+                        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                    },
+                )
+            except (NotFound, Conflict):
+                continue
+            o.mutate("Pod", ns, name, scheduled, status=True)
             pod["spec"]["nodeName"] = node  # counts for the next pod's placement
             log.info("pod %s/%s -> %s", ns, name, node)
 
@@ -192,10 +198,6 @@ class Manager:
     # ---- the loop ------------------------------------------------------------
 
     def run(self, stop):
-        threading.Thread(
-            target=loop.watch_dirty,
-            args=(self.objects.store, "/registry/", self.dirty, stop, log),
-            daemon=True,
-            name="watch",
-        ).start()
+        for kind in ("Node", "Pod", "Deployment", "Service", "EndpointSlice"):
+            self.cluster.watch_dirty(kind, self.dirty)
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

@@ -1,6 +1,6 @@
 """python -m podnet.dns serve ...: the cluster DNS server (or a static one).
 
-    serve --store sqlite:///var/lib/podnet/labs/LAB/store.db [--zone cluster.local]
+    serve --kubeconfig FILE [--zone cluster.local]
           [--upstream IP[:PORT]]... [--listen 0.0.0.0] [--port 53] [--workers N]
     serve --static FILE ...      records from FILE (`NAME [TTL] [IN] TYPE RDATA`
                                  lines, one SOA per zone): the lab's "internet"
@@ -19,7 +19,7 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="serve DNS on UDP and TCP")
     src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--store", help="cluster store URL (sqlite:///path or etcd://host:port)")
+    src.add_argument("--kubeconfig", help="the API server to read Services and EndpointSlices from")
     src.add_argument("--static", help="a file of static records instead of a cluster")
     s.add_argument("--zone", default="cluster.local")
     s.add_argument(
@@ -48,7 +48,7 @@ def main(argv=None):
             print("podnet dns: --static %s: %s" % (args.static, exc), file=sys.stderr)
             return 2
     else:
-        source = server.store_source(args.store, args.zone)
+        source = server.api_source(args.kubeconfig, args.zone)
     upstreams = (
         []
         if args.no_forward

@@ -2,15 +2,15 @@
 
 * kube-dns, as every Kubernetes cluster has it: a Deployment in kube-system
   running podnet's DNS server as pods (image podnet/dns, see
-  podnet.workload), reading the lab's store directly (pods are host
-  processes; the store is a file in the lab's state dir, passed on the
-  command line), and the Service kube-dns with ClusterIP 10.96.0.10, ports
+  podnet.workload), a client of the lab's API server (its kubeconfig, with
+  the coredns token, is a file in the lab's state; pods are host
+  processes), and the Service kube-dns with ClusterIP 10.96.0.10, ports
   53/UDP `dns` and 53/TCP `dns-tcp`. The DNS pods have dnsPolicy Default,
   so their /etc/resolv.conf is the node's and names outside cluster.local go
   to the external resolver.
 * the Service `kubernetes` in default (10.96.0.1, 443/TCP `https`), so
-  `kubernetes.default` resolves as in any cluster; the lab has no API server
-  behind it, so it has no endpoints.
+  `kubernetes.default` resolves as in any cluster, with the lab's API server
+  (192.168.200.1:6443 on the underlay) as its endpoint.
 * the external host's resolver: podnet's server with static records
   (`--static`), standing for the internet: example.com and www.example.com
   point at the external host itself; every other name is NXDOMAIN.
@@ -21,6 +21,7 @@ import json
 from podnet.dns.resolvconf import CLUSTER_DNS
 
 DNS_IMAGE = "podnet/dns"
+API_IP, API_PORT = "192.168.200.1", 6443  # podnet.lab.control
 REPLICAS = 1  # labs share a small machine; kube-dns runs 2 in a real cluster
 
 EXTERNAL_ZONE = """\
@@ -32,7 +33,7 @@ example.com. 60 IN TXT "the podnet lab's external host"
 """
 
 
-def manifests(store_url, replicas=REPLICAS):
+def manifests(kubeconfig, replicas=REPLICAS):
     """-> the addon's objects (apply them in order)."""
     labels = {"k8s-app": "kube-dns"}
     return [
@@ -42,6 +43,19 @@ def manifests(store_url, replicas=REPLICAS):
             "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver"}},
             "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
+        },
+        {
+            # the API server behind it: the control plane host on the underlay
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [API_IP], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": API_PORT, "protocol": "TCP"}],
         },
         {
             "apiVersion": "apps/v1",
@@ -58,7 +72,7 @@ def manifests(store_url, replicas=REPLICAS):
                             {
                                 "name": "dns",
                                 "image": DNS_IMAGE,
-                                "args": ["serve", "--store", store_url, "--workers", "1"],
+                                "args": ["serve", "--kubeconfig", kubeconfig, "--workers", "1"],
                                 "ports": [
                                     {"name": "dns", "containerPort": 53, "protocol": "UDP"},
                                     {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
@@ -86,8 +100,8 @@ def manifests(store_url, replicas=REPLICAS):
     ]
 
 
-def manifest_text(store_url, replicas=REPLICAS):
-    return "\n---\n".join(json.dumps(d) for d in manifests(store_url, replicas))
+def manifest_text(kubeconfig, replicas=REPLICAS):
+    return "\n---\n".join(json.dumps(d) for d in manifests(kubeconfig, replicas))
 
 
 def external_zone(ip):

@@ -39,7 +39,7 @@ from podnet.dns.forward import Forwarder
 log = logging.getLogger("podnet.dns")
 RESYNC = 30.0
 WHOLE_MAX = 200000  # joined answers kept per worker (a few hundred bytes each)
-WATCHED = ("/registry/services/", "/registry/endpointslices/")
+WATCHED = ("Service", "EndpointSlice")
 TCP_IDLE = 10.0
 
 
@@ -82,24 +82,12 @@ class Server:
                     self.stop.wait(0.5)
                     self.dirty.set()
 
-    def _watch(self, store):
-        from podnet.store.base import Compacted, StoreError
-
-        while not self.stop.is_set():
-            try:
-                _, rev = store.list(WATCHED[0])
-                self.dirty.set()
-                for ev in store.watch("/registry/", rev, stop=self.stop):
-                    if ev.key.startswith(WATCHED):
-                        self.dirty.set()
-            except (Compacted, StoreError, OSError) as exc:
-                log.warning("watch: %s; re-listing", exc)
-                self.stop.wait(0.5)
-
     def start_following(self):
-        store = getattr(self.source, "store", None)
-        if store is not None:
-            threading.Thread(target=self._watch, args=(store,), daemon=True, name="watch").start()
+        cluster = getattr(self.source, "cluster", None)
+        if cluster is not None:
+            cluster.stop = self.stop
+            for kind in WATCHED:
+                cluster.watch_dirty(kind, self.dirty)
             threading.Thread(target=self._rebuilder, daemon=True, name="rebuild").start()
 
     # ---- UDP -----------------------------------------------------------------------
@@ -344,17 +332,17 @@ def _exit(server, children):
     os._exit(0)
 
 
-def store_source(url, zone=records.ZONE):
-    """A records source reading Services and EndpointSlices from the store."""
-    from podnet.store.base import open_store
-    from podnet.store.objects import Objects
+def api_source(kubeconfig, zone=records.ZONE):
+    """A records source reading Services and EndpointSlices through the API
+    (informers: the lists are local copies, kept current by watches)."""
+    from podnet.client import connect
 
-    objects = Objects(open_store(url))
+    cluster = connect(kubeconfig, "podnet-dns")
 
     def source():
         # the SOA serial stays fixed: it is in every negative answer, and a
         # serial per change would re-render them all (nobody transfers this zone)
-        return records.build(objects.list("Service"), objects.list("EndpointSlice"), zone=zone)
+        return records.build(cluster.list("Service"), cluster.list("EndpointSlice"), zone=zone)
 
-    source.store = objects.store
+    source.cluster = cluster
     return source

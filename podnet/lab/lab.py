@@ -23,10 +23,13 @@ def store_url(lab):
 
 
 def objects_for(lab):
-    from podnet.store.base import open_store
-    from podnet.store.objects import Objects
+    """The lab's API, as its admin (reads from informers, writes to the server)."""
+    from podnet.lab import control
 
-    return Objects(open_store(store_url(lab)))
+    return control.cluster(lab)
+
+
+COREDNS_USER = "system:serviceaccount:kube-system:coredns"
 
 
 def _spawn(lab, role, argv, netns_name=None):
@@ -84,7 +87,8 @@ def up(
     say = progress or (lambda msg: None)
     topo.check_name(lab)
     sdir = topo.state_dir(lab)
-    os.makedirs(sdir, exist_ok=True)
+    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    os.chmod(sdir, 0o700)  # the store, the CA key and the tokens: root only
     doc = topo.load(lab) if os.path.exists(os.path.join(sdir, "lab.json")) else None
     if doc is None:
         names = ["node%d" % (i + 1) for i in range(nodes)]
@@ -111,6 +115,14 @@ def up(
     from podnet.cni.install import install
 
     install(os.path.join(sdir, "bin"))
+    from podnet.lab import control
+
+    control.ensure_credentials(lab, doc)
+    say(
+        "API server on https://127.0.0.1:%d (and %s inside the lab)"
+        % (control.api_port(lab, doc), control.internal_server())
+    )
+    control.start_apiserver(lab, doc, _spawn)
     say("controller manager")
     _spawn(lab, "controllers", _podnet("lab", "controllers", "--lab", lab))
     if doc.get("routing", {}).get("mode") == "bgp":
@@ -132,7 +144,7 @@ def up(
     from podnet.dns import addon
 
     say("kube-dns addon (Service kube-system/kube-dns, %s)" % addon.CLUSTER_DNS)
-    apply_text(objects, addon.manifest_text(store_url(lab)), "kube-dns addon")
+    apply_text(objects, addon.manifest_text(control.token_kubeconfig(lab, "coredns", COREDNS_USER)), "kube-dns addon")
     applied = []
     for text, source in manifests:
         applied += apply_text(objects, text, source)
@@ -247,11 +259,12 @@ def apply_text(objects, text, source):
     from podnet.api import parse_manifests
 
     docs = parse_manifests(text, source)
+    client = getattr(objects, "client", objects)  # a fresh read, not an informer's copy
     out = []
     for obj in docs:
         if obj["kind"] in ("Namespace",):
             pass
-        elif obj["metadata"].get("namespace") and objects.find("Namespace", None, obj["metadata"]["namespace"]) is None:
+        elif obj["metadata"].get("namespace") and client.find("Namespace", None, obj["metadata"]["namespace"]) is None:
             if obj["metadata"]["namespace"] != "default" and not any(
                 d["kind"] == "Namespace" and d["metadata"]["name"] == obj["metadata"]["namespace"] for d in docs
             ):
@@ -297,8 +310,8 @@ def remove_node(lab, node):
     if node not in {n["name"] for n in doc["nodes"]}:
         raise LabError("no node %r in lab %s" % (node, lab))
     from podnet.agent.agent import pod_netns
+    from podnet.client import NotFound
     from podnet.kernel import netns
-    from podnet.store.objects import NotFound
 
     objects = objects_for(lab)
     topo.stop_recorded(lab, roles=["agent-" + node])
@@ -309,7 +322,7 @@ def remove_node(lab, node):
         netns.delete(name)
     for p in pods:
         try:
-            objects.delete("Pod", p["metadata"]["namespace"], p["metadata"]["name"])
+            objects.delete("Pod", p["metadata"]["namespace"], p["metadata"]["name"], grace=0)
         except NotFound:
             pass
     try:
@@ -356,16 +369,19 @@ def run_controllers(lab):
     from podnet.controllers.manager import Manager
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    objects = objects_for(lab)
-    ensure_default_namespaces(objects)
+    from podnet.client import connect
+    from podnet.lab import control
+
     stop = threading.Event()
+    objects = connect(control.component_kubeconfig(lab, "controllers"), "podnet-controllers", stop)
+    ensure_default_namespaces(objects)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from podnet.controllers.planners import LB_POOL
 
     Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)
 
 
-def run_agent(lab, node):
+def run_agent(lab, node, kubeconfig=None):
     import logging
     import signal
     import threading
@@ -380,7 +396,10 @@ def run_agent(lab, node):
     from podnet.routing.reconciler import RoutingReconciler
 
     r = doc.get("routing", {})
-    objects = objects_for(lab)
+    from podnet.client import connect
+    from podnet.lab import control
+
+    objects = connect(kubeconfig or control.node_kubeconfig(lab, node), "podnet-agent/" + node, stop)
     node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
     upstreams = [("external", doc["external"]["ip"])] if r.get("mode") == "bgp" else []
     routing = RoutingReconciler(

@@ -28,6 +28,7 @@ from podnet.kernel import netns
 STATE_ROOT = os.environ.get("PODNET_STATE_ROOT", "/var/lib/podnet/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
 EXTERNAL_IP = "192.168.200.100"
+CONTROL_PLANE_IP = "192.168.200.1"
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 
@@ -122,6 +123,8 @@ def build(lab, nodes, external=True, ips=None):
     netns.create(under)
     _ip("-n", under, "link", "add", "br0", "type", "bridge")
     _ip("-n", under, "link", "set", "br0", "up")
+    # the control plane host's address: the API server listens here (see control.py)
+    _ip("-n", under, "addr", "add", "%s/%d" % (CONTROL_PLANE_IP, UNDERLAY.prefixlen), "dev", "br0")
     for i, node in enumerate(nodes):
         _plug(lab, node, (ips or {}).get(node) or node_ip(i), "n-" + node[:13])
     if external:

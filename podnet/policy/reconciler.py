@@ -1,6 +1,6 @@
 """NetworkPolicy in the node agent: policies, pods and namespaces in, one nft table out.
 
-Level-triggered like the routing loop (podnet.store.loop): watches on
+Level-triggered like the routing loop (podnet.client.loop): watches on
 networkpolicies, pods and namespaces only mark work pending; each pass reads
 the full state, plans the node's `inet podnet-policy` table (pure, see
 planner.py) and applies it in one `nft -f` transaction, but only when the
@@ -19,12 +19,11 @@ import logging
 import threading
 import time
 
-from podnet.api import prefix_for
+from podnet.client import loop
 from podnet.kernel import nft
 from podnet.kernel.netns import run
 from podnet.policy import nftscript
 from podnet.policy.planner import node_addresses, plan
-from podnet.store import loop
 
 log = logging.getLogger("podnet.policy")
 RESYNC = 5.0
@@ -91,10 +90,5 @@ class PolicyReconciler:
 
     def run(self, stop):
         for kind in ("NetworkPolicy", "Pod", "Namespace"):
-            threading.Thread(
-                target=loop.watch_dirty,
-                args=(self.objects.store, prefix_for(kind), self.dirty, stop, log),
-                daemon=True,
-                name="policy-watch-" + kind,
-            ).start()
+            self.objects.watch_dirty(kind, self.dirty)
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "policy pass")

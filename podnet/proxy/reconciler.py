@@ -17,11 +17,10 @@ import time
 from prometheus_client import Counter, Gauge, Histogram
 
 from podnet.agent.metrics import REGISTRY
+from podnet.client import loop
 from podnet.kernel import conntrack, nft
 from podnet.proxy import announce, healthcheck, render
 from podnet.proxy.planner import SERVICE_NAME_LABEL, Planner
-from podnet.store import loop
-from podnet.store.informer import Informer
 
 log = logging.getLogger("podnet.proxy")
 TABLE = "podnet-proxy"
@@ -79,10 +78,7 @@ class ProxyReconciler:
         self.lock = threading.Lock()
         self.pending = set()  # service keys ("ns/name") whose objects changed
         self.slice_index = {}  # (ns, service name) -> {store key: EndpointSlice}
-        store = objects.store
-        self.services = Informer(store, SVC_PREFIX, self.dirty, self._service_changed)
-        self.slices = Informer(store, "/registry/endpointslices/", self.dirty, self._slice_changed)
-        self.nodes = Informer(store, "/registry/nodes/", self.dirty)
+        self.services = self.slices = self.nodes = None  # informers, subscribed to in run()
 
     # informer callbacks (watch threads): remember what changed, nothing more
     def _service_changed(self, key, old, new):
@@ -214,10 +210,10 @@ class ProxyReconciler:
             self.lb_owned = mine
 
     def run(self, stop):
-        for inf in (self.services, self.slices, self.nodes):
-            inf.start(stop)
-        for inf in (self.services, self.slices, self.nodes):
-            inf.synced.wait(30)
+        o = self.objects
+        self.services = o.informer("Service").add(self.dirty, self._service_changed)
+        self.slices = o.informer("EndpointSlice").add(self.dirty, self._slice_changed)
+        self.nodes = o.informer("Node").add(self.dirty)
         try:
             loop.run(self.sync, self.dirty, stop, RESYNC, log, "services sync")
         finally:

@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 
+from podnet.client import loop
 from podnet.kernel import nft
 from podnet.routing import apply as ap
 from podnet.routing.planner import ANN_BACKEND, ANN_VTEP, internal_ip, peers, plan, pod_mtu, vtep_mac
-from podnet.store import loop
 
 log = logging.getLogger("podnet.routing")
 RESYNC = 5.0
@@ -131,11 +131,6 @@ class RoutingReconciler:
             )
 
     def run(self, stop):
-        threading.Thread(
-            target=loop.watch_dirty,
-            args=(self.objects.store, "/registry/nodes/", self.dirty, stop, log),
-            daemon=True,
-            name="node-watch",
-        ).start()
+        self.objects.watch_dirty("Node", self.dirty)
         # bgp: a short period so the BGP session state on the Node stays fresh
         loop.run(self.sync, self.dirty, stop, 1.0 if self.mode == "bgp" else RESYNC, log, "routing pass")
