@@ -15,10 +15,10 @@ ROOT=$PWD
 # backend, started by its tests), bird2 (BGP routing between nodes), iperf3
 # (the dataplane benchmark), dnsperf + dnsmasq-base (the DNS benchmark; the
 # -base package has no system service) + dnsutils (dig, nslookup), and
-# python3-venv for the virtualenv.
+# kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 iperf3 dnsperf dnsmasq-base dnsutils python3 python3-venv python3-pip)
+              etcd-server bird2 iperf3 dnsperf dnsmasq-base dnsutils kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -37,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prometheus_client, ruff, mypy" 2>/dev/null \
+if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prometheus_client, ruff, mypy, aiohttp, cryptography, jsonpatch, kubernetes" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ] || ls .venv/lib/python3*/site-packages/__editable___*finder.py >/dev/null 2>&1; then
   echo ">> pip install -e .[test]"
   # compat mode: a plain path entry in a .pth file. The default editable mode
