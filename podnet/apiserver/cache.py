@@ -23,6 +23,7 @@ over with call_soon_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import logging
 import threading
@@ -204,7 +205,7 @@ class Cache:
             return [bucket[k] for k in sorted(bucket)]
         return [bucket[k] for k in sorted(bucket) if k.startswith(prefix)]
 
-    def since(self, rev: int, resource: str) -> list[Change]:
+    def since(self, rev: int, resource: str) -> builtins.list[Change]:
         """Changes to resource after rev, from the history; TooOld when the
         history no longer reaches back to rev."""
         if rev >= self.rev:

@@ -116,7 +116,8 @@ class Handlers:
                     return await self._watch(request, t)
                 return self._list(request, t)
             if m == "POST":
-                obj = self.registry.create(t.res, t.ns, await self._body(request), dry_run=dry)
+                body = self._managed(request, None, await self._body(request), t)
+                obj = self.registry.create(t.res, t.ns, body, dry_run=dry)
                 return self._out(request, obj, 201)
             if m == "DELETE":
                 return self._delete_collection(request, t)
@@ -126,7 +127,8 @@ class Handlers:
                 return await self._watch(request, t)
             return self._out(request, self.registry.get(t.res, t.ns, t.name))
         if m == "PUT":
-            obj = self.registry.update(t.res, t.ns, t.name, await self._body(request), dry_run=dry)
+            body = self._managed(request, self.registry.get(t.res, t.ns, t.name), await self._body(request), t)
+            obj = self.registry.update(t.res, t.ns, t.name, body, dry_run=dry)
             return self._out(request, obj)
         if m == "PATCH":
             obj, created = await self._patch(request, t)
@@ -219,6 +221,15 @@ class Handlers:
             render,
         )
 
+    def _managed(self, request: web.Request, old: Obj | None, new: Any, t: Target, sub: str = "") -> Any:
+        """managedFields for a create or update by the request's field manager."""
+        manager = request.query.get("fieldManager") or _manager(request)
+        if not manager or not isinstance(new, dict):
+            return new
+        from podnet.apiserver import patch
+
+        return patch.record_update(old, new, manager, t.res.kind.kind, _now(), subresource=sub)
+
     # ---- patch ----------------------------------------------------------------
 
     async def _patch(self, request: web.Request, t: Target, sub: str = "") -> tuple[Obj, bool]:
@@ -275,8 +286,8 @@ class Handlers:
                 t.name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
-        if manager and hasattr(patch, "record_update"):
-            new = patch.record_update(current, new, manager, t.res.kind.kind, now)
+        if manager:
+            new = patch.record_update(current, new, manager, t.res.kind.kind, now, subresource=sub)
         return reg.replace(t.res, current, new, sub, dry_run=dry), False
 
     # ---- delete ---------------------------------------------------------------
@@ -348,7 +359,8 @@ class Handlers:
             if m == "GET":
                 return self._out(request, reg.get(t.res, t.ns, t.name))
             if m == "PUT":
-                return json_response(reg.update(t.res, t.ns, t.name, await self._body(request), subresource="status"))
+                body = self._managed(request, reg.get(t.res, t.ns, t.name), await self._body(request), t, "status")
+                return json_response(reg.update(t.res, t.ns, t.name, body, subresource="status"))
             if m == "PATCH":
                 return json_response((await self._patch(request, t, "status"))[0])
             raise errors.method_not_allowed()
@@ -401,11 +413,5 @@ def _now() -> str:
 
 
 def _apply_conflict(exc: Any) -> StatusError:
-    causes = [
-        {"reason": "FieldManagerConflict", "message": 'conflict with "%s"' % m, "field": f}
-        for m, f in getattr(exc, "conflicts", [])
-    ]
-    st = StatusError(
-        409, "Conflict", "Apply failed with %d conflict(s): %s" % (len(causes), str(exc)), {"causes": causes}
-    )
-    return st
+    # the message is already Kubernetes' own ("Apply failed with 1 conflict: ...")
+    return StatusError(409, "Conflict", str(exc), {"causes": list(getattr(exc, "causes", []))})

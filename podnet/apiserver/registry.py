@@ -10,6 +10,7 @@ with 409 for an update that named a stale resourceVersion.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import logging
 import time
@@ -254,7 +255,7 @@ class Registry:
 
     # ---- owners ---------------------------------------------------------------
 
-    def dependents(self, uid: str | None) -> list[tuple[Resource, Obj]]:
+    def dependents(self, uid: str | None) -> builtins.list[tuple[Resource, Obj]]:
         if not uid:
             return []
         out = []

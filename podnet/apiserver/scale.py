@@ -73,4 +73,10 @@ async def handle(request: web.Request, h: Any, t: Any) -> web.Response:
         )
     new = copy.deepcopy(current)
     new["spec"]["replicas"] = replicas
+    manager = request.query.get("fieldManager") or request.headers.get("User-Agent", "").split("/")[0]
+    if manager:
+        import time
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        new = patch.record_update(current, new, manager, t.res.kind.kind, now, subresource="scale")
     return json_response(to_scale(reg.replace(t.res, current, new)))

@@ -94,7 +94,6 @@ async def serve(
         for ch in initial:
             await resp.write(_line(ch.type, render(ch.type, ch.obj)))
         deadline = time.monotonic() + timeout if timeout else None
-        last_rev = cache.rev
         while True:
             wait = BOOKMARK_EVERY
             if deadline is not None:
@@ -102,10 +101,11 @@ async def serve(
                 if wait <= 0:
                     break
             try:
-                ch = await asyncio.wait_for(w.queue.get(), wait)
+                got = await asyncio.wait_for(w.queue.get(), wait)
             except TimeoutError:
-                if bookmarks and cache.rev != last_rev:
-                    last_rev = cache.rev
+                # also when nothing changed: a client knows a silent
+                # connection from a dead one by these
+                if bookmarks:
                     mark = {
                         "kind": res.kind.kind,
                         "apiVersion": res.kind.api_version,
@@ -113,19 +113,24 @@ async def serve(
                     }
                     await resp.write(_line("BOOKMARK", mark))
                 continue
-            if ch is None:  # cut off (too slow) or the cache reloaded
+            if got is None:  # cut off (too slow) or the cache reloaded
                 await resp.write(_line("ERROR", gone("the watch fell behind; list again").status()))
                 break
-            await resp.write(_line(ch.type, render(ch.type, ch.obj)))
+            await resp.write(_line(got.type, render(got.type, got.obj)))
             # send what is already queued in the same chunk burst
-            batch = []
+            batch: list[bytes] = []
+            ended = False
             while not w.queue.empty() and len(batch) < 500:
                 nxt = w.queue.get_nowait()
                 if nxt is None:
+                    ended = True
                     break
                 batch.append(_line(nxt.type, render(nxt.type, nxt.obj)))
             if batch:
                 await resp.write(b"".join(batch))
+            if ended:
+                await resp.write(_line("ERROR", gone("the watch fell behind; list again").status()))
+                break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -69,13 +69,13 @@ def net(namespaces):
 
 @pytest.fixture
 def cluster(net, tmp_path):
-    """A store, the static upstream and the cluster DNS server on it."""
-    from podnet.store.base import open_store
-    from podnet.store.objects import Objects
+    """An API server, the static upstream and the cluster DNS server reading
+    the API (the server also listens on 127.0.0.1 inside the DNS's namespace)."""
+    from tests.apiserver import ApiServer
 
     dns_ns, up = net
-    url = "sqlite://" + str(tmp_path / "store.db")
-    objects = Objects(open_store(url))
+    api = ApiServer(tmp_path / "api", netns=[dns_ns])
+    objects = api.cluster()
     objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     zone = tmp_path / "internet.zone"
     zone.write_text(". SOA ns. host. 1 2 3 4 60\nexample.com. 60 A 192.0.2.80\n")
@@ -110,8 +110,8 @@ def cluster(net, tmp_path):
                     "-m",
                     "podnet.dns",
                     "serve",
-                    "--store",
-                    url,
+                    "--kubeconfig",
+                    api.token_kubeconfig("system:serviceaccount:kube-system:coredns"),
                     "--listen",
                     SERVER,
                     "--upstream",
@@ -128,7 +128,8 @@ def cluster(net, tmp_path):
     finally:
         for p in procs:
             p.stop()
-        objects.store.close()
+        objects.stop.set()
+        api.stop()
 
 
 def dig(ns, *args):

@@ -23,8 +23,6 @@ import pytest
 
 from podnet.policy import nftscript
 from podnet.policy.reconciler import PolicyReconciler
-from podnet.store.base import open_store
-from podnet.store.objects import Objects
 from tests import netpol_cases as nc
 from tests.kernel.test_lab import Lab, leftovers
 
@@ -59,7 +57,9 @@ class Matrix:
 
     def __init__(self, lab, root):
         self.lab, self.root = lab, root
-        self.objects = Objects(open_store("sqlite://%s/%s/store.db" % (root, lab.name)))
+        from podnet.client import connect
+
+        self.objects = connect(os.path.join(root, lab.name, "kubeconfig")).client
         self.ips = lab.wait("9 pods with IPs", self._ips, 60)
         self.applied, self.relabelled = [], False
 
@@ -362,9 +362,12 @@ def test_a_bad_policy_is_refused_whole_and_changes_nothing(lab):
 def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand(namespaces, tmp_path):
     """The agent's loop body on a bare namespace: no lab, a store of its own."""
     from podnet.kernel.netns import Netns
+    from tests.apiserver import ApiServer
+    from tests.helpers import wait_for
 
     node = namespaces.new("polnode")
-    objects = Objects(open_store("sqlite://%s" % (tmp_path / "store.db")))
+    api = ApiServer(tmp_path)
+    objects = api.cluster()
     objects.create(
         {
             "apiVersion": "v1",
@@ -402,7 +405,10 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
         r.sync()
         assert r.applies == 2 and "x/a-from-b" in table()
         objects.delete("NetworkPolicy", "x", "a-from-b")
+        wait_for("the informer to see the delete", lambda: objects.find("NetworkPolicy", "x", "a-from-b") is None)
         r.sync()
         assert r.applies == 3 and "x/a-from-b" not in table() and "ingress-pods" in table()
     finally:
         handle.close()
+        objects.stop.set()
+        api.stop()
