@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import adopt as adopt_mod
 from podnet.agent import containers, probes
-from podnet.client import Conflict, NotFound
+from podnet.client import Conflict, NotFound, events
 from podnet.cni import libcni
 from podnet.kernel import netns
 from podnet.workload import command_for
@@ -62,6 +62,8 @@ class Agent:
         self.routing = routing  # a RoutingReconciler, or None (single-node use)
         self.extras = list(extras)  # more reconcilers (proxy, policy): each .run(stop) in a thread
         self.objects = objects
+        client = getattr(objects, "client", None)
+        self.recorder = events.Recorder(client, "kubelet", node) if client is not None else None
         self.dir = state_dir
         self.cni_bin = cni_bin
         self.conf_dir = os.path.join(state_dir, "net.d")
@@ -249,6 +251,9 @@ class Agent:
             rp.started = pod["status"]["startTime"]
         self.pods[uid] = rp
         log.info("pod %s/%s %s: %s in %s", rp.ns, rp.name, "adopted" if adopt else "started", ip, ns_name)
+        if not adopt:
+            names = ", ".join(c["name"] for c in pod["spec"]["containers"])
+            self.event(pod, "Normal", "Started", "Started container(s) %s with IP %s" % (names, ip))
         return rp
 
     def write_resolv_conf(self, pod, log_dir):
@@ -379,7 +384,7 @@ class Agent:
                     rp.probe_restarts[name] = restarts
                 if "running" in status.get("state", {}):
                     # from the node, as kubelet probes: through the bridge to the pod IP
-                    st.run(
+                    ok = st.run(
                         lambda spec: probes.probe(
                             self._resolve(spec, pod),
                             rp.ip,
@@ -388,7 +393,13 @@ class Agent:
                             from_netns=probes.OWN_NETNS,
                         )
                     )
+                    if ok is False:
+                        self.event(pod, "Warning", "Unhealthy", "Readiness probe failed: %s" % st.message)
         self._write_status(pod, rp)
+
+    def event(self, obj, etype, reason, message):
+        if self.recorder is not None:
+            self.recorder.event(obj, etype, reason, message)
 
     @staticmethod
     def _resolve(spec, pod):
@@ -465,6 +476,7 @@ class Agent:
     def _fail_start(self, pod, exc):
         ns_name = pod_netns(self.lab, pod["metadata"]["uid"])
         netns.delete(ns_name)
+        self.event(pod, "Warning", "FailedCreatePodSandBox", "Failed to create pod sandbox: %s" % exc)
 
         def put(p):
             p["status"] = {

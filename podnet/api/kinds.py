@@ -3,8 +3,7 @@
 `KINDS` holds the stored kinds by their `kind` string. `resolve_kind` accepts
 what kubectl accepts on its command line: the kind in any case, the plural,
 the short names, and a group-qualified form ("deployments.apps",
-"networkpolicies.networking.k8s.io"). "endpoints"/"ep" resolves to the pseudo
-kind `ENDPOINTS`, which the CLI derives from EndpointSlices; it is never stored.
+"networkpolicies.networking.k8s.io").
 """
 
 from collections.abc import Sequence
@@ -57,15 +56,17 @@ SERVICE = Kind("Service", "services", True, "v1", ["svc"])
 ENDPOINTSLICE = Kind("EndpointSlice", "endpointslices", True, "discovery.k8s.io/v1", [])
 NETWORKPOLICY = Kind("NetworkPolicy", "networkpolicies", True, "networking.k8s.io/v1", ["netpol"])
 
-# Derived by the CLI from EndpointSlices (kubectl get endpoints); never stored.
+# The legacy view of EndpointSlices, mirrored by the controllers (kubectl get endpoints).
 ENDPOINTS = Kind("Endpoints", "endpoints", True, "v1", ["ep"])
+EVENT = Kind("Event", "events", True, "v1", ["ev"])
 
 KINDS: dict[str, Kind] = {
-    k.kind: k for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, NETWORKPOLICY)
+    k.kind: k
+    for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, ENDPOINTS, NETWORKPOLICY, EVENT)
 }
 
 _BY_NAME: dict[str, Kind] = {}
-for _k in list(KINDS.values()) + [ENDPOINTS]:
+for _k in KINDS.values():
     for _n in (_k.singular, _k.plural, *_k.short_names):
         _BY_NAME[_n] = _k
 del _k, _n
@@ -95,8 +96,8 @@ def resolve_kind(name: object) -> Kind:
 
 
 def stored_kind(name: object) -> Kind:
-    """resolve_kind, refusing the pseudo kind Endpoints (never stored)."""
+    """resolve_kind, refusing any kind that is not stored."""
     k = resolve_kind(name)
     if not k.stored:
-        raise ApiError("%s are derived from EndpointSlices and never stored" % k.kind)
+        raise ApiError("%s are not stored" % k.kind)
     return k

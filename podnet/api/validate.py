@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import yaml
 
+from podnet.api.events import endpoints, event
 from podnet.api.fields import Check, join, opt_map, opt_str, shown, str_map, typename
-from podnet.api.kinds import ENDPOINTS, KINDS, Kind, resolve_kind
+from podnet.api.kinds import KINDS, Kind, resolve_kind
 from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
 from podnet.api.podspec import pod_spec, workload
@@ -71,6 +72,8 @@ _BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "Service": service,
     "EndpointSlice": endpoint_slice,
     "NetworkPolicy": network_policy,
+    "Endpoints": endpoints,
+    "Event": event,
 }
 
 
@@ -91,9 +94,7 @@ def _validate(obj: Obj) -> Obj:
             guess = resolve_kind(k) if isinstance(k, str) else None
         except ApiError:
             guess = None
-        if guess is ENDPOINTS:
-            hint = " (Endpoints are derived from EndpointSlices; create an EndpointSlice)"
-        elif guess is not None:
+        if guess is not None:
             hint = " (did you mean %s?)" % guess.kind
         fail("kind", "unknown kind %s%s; podnet knows %s" % (shown(k), hint, ", ".join(sorted(KINDS))))
     kind = KINDS[k]

@@ -208,7 +208,13 @@ def cmd_describe(args):
             ]
         if kind.kind == "Node":
             related["pods"] = [p for p in pods if p["spec"].get("nodeName") == obj["metadata"]["name"]]
-        print(render_describe(obj, related=related))
+        uid = obj["metadata"].get("uid")
+        events = (
+            objects.list("Event", obj["metadata"].get("namespace") or "default", fields="involvedObject.uid=%s" % uid)
+            if uid
+            else []
+        )
+        print(render_describe(obj, events=events, related=related))
     return 0
 
 

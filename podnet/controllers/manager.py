@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from podnet.client import Conflict, NotFound, loop
+from podnet.client import Conflict, NotFound, events, loop
 from podnet.controllers import planners
 
 log = logging.getLogger("podnet.controllers")
@@ -45,6 +45,7 @@ class Manager:
     ):
         self.cluster = cluster
         self.objects = cluster.client
+        self.recorder = events.Recorder(cluster.client, "podnet-controllers")
         self.lb_pool = lb_pool
         self.cluster_cidr = cluster_cidr
         self.node_prefix = node_prefix
@@ -71,6 +72,7 @@ class Manager:
         self._deployments()
         self._schedule(nodes)
         self._endpointslices()
+        self._endpoints()
         self._loadbalancers()
         self.syncs += 1
 
@@ -87,7 +89,14 @@ class Manager:
                 s.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}
 
             try:
-                self.objects.mutate("Service", ns, name, put, status=True)
+                svc = self.objects.mutate("Service", ns, name, put, status=True)
+                if svc is not None:
+                    self.recorder.event(
+                        svc,
+                        "Normal",
+                        "IPAllocated" if ip else "IPReleased",
+                        "LoadBalancer IP %s %s" % (ip, "assigned") if ip else "LoadBalancer IP released",
+                    )
                 log.info("service %s/%s: LoadBalancer ingress %s", ns, name, ip or "released")
             except NotFound:
                 pass
@@ -139,6 +148,13 @@ class Manager:
                     p["status"] = {"phase": "Pending", "conditions": [cond]}
 
                 o.mutate("Pod", ns, name, unschedulable, status=True)
+                self.recorder.event(
+                    pod,
+                    "Warning",
+                    "FailedScheduling",
+                    "0/%d nodes are available: no Ready node with a podCIDR matches the pod's "
+                    "nodeSelector" % len(nodes),
+                )
                 continue
 
             def scheduled(p):
@@ -161,6 +177,7 @@ class Manager:
             except (NotFound, Conflict):
                 continue
             o.mutate("Pod", ns, name, scheduled, status=True)
+            self.recorder.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (ns, name, node))
             pod["spec"]["nodeName"] = node  # counts for the next pod's placement
             log.info("pod %s/%s -> %s", ns, name, node)
 
@@ -195,9 +212,54 @@ class Manager:
                 except NotFound:
                     pass
 
+    def _endpoints(self):
+        """Endpoints mirror each Service's EndpointSlices (kubectl get
+        endpoints); those of Services that are gone go too."""
+        o = self.objects
+        svcs = o.list("Service")
+        services = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in svcs}
+        want = {
+            (e["metadata"]["namespace"], e["metadata"]["name"]): e
+            for e in planners.plan_endpoints(o.list("EndpointSlice"))
+        }
+        for s in svcs:  # a Service with a selector has Endpoints, empty or not
+            key = (s["metadata"]["namespace"], s["metadata"]["name"])
+            if s["spec"].get("selector") and key not in want:
+                want[key] = {
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {"name": key[1], "namespace": key[0]},
+                    "subsets": [],
+                }
+        have = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in o.list("Endpoints")}
+        for key, ep in want.items():
+            if key not in services:
+                continue
+            cur = have.get(key)
+            try:
+                if cur is None:
+                    o.create(ep)
+                elif cur.get("subsets") != ep["subsets"]:
+                    new = copy.deepcopy(cur)
+                    new["subsets"] = ep["subsets"]
+                    o.update(new)
+            except (Conflict, NotFound):
+                self.dirty.set()
+        for key, cur in have.items():
+            if key not in services or (key not in want and cur.get("subsets")):
+                try:
+                    if key not in services:
+                        o.delete("Endpoints", *key)
+                    else:  # no endpoint left: an empty subset list, as Kubernetes keeps it
+                        new = copy.deepcopy(cur)
+                        new["subsets"] = []
+                        o.update(new)
+                except (Conflict, NotFound):
+                    self.dirty.set()
+
     # ---- the loop ------------------------------------------------------------
 
     def run(self, stop):
-        for kind in ("Node", "Pod", "Deployment", "Service", "EndpointSlice"):
+        for kind in ("Node", "Pod", "Deployment", "Service", "EndpointSlice", "Endpoints"):
             self.cluster.watch_dirty(kind, self.dirty)
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

@@ -273,6 +273,64 @@ def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
 LB_POOL = "192.168.200.240/28"
 
 
+def plan_endpoints(slices: Iterable[Obj]) -> list[Obj]:
+    """The legacy Endpoints of each Service, mirrored from its EndpointSlices
+    (kubectl get endpoints, describe svc): one subset per slice, ready
+    addresses apart from the others. -> Endpoints objects (no server fields),
+    sorted by namespace and name."""
+    by: dict[tuple[str, str], Obj] = {}
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            continue
+        key = (str(meta.get("namespace") or "default"), str(svc))
+        ep = by.setdefault(
+            key,
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {
+                    "name": key[1],
+                    "namespace": key[0],
+                    "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+                },
+                "subsets": [],
+            },
+        )
+        ready: list[Obj] = []
+        notready: list[Obj] = []
+        for e in sl.get("endpoints") or []:
+            for a in e.get("addresses") or []:
+                addr: Obj = {"ip": a}
+                for f in ("nodeName", "targetRef", "hostname"):
+                    if e.get(f):
+                        addr[f] = e[f]
+                (ready if (e.get("conditions") or {}).get("ready") else notready).append(addr)
+        if not ready and not notready:
+            continue
+        subset: Obj = {
+            "ports": [
+                {
+                    k: v
+                    for k, v in (
+                        ("name", p.get("name")),
+                        ("port", p.get("port")),
+                        ("protocol", p.get("protocol", "TCP")),
+                    )
+                    if v
+                }
+                for p in sl.get("ports") or []
+            ]
+        }
+        if ready:
+            subset["addresses"] = ready
+        if notready:
+            subset["notReadyAddresses"] = notready
+        ep["subsets"].append(subset)
+    return [by[k] for k in sorted(by)]
+
+
 def _lb_ip(svc: Obj) -> str | None:
     ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     ip: str | None = ing[0].get("ip") if ing else None

@@ -200,11 +200,37 @@ def test_resolve_kind_refuses_unknown(spelling):
         resolve_kind(spelling)
 
 
-def test_endpoints_is_a_pseudo_kind_never_stored():
+def test_endpoints_and_events_are_stored_kinds():
     assert resolve_kind("endpoints") == resolve_kind("ep") == ENDPOINTS
-    assert ENDPOINTS.kind == "Endpoints" and ENDPOINTS.namespaced and "Endpoints" not in KINDS
-    with pytest.raises(ApiError, match="never stored"):
-        key_for("ep", "default", "web")
+    assert ENDPOINTS.kind == "Endpoints" and ENDPOINTS.namespaced and KINDS["Endpoints"] is ENDPOINTS
+    assert key_for("ep", "default", "web") == "/registry/endpoints/default/web"
+    assert key_for("ev", "default", "web.1") == "/registry/events/default/web.1"
+
+
+def test_event_and_endpoints_validation_names_the_field():
+    ev = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "e1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "web"},
+        "reason": "Scheduled",
+        "type": "Odd",
+    }
+    with pytest.raises(ApiError, match="^type: must be Normal or Warning"):
+        validate(ev)
+    ev["type"] = "Normal"
+    assert validate(ev)["count"] == 1
+    del ev["involvedObject"]["name"]
+    with pytest.raises(ApiError, match="involvedObject.name"):
+        validate(ev)
+    ep = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "web"},
+        "subsets": [{"addresses": [{"ip": "10.0.0.300"}], "ports": [{"port": 80}]}],
+    }
+    with pytest.raises(ApiError, match=r"subsets\[0\]\.addresses\[0\]\.ip"):
+        validate(ep)
 
 
 def test_kind_table():
@@ -216,6 +242,8 @@ def test_kind_table():
         "ReplicaSet",
         "Service",
         "EndpointSlice",
+        "Endpoints",
+        "Event",
         "NetworkPolicy",
     }
     assert KINDS["Deployment"].api_version == "apps/v1"
@@ -345,7 +373,7 @@ ERRORS = [
     ("pod", "kind", DELETE, "kind: required"),
     ("pod", "kind", "Deploy", "kind: unknown kind 'Deploy'"),
     ("deploy", "kind", "deployment", "kind: unknown kind 'deployment' (did you mean Deployment?)"),
-    ("pod", "kind", "Endpoints", "kind: unknown kind 'Endpoints' (Endpoints are derived"),
+    ("pod", "kind", "Endpoints", "spec: unknown field (Endpoints have subsets)"),
     ("deploy", "apiVersion", "v1", "apiVersion: must be apps/v1 for Deployment, got 'v1'"),
     ("deploy", "apiVersion", "extensions/v1beta1", "apiVersion: must be apps/v1"),
     ("netpol", "apiVersion", DELETE, "apiVersion: required"),
