@@ -8,9 +8,9 @@ QUERIES -l SECONDS -c CLIENTS -q OUTSTANDING -v`): queries per second and
 latency percentiles (p50, p90, p99 from dnsperf's per-query verbose lines)
 for
 
-  podnet   `python -m podnet.dns serve --store sqlite://...` reading a store
-           that holds --services ClusterIP Services in 10 namespaces (made
-           through podnet.store.objects as `podnet apply` makes them), with
+  podnet   `python -m podnet.dns serve --kubeconfig ...` reading an API
+           server that holds --services ClusterIP Services in 10 namespaces
+           (made through the API as `podnet apply` makes them), with
            --workers processes: 1 and one per CPU by default, each in
            the same run (on a 2-CPU machine dnsperf needs one CPU, so one
            worker is usually the better fit, as dnsmasq's single thread is)
@@ -84,12 +84,9 @@ def remove_network():
             sh("ip", "netns", "del", ns, check=False)
 
 
-def make_store(tmp, count):
-    """count ClusterIP Services through podnet's own API path -> [(fqdn, ip)]."""
-    from podnet.store.base import open_store
-    from podnet.store.objects import Objects
-
-    objects = Objects(open_store("sqlite://" + os.path.join(tmp, "store.db")))
+def make_store(api, count):
+    """count ClusterIP Services through the API -> [(fqdn, ip)]."""
+    objects = api.cluster()
     out = []
     for n in range(10):
         objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns%d" % n}})
@@ -104,7 +101,6 @@ def make_store(tmp, count):
             }
         )
         out.append(("svc%d.%s.svc.cluster.local" % (i, ns), svc["spec"]["clusterIP"]))
-    objects.store.close()
     return out
 
 
@@ -260,12 +256,17 @@ def main():
             raise SystemExit("%s is missing: ./setup.sh installs dnsperf dnsmasq-base dnsutils" % tool)
     tmp = tempfile.mkdtemp(prefix="pnbd-")
     procs = []
+    api = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         print("store: %d services ..." % args.services, flush=True)
-        names = make_store(tmp, args.services)
-        write_inputs(tmp, names)
         make_network()
+        from podnet.apiserver.local import ApiServer
+
+        api = ApiServer(os.path.join(tmp, "api"), netns=[SRV])
+        names = make_store(api, args.services)
+        write_inputs(tmp, names)
+        kubeconfig = api.token_kubeconfig("system:serviceaccount:kube-system:coredns")
         results = {}
         counts = [int(x) for x in args.workers.split(",")] if args.workers else sorted({1, os.cpu_count() or 1})
         servers = {
@@ -274,8 +275,8 @@ def main():
                 "-m",
                 "podnet.dns",
                 "serve",
-                "--store",
-                "sqlite://" + os.path.join(tmp, "store.db"),
+                "--kubeconfig",
+                kubeconfig,
                 "--listen",
                 SERVER_IP,
                 "--no-forward",
@@ -362,6 +363,8 @@ def main():
     finally:
         for proc in procs:
             stop(proc)
+        if api is not None:
+            api.stop()
         remove_network()
         if os.environ.get("PNBD_KEEP"):
             print("kept", tmp)

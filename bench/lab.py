@@ -74,6 +74,8 @@ import sys
 import tempfile
 import time
 
+from podnet.api import ApiError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.45"
 LOG_TAIL = 25
@@ -245,13 +247,16 @@ class LabBench:
         c0 = time.process_time()
         t = time.monotonic() - self.t0
         if self.objects is None:
-            if not os.path.exists(os.path.join(self.sdir, "store.db")):
+            if not os.path.exists(os.path.join(self.sdir, "kubeconfig")):
                 return
-            self.objects = self.labmod.objects_for(self.lab)
-        nodes = self.objects.list("Node")
-        pods = self.objects.list("Pod", "default")
+            self.objects = self.labmod.objects_for(self.lab).client
+        try:
+            nodes = self.objects.list("Node")
+            pods = self.objects.list("Pod", "default")
+        except ApiError:  # the API server is not answering yet
+            return
         self.polls += 1
-        self.mark("first read of the store", t)
+        self.mark("first read of the API", t)
         ready_nodes = [n for n in nodes if n["spec"].get("podCIDR") and _ready(n)]
         if len(ready_nodes) >= self.args.nodes:
             self.mark("nodes Ready", t)

@@ -269,10 +269,9 @@ def lab_latency():
             os.unlink("/tmp/pnbp-notready-" + p["metadata"]["name"])
         until(lambda: web_in_table(2), 60)
         # scale up: from Ready in the store to the table
-        from podnet.store.base import open_store
-        from podnet.store.objects import Objects
+        from podnet.client import connect
 
-        objects = Objects(open_store(json.load(open(os.path.join(root, name, "lab.json")))["store"]))
+        objects = connect(os.path.join(root, name, "kubeconfig")).client
         seen = {x["status"].get("podIP") for x in pods()}
         subprocess.Popen(
             cli + ["apply", "-f", "-"], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True

@@ -80,6 +80,14 @@ class Admission:
         return obj
 
     def update(self, old: Obj, new: Obj, subresource: str = "") -> Obj:
+        if subresource == "status":
+            # only status is taken from the request; the rest stays as stored
+            status = new.get("status")
+            if status is not None and not isinstance(status, dict):
+                raise Invalid("status", "must be a mapping")
+            out = copy.deepcopy(old)
+            out["status"] = copy.deepcopy(status) if status is not None else {}
+            return out
         new = check(new)
         meta, ometa = new["metadata"], old["metadata"]
         for f in ("name", "namespace"):
@@ -90,10 +98,6 @@ class Admission:
                 meta[f] = ometa[f]
             else:
                 meta.pop(f, None)
-        if subresource == "status":
-            out = copy.deepcopy(old)
-            out["status"] = new.get("status", {})
-            return out
         if "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         if _spec_part(new) != _spec_part(old):

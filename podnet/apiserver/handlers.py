@@ -142,6 +142,10 @@ class Handlers:
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":  # kubectl's typed commands (create, run)
+            from podnet.apiserver import protobuf
+
+            return protobuf.request_body(raw)
         if "protobuf" in ctype or "cbor" in ctype:
             # client-go falls back to JSON on 415
             raise StatusError(

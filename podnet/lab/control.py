@@ -125,7 +125,26 @@ def node_kubeconfig(lab: str, node: str) -> str:
 
 
 def start_apiserver(lab: str, doc: dict, spawn, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    """Start the API server (unless it runs) and wait until it answers."""
+    """Start the API server (unless it runs) and wait until it answers. A
+    port taken between choosing it and binding it (another lab coming up at
+    the same moment) is answered with a new port and new kubeconfigs."""
+    for _attempt in range(3):
+        if _start_once(lab, doc, spawn, timeout):
+            return
+        log = os.path.join(topo.state_dir(lab), "logs", "apiserver.log")
+        with open(log, errors="replace") as f:
+            taken = "Address already in use" in f.read()[-2000:]
+        if not taken:
+            raise LabError("the API server exited; see %s" % log)
+        doc.pop("api", None)
+        for path in (kubeconfig_path(lab), component_kubeconfig(lab, "controllers")):
+            if os.path.exists(path):
+                os.unlink(path)
+        ensure_credentials(lab, doc)
+    raise LabError("no free port for the API server after 3 tries")
+
+
+def _start_once(lab: str, doc: dict, spawn, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     port = api_port(lab, doc)
     store = doc.get("store") or "sqlite://" + os.path.join(topo.state_dir(lab), "store.db")
     argv = [
@@ -146,13 +165,13 @@ def start_apiserver(lab: str, doc: dict, spawn, timeout: float = 20.0) -> None: 
     spawn(lab, "apiserver", argv)
     deadline = time.time() + timeout
     while True:
+        if not topo.alive(lab, "apiserver"):
+            return False
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            return True
         except OSError:
             pass
-        if not topo.alive(lab, "apiserver"):
-            raise LabError("the API server exited; see %s" % os.path.join(topo.state_dir(lab), "logs", "apiserver.log"))
         if time.time() > deadline:
             raise LabError("the API server did not answer on 127.0.0.1:%d in %d s" % (port, timeout))
         time.sleep(0.05)
