@@ -81,6 +81,7 @@ def _up(args):
             direct_routing=args.direct_routing,
             route_reflector=args.route_reflector,
             lb_pool=args.lb_pool,
+            store=args.store,
         )
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))

@@ -85,6 +85,12 @@ def _kube_parsers(sub):
         help="bgp: this node reflects routes; the others peer only with it",
     )
     up.add_argument(
+        "--store",
+        choices=["sqlite", "etcd"],
+        default=None,
+        help="where the API server keeps the state: an embedded sqlite file (default) or a real etcd",
+    )
+    up.add_argument(
         "--lb-pool",
         metavar="CIDR",
         default=None,

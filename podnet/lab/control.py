@@ -60,6 +60,15 @@ def _free_port(taken: set[int]) -> int:
     raise LabError("no free port for the API server on 127.0.0.1 (%d-%d)" % (FIRST_PORT, FIRST_PORT + 999))
 
 
+def _any_port() -> int:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
 def api_port(lab: str, doc: dict) -> int:
     """The lab's own port on 127.0.0.1, chosen once and kept in lab.json."""
     if doc.get("api", {}).get("port"):
@@ -175,6 +184,64 @@ def _start_once(lab: str, doc: dict, spawn, timeout: float) -> bool:  # type: ig
         if time.time() > deadline:
             raise LabError("the API server did not answer on 127.0.0.1:%d in %d s" % (port, timeout))
         time.sleep(0.05)
+
+
+def start_etcd(lab: str, doc: dict, spawn, timeout: float = 30.0) -> str:  # type: ignore[no-untyped-def]
+    """`lab up --store etcd`: a real etcd (Debian's etcd-server) for the
+    lab, on two free loopback ports kept in lab.json, its data in the lab's
+    state; recorded and stopped like the lab's other processes. -> the
+    store URL for the API server."""
+    import http.client
+    import shutil
+
+    etcd = shutil.which("etcd") or "/usr/bin/etcd"
+    if not os.path.exists(etcd):
+        raise LabError("--store etcd: %s is missing (./setup.sh installs etcd-server)" % etcd)
+    conf = doc.setdefault("etcd", {})
+    if not conf.get("client"):
+        # ports the kernel picks (never the API server's: that one is in its own range)
+        conf["client"], conf["peer"] = _any_port(), _any_port()
+        while conf["peer"] == conf["client"]:
+            conf["peer"] = _any_port()
+        topo.save(lab, doc)
+    client, peer = "http://127.0.0.1:%d" % conf["client"], "http://127.0.0.1:%d" % conf["peer"]
+    data = os.path.join(topo.state_dir(lab), "etcd")
+    os.makedirs(data, mode=0o700, exist_ok=True)
+    spawn(
+        lab,
+        "etcd",
+        [
+            etcd,
+            "--name",
+            lab,
+            "--data-dir",
+            data,
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            "%s=%s" % (lab, peer),
+        ],
+    )
+    deadline = time.time() + timeout
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", conf["client"], timeout=1)
+            c.request("GET", "/health")
+            if b'"true"' in c.getresponse().read():
+                return "etcd://127.0.0.1:%d" % conf["client"]
+        except OSError:
+            pass
+        if not topo.alive(lab, "etcd"):
+            raise LabError("etcd exited; see %s" % os.path.join(topo.state_dir(lab), "logs", "etcd.log"))
+        if time.time() > deadline:
+            raise LabError("etcd not healthy on %s after %d s" % (client, timeout))
+        time.sleep(0.1)
 
 
 def cluster(lab: str, user_agent: str = "podnet"):  # type: ignore[no-untyped-def]

@@ -82,8 +82,10 @@ def up(
     direct_routing=False,
     route_reflector=None,
     lb_pool=None,
+    store=None,
 ):
-    """-> the lab document. `progress(msg)` reports each step."""
+    """-> the lab document. `progress(msg)` reports each step. store:
+    "sqlite" (default) or "etcd" (a real etcd for the lab), chosen once."""
     say = progress or (lambda msg: None)
     topo.check_name(lab)
     sdir = topo.state_dir(lab)
@@ -102,9 +104,15 @@ def up(
             "clusterCIDR": "10.244.0.0/16",
             "loadBalancerPool": _check_pool(lb_pool),
             "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)},
+            "storeBackend": store or "sqlite",
         }
         topo.save(lab, doc)
     else:
+        have_store = doc.get("storeBackend", "sqlite")
+        if store and store != have_store:
+            raise LabError(
+                "lab %s keeps its state in %s; 'podnet lab down' it first to change to %s" % (lab, have_store, store)
+            )
         if nodes and nodes != len(doc["nodes"]):
             say("lab %s already has %d nodes; keeping them (podnet lab add-node adds one)" % (lab, len(doc["nodes"])))
         have = doc.get("routing", {}).get("mode", "vxlan")
@@ -118,6 +126,10 @@ def up(
     from podnet.lab import control
 
     control.ensure_credentials(lab, doc)
+    if doc.get("storeBackend") == "etcd":
+        say("etcd (the lab's store)")
+        doc["store"] = control.start_etcd(lab, doc, _spawn)
+        topo.save(lab, doc)
     say(
         "API server on https://127.0.0.1:%d (and %s inside the lab)"
         % (control.api_port(lab, doc), control.internal_server())
