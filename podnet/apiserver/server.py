@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", action="append", required=True, help="ADDR:PORT or NETNS=ADDR:PORT (repeatable)")
     p.add_argument("--lab", help="the lab whose pods the log/exec/attach/portforward subresources reach")
     args = p.parse_args(argv)
+    os.umask(0o077)  # the store and its journal: root only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     streams = None
     if args.lab:

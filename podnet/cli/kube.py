@@ -1,7 +1,6 @@
 """kubectl-like verbs against a lab: apply, get, describe, delete, exec, logs."""
 
 import os
-import subprocess
 import sys
 
 from podnet.api import KINDS, ApiError, resolve_kind
@@ -256,50 +255,26 @@ def cmd_delete(args):
     return 0
 
 
-def _pod_and_netns(lab, objects, name, namespace):
-    from podnet.agent.agent import pod_netns
-
-    pod = objects.find("Pod", namespace or "default", name)
-    if pod is None:
-        raise ApiError('pods "%s" not found' % name)
-    if not pod.get("status", {}).get("podIP"):
-        raise ApiError("pod %s is not running yet (phase %s)" % (name, pod.get("status", {}).get("phase", "Pending")))
-    if pod["spec"].get("hostNetwork"):
-        return pod, "/run/netns/" + topo.ns_name(lab, pod["spec"]["nodeName"])
-    return pod, "/run/netns/" + pod_netns(lab, pod["metadata"]["uid"])
-
-
 def cmd_exec(args):
+    """pods/exec through the API server, as kubectl exec does (a websocket,
+    interactive when both ends are terminals)."""
     lab = topo.pick_lab(args.lab)
-    objects = _client(args)
-    try:
-        pod, path = _pod_and_netns(lab, objects, args.pod, args.namespace)
-    except ApiError:
+    client = _client(args)
+    ns = args.namespace or "default"
+    pod = client.find("Pod", ns, args.pod)
+    if pod is None:
         from podnet.cli import docker_cmds  # no such pod: a `podnet run` container of that name?
 
         if args.namespace is None and docker_cmds.has_container(lab, args.pod):
             return docker_cmds.exec_container(lab, args.pod, args.command)
-        raise
+        raise ApiError('pods "%s" not found' % args.pod)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
         return _err("give a command after --")
-    # same network namespace as the pod's containers, hostname = pod name,
-    # and the pod's /etc/resolv.conf (written by the agent) when it has one
-    from podnet.agent.containers import wrap
+    from podnet.client.stream import exec_in_pod
 
-    resolv = os.path.join(
-        topo.state_dir(lab),
-        "nodes",
-        pod["spec"].get("nodeName") or "-",
-        "pods",
-        "%s_%s_%s" % (pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]),
-        "resolv.conf",
-    )
-    argv = ["nsenter", "--net=" + path, "--"] + wrap(
-        args.command, pod["metadata"]["name"], resolv if os.path.exists(resolv) else None
-    )
-    return subprocess.call(argv)
+    return exec_in_pod(client.config, ns, args.pod, args.command, args.container, client.user_agent)
 
 
 def cmd_logs(args):

@@ -255,6 +255,60 @@ def test_bad_manifests_and_commands_get_clear_errors_and_change_nothing(lab):
         assert res.returncode != 0 and text in res.stderr, (args, res.stderr)
 
 
+def test_the_lab_state_is_root_only(lab):
+    """The store, the CA key, the tokens and the kubeconfigs carry every
+    secret of the lab: nobody but root reads them."""
+    root = lab.env["PODNET_STATE_ROOT"]
+    sdir = os.path.join(root, lab.name)
+    assert os.stat(sdir).st_mode & 0o777 == 0o700
+    for rel in ("pki", "kubeconfigs"):
+        assert os.stat(os.path.join(sdir, rel)).st_mode & 0o777 == 0o700, rel
+    for rel in (
+        "pki/ca.key",
+        "pki/tokens.yaml",
+        "pki/apiserver.key",
+        "kubeconfig",
+        "store.db",
+        "kubeconfigs/controllers.kubeconfig",
+    ):
+        assert os.stat(os.path.join(sdir, rel)).st_mode & 0o077 == 0, rel
+
+
+def test_an_etcd_backed_lab_runs_pods_and_leaves_nothing(tmp_path):
+    lab = Lab("e%d" % (os.getpid() % 100000), str(tmp_path))
+    try:
+        lab.run(
+            "lab",
+            "up",
+            "--name",
+            lab.name,
+            "--nodes",
+            "1",
+            "--store",
+            "etcd",
+            "-f",
+            EXAMPLE,
+            "--timeout",
+            "90",
+            timeout=150,
+        )
+        procs = json.load(open(os.path.join(str(tmp_path), lab.name, "procs.json")))
+        assert "etcd" in procs
+        doc = json.load(open(os.path.join(str(tmp_path), lab.name, "lab.json")))
+        assert doc["store"].startswith("etcd://127.0.0.1:")
+        pods = lab.wait("the example's pods Ready", lambda: [p for p in lab.get("pods") if ready(p)], 60)
+        assert len(pods) == 4
+        res = lab.run("lab", "up", "--name", lab.name, "--store", "sqlite", check=False)
+        assert res.returncode != 0 and "keeps its state in etcd" in res.stderr
+    finally:
+        lab.run("lab", "down", "--name", lab.name)
+    assert leftovers(lab.name, str(tmp_path)) == []
+    assert (
+        not os.path.exists("/proc/%d" % procs["etcd"]["pid"])
+        or open("/proc/%d/stat" % procs["etcd"]["pid"]).read().split()[2] == "Z"
+    )
+
+
 def test_lab_down_removes_everything_even_after_a_crash(tmp_path):
     lab = Lab("d%d" % (os.getpid() % 100000), str(tmp_path))
     try:
