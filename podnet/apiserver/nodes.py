@@ -82,35 +82,48 @@ class LabStreams:
             from podnet.apiserver import portforward
 
             ports = [int(p) for p in q.getall("ports", []) if p.isdigit()]
-            return await portforward.serve_portforward(request, self.netns_path(pod), ports)
+            who = "%s/%s" % (pod["metadata"]["namespace"], pod["metadata"]["name"])
+            return await portforward.serve_portforward(request, self.netns_path(pod), ports, pod=who)
         from podnet.apiserver import streams
 
         container = self._container(pod, q.get("container"))
+        tty = query.bool_param(q.get("tty"))
         if sub == "attach":
+            pod_dir = self.pod_dir(pod)
             return await streams.serve_attach(
                 request,
-                os.path.join(self.pod_dir(pod), container + ".log"),
+                os.path.join(pod_dir, container + ".log"),
                 stdout=query.bool_param(q.get("stdout")),
                 stderr=query.bool_param(q.get("stderr")),
                 stdin=query.bool_param(q.get("stdin")),
-                tty=query.bool_param(q.get("tty")),
+                tty=tty,
+                container=container,
+                running=lambda: os.path.isdir(pod_dir),  # the agent removes it with the pod
             )
         command = q.getall("command", [])
         if not command:
             raise errors.bad_request("you must specify at least one command for the container")
-        from podnet.agent.containers import wrap
+        from podnet.agent.containers import container_env, pod_hostname, wrap
 
         resolv = os.path.join(self.pod_dir(pod), "resolv.conf")
         argv = ["nsenter", "--net=" + self.netns_path(pod), "--"] + wrap(
             list(command), pod["metadata"]["name"], resolv if os.path.exists(resolv) else None
         )
+        spec = next(
+            c for c in pod["spec"]["containers"] + (pod["spec"].get("initContainers") or []) if c["name"] == container
+        )
+        # the container's environment, as kubelet gives an exec'd command
+        env = container_env(pod_hostname(pod["metadata"]["name"]), spec.get("env"))
+        if tty:
+            env.setdefault("TERM", "xterm")
         return await streams.serve_exec(
             request,
             argv,
             stdin=query.bool_param(q.get("stdin")),
             stdout=query.bool_param(q.get("stdout")),
             stderr=query.bool_param(q.get("stderr")),
-            tty=query.bool_param(q.get("tty")),
+            tty=tty,
+            env=env,
         )
 
     async def log(self, request: web.Request, pod: Obj) -> web.StreamResponse:
