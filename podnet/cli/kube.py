@@ -272,9 +272,15 @@ def cmd_exec(args):
         args.command = args.command[1:]
     if not args.command:
         return _err("give a command after --")
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    if args.container and args.container not in names:
+        return _err("container %s is not valid for pod %s" % (args.container, args.pod))
+    # kubectl's default: the annotated default container, else the first
+    default = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
+    container = args.container or (default if default in names else names[0])
     from podnet.client.stream import exec_in_pod
 
-    return exec_in_pod(client.config, ns, args.pod, args.command, args.container, client.user_agent)
+    return exec_in_pod(client.config, ns, args.pod, args.command, container, client.user_agent)
 
 
 def cmd_logs(args):

@@ -63,7 +63,7 @@ async def _exec(config: Config, path: str, tty: bool, user_agent: str) -> int:
                 config.server + path, protocols=("v5.channel.k8s.io",), headers=headers, ssl=ssl_ctx, max_msg_size=0
             )
         except aiohttp.WSServerHandshakeError as exc:
-            sys.stderr.write("error: %s\n" % exc.message)
+            sys.stderr.write("error: the API server refused the exec (HTTP %d %s)\n" % (exc.status, exc.message))
             return 1
         code = 0
         stdin_done = asyncio.Event()
