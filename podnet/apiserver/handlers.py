@@ -168,7 +168,10 @@ class Handlers:
 
     def _table(self, request: web.Request, kind: str, items: list[Obj]) -> Obj:
         include = request.query.get("includeObject", "Metadata")
-        tab: Obj = self.table.to_table(kind, items, include_object=include)
+        try:
+            tab: Obj = self.table.to_table(kind, items, include_object=include)
+        except ValueError as exc:  # an includeObject kube-apiserver does not know
+            raise errors.bad_request(str(exc)) from None
         tab.setdefault("metadata", {})["resourceVersion"] = str(self.cache.rev)
         return tab
 

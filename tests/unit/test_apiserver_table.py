@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from podnet.apiserver.table import column_definitions, to_table
-from podnet.cli.printers import render_get
 from podnet.cli.tableprint import format_cell, render_table
 
 Obj = dict[str, Any]
@@ -630,38 +629,6 @@ def test_event_text() -> None:
 
 
 # ---------------------------------------------------------------- render_table = what podnet printed before
-
-
-def _cases() -> list[tuple[str, list[Obj]]]:
-    done = pod("done", phase="Succeeded", ready=False, state={"terminated": {"exitCode": 0, "reason": "Completed"}})
-    p2 = pod("two", restarts=2)
-    p2["spec"]["containers"].append({"name": "side", "image": "busybox"})
-    p2["status"]["containerStatuses"].append({"name": "side", "ready": False, "restartCount": 3, "state": {}})
-    fresh = deployment()
-    fresh["status"] = {}
-    return [
-        ("Pod", [pod("web-1"), crash_pod(), done, p2]),
-        ("Pod", [pod("pending", phase="Pending", ready=False, ip=None, node=None)]),
-        ("Deployment", [deployment(), fresh]),
-        ("ReplicaSet", [replicaset()]),
-        ("Service", services()),
-        ("EndpointSlice", endpointslices()),
-        ("Endpoints", endpoints()),
-        ("Node", nodes()),
-        ("NetworkPolicy", netpols()),
-        ("Namespace", [namespace("default", phase="Active"), namespace("kube-system", phase="Active")]),
-        ("Widget", [{"kind": "Widget", "metadata": meta("w")}]),
-    ]
-
-
-@pytest.mark.parametrize("kind,objects", _cases(), ids=lambda v: v if isinstance(v, str) else "")
-@pytest.mark.parametrize("wide", [False, True])
-@pytest.mark.parametrize("all_namespaces", [False, True])
-def test_render_table_prints_what_podnet_get_printed(
-    kind: str, objects: list[Obj], wide: bool, all_namespaces: bool
-) -> None:
-    want = render_get(kind, objects, output="wide" if wide else None, all_namespaces=all_namespaces, now=NOW)
-    assert text(kind, objects, wide=wide, all_namespaces=all_namespaces) == want
 
 
 def test_render_table_exact_text() -> None:

@@ -366,7 +366,7 @@ def test_endpoints_table():
         "NAME      ENDPOINTS                                                     AGE",
         "web       10.244.1.5:8080,10.244.2.3:8080,10.244.2.4:8080 + 1 more...   5m3s",
         "none      <none>                                                        5m3s",
-        "warming   <none>                                                        5m3s",
+        "warming                                                                 5m3s",
         "v6        [fd00:10:244::5]:80                                           5m3s",
     ]
 
