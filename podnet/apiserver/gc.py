@@ -36,8 +36,19 @@ class Collector:
         registry.cache.listeners.append(self._changed)
 
     def _changed(self, ch: Change) -> None:
+        # a delete may orphan dependents, a mark may start foreground or
+        # namespace deletion; an object created with a dead owner is found by
+        # the periodic pass (status writes, the bulk of all writes, wake nothing)
         meta = ch.obj.get("metadata") or {}
-        if ch.type == "DELETED" or meta.get("deletionTimestamp") or meta.get("ownerReferences"):
+        if ch.type == "DELETED" or (
+            meta.get("deletionTimestamp") and not (ch.old or {}).get("metadata", {}).get("deletionTimestamp")
+        ):
+            self.dirty.set()
+        elif (
+            ch.type == "MODIFIED"
+            and meta.get("deletionTimestamp")
+            and meta.get("finalizers") != ((ch.old or {}).get("metadata") or {}).get("finalizers")
+        ):
             self.dirty.set()
 
     async def run(self) -> None:
