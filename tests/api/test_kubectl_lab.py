@@ -613,6 +613,8 @@ def test_a_second_apply_after_editing_the_file_changes_exactly_that(kubectl_lab)
         )
         for p in third.values():
             assert p["spec"]["containers"][0]["env"] == [{"name": "GREETING", "value": "bye"}]
+        printed = lab.kubectl("exec", "-n", "cart", sorted(third)[0], "--", "printenv", "GREETING").stdout
+        assert printed == "bye\n"  # what the new containers run with
         deployment = lab.kjson("get", "deployment", "cart", "-n", "cart")
         assert deployment["spec"]["replicas"] == 3 and deployment["metadata"]["labels"]["tier"] == "front"
 
