@@ -274,9 +274,9 @@ def directive(value: str | None, options: str = "CreateOptions") -> str:
     return value
 
 
-def _unknown(obj: Any, kind: str, api_version: str | None) -> list[str]:
+def _unknown(obj: Any, kind: str, api_version: str | None, prune: bool = False) -> list[str]:
     try:
-        return schema.unknown_fields(obj, kind, api_version) if isinstance(obj, dict) else []
+        return schema.unknown_fields(obj, kind, api_version, prune) if isinstance(obj, dict) else []
     except ImportError as exc:  # no schema without the `kubernetes` package: nothing to check against
         _skipped(str(exc))
         return []
@@ -292,28 +292,29 @@ def _strict(paths: list[str]) -> str:
 
 
 def check_object(obj: Any, res: Resource, validation: str | None) -> list[str]:
-    """POST and PUT: a body with fields its kind does not define. Strict: the 400 kube-apiserver answers
-    (`Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field
-    "spec.foo"`); Warn: the warnings to send (see add_warnings); Ignore: none."""
+    """POST and PUT: fields the body's kind does not define. Strict: kube-apiserver's 400 (`Deployment in
+    version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.foo"`). Warn (the
+    default) and Ignore: removed from obj, as kube-apiserver's decoder drops them; Warn returns the warnings
+    to send (add_warnings)."""
     mode = directive(validation)
     kind, av = res.kind.kind, res.kind.api_version
-    paths = [] if mode == "Ignore" else _unknown(obj, kind, av)
+    paths = _unknown(obj, kind, av, prune=mode != "Strict")
     if paths and mode == "Strict":
         what = '%s in version "%s"' % (obj.get("kind") or kind, str(obj.get("apiVersion") or av).rpartition("/")[2])
         raise errors.bad_request("%s cannot be handled as a %s: %s" % (what, kind, _strict(paths)))
-    return ['unknown field "%s"' % p for p in paths]
+    return ['unknown field "%s"' % p for p in paths] if mode == "Warn" else []
 
 
 def check_patched(patched: Obj, patch: Any, res: Resource, validation: str | None) -> list[str]:
-    """PATCH (merge, JSON or strategic merge patch): the patched object is checked, and a Strict failure is
-    kube-apiserver's 422 on the field `patch`."""
+    """PATCH (merge, JSON or strategic merge patch): as check_object, for the patched object; a Strict failure
+    is kube-apiserver's 422 on the field `patch`."""
     mode = directive(validation, "PatchOptions")
-    paths = [] if mode == "Ignore" else _unknown(patched, res.kind.kind, res.kind.api_version)
+    paths = _unknown(patched, res.kind.kind, res.kind.api_version, prune=mode != "Strict")
     if paths and mode == "Strict":
         why = "Invalid value: %s: %s" % (json.dumps(json.dumps(patch, separators=(",", ":"))), _strict(paths))
         details = {"causes": [{"reason": "FieldValueInvalid", "message": why, "field": "patch"}]}
         raise StatusError(422, "Invalid", ' "" is invalid: patch: ' + why, details)
-    return ['unknown field "%s"' % p for p in paths]
+    return ['unknown field "%s"' % p for p in paths] if mode == "Warn" else []
 
 
 def check_applied(applied: Obj, res: Resource, namespace: str | None, name: str) -> None:

@@ -354,15 +354,16 @@ def closure(defs: dict[str, Obj], paths: Obj) -> dict[str, Obj]:
     return dict(sorted(out.items()))
 
 
-def unknown_fields(obj: Obj, kind: str | None = None, api_version: str | None = None) -> list[str]:
+def unknown_fields(obj: Obj, kind: str | None = None, api_version: str | None = None, prune: bool = False) -> list[str]:
     """Every field path in `obj` that the Kubernetes schema of its kind does not define, in document order,
     as kube-apiserver's strict decoding names them: `spec.foo`, `spec.template.spec.containers[0].imagee`.
-    The kind and apiVersion default to the object's own; [] for a kind without a schema."""
+    The kind and apiVersion default to the object's own; [] for a kind without a schema. prune: also remove
+    them from obj, as decoding into kube-apiserver's Go types drops them."""
     s = load()
     name = s.root(kind or str(obj.get("kind") or ""), api_version or obj.get("apiVersion"))
     out: list[str] = []
     if name is not None:
-        _walk(s.defs, s.defs[name], obj, "", out)
+        _walk(s.defs, s.defs[name], obj, "", out, prune)
     return out
 
 
@@ -376,20 +377,22 @@ def _resolve(defs: dict[str, Obj], schema: Obj) -> Obj:
             return schema
 
 
-def _walk(defs: dict[str, Obj], schema: Obj, value: Any, path: str, out: list[str]) -> None:
+def _walk(defs: dict[str, Obj], schema: Obj, value: Any, path: str, out: list[str], prune: bool) -> None:
     schema = _resolve(defs, schema)
     props = schema.get("properties")
     if props is not None and isinstance(value, dict):
-        for k, v in value.items():
+        for k, v in list(value.items()):
             p = "%s.%s" % (path, k) if path else str(k)
             if k in props:
-                _walk(defs, props[k], v, p, out)
+                _walk(defs, props[k], v, p, out, prune)
             else:
                 out.append(p)
+                if prune:
+                    del value[k]
     elif "items" in schema and isinstance(value, list):
         for i, item in enumerate(value):
-            _walk(defs, schema["items"], item, "%s[%d]" % (path, i), out)
+            _walk(defs, schema["items"], item, "%s[%d]" % (path, i), out, prune)
     elif isinstance(schema.get("additionalProperties"), dict) and isinstance(value, dict):
         for k, v in value.items():
-            _walk(defs, schema["additionalProperties"], v, "%s[%s]" % (path, k), out)
+            _walk(defs, schema["additionalProperties"], v, "%s[%s]" % (path, k), out, prune)
     # anything else is a scalar or a free-form object (FieldsV1, RawExtension): nothing to check

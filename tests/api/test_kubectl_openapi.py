@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 # `python -m podnet.apiserver.server`, plus what server.py and handlers.py do once they wire
-# podnet.apiserver.openapi in (the routes; check_object on POST and PUT). Once they do, this adds nothing.
+# podnet.apiserver.openapi in (the routes; check_object and its warnings on POST and PUT). Once they do, this
+# adds nothing.
 BOOT = """
 import sys
 from podnet.apiserver import handlers, openapi, server
@@ -37,15 +38,22 @@ if not hasattr(server, "openapi"):
 
     server.make_app = with_openapi
 if not hasattr(handlers, "openapi"):
-    dispatch = handlers.Handlers._dispatch
+    dispatch, read = handlers.Handlers._dispatch, handlers.Handlers._body
+
+    async def read_once(self, request):  # the check drops unknown fields from the object the handler stores
+        if "body" not in request:
+            request["body"] = await read(self, request)
+        return request["body"]
 
     async def checked(self, request, group, version, parts):
-        t = handlers.parse(group, version, parts)
+        t, warnings = handlers.parse(group, version, parts), []
         if request.method in ("POST", "PUT") and not t.sub:
-            openapi.check_object(await self._body(request), t.res, request.query.get("fieldValidation"))
-        return await dispatch(self, request, group, version, parts)
+            warnings = openapi.check_object(await self._body(request), t.res, request.query.get("fieldValidation"))
+        response = await dispatch(self, request, group, version, parts)
+        openapi.add_warnings(response, warnings)
+        return response
 
-    handlers.Handlers._dispatch = checked
+    handlers.Handlers._dispatch, handlers.Handlers._body = checked, read_once
 sys.exit(server.main(sys.argv[1:]))
 """
 
@@ -189,6 +197,16 @@ def test_apply_refuses_an_unknown_field_and_creates_nothing(openapi_kubectl):
     assert p.stderr.startswith("Error from server (BadRequest)"), p.stderr
     gone = openapi_kubectl("get", "deployment", "web", "-n", "openapi-strict", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+
+
+def test_validate_warn_drops_the_unknown_field_with_a_warning(openapi_kubectl):
+    openapi_kubectl("create", "namespace", "openapi-warn")
+    manifest = MANIFEST.replace("NS", "openapi-warn").split("---")[1].replace("  replicas: 2", "  foo: 1")
+    p = openapi_kubectl("apply", "--validate=warn", "-f", "-", stdin=manifest)
+    assert p.stdout == "deployment.apps/web created\n"
+    assert 'Warning: unknown field "spec.foo"' in p.stderr, p.stderr
+    d = json.loads(openapi_kubectl("get", "deployment", "web", "-n", "openapi-warn", "-o", "json").stdout)
+    assert "foo" not in d["spec"]  # as kube-apiserver: dropped, not stored
 
 
 def test_explain_field(openapi_kubectl):

@@ -454,11 +454,15 @@ def test_strict_create_is_refused_as_kube_apiserver_refuses_it():
         'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
         'unknown field "spec.foo", unknown field "spec.template.spec.containers[0].imagee"'
     )
-    assert openapi.check_object(d, res("Deployment"), None) == [
+    assert "foo" in d["spec"]  # Strict refuses, and changes nothing
+    warned = json.loads(json.dumps(d))
+    assert openapi.check_object(warned, res("Deployment"), None) == [
         'unknown field "spec.foo"',
         'unknown field "spec.template.spec.containers[0].imagee"',
-    ]  # Warn is the default
+    ]  # Warn is the default; like kube-apiserver's decoder, it drops them
+    assert warned == {**deployment(), "spec": {**deployment()["spec"]}}
     assert openapi.check_object(d, res("Deployment"), "Ignore") == []
+    assert "foo" not in d["spec"] and "imagee" not in d["spec"]["template"]["spec"]["containers"][0]
     assert openapi.check_object(deployment(), res("Deployment"), "Strict") == []
     with pytest.raises(StatusError) as exc:
         openapi.check_object(deployment(), res("Deployment"), "strict")
@@ -473,13 +477,14 @@ def test_strict_patch_and_apply_errors():
     assert (exc.value.code, exc.value.reason) == (422, "Invalid")
     assert exc.value.message.endswith('strict decoding error: unknown field "spec.foo"')
     assert exc.value.details["causes"][0]["field"] == "patch"
-    assert openapi.check_patched(svc, {}, res("Service"), "Warn") == ['unknown field "spec.foo"']
     with pytest.raises(StatusError) as exc:
         openapi.check_applied(svc, res("Service"), "default", "web")
     assert exc.value.message == (
         "failed to create typed patch object (default/web; /v1, Kind=Service): .spec.foo: field not declared in schema"
     )
     openapi.check_applied(SERVICE, res("Service"), "default", "web")
+    assert openapi.check_patched(svc, {}, res("Service"), "Warn") == ['unknown field "spec.foo"']
+    assert svc == SERVICE  # dropped
 
 
 def test_warning_headers():
