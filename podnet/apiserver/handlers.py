@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from podnet.apiserver import errors, query, resources, watch
+from podnet.apiserver import errors, openapi, query, resources, watch
 from podnet.apiserver.errors import StatusError
 from podnet.apiserver.registry import Registry
 from podnet.apiserver.resources import Resource
@@ -116,7 +116,9 @@ class Handlers:
                     return await self._watch(request, t)
                 return self._list(request, t)
             if m == "POST":
-                body = self._managed(request, None, await self._body(request), t)
+                raw = await self._body(request)
+                request["warnings"] = openapi.check_object(raw, t.res, q.get("fieldValidation"))
+                body = self._managed(request, None, raw, t)
                 obj = self.registry.create(t.res, t.ns, body, dry_run=dry)
                 return self._out(request, obj, 201)
             if m == "DELETE":
@@ -127,7 +129,9 @@ class Handlers:
                 return await self._watch(request, t)
             return self._out(request, self.registry.get(t.res, t.ns, t.name))
         if m == "PUT":
-            body = self._managed(request, self.registry.get(t.res, t.ns, t.name), await self._body(request), t)
+            raw = await self._body(request)
+            request["warnings"] = openapi.check_object(raw, t.res, q.get("fieldValidation"))
+            body = self._managed(request, self.registry.get(t.res, t.ns, t.name), raw, t)
             obj = self.registry.update(t.res, t.ns, t.name, body, dry_run=dry)
             return self._out(request, obj)
         if m == "PATCH":
@@ -163,8 +167,11 @@ class Handlers:
 
     def _out(self, request: web.Request, obj: Obj, status: int = 200) -> web.Response:
         if wants_table(request) and self.table is not None:
-            return json_response(self._table(request, obj["kind"], [obj]), status)
-        return json_response(obj, status)
+            resp = json_response(self._table(request, obj["kind"], [obj]), status)
+        else:
+            resp = json_response(obj, status)
+        openapi.add_warnings(resp, request.get("warnings", []))  # fieldValidation=Warn (the default)
+        return resp
 
     def _table(self, request: web.Request, kind: str, items: list[Obj]) -> Obj:
         include = request.query.get("includeObject", "Metadata")
@@ -255,6 +262,7 @@ class Handlers:
                 raise errors.bad_request("PATCH with application/apply-patch+yaml requires a fieldManager")
             live = reg.cache.get(reg.key(t.res, t.ns, t.name))
             force = query.bool_param(q.get("force"))
+            openapi.check_applied(body, t.res, t.ns, t.name)
             try:
                 applied = reg._check_kind(t.res, body, t.ns)
                 result = patch.server_side_apply(live, applied, manager, force, t.res.kind.kind, now)
@@ -285,6 +293,7 @@ class Handlers:
                 )
         except patch.PatchError as exc:
             raise errors.StatusError(422, "Invalid", str(exc)) from None
+        request["warnings"] = openapi.check_patched(new, body, t.res, q.get("fieldValidation"))
         rv = (new.get("metadata") or {}).get("resourceVersion")
         if rv and rv != current["metadata"].get("resourceVersion"):
             raise errors.conflict(

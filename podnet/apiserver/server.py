@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podnet.apiserver import errors
+from podnet.apiserver import errors, openapi
 from podnet.apiserver.cache import Cache
 from podnet.apiserver.certs import Pki
 from podnet.apiserver.errors import StatusError
@@ -130,6 +130,7 @@ def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Applicati
     app.router.add_route("*", "/apis", h.discovery)
     app.router.add_route("*", "/api/{tail:.*}", h.core)
     app.router.add_route("*", "/apis/{tail:.*}", h.grouped)
+    openapi.add_routes(app)  # /openapi/v2, /openapi/v3[/...]; built in a thread at start-up
     app.router.add_route("*", "/{tail:.*}", not_found)
     app["handlers"] = h
     return app
