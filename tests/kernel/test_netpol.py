@@ -368,6 +368,8 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
     node = namespaces.new("polnode")
     api = ApiServer(tmp_path)
     objects = api.cluster()
+    for ns in ("default", "x"):  # the API server creates nothing in a namespace that does not exist
+        objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     objects.create(
         {
             "apiVersion": "v1",
