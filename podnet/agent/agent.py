@@ -12,12 +12,14 @@ A pod marked for deletion (metadata.deletionTimestamp) is stopped, its
 network torn down (CNI DEL, netns removed), and then its object removed.
 """
 
+import hashlib
 import json
 import logging
 import os
 import platform
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import adopt as adopt_mod
@@ -34,6 +36,14 @@ DEFAULT_GRACE = 30  # terminationGracePeriodSeconds when the pod does not say (a
 
 def now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def pod_netns(lab, uid):
@@ -104,6 +114,12 @@ class Agent:
                 }
             ]
             n["status"]["nodeInfo"] = {
+                # the identity fields the API requires: per node, stable across
+                # agent restarts (lab nodes share one machine and one boot)
+                "machineID": hashlib.sha256(("machine/" + self.node).encode()).hexdigest()[:32],
+                "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.node + ".podnet")),
+                "bootID": _boot_id(),
+                "kubeProxyVersion": "",
                 "kubeletVersion": "podnet-0.1",
                 "osImage": "podnet lab node",
                 "kernelVersion": platform.release(),
@@ -323,6 +339,7 @@ class Agent:
                         "ready": False,
                         "restartCount": 0,
                         "image": c.get("image", ""),
+                        "imageID": "",
                         "state": {"waiting": {"reason": "InvalidImageName", "message": rp.errors[name]}},
                     }
                 )

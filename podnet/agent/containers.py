@@ -465,6 +465,9 @@ class Supervisor:
             doc = {
                 "name": self.name,
                 "image": self.image,
+                # required by the API (clients such as the Python client insist);
+                # a host program has no image digest
+                "imageID": "",
                 "ready": bool(self.running and self.ready),
                 "started": self.running,
                 "restartCount": self.restart_count,

@@ -24,7 +24,10 @@ def run(
     last = 0.0
     while not stop.is_set():
         period = resync() if callable(resync) else resync
-        if dirty.wait(0.2) or time.monotonic() - last > period:
+        # sleep until the next resync is due (at most 1 s, so a stop is seen
+        # soon): an idle reconciler wakes a few times a second at most
+        due = max(0.0, last + period - time.monotonic())
+        if dirty.wait(min(due, 1.0)) or time.monotonic() - last >= period:
             dirty.clear()
             last = time.monotonic()
             try:

@@ -138,8 +138,11 @@ def start_apiserver(lab: str, doc: dict, spawn, timeout: float = 20.0) -> None: 
     port taken between choosing it and binding it (another lab coming up at
     the same moment) is answered with a new port and new kubeconfigs."""
     for _attempt in range(3):
+        started = not topo.alive(lab, "apiserver")
         if _start_once(lab, doc, spawn, timeout):
             return
+        if not started:  # one found running exited as we waited (a SIGTERM a moment ago): start it again
+            continue
         log = os.path.join(topo.state_dir(lab), "logs", "apiserver.log")
         with open(log, errors="replace") as f:
             taken = "Address already in use" in f.read()[-2000:]

@@ -27,8 +27,16 @@ class ApplyError(Exception):
 
 
 def _idx(ipr, name):
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    """The link's index, asked of the kernel by name (link_lookup would dump
+    and parse every link of the node, pods' veths included, on each pass)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        return ipr.link("get", ifname=name)[0]["index"]
+    except NetlinkError as exc:
+        if exc.code == 19:  # ENODEV
+            return None
+        raise
 
 
 def ensure_vxlan(ipr, dev):
