@@ -7,8 +7,8 @@ kubectl on the root namespace's loopback and the node agents on the lab's
 underlay, and adds no address or route to the root namespace.
 
 Authentication (anything else gets 401): a client certificate signed by the
-cluster CA (CN = user, O = groups; a certificate from another CA fails the
-TLS handshake), or a bearer token from the tokens file. /healthz, /livez,
+cluster CA (CN = user, O = groups; checked after the handshake, see
+tlsauth.py), or a bearer token from the tokens file. /healthz, /livez,
 /readyz and /version answer anyone, as kube-apiserver's public-info role
 allows.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podnet.apiserver import errors, openapi
+from podnet.apiserver import errors, openapi, tlsauth
 from podnet.apiserver.cache import Cache
 from podnet.apiserver.certs import Pki
 from podnet.apiserver.errors import StatusError
@@ -66,21 +66,10 @@ class Tokens:
         return dict(who) if isinstance(who, dict) else None
 
 
-def _user_from_cert(cert: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not cert:
-        return None
-    cn, groups = None, []
-    for rdn in cert.get("subject", ()):
-        for k, v in rdn:
-            if k == "commonName":
-                cn = v
-            elif k == "organizationName":
-                groups.append(v)
-    return {"user": cn, "groups": groups} if cn else None
-
-
 def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Application:
     tokens = Tokens(pki)
+    with open(pki.ca_cert, "rb") as f:
+        certs = tlsauth.Verifier(f.read())
     try:
         from podnet.apiserver import table
     except ImportError:  # built in parallel; lists work without Tables
@@ -97,7 +86,9 @@ def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Applicati
                     who = tokens.lookup(auth[7:].strip())
                 else:
                     ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
-                    who = _user_from_cert(ssl_obj.getpeercert() if ssl_obj else None)
+                    # checked here, not in the handshake: a certificate of
+                    # another CA gets a 401, as from kube-apiserver
+                    who = certs.user(ssl_obj.getpeercert(binary_form=True) if ssl_obj else None)
                 if who is None:
                     raise errors.unauthorized()
                 request["user"] = who
@@ -142,6 +133,7 @@ def ssl_context(pki: Pki) -> ssl.SSLContext:
     ctx.load_cert_chain(pki.path("apiserver.crt"), pki.path("apiserver.key"))
     ctx.load_verify_locations(pki.ca_cert)
     ctx.verify_mode = ssl.CERT_OPTIONAL  # a client cert, or a token in the request
+    tlsauth.accept_any_client_cert(ctx)
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
