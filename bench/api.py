@@ -181,8 +181,12 @@ def idle_lab(seconds, root):
     env = dict(os.environ, PODNET_STATE_ROOT=root)
     cli = [sys.executable, "-m", "podnet.cli.main"]
     lab = "pnbapi"
-    res = subprocess.run(cli + ["lab", "up", "--name", lab, "-f", os.path.join(ROOT, "examples", "lab.yaml")],
-                         env=env, capture_output=True, text=True)
+    res = subprocess.run(
+        cli + ["lab", "up", "--name", lab, "-f", os.path.join(ROOT, "examples", "lab.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise SystemExit("lab up failed: " + res.stderr[-2000:])
     try:
@@ -241,20 +245,43 @@ def main():
                     s_create += t
                     s_list.append(tl)
         total = per * args.rounds
-        print("create, %d objects each side (p50): API %s, store %s, ratio %.2f" % (
-            total, ms(statistics.median(a_create)), ms(statistics.median(s_create)),
-            statistics.median(a_create) / statistics.median(s_create)))
-        print("list of the last round's %d..%d pods (median): API %s, store %s, ratio %.2f" % (
-            per, total, ms(statistics.median(a_list)), ms(statistics.median(s_list)),
-            statistics.median(a_list) / statistics.median(s_list)))
-        results.update(create_api_p50=statistics.median(a_create), create_store_p50=statistics.median(s_create),
-                       list_api=statistics.median(a_list), list_store=statistics.median(s_list))
+        print(
+            "create, %d objects each side (p50): API %s, store %s, ratio %.2f"
+            % (
+                total,
+                ms(statistics.median(a_create)),
+                ms(statistics.median(s_create)),
+                statistics.median(a_create) / statistics.median(s_create),
+            )
+        )
+        print(
+            "list of the last round's %d..%d pods (median): API %s, store %s, ratio %.2f"
+            % (
+                per,
+                total,
+                ms(statistics.median(a_list)),
+                ms(statistics.median(s_list)),
+                statistics.median(a_list) / statistics.median(s_list),
+            )
+        )
+        results.update(
+            create_api_p50=statistics.median(a_create),
+            create_store_p50=statistics.median(s_create),
+            list_api=statistics.median(a_list),
+            list_store=statistics.median(s_list),
+        )
         lat_a = api_watch_latency(client, args.watch_writes)
         lat_s = store_watch_latency(store, args.watch_writes)
-        print("watch delivery, %d writes: API p50 %s p99 %s; store watch p50 %s p99 %s" % (
-            args.watch_writes, ms(pct(lat_a, 50)), ms(pct(lat_a, 99)), ms(pct(lat_s, 50)), ms(pct(lat_s, 99))))
-        results.update(watch_api_p50=pct(lat_a, 50), watch_api_p99=pct(lat_a, 99), watch_store_p50=pct(lat_s, 50),
-                       watch_store_p99=pct(lat_s, 99))
+        print(
+            "watch delivery, %d writes: API p50 %s p99 %s; store watch p50 %s p99 %s"
+            % (args.watch_writes, ms(pct(lat_a, 50)), ms(pct(lat_a, 99)), ms(pct(lat_s, 50)), ms(pct(lat_s, 99)))
+        )
+        results.update(
+            watch_api_p50=pct(lat_a, 50),
+            watch_api_p99=pct(lat_a, 99),
+            watch_store_p50=pct(lat_s, 50),
+            watch_store_p99=pct(lat_s, 99),
+        )
         store.close()
         # kubectl get pods -A with `--objects` pods in the API
         have = len(client.list("Pod"))
