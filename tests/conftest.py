@@ -257,10 +257,43 @@ def _ours_left():
     return left
 
 
+def _servers_under(root):
+    """API servers (and other podnet processes) whose command line names a
+    path under this session's temp dir: started by these tests, found by
+    that path, not by a name pattern."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any("podnet" in c for c in cmd) and any(c.startswith(root) or ("/" + root.strip("/")) in c for c in cmd):
+            out.append("process %s (%s)" % (pid, " ".join(cmd[:4])))
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind():
+def nothing_left_behind(tmp_path_factory):
+    root = str(tmp_path_factory.getbasetemp())
     before = set(_ours_left())
     yield
     leaked = [x for x in _ours_left() if x not in before]
+    leaked += _servers_under(root)
     if leaked:
         pytest.fail("podnet left these behind: %s" % ", ".join(leaked), pytrace=False)
+
+
+@pytest.fixture
+def api_server(tmp_path):
+    """A real podnet API server of the test's own (podnet.apiserver.local),
+    stopped by its PID afterwards, also when the test fails."""
+    from podnet.apiserver.local import ApiServer
+
+    api = ApiServer(tmp_path / "api")
+    try:
+        yield api
+    finally:
+        api.stop()

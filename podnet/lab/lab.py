@@ -226,7 +226,15 @@ def wait_nodes(lab, objects, names, timeout, say, respawn=None):
             _spawn(lab, role, *respawn.pop(role))
             dead.remove(role)
         if dead:
-            raise LabError("%s exited; see %s" % (", ".join(dead), os.path.join(topo.state_dir(lab), "logs")))
+            logs = os.path.join(topo.state_dir(lab), "logs")
+            tails = []
+            for role in dead:  # the last words of each, so the error alone says why
+                try:
+                    with open(os.path.join(logs, role + ".log"), errors="replace") as f:
+                        tails.append("--- %s.log:\n%s" % (role, "".join(f.readlines()[-12:]).rstrip()))
+                except OSError:
+                    pass
+            raise LabError("%s exited; see %s\n%s" % (", ".join(dead), logs, "\n".join(tails)))
         if time.time() > deadline:
             raise LabError("nodes not Ready after %d s (%d of %d)" % (timeout, len(ready), len(names)))
         time.sleep(0.1)

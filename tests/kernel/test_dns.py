@@ -75,12 +75,12 @@ def cluster(net, tmp_path):
 
     dns_ns, up = net
     api = ApiServer(tmp_path / "api", netns=[dns_ns])
-    objects = api.cluster()
-    objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     zone = tmp_path / "internet.zone"
     zone.write_text(". SOA ns. host. 1 2 3 4 60\nexample.com. 60 A 192.0.2.80\n")
-    procs = []
+    procs, objects = [], None
     try:
+        objects = api.cluster()
+        objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
         # the upstream answers one query per system call pair, the cluster DNS
         # in batches (recvmmsg): forwarding tests go through both loops
         procs.append(
@@ -128,7 +128,8 @@ def cluster(net, tmp_path):
     finally:
         for p in procs:
             p.stop()
-        objects.stop.set()
+        if objects is not None:
+            objects.stop.set()
         api.stop()
 
 

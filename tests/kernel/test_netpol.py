@@ -359,15 +359,13 @@ def test_a_bad_policy_is_refused_whole_and_changes_nothing(lab):
     lab.expect(nc.Reach(), "still no policy")
 
 
-def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand(namespaces, tmp_path):
+def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand(namespaces, api_server):
     """The agent's loop body on a bare namespace: no lab, a store of its own."""
     from podnet.kernel.netns import Netns
-    from tests.apiserver import ApiServer
     from tests.helpers import wait_for
 
     node = namespaces.new("polnode")
-    api = ApiServer(tmp_path)
-    objects = api.cluster()
+    objects = api_server.cluster()
     for ns in ("default", "x"):  # the API server creates nothing in a namespace that does not exist
         objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     objects.create(
@@ -413,4 +411,3 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
     finally:
         handle.close()
         objects.stop.set()
-        api.stop()
