@@ -544,7 +544,7 @@ def report(b, fig, data, args):
     print()
     rows = [("milestone (first time seen)", "s from start")]
     for key, label in (
-        ("first read of the store", "store readable (poller's first read)"),
+        ("first read of the API", "API readable (poller's first read)"),
         ("nodes Ready", "nodes Ready (%d, with podCIDR)" % args.nodes),
         ("first pod created", "first pod object created"),
         ("all pods created", "all %d pod objects created" % args.pods),
@@ -656,7 +656,7 @@ def report(b, fig, data, args):
         print()
         table(rows, left=(0, 3))
     print(
-        "\npoller: %d reads of the store (%d failed), %.2f s CPU; load average at start %.2f, at end %.2f; "
+        "\npoller: %d reads of the API (%d failed), %.2f s CPU; load average at start %.2f, at end %.2f; "
         "total run time %.1f s"
         % (b.polls, len(b.poll_errors), b.poll_cpu, data["loadavg_start"], data["loadavg_end"], data["total_seconds"])
     )
@@ -676,7 +676,7 @@ def main(argv=None):
         default=300,
         help="passed to `lab up --timeout`; also the bench's limit for all pods Ready",
     )
-    ap.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the store")
+    ap.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the API")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers (and every pod's timeline) here")
     args = ap.parse_args(argv)
     if not 1 <= args.nodes <= 50 or args.pods < 1:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import adopt as adopt_mod
 from podnet.agent import containers, probes
-from podnet.client import Conflict, NotFound, events
+from podnet.client import Conflict, NotFound, StatusError, events
 from podnet.cni import libcni
 from podnet.kernel import netns
 from podnet.workload import command_for
@@ -381,12 +381,20 @@ class Agent:
         if status == rp.last_status:
             return
 
-        def put(p):
-            if p["metadata"].get("uid") != rp.uid:
-                return False
-            p["status"] = status
-
-        self.objects.mutate("Pod", rp.ns, rp.name, put, status=True)
+        # one request: a JSON patch of the status subresource that applies only
+        # to this pod (a pod of the same name made since has another uid)
+        ops = [
+            {"op": "test", "path": "/metadata/uid", "value": rp.uid},
+            {"op": "replace", "path": "/status", "value": status},
+        ]
+        try:
+            self.objects.patch("Pod", rp.ns, rp.name, ops, ptype="json", sub="status")
+        except NotFound:
+            return
+        except StatusError as exc:
+            if exc.code == 422:  # the uid test failed: not our pod any more
+                return
+            raise
         rp.last_status = status
 
     def _tick_pod(self, pod, rp):

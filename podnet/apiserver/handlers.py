@@ -402,11 +402,7 @@ class Handlers:
             raise errors.conflict(
                 "", "pods", str(t.name), 'pod %s is already assigned to node "%s"' % (t.name, pod["spec"]["nodeName"])
             )
-        import copy
-
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        self.registry.replace(t.res, pod, new)
+        self.registry.bind(t.res, pod, node, _now())
         return json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
         )

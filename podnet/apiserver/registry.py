@@ -238,6 +238,18 @@ class Registry:
             return self._mark(res, key, current, marked) if marked != current else current
         return self._remove(res, key, current)
 
+    def bind(self, res: Resource, pod: Obj, node: str, now: str) -> Obj:
+        """pods/binding: the node, and the PodScheduled condition with it
+        (kube-apiserver's binding sets both in one write)."""
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        status.setdefault("phase", "Pending")
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        status["conditions"] = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}] + conds
+        key = self.key(res, pod["metadata"].get("namespace"), pod["metadata"]["name"])
+        return self._mark(res, key, pod, new)
+
     def _mark(self, res: Resource, key: str, current: Obj, marked: Obj) -> Obj:
         """Write deletion metadata, bypassing admission (clients cannot set it)."""
         marked["metadata"].pop("resourceVersion", None)

@@ -81,6 +81,11 @@ class Cluster:
     ) -> Obj | None:
         return self.client.mutate(kind, namespace, name, fn, status=status)
 
+    def patch(
+        self, kind: str | Kind, namespace: str | None, name: str, patch: Any, ptype: str = "merge", sub: str = ""
+    ) -> Obj:
+        return self.client.patch(kind, namespace, name, patch, ptype=ptype, sub=sub)
+
     def delete(
         self,
         kind: str | Kind,

@@ -157,13 +157,7 @@ class Manager:
                 )
                 continue
 
-            def scheduled(p):
-                p["status"] = {
-                    "phase": "Pending",
-                    "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}],
-                }
-
-            try:  # the binding subresource, as kube-scheduler binds
+            try:  # the binding subresource, as kube-scheduler binds (it sets PodScheduled too)
                 o.request(
                     "POST",
                     "/api/v1/namespaces/%s/pods/%s/binding" % (ns, name),
@@ -176,7 +170,6 @@ class Manager:
                 )
             except (NotFound, Conflict):
                 continue
-            o.mutate("Pod", ns, name, scheduled, status=True)
             self.recorder.event(pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s" % (ns, name, node))
             pod["spec"]["nodeName"] = node  # counts for the next pod's placement
             log.info("pod %s/%s -> %s", ns, name, node)
