@@ -28,7 +28,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.store.base import Compacted, Store, StoreError
@@ -48,6 +48,9 @@ class Change:
     obj: Obj  # new object, or the last state for DELETED
     old: Obj | None
     rev: int
+    # the event's JSON line per type, made once and sent to every watcher
+    # that wants the plain object (most of them: informers)
+    wire: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 def resource_of(key: str) -> str:

@@ -221,7 +221,7 @@ class Handlers:
         table = wants_table(request) and self.table is not None
 
         def render(_etype: str, obj: Obj) -> Obj:
-            return self._table(request, t.res.kind.kind, [obj]) if table else obj
+            return self._table(request, t.res.kind.kind, [obj])
 
         return await watch.serve(
             request,
@@ -232,7 +232,7 @@ class Handlers:
             q.get("resourceVersion"),
             float(timeout) if timeout else None,
             query.bool_param(q.get("allowWatchBookmarks")),
-            render,
+            render if table else None,
         )
 
     def _managed(self, request: web.Request, old: Obj | None, new: Any, t: Target, sub: str = "") -> Any:

@@ -58,9 +58,10 @@ async def serve(
     rv: str | None,
     timeout: float | None,
     bookmarks: bool,
-    render: Callable[[str, Obj], Obj],
+    render: Callable[[str, Obj], Obj] | None,
 ) -> web.StreamResponse:
-    """render(type, obj) -> the event's object (the object itself, or a Table)."""
+    """render(type, obj) -> the event's object (a Table); None: the object itself."""
+    plain = render is None
     accept = _acceptor(prefix, pred)
     w = Watcher(res.plural, accept)
     # everything below up to add_watcher runs without awaiting, so no change
@@ -83,6 +84,16 @@ async def serve(
         except TooOld as exc:
             expired = "too old resource version: %s (%d): %s" % (rv, cache.rev, exc)
     cache.add_watcher(w)
+
+    def encode(ch: Change) -> bytes:
+        if plain:
+            line = ch.wire.get(ch.type)
+            if line is None:
+                line = ch.wire[ch.type] = _line(ch.type, ch.obj)
+            return line
+        assert render is not None
+        return _line(ch.type, render(ch.type, ch.obj))
+
     resp = web.StreamResponse(status=200)
     resp.content_type = "application/json"
     resp.enable_chunked_encoding()
@@ -92,7 +103,7 @@ async def serve(
             await resp.write(_line("ERROR", gone(expired).status()))
             return resp
         for ch in initial:
-            await resp.write(_line(ch.type, render(ch.type, ch.obj)))
+            await resp.write(encode(ch))
         deadline = time.monotonic() + timeout if timeout else None
         while True:
             wait = BOOKMARK_EVERY
@@ -116,7 +127,7 @@ async def serve(
             if got is None:  # cut off (too slow) or the cache reloaded
                 await resp.write(_line("ERROR", gone("the watch fell behind; list again").status()))
                 break
-            await resp.write(_line(got.type, render(got.type, got.obj)))
+            await resp.write(encode(got))
             # send what is already queued in the same chunk burst
             batch: list[bytes] = []
             ended = False
@@ -125,7 +136,7 @@ async def serve(
                 if nxt is None:
                     ended = True
                     break
-                batch.append(_line(nxt.type, render(nxt.type, nxt.obj)))
+                batch.append(encode(nxt))
             if batch:
                 await resp.write(b"".join(batch))
             if ended:
