@@ -217,7 +217,9 @@ def load() -> Schema:
     global _built
     with _lock:
         if _built is None:
-            _built = _build()
+            from podnet.apiserver import schemacache
+
+            _built = schemacache.read() or _build()
         return _built
 
 
