@@ -569,7 +569,7 @@ class Agent:
         beat = time.monotonic()
         try:
             while not stop.is_set():
-                self.dirty.wait(0.2)
+                self.dirty.wait(self._idle_wait())
                 self.dirty.clear()
                 try:
                     self.sync()
@@ -591,6 +591,21 @@ class Agent:
             for t in extras:  # let reconcilers hand back what others must take over (LB IPs)
                 t.join(5)
             self.mark_stopped()
+
+    def _idle_wait(self):
+        """How long the loop may sleep: until the next probe is due, while
+        pods start or stop a short tick, else a second (container exits are
+        then seen within a second, as kubelet's relist does; a change in the
+        API wakes it at once)."""
+        if self.starting or self.stopping:
+            return 0.2
+        now, wait = time.monotonic(), 1.0
+        for rp in list(self.pods.values()):
+            if any(s.state.get("waiting") for s in rp.supervisors.values()):
+                wait = min(wait, 0.2)  # a container (re)starting: watch it closely
+            for st in rp.probes.values():
+                wait = min(wait, max(0.02, st.next_due() - now))
+        return wait
 
     def mark_stopped(self):
         """A graceful stop says so on the Node at once, so other nodes take

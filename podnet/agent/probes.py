@@ -236,6 +236,11 @@ class ProbeState:
         self.last_run = None
         self.message = ""
 
+    def next_due(self):
+        """When the next probe is due (this state's clock)."""
+        first = self.started_at + self.initial_delay
+        return first if self.last_run is None else max(first, self.last_run + self.period)
+
     @property
     def ready(self):
         return self.result

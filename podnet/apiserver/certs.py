@@ -158,15 +158,25 @@ class Pki:
             return {}
 
     def token_for(self, user: str, groups: tuple[str, ...] = ()) -> str:
-        """The token of `user`, made on first use."""
-        toks = self.tokens()
-        for tok, who in toks.items():
-            if who.get("user") == user:
-                return tok
-        tok = secrets.token_urlsafe(32)
-        toks[tok] = {"user": user, "groups": list(groups)}
-        _write_private(self.tokens_file, yaml.safe_dump(toks).encode())
-        return tok
+        """The token of `user`, made on first use. Under a lock: several
+        processes (a lab's agents starting at once) may add theirs together,
+        and a read-modify-write without it loses all but one."""
+        import fcntl
+
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.path("tokens.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            toks = self.tokens()
+            for tok, who in toks.items():
+                if who.get("user") == user:
+                    return tok
+            tok = secrets.token_urlsafe(32)
+            toks[tok] = {"user": user, "groups": list(groups)}
+            _write_private(self.tokens_file, yaml.safe_dump(toks).encode())
+            return tok
+        finally:
+            os.close(fd)
 
 
 def kubeconfig(

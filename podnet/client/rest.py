@@ -146,6 +146,20 @@ class Client:
             return json.loads(payload) if payload else None
         raise ApiError("%s %s: failed" % (method, path))
 
+    def wait_ready(self, stop: threading.Event | None = None, timeout: float = 60.0) -> None:
+        """Until the server answers /readyz (a component started beside it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.request("GET", "/readyz", raw=True)
+                return
+            except ApiError as exc:
+                if time.monotonic() > deadline or (stop is not None and stop.is_set()):
+                    raise ApiError(
+                        "API server %s not ready after %d s: %s" % (self.config.server, timeout, exc)
+                    ) from None
+            time.sleep(0.05)
+
     # ---- objects --------------------------------------------------------------
 
     def get(self, kind: str | Kind, namespace: str | None, name: str) -> Obj:

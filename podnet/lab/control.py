@@ -133,6 +133,10 @@ def node_kubeconfig(lab: str, node: str) -> str:
     return token_kubeconfig(lab, "node-" + node, "system:node:" + node, ("system:nodes",))
 
 
+def apiserver_running(lab: str) -> bool:
+    return topo.alive(lab, "apiserver")
+
+
 def start_apiserver(lab: str, doc: dict, spawn, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     """Start the API server (unless it runs) and wait until it answers. A
     port taken between choosing it and binding it (another lab coming up at

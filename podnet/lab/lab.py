@@ -134,6 +134,12 @@ def up(
         "API server on https://127.0.0.1:%d (and %s inside the lab)"
         % (control.api_port(lab, doc), control.internal_server())
     )
+    # the agents reach the API server on the underlay address and wait for it
+    # themselves, so they start (Python, imports) while it does
+    respawn = {}
+    agents_first = control.apiserver_running(lab)
+    if not agents_first:
+        _spawn_agents(lab, doc, say, respawn)
     control.start_apiserver(lab, doc, _spawn)
     say("controller manager")
     _spawn(lab, "controllers", _podnet("lab", "controllers", "--lab", lab))
@@ -143,15 +149,8 @@ def up(
     say("external resolver (the lab's internet) on %s" % doc["external"]["ip"])
     _start_external_dns(lab, doc)
     objects = objects_for(lab)
-    # an agent found running (not started now) may be on its way out (it got
-    # SIGTERM a moment ago): if it exits while we wait, start it again once
-    respawn = {}
-    for n in doc["nodes"]:
-        say("agent on %s" % n["name"])
-        _write_node_resolv_conf(lab, doc, n["name"])
-        argv = _podnet("agent", "--lab", lab, "--node", n["name"])
-        if not _spawn(lab, "agent-" + n["name"], argv, n["netns"]):
-            respawn["agent-" + n["name"]] = (argv, n["netns"])
+    if agents_first:
+        _spawn_agents(lab, doc, say, respawn)
     wait_nodes(lab, objects, [n["name"] for n in doc["nodes"]], timeout, say, respawn)
     from podnet.dns import addon
 
@@ -164,6 +163,21 @@ def up(
         say("waiting for pods to be Ready")
         wait_pods_ready(objects, timeout, say, expect=expected_pods(objects))
     return doc, applied
+
+
+def _spawn_agents(lab, doc, say, respawn):
+    """One agent per node; an agent found running (not started now) may be
+    on its way out (it got SIGTERM a moment ago): if it exits while we wait,
+    wait_nodes starts it again once (respawn)."""
+    from podnet.lab import control
+
+    for n in doc["nodes"]:
+        say("agent on %s" % n["name"])
+        _write_node_resolv_conf(lab, doc, n["name"])
+        control.node_kubeconfig(lab, n["name"])  # its token, made here rather than by each agent
+        argv = _podnet("agent", "--lab", lab, "--node", n["name"])
+        if not _spawn(lab, "agent-" + n["name"], argv, n["netns"]):
+            respawn["agent-" + n["name"]] = (argv, n["netns"])
 
 
 def _start_external_dns(lab, doc):
@@ -394,6 +408,7 @@ def run_controllers(lab):
 
     stop = threading.Event()
     objects = connect(control.component_kubeconfig(lab, "controllers"), "podnet-controllers", stop)
+    objects.client.wait_ready(stop)
     ensure_default_namespaces(objects)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from podnet.controllers.planners import LB_POOL
@@ -420,6 +435,7 @@ def run_agent(lab, node, kubeconfig=None):
     from podnet.lab import control
 
     objects = connect(kubeconfig or control.node_kubeconfig(lab, node), "podnet-agent/" + node, stop)
+    objects.client.wait_ready(stop)  # lab up starts the agents while the API server starts
     node_dir = os.path.join(topo.state_dir(lab), "nodes", node)
     upstreams = [("external", doc["external"]["ip"])] if r.get("mode") == "bgp" else []
     routing = RoutingReconciler(
