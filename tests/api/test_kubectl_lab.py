@@ -608,9 +608,12 @@ def test_a_second_apply_after_editing_the_file_changes_exactly_that(kubectl_lab)
         out = apply(replicas=3, tier="front", greeting="bye")
         assert out[1] == "deployment.apps/cart configured", out
         lab.kubectl("rollout", "status", "deployment/cart", "-n", "cart", "--timeout=60s", timeout=90)
-        third = wait_for(
-            "3 new cart pods", lambda: (lambda ps: ps if not set(ps) & set(second) else None)(settled(3)()), 60
-        )
+
+        def three_new():
+            ps = settled(3)()  # None while the rollout is under way
+            return ps if ps and not set(ps) & set(second) else None
+
+        third = wait_for("3 new cart pods", three_new, 60)
         for p in third.values():
             assert p["spec"]["containers"][0]["env"] == [{"name": "GREETING", "value": "bye"}]
         printed = lab.kubectl("exec", "-n", "cart", sorted(third)[0], "--", "printenv", "GREETING").stdout
