@@ -50,6 +50,18 @@ step podnet exec client -- nslookup web.default.svc.cluster.local
 podnet exec client -- nslookup web.default.svc.cluster.local || true
 step podnet rules $NODE --service web
 podnet rules "$NODE" --service web
+
+if command -v kubectl >/dev/null; then
+  echo
+  echo "the lab speaks the Kubernetes API: the real kubectl works against it"
+  step 'export KUBECONFIG=$(podnet lab kubeconfig)'
+  KUBECONFIG=$(podnet lab kubeconfig)
+  export KUBECONFIG
+  step kubectl get pods -o wide
+  kubectl get pods -o wide
+  step kubectl exec client -- nslookup kubernetes.default
+  kubectl exec client -- nslookup kubernetes.default || true
+fi
 echo
 echo "The lab is still up. Try: .venv/bin/podnet describe pod client; .venv/bin/podnet lab status"
 echo "Remove it with: .venv/bin/podnet lab down"
