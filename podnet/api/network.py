@@ -30,6 +30,8 @@ from podnet.api.types import Obj
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 NODE_PORTS = (30000, 32767)
+# the cloud providers' older spelling of spec.loadBalancerSourceRanges (comma-separated)
+SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 
 # ---- Service ------------------------------------------------------------------
@@ -64,6 +66,28 @@ def _service_ports(spec: Obj, stype: str, needed: bool) -> None:
         if (num, proto) in seen:
             fail(p, "duplicate port %d/%s (also %s)" % (num, proto, seen[(num, proto)]))
         seen[(num, proto)] = p
+
+
+def _source_ranges(obj: Obj, spec: Obj, stype: str) -> None:
+    """spec.loadBalancerSourceRanges, or else the annotation: CIDRs, only on
+    a LoadBalancer (as the API server checks both; the proxy reads the field,
+    entries trimmed of spaces as Kubernetes allows)."""
+    ranges = str_list(spec, "loadBalancerSourceRanges", "spec") or []
+    if ranges:
+        if stype != "LoadBalancer":
+            fail("spec.loadBalancerSourceRanges", "may only be used when type is LoadBalancer (type is %s)" % stype)
+        for i, r in enumerate(ranges):
+            parse_cidr(r.strip(), index("spec.loadBalancerSourceRanges", i))
+        return
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(SOURCE_RANGES_ANNOTATION)
+    if value is None:
+        return
+    path = "metadata.annotations[%s]" % SOURCE_RANGES_ANNOTATION
+    if stype != "LoadBalancer":
+        fail(path, "may only be used when type is LoadBalancer (type is %s)" % stype)
+    text = str(value).strip()
+    for r in text.split(",") if text else []:  # one CIDR after another, as the API server reads it
+        parse_cidr(r.strip(), path)
 
 
 def service(obj: Obj) -> Obj:
@@ -111,6 +135,7 @@ def service(obj: Obj) -> Obj:
     if stype != "ExternalName":
         opt_enum(spec, "internalTrafficPolicy", "spec", TRAFFIC_POLICIES, default="Cluster")
     opt_str(spec, "loadBalancerIP", "spec", check=ip_error)
+    _source_ranges(obj, spec, stype)
     opt_bool(spec, "publishNotReadyAddresses", "spec")
     for i, fam in enumerate(opt_list(spec, "ipFamilies", "spec") or []):
         if fam not in ("IPv4", "IPv6"):

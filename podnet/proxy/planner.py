@@ -18,6 +18,13 @@ what keeps a one-Service change at 10,000 Services cheap.
                     node use svc-..., others only local endpoints (client
                     address kept), dropped when there is none here
     ep-<h>-.../<ip>/<port>   hairpin mark, affinity update, dnat
+    all-<h>-...     the cluster-wide endpoints, when the ClusterIP's own chain
+                    has only this node's (internalTrafficPolicy Local): where
+                    pods and the node go through an external address
+    fw-<h>-...      loadBalancerSourceRanges: `ip saddr <range> return` per
+                    range, then drop; reached from filter-prerouting and
+                    filter-output (priority -110, before DNAT) through the map
+                    firewall-ips (LoadBalancer IP . proto . port), as kube-proxy
     nat-postrouting (srcnat)  meta mark & 0x4000 == 0x4000 masquerade fully-random
     filter-*        (priority -110/-90) as kube-proxy: a service without
                     endpoints is rejected (an immediate ICMP error), endpoints
@@ -31,6 +38,7 @@ IPv4 only (addressType IPv4, IPv4 ClusterIPs); the first address of an endpoint.
 import collections
 import functools
 import hashlib
+import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Sequence
@@ -51,6 +59,7 @@ MAPS = {
     "service-nodeports": "type inet_proto . inet_service : verdict;",
     "no-endpoint-services": "type ipv4_addr . inet_proto . inet_service : verdict;",
     "no-endpoint-nodeports": "type inet_proto . inet_service : verdict;",
+    "firewall-ips": "type ipv4_addr . inet_proto . inet_service : verdict;",
 }
 FIXED_SETS = {
     "cluster-ips": "type ipv4_addr;",
@@ -58,6 +67,7 @@ FIXED_SETS = {
     "hairpin": "type ipv4_addr . ipv4_addr;",
 }
 BASE_CHAINS = {
+    "filter-prerouting": "type filter hook prerouting priority -110; policy accept;",
     "nat-prerouting": "type nat hook prerouting priority dstnat; policy accept;",
     "nat-output": "type nat hook output priority -100; policy accept;",
     "nat-postrouting": "type nat hook postrouting priority srcnat; policy accept;",
@@ -80,6 +90,7 @@ class Fragment:
     udp_fronts: frozenset[tuple[str | None, int]] = frozenset()  # {(ip or None for nodePort, port)} UDP with endpoints
     endpoints: int = 0  # endpoints in use, for metrics
     endpoint_ips: frozenset[str] = frozenset()  # their addresses (hairpin pairs)
+    uses_node_ips: bool = False  # depends on the node's addresses too (loadBalancerSourceRanges)
 
     def add(self, container: str, key: str, value: str | None = None) -> None:
         self.elements.setdefault(container, {})[key] = value
@@ -207,6 +218,49 @@ def external_addresses(svc: Obj) -> list[str]:
     return sorted(ip for ip in ips if ip is not None)
 
 
+def source_ranges(svc: Obj) -> list[ipaddress.IPv4Network]:
+    """A LoadBalancer's spec.loadBalancerSourceRanges, IPv4 ones, in order.
+    As kube-proxy: padded entries are trimmed, host bits dropped, what does
+    not parse skipped; the annotation of the same name is for cloud load
+    balancers, not the proxy."""
+    spec = svc.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return []
+    out: list[ipaddress.IPv4Network] = []
+    for x in spec.get("loadBalancerSourceRanges") or []:
+        try:
+            net = ipaddress.ip_network(str(x).strip(), strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network) and net not in out:
+            out.append(net)
+    return out
+
+
+def _lb_ips(svc: Obj) -> list[str]:
+    status = svc.get("status") or {}
+    ips = {_ipv4(ing.get("ip")) for ing in (status.get("loadBalancer") or {}).get("ingress") or []}
+    return sorted(ip for ip in ips if ip is not None)
+
+
+def _firewall(svc: Obj, node_ips: Iterable[str]) -> tuple[list[str], tuple[str, ...]] | None:
+    """(LoadBalancer IPs, rules of the chain that drops sources outside
+    loadBalancerSourceRanges), or None when the Service has no such check.
+    The node itself is allowed when one of its addresses is in a range; its
+    own connections to an IP it holds come from that IP, so those are
+    allowed too then (kube-proxy's allowFromNode)."""
+    ranges = source_ranges(svc)
+    lbs = _lb_ips(svc) if ranges else []
+    if not lbs:
+        return None
+    rules = ["ip saddr %s return" % net for net in ranges]
+    mine = [ipaddress.IPv4Address(ip) for ip in (_ipv4(x) for x in node_ips) if ip is not None]
+    if any(ip in net for ip in mine for net in ranges):
+        rules += ["ip saddr %s return" % ip for ip in lbs]
+    rules.append("drop")
+    return lbs, tuple(rules)
+
+
 def service_key(svc: Obj) -> str:
     m = svc.get("metadata", {})
     return "%s/%s" % (m.get("namespace", ""), m.get("name", ""))
@@ -230,7 +284,11 @@ def _dispatch(rules: list[str], chosen: list[Endpoint], targets: dict[tuple[str,
 
 
 def plan_service(
-    svc: Obj, slices: Sequence[Obj], node_name: str | None, cluster_cidr: str | None = "10.244.0.0/16"
+    svc: Obj,
+    slices: Sequence[Obj],
+    node_name: str | None,
+    cluster_cidr: str | None = "10.244.0.0/16",
+    node_ips: Iterable[str] = (),
 ) -> Fragment | None:
     """One Service (and its EndpointSlices) -> Fragment, or None when the
     Service gets no rules (headless, ExternalName, no IPv4 ClusterIP).
@@ -241,7 +299,13 @@ def plan_service(
     iptables mode does with `-m statistic`. No anonymous sets or per-endpoint
     chains: nft 1.0's cost per transaction grows with the table's chains and
     sets, so fewer of them is what keeps a sync fast at 10,000 Services.
-    Affinity is the exception: a chain and a timeout set per endpoint."""
+    Affinity is the exception: a chain and a timeout set per endpoint.
+
+    Traffic from pods (the cluster CIDR) and from the node itself to an
+    external address of a Service with externalTrafficPolicy Local is subject
+    to neither traffic policy: it goes to the cluster-wide endpoints, as if it
+    had gone out to a load balancer and come back (kube-proxy's short-circuit).
+    `node_ips` only matter with loadBalancerSourceRanges (see _firewall)."""
     spec = svc.get("spec") or {}
     stype = spec.get("type", "ClusterIP")
     if stype == "ExternalName":
@@ -255,6 +319,8 @@ def plan_service(
     ext_local = spec.get("externalTrafficPolicy") == "Local"
     int_local = spec.get("internalTrafficPolicy") == "Local"
     fronts = external_addresses(svc)
+    firewall = _firewall(svc, node_ips)
+    frag.uses_node_ips = firewall is not None
     udp_eps: set[tuple[str, int]] = set()
     udp_fronts: set[tuple[str | None, int]] = set()
     used: set[tuple[str, int]] = set()
@@ -273,10 +339,18 @@ def plan_service(
         nodeport = _port(sp.get("nodePort")) if stype in ("NodePort", "LoadBalancer") else None
         has_external = bool(nodeport or fronts)
         external = (local if ext_local else usable) if has_external else []
+        # short-circuited traffic (pods, the node) to an external address of a Local service
+        wide = usable if has_external and ext_local and cluster != usable else []
+
+        if firewall is not None:  # a chain per port, as kube-proxy (`podnet rules --service` finds it)
+            fw_chain = chain_name("fw", base)
+            frag.chains[fw_chain] = firewall[1]
+            for ip in firewall[0]:
+                frag.add("firewall-ips", "%s . %s . %d" % (ip, proto, port), "goto " + fw_chain)
 
         targets: dict[tuple[str, int], Target] = {}  # (ip, port) -> the action that sends a packet there
         for e in sorted(
-            {(e["ip"], e["port"]): e for e in cluster + external}.values(), key=lambda e: (e["ip"], e["port"])
+            {(e["ip"], e["port"]): e for e in cluster + external + wide}.values(), key=lambda e: (e["ip"], e["port"])
         ):
             dnat = "meta l4proto %s dnat to %s:%d" % (proto, e["ip"], e["port"])
             if affinity is not None:
@@ -317,11 +391,17 @@ def plan_service(
         ext_chain = chain_name("ext", base)
         rules = []
         if ext_local:
-            if cluster:  # pods and the node itself may use every endpoint
-                if cluster_cidr:
-                    rules.append("ip saddr %s goto %s" % (cluster_cidr, svc_chain))
-                rules.append("fib saddr type local meta mark set meta mark | %s" % MARK)
-                rules.append("fib saddr type local goto %s" % svc_chain)
+            # pods and the node itself: every endpoint, whatever either policy says
+            short = svc_chain
+            if wide:
+                short = chain_name("all", base)
+                wide_rules: list[str] = []
+                _dispatch(wide_rules, wide, targets, affinity is not None)
+                frag.chains[short] = tuple(wide_rules)
+            if cluster_cidr:
+                rules.append("ip saddr %s goto %s" % (cluster_cidr, short))
+            rules.append("fib saddr type local meta mark set meta mark | %s" % MARK)
+            rules.append("fib saddr type local goto %s" % short)
             if external:
                 _dispatch(rules, external, targets, affinity is not None)
             else:  # no local endpoint: outside clients are dropped here (healthCheckNodePort says 503)
@@ -363,7 +443,8 @@ def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = (
         ),
         "filter-input": ("ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"),
         "filter-forward": ("ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"),
-        "filter-output": ("ct state new jump service-endpoints-check",),
+        "filter-prerouting": ("ct state new jump firewall-check",),
+        "filter-output": ("ct state new jump service-endpoints-check", "ct state new jump firewall-check"),
         "filter-output-post-dnat": ("ct state new jump cluster-ips-check",),
         "services": (
             "ip daddr . meta l4proto . th dport vmap @service-ips",
@@ -372,6 +453,7 @@ def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = (
         "service-endpoints-check": ("ip daddr . meta l4proto . th dport vmap @no-endpoint-services",),
         "nodeport-endpoints-check": (np_match + " meta l4proto . th dport vmap @no-endpoint-nodeports",),
         "cluster-ips-check": ("ip daddr @cluster-ips reject",),
+        "firewall-check": ("ip daddr . meta l4proto . th dport vmap @firewall-ips",),
         "reject-chain": ("reject",),
     }
     for ip in ips:
@@ -389,32 +471,45 @@ class Planner:
     change to one Service therefore costs one plan_service call plus a dict
     copy, whatever the number of Services. `replan_all` rebuilds everything
     from full lists (first sync, periodic resync, after a failure), so an
-    update the caller missed cannot outlive the next full sync."""
+    update the caller missed cannot outlive the next full sync. The few
+    fragments that depend on the node's addresses (loadBalancerSourceRanges)
+    keep their inputs and are planned again when `plan` sees new addresses."""
 
     def __init__(self, node_name: str | None, cluster_cidr: str | None = "10.244.0.0/16"):
         self.node_name, self.cluster_cidr = node_name, cluster_cidr
         self.frags: dict[str, Fragment] = {}  # service key -> Fragment
         self.hairpin: collections.Counter[str] = collections.Counter()  # endpoint IP -> fragments using it
         self._base: tuple[object, Fragment] = (None, Fragment())  # (inputs, skeleton); None: not planned yet
+        self.node_ips: tuple[str, ...] = ()  # the addresses the fragments were planned with
+        self._node_inputs: dict[str, tuple[Obj, Sequence[Obj]]] = {}  # key -> (svc, slices) of those using them
 
     def update(self, key: str, svc: Obj | None, slices: Sequence[Obj]) -> None:
         old = self.frags.pop(key, None)
         if old is not None:
             self.hairpin.subtract(old.endpoint_ips)
-        frag = plan_service(svc, slices, self.node_name, self.cluster_cidr) if svc is not None else None
+        self._node_inputs.pop(key, None)
+        frag = None
+        if svc is not None:
+            frag = plan_service(svc, slices, self.node_name, self.cluster_cidr, self.node_ips)
         if frag is not None:
             self.frags[key] = frag
             self.hairpin.update(frag.endpoint_ips)
+            if frag.uses_node_ips and svc is not None:
+                self._node_inputs[key] = (svc, slices)
 
     def replan_all(self, services: Iterable[Obj] | None, slices: Iterable[Obj] | None) -> None:
         by_svc = slices_by_service(slices)
-        self.frags, self.hairpin = {}, collections.Counter()
+        self.frags, self.hairpin, self._node_inputs = {}, collections.Counter(), {}
         for svc in services or []:
             m = svc.get("metadata", {})
             self.update(service_key(svc), svc, by_svc.get((m.get("namespace"), m.get("name")), []))
 
     def plan(self, node_ips: Iterable[str] | None) -> dict[str, Fragment]:
         ips = tuple(sorted(node_ips or ()))
+        if ips != self.node_ips:
+            self.node_ips = ips
+            for key, (svc, slices) in list(self._node_inputs.items()):
+                self.update(key, svc, slices)
         hairpin = frozenset(ip for ip, n in self.hairpin.items() if n > 0)
         if self._base[0] != (ips, hairpin):
             self._base = ((ips, hairpin), plan_base(ips, hairpin))
@@ -435,11 +530,12 @@ def plan_ruleset(
     from podnet.proxy.render import full
 
     by_svc = slices_by_service(slices)
+    ips = tuple(node_ips or ())
     frags: dict[str, Fragment] = {}
     for svc in services or []:
         m = svc.get("metadata", {})
-        frag = plan_service(svc, by_svc.get((m.get("namespace"), m.get("name")), []), node_name, cluster_cidr)
+        frag = plan_service(svc, by_svc.get((m.get("namespace"), m.get("name")), []), node_name, cluster_cidr, ips)
         if frag is not None:
             frags[service_key(svc)] = frag
-    frags[""] = plan_base(node_ips, frozenset().union(*(f.endpoint_ips for f in frags.values())))
+    frags[""] = plan_base(ips, frozenset().union(*(f.endpoint_ips for f in frags.values())))
     return full(frags, table)

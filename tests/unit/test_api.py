@@ -653,6 +653,41 @@ def test_error_names_the_field(base, path, value, expected):
     assert msg.startswith(expected), msg
 
 
+def test_load_balancer_source_ranges():
+    key = "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+    def lb(ranges=None, annotation=None, stype="LoadBalancer"):
+        obj = edit(load("svc"), "spec.type", stype)
+        if ranges is not None:
+            obj["spec"]["loadBalancerSourceRanges"] = ranges
+        if annotation is not None:
+            obj["metadata"]["annotations"] = {key: annotation}
+        return obj
+
+    # CIDRs, padded ones too (Kubernetes allows the spaces), IPv6 as well
+    got = validate(lb([" 192.168.200.100/32", "10.0.0.0/8", "fd00::/64"]))
+    assert got["spec"]["loadBalancerSourceRanges"] == [" 192.168.200.100/32", "10.0.0.0/8", "fd00::/64"]
+    assert error_of(lb(["10.0.0.0/8", "192.168.200.100"])) == (
+        "spec.loadBalancerSourceRanges[1]: must be a CIDR (like 10.244.0.0/16 or fd00::/64), got '192.168.200.100'"
+    )
+    assert error_of(lb(["10.0.0.0/33"])).startswith("spec.loadBalancerSourceRanges[0]: must be a CIDR")
+    assert error_of(lb([5])) == "spec.loadBalancerSourceRanges[0]: must be a string, got integer 5"
+    assert error_of(lb("10.0.0.0/8")).startswith("spec.loadBalancerSourceRanges: must be a list")
+    assert error_of(lb(["10.0.0.0/8"], stype="NodePort")) == (
+        "spec.loadBalancerSourceRanges: may only be used when type is LoadBalancer (type is NodePort)"
+    )
+    # the annotation: comma-separated, checked only when the field is empty
+    validate(lb(annotation="10.0.0.0/8, 192.168.200.100/32"))
+    validate(lb(annotation=" "))
+    validate(lb(["10.0.0.0/8"], annotation="not checked: the field wins"))
+    assert error_of(lb(annotation="10.0.0.0/8,nonsense")) == (
+        "metadata.annotations[%s]: must be a CIDR (like 10.244.0.0/16 or fd00::/64), got 'nonsense'" % key
+    )
+    assert error_of(lb(annotation="10.0.0.0/8", stype="ClusterIP")) == (
+        "metadata.annotations[%s]: may only be used when type is LoadBalancer (type is ClusterIP)" % key
+    )
+
+
 def test_error_carries_path_and_reason():
     with pytest.raises(FieldError) as e:
         validate(edit(load("svc"), "spec.ports[0].port", 99999))

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from podnet.proxy.planner import chain_name, plan_ruleset
+from podnet.proxy.planner import Planner, chain_name, plan_ruleset
 from tests.conftest import sh
 
 T = "ip podnet-proxy"
@@ -306,6 +306,122 @@ def test_chain_names_are_identifiers():
     assert chain_name("svc", "a" * 500) != chain_name("svc", "a" * 499) and len(chain_name("ep", "a" * 500)) < 128
 
 
+def _lb(name, ip, lb_ips, ports, **spec):
+    service = svc(name, ip, ports, type="LoadBalancer", **spec)
+    service["status"] = {"loadBalancer": {"ingress": [{"ip": x} for x in lb_ips]}}
+    return service
+
+
+LB_PORTS = [dict(WEB_PORT[0], nodePort=30080), {"name": "alt", "port": 8000, "protocol": "TCP", "nodePort": 30081}]
+LB_SLICE_PORTS = WEB_SLICE_PORT + [{"name": "alt", "port": 8080, "protocol": "TCP"}]
+
+
+def test_load_balancer_source_ranges_drop_other_sources_at_the_lb_ip_only():
+    service = _lb(
+        "web",
+        "10.96.0.10",
+        ["192.168.200.241"],
+        LB_PORTS,
+        externalIPs=["192.168.201.7"],
+        # padded, host bits, IPv6 and garbage: trimmed, masked, skipped as kube-proxy does
+        loadBalancerSourceRanges=[" 192.168.200.100/32", "10.1.2.3/8", "fd00::/64", "nonsense"],
+    )
+    sl = [eps_slice("web", [ep("10.244.1.2")], LB_SLICE_PORTS)]
+    s = plan([service], sl, node_ips=("192.168.1.10",))
+    fw, fw2 = chain_name("fw", "default/web/tcp/80"), chain_name("fw", "default/web/tcp/8000")
+    want = ["ip saddr 192.168.200.100/32 return", "ip saddr 10.0.0.0/8 return", "drop"]
+    assert rules_of(s, "fw-") == {fw: want, fw2: want}
+    # only the LoadBalancer IP is checked, on each port; not the NodePort, the externalIP or the ClusterIP
+    els = sorted(re.findall(r"^add element %s firewall-ips \{ (.*) \}$" % T, s, re.M))
+    assert els == ["192.168.200.241 . tcp . 80 : goto " + fw, "192.168.200.241 . tcp . 8000 : goto " + fw2]
+    # before DNAT, new connections only, from outside (prerouting) and from the node (output)
+    assert "add rule %s filter-prerouting ct state new jump firewall-check" % T in s
+    assert "add rule %s filter-output ct state new jump firewall-check" % T in s
+    assert "add rule %s firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips" % T in s
+    assert "add chain %s filter-prerouting { type filter hook prerouting priority -110; policy accept; }" % T in s
+    # the node inside a range: its own connections to the LB IP it holds (source = that IP) too
+    s = plan([service], sl, node_ips=("10.9.9.9",))
+    assert rules_of(s, "fw-")[fw] == [
+        "ip saddr 192.168.200.100/32 return",
+        "ip saddr 10.0.0.0/8 return",
+        "ip saddr 192.168.200.241 return",
+        "drop",
+    ]
+    # no ranges, no LoadBalancer IP yet, or not a LoadBalancer: no check
+    for other in (
+        _lb("web", "10.96.0.10", ["192.168.200.241"], LB_PORTS),
+        _lb("web", "10.96.0.10", [], LB_PORTS, loadBalancerSourceRanges=["192.168.200.100/32"]),
+        svc("web", "10.96.0.10", LB_PORTS, type="NodePort", loadBalancerSourceRanges=["192.168.200.100/32"]),
+        _lb("web", "10.96.0.10", ["192.168.200.241"], LB_PORTS, loadBalancerSourceRanges=["fd00::/64"]),
+    ):
+        s = plan([other], sl)
+        assert "fw-" not in s and "firewall-ips {" not in s.replace("add map %s firewall-ips {" % T, "")
+
+
+def test_node_addresses_replan_only_the_services_that_use_them():
+    p = Planner("n1")
+    ranged = _lb("a", "10.96.0.10", ["192.168.200.241"], LB_PORTS, loadBalancerSourceRanges=["10.0.0.0/8"])
+    plain = _lb("b", "10.96.0.11", ["192.168.200.242"], LB_PORTS)
+    sl = [eps_slice("a", [ep("10.244.1.2")], LB_SLICE_PORTS), eps_slice("b", [ep("10.244.1.3")], LB_SLICE_PORTS)]
+    p.replan_all([ranged, plain], sl)
+    first = p.plan(["192.168.1.10"])
+    fw = chain_name("fw", "default/a/tcp/80")
+    assert first["default/a"].chains[fw] == ("ip saddr 10.0.0.0/8 return", "drop")
+    assert p.plan(["192.168.1.10"])["default/a"] is first["default/a"]  # same addresses: nothing planned again
+    second = p.plan(["10.0.0.5"])
+    assert second["default/a"].chains[fw] == ("ip saddr 10.0.0.0/8 return", "ip saddr 192.168.200.241 return", "drop")
+    assert second["default/b"] is first["default/b"]
+    # a later update of the Service plans with the addresses seen last
+    p.update("default/a", ranged, sl[:1])
+    assert p.plan(["10.0.0.5"])["default/a"].chains[fw] == second["default/a"].chains[fw]
+    p.update("default/a", None, [])
+    assert "default/a" not in p.plan(["192.168.1.10"])
+
+
+def test_pods_reach_the_external_address_of_a_local_local_service_anywhere():
+    service = _lb(
+        "web",
+        "10.96.0.10",
+        ["192.168.200.241"],
+        [dict(WEB_PORT[0], nodePort=30080)],
+        externalIPs=["192.168.201.7"],
+        externalTrafficPolicy="Local",
+        internalTrafficPolicy="Local",
+    )
+    both = [eps_slice("web", [ep("10.244.1.2", node="n1"), ep("10.244.2.2", node="n2")], WEB_SLICE_PORT)]
+    ext, wide = chain_name("ext", "default/web/tcp/80"), chain_name("all", "default/web/tcp/80")
+    # a node without an endpoint: the ClusterIP is dropped (internalTrafficPolicy Local), outside
+    # clients are dropped (externalTrafficPolicy Local), pods and the node use every endpoint
+    s = plan([service], both, node="n3")
+    assert "add element %s no-endpoint-services { 10.96.0.10 . tcp . 80 : drop }" % T in s
+    rules = rules_of(s, "ext-")[ext]
+    assert rules == [
+        "ip saddr 10.244.0.0/16 goto " + wide,
+        "fib saddr type local meta mark set meta mark | 0x4000",
+        "fib saddr type local goto " + wide,
+        "drop",
+    ]
+    assert cascade(rules_of(s, "all-")[wide]) == ["10.244.1.2:8080", "10.244.2.2:8080"]
+    for front in ("192.168.200.241", "192.168.201.7"):
+        assert "add element %s service-ips { %s . tcp . 80 : goto %s }" % (T, front, ext) in s
+    # a node with one: the ClusterIP and outside clients use it alone, pods still every endpoint
+    s = plan([service], both, node="n1")
+    assert cascade(rules_of(s, "svc-")[chain_name("svc", "default/web/tcp/80")]) == ["10.244.1.2:8080"]
+    rules = rules_of(s, "ext-")[ext]
+    assert rules[0] == "ip saddr 10.244.0.0/16 goto " + wide and rules[-1] == "meta l4proto tcp dnat to 10.244.1.2:8080"
+    assert cascade(rules_of(s, "all-")[wide]) == ["10.244.1.2:8080", "10.244.2.2:8080"]
+    # every endpoint on this node: the ClusterIP's chain is the cluster-wide one, no second chain
+    s = plan([service], [eps_slice("web", [ep("10.244.1.2", node="n1")], WEB_SLICE_PORT)], node="n1")
+    assert rules_of(s, "ext-")[ext][0] == "ip saddr 10.244.0.0/16 goto " + chain_name("svc", "default/web/tcp/80")
+    assert not rules_of(s, "all-")
+    # with affinity the cluster-wide chain checks it too
+    sticky = dict(service, spec=dict(service["spec"], sessionAffinity="ClientIP"))
+    s = plan([sticky], both, node="n3")
+    wide_rules = rules_of(s, "all-")[wide]
+    assert len([r for r in wide_rules if r.startswith("ip saddr @affinity-")]) == 2
+    assert len(rules_of(s, "ep-")) == 2
+
+
 def _everything():
     services = [
         svc(
@@ -329,6 +445,16 @@ def _everything():
         svc("term", "10.96.0.14", WEB_PORT),
         svc("sctp", "10.96.0.15", [{"port": 3868, "protocol": "SCTP"}]),
         svc("itp", "10.96.0.16", WEB_PORT, internalTrafficPolicy="Local"),
+        _lb(
+            "both",
+            "10.96.0.17",
+            ["192.168.200.241"],
+            [dict(WEB_PORT[0], nodePort=30083)],
+            externalIPs=["192.168.201.7"],
+            externalTrafficPolicy="Local",
+            internalTrafficPolicy="Local",
+            loadBalancerSourceRanges=["192.168.200.100/32", "192.168.1.0/24"],
+        ),
         svc("headless", "None", WEB_PORT),
         {
             "metadata": {"namespace": "default", "name": "extname"},
@@ -347,6 +473,7 @@ def _everything():
         eps_slice("term", [ep("10.244.1.6", ready=False, serving=True, terminating=True)], WEB_SLICE_PORT),
         eps_slice("sctp", [ep("10.244.1.7")], [{"port": 3868, "protocol": "SCTP"}]),
         eps_slice("itp", [ep("10.244.2.8", node="n2")], WEB_SLICE_PORT),
+        eps_slice("both", [ep("10.244.1.9"), ep("10.244.2.9", node="n2")], WEB_SLICE_PORT),
         eps_slice("web", [ep("10.244.3.9", node="n3")], WEB_SLICE_PORT, ns="other-ns"),
     ]
     return services, slices
