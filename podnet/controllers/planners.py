@@ -199,6 +199,19 @@ def _resolve_port(svc_port: Obj, pod: Obj) -> int | None:
     return None
 
 
+def should_set_hostname(pod: Obj, svc: Obj) -> bool:
+    """An endpoint carries the pod's hostname (and so gets the DNS name
+    <hostname>.<svc>.<ns>.svc.<zone>) only when the pod's subdomain names this
+    Service, in its namespace: the EndpointSlice controller's ShouldSetHostname.
+    A pod selected by several Services is named in one of them at most."""
+    spec = pod.get("spec") or {}
+    return (
+        bool(spec.get("hostname"))
+        and spec.get("subdomain") == svc["metadata"]["name"]
+        and pod["metadata"].get("namespace") == svc["metadata"].get("namespace")
+    )
+
+
 def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
     """The EndpointSlices a Service with a selector should have (one per
     distinct port mapping, as pods may resolve a named targetPort differently)."""
@@ -220,10 +233,14 @@ def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
         if not ports and spec.get("ports"):
             continue
         terminating = bool(pod["metadata"].get("deletionTimestamp"))
-        ready = pod_ready(pod)
+        serving = pod_ready(pod)
+        # as the EndpointSlice controller's podToEndpoint: a Service that
+        # publishes not-ready addresses gets every endpoint marked ready, so
+        # the proxy sends to it too (and the DNS lists it)
+        ready = bool(spec.get("publishNotReadyAddresses")) or (serving and not terminating)
         ep: Obj = {
             "addresses": [pod["status"]["podIP"]],
-            "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
+            "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
             "nodeName": pod["spec"].get("nodeName"),
             "targetRef": {
                 "kind": "Pod",
@@ -232,7 +249,7 @@ def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
                 "uid": pod["metadata"].get("uid"),
             },
         }
-        if pod["spec"].get("hostname"):
+        if should_set_hostname(pod, svc):
             ep["hostname"] = pod["spec"]["hostname"]
         key = json.dumps(ports, sort_keys=True)
         groups.setdefault(key, (ports, []))[1].append(ep)

@@ -13,6 +13,11 @@ Follows the Kubernetes DNS-based service discovery specification 1.1.0
     _<port>._<proto>.<svc>.<ns>.svc.<zone>  SRV 0 <weight> <port> <target>  (named ports)
     <reverse of clusterIP / endpoint>       PTR <svc or host name>
 
+An endpoint's hostname is what its EndpointSlice says: the controller
+(controllers/planners.py should_set_hostname) sets it only when the pod's
+spec.subdomain is the Service's name, so `<hostname>.<svc>` is NXDOMAIN in any
+other Service that selects the pod (that one has the dashed name only).
+
 A headless service without ready endpoints has no records at all, so its
 name is NXDOMAIN (not NODATA), as the issue asks. Endpoints count when
 `conditions.ready` is not false, or always with publishNotReadyAddresses.

@@ -425,6 +425,10 @@ ERRORS = [
     ("pod", "spec.nodeSelector", {"disk": 1}, "spec.nodeSelector[disk]: values must be strings"),
     ("pod", "spec.nodeName", "Node_1", "spec.nodeName: must be a DNS-1123 subdomain"),
     ("pod", "spec.hostNetwork", "yes", "spec.hostNetwork: must be true or false"),
+    ("pod", "spec.hostname", "db.0", "spec.hostname: must be a DNS-1123 label"),
+    ("pod", "spec.subdomain", "Db_Set", "spec.subdomain: must be a DNS-1123 label"),
+    ("pod", "spec.subdomain", "db.shop", "spec.subdomain: must be a DNS-1123 label"),
+    ("pod", "spec.subdomain", 5, "spec.subdomain: must be a string"),
     ("pod", "spec.terminationGracePeriodSeconds", -1, "spec.terminationGracePeriodSeconds: must be >= 0"),
     # containers in a template: paths carry the spec.template.spec. prefix
     ("deploy", C + ".ports[1].containerPort", 70000, C + ".ports[1].containerPort: must be 1-65535"),

@@ -146,3 +146,23 @@ def test_none_takes_only_dns_config_and_dns_config_merges_into_the_others():
     out = lines(resolvconf.plan(pod(dnsConfig=cfg), NODE))
     assert out[0:2] == ["nameserver 10.96.0.10", "nameserver 1.1.1.1"]
     assert out[2].endswith(" a.example") and out[3] == "options ndots:2 edns0"
+
+
+def test_a_hostname_is_a_name_only_in_the_service_its_subdomain_names():
+    # the EndpointSlice controller decides (ShouldSetHostname); the records follow the slices
+    from podnet.controllers.planners import plan_endpointslices
+
+    pod = {
+        "metadata": {"name": "db-0", "namespace": "shop", "labels": {"app": "db"}, "uid": "u"},
+        "spec": {"hostname": "db-0", "subdomain": "db", "containers": [{"name": "c"}]},
+        "status": {"podIP": "10.244.0.5", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    services = [
+        dict(svc(name, clusterIP="None", selector={"app": "db"}), metadata={"name": name, "namespace": "shop"})
+        for name in ("db", "db-unready")
+    ]
+    slices = [s for v in services for s in plan_endpointslices(v, [pod])]
+    rec = records.build(services, slices)
+    assert rec.get("db-0.db.shop.svc.cluster.local", "A") == ["10.244.0.5"]
+    assert rec.get("db-0.db-unready.shop.svc.cluster.local") == []  # NXDOMAIN: not its subdomain
+    assert rec.get("10-244-0-5.db-unready.shop.svc.cluster.local", "A") == ["10.244.0.5"]

@@ -124,3 +124,40 @@ def test_endpointslices_none_without_selector_and_empty_slice_without_pods():
     svc["spec"]["selector"] = {"app": "x"}
     (s,) = P.plan_endpointslices(svc, [])
     assert s["endpoints"] == []
+
+
+def test_publish_not_ready_addresses_marks_every_endpoint_ready_as_kubernetes_does():
+    # podToEndpoint: ready = publishNotReadyAddresses || (serving && !terminating)
+    svc = {
+        "metadata": {"name": "web", "namespace": "default", "uid": "s1"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    pods = [
+        pod("a", "n1", {"app": "web"}, "10.244.0.5", False),
+        pod("b", "n1", {"app": "web"}, "10.244.0.6", True, deletionTimestamp="x"),
+    ]
+    (s,) = P.plan_endpointslices(svc, pods)
+    assert [e["conditions"]["ready"] for e in s["endpoints"]] == [False, False]
+    svc["spec"]["publishNotReadyAddresses"] = True
+    (s,) = P.plan_endpointslices(svc, pods)
+    eps = {e["addresses"][0]: e["conditions"] for e in s["endpoints"]}
+    assert eps["10.244.0.5"] == {"ready": True, "serving": False, "terminating": False}
+    assert eps["10.244.0.6"] == {"ready": True, "serving": True, "terminating": True}
+    (ep,) = P.plan_endpoints([s])
+    assert [a["ip"] for a in ep["subsets"][0]["addresses"]] == ["10.244.0.5", "10.244.0.6"]
+
+
+def test_an_endpoint_gets_the_pods_hostname_only_when_its_subdomain_names_the_service():
+    def svc(name, ns="default"):
+        return {"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": "None", "selector": {"app": "db"}}}
+
+    pods = [pod("db-0", "n1", {"app": "db"}, "10.244.0.5", True), pod("db-1", "n1", {"app": "db"}, "10.244.0.6", True)]
+    pods[0]["spec"].update(hostname="db-0", subdomain="db")
+    pods[1]["spec"].update(hostname="db-1")  # no subdomain: never named
+    (s,) = P.plan_endpointslices(svc("db"), pods)
+    assert [e.get("hostname") for e in s["endpoints"]] == ["db-0", None]
+    (s,) = P.plan_endpointslices(svc("db-unready"), pods)  # selects db-0 too, but is not its subdomain
+    assert [e.get("hostname") for e in s["endpoints"]] == [None, None]
+    assert P.should_set_hostname(pods[0], svc("db")) and not P.should_set_hostname(pods[0], svc("db", "other"))
+    pods[0]["spec"].pop("hostname")  # a subdomain without a hostname names nothing
+    assert not P.should_set_hostname(pods[0], svc("db"))
