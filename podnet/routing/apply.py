@@ -20,6 +20,7 @@ from podnet.routing.planner import Fdb, Neigh, Route
 
 PROTO = 44  # rtnetlink route protocol podnet's routes carry
 RTNH_F_ONLINK = 4
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 
 
 class ApplyError(Exception):
@@ -112,6 +113,17 @@ def observed_routes(ipr):
     return out
 
 
+def _scope(r):
+    """A route without a gateway is a device route: scope link, as `ip route
+    add DST dev DEV` makes it. The kernel matches a delete on the scope too
+    (scope universe does not find a link route: ESRCH), so both use this."""
+    return RT_SCOPE_UNIVERSE if r.gw else RT_SCOPE_LINK
+
+
+def _show(r):
+    return "route %s %sdev %s" % (r.dst, "via %s " % r.gw if r.gw else "", r.dev)
+
+
 def sync_routes(ipr, want):
     have = observed_routes(ipr)
     wanted = {r.dst: r for r in want}
@@ -121,15 +133,24 @@ def sync_routes(ipr, want):
             continue
         idx = _idx(ipr, r.dev)
         if idx is None:
-            raise ApplyError("route %s via %s: device %s does not exist" % (dst, r.gw, r.dev))
+            raise ApplyError("%s: device %s does not exist" % (_show(r), r.dev))
+        kw = {"gateway": r.gw} if r.gw else {}
         try:
-            ipr.route("replace", dst=dst, gateway=r.gw, oif=idx, proto=PROTO, flags=RTNH_F_ONLINK if r.onlink else 0)
+            ipr.route(
+                "replace",
+                dst=dst,
+                oif=idx,
+                proto=PROTO,
+                scope=_scope(r),
+                flags=RTNH_F_ONLINK if r.onlink else 0,
+                **kw,
+            )
         except NetlinkError as exc:
-            raise ApplyError("route %s via %s dev %s: %s" % (dst, r.gw, r.dev, exc.args[-1])) from None
+            raise ApplyError("%s: %s" % (_show(r), exc.args[-1])) from None
         changes += 1
     for dst in set(have) - set(wanted):
         try:
-            ipr.route("del", dst=dst, proto=PROTO, table=254)
+            ipr.route("del", dst=dst, proto=PROTO, table=254, scope=_scope(have[dst]))
         except NetlinkError as exc:
             if exc.code not in (errno.ESRCH, errno.ENOENT):
                 raise

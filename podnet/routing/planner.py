@@ -15,7 +15,17 @@ host-gw: route <remote podCIDR> via <remote node IP> dev eth0; every peer must
 share the underlay subnet (the next hop must be on-link), otherwise a clear
 error names the peer.
 
-bgp: nothing here: BIRD (routing/bgp.py) learns and installs the routes.
+bgp: nothing per peer here: BIRD (routing/bgp.py) learns and installs them.
+
+Every mode: route <service CIDR> dev eth0 (scope link), so the node's own
+processes and hostNetwork pods reach ClusterIPs (the cluster DNS among them)
+instead of "Network is unreachable": the route only has to get the packet
+past the routing decision to the proxy's nat output chain, which DNATs it to
+an endpoint; the kernel then routes it again to the endpoint (cni0, the
+overlay or eth0), and the proxy masquerades it because its source, the
+node's address, is outside the cluster CIDR. eth0 rather than cni0 because
+cni0 exists only once the node runs a pod, and because a real node reaches the
+service range through its uplink's default route too.
 """
 
 import hashlib
@@ -31,6 +41,7 @@ VNI = 1
 VXLAN_PORT = 8472
 VXLAN_OVERHEAD = 50
 UPLINK = "eth0"
+SERVICE_CIDR = "10.96.0.0/12"
 MODES = ("vxlan", "host-gw", "bgp")
 ANN_BACKEND = "podnet.io/backend-type"
 ANN_VTEP = "podnet.io/vtep-mac"
@@ -43,7 +54,7 @@ class RoutingError(Exception):
 @dataclass(frozen=True)
 class Route:
     dst: str
-    gw: str
+    gw: str | None  # None: a device route (scope link)
     dev: str
     onlink: bool = False
 
@@ -123,8 +134,11 @@ def plan(
     underlay: str,
     direct_routing: bool = False,
     underlay_mtu: int = 1500,
+    service_cidr: str | None = SERVICE_CIDR,
 ) -> Desired:
-    """-> Desired for the node named self_node (its own Node object must be in nodes)."""
+    """-> Desired for the node named self_node (its own Node object must be in
+    nodes). service_cidr: the Services' range, routed to the uplink (None: no
+    such route)."""
     if mode not in MODES:
         raise RoutingError("routing mode %r: one of %s" % (mode, ", ".join(MODES)))
     me = next((n for n in nodes if n["metadata"]["name"] == self_node), None)
@@ -133,6 +147,8 @@ def plan(
         return Desired(mode)  # not registered yet: nothing to program
     segment = ipaddress.ip_network(underlay)
     want = Desired(mode)
+    if service_cidr:
+        want.routes.add(Route(str(ipaddress.ip_network(service_cidr)), None, UPLINK))
     others = peers(self_node, nodes)
     if mode == "bgp":
         return want

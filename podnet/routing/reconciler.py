@@ -1,9 +1,10 @@
 """The node agent's routing loop: Node objects in, kernel state out.
 
 Level-triggered: a watch on nodes only marks work pending; each pass plans
-from the full list of Nodes and applies the difference (vxlan, host-gw), or
-hands BIRD a new configuration (bgp). A periodic resync repairs drift (a
-route deleted by hand). The same pass keeps the node's masquerade table,
+from the full list of Nodes and applies the difference (the peers' routes with
+vxlan and host-gw, the service CIDR's route in every mode), and hands BIRD a
+new configuration (bgp). A periodic resync repairs drift (a route deleted by
+hand). The same pass keeps the node's masquerade table,
 `inet podnet-node`: traffic from the cluster CIDR to anywhere outside it
 leaves with the node's address; pod-to-pod and node-to-pod traffic is never
 NATed. A failed pass is logged and retried in full.
@@ -16,7 +17,16 @@ import time
 from podnet.client import loop
 from podnet.kernel import nft
 from podnet.routing import apply as ap
-from podnet.routing.planner import ANN_BACKEND, ANN_VTEP, internal_ip, peers, plan, pod_mtu, vtep_mac
+from podnet.routing.planner import (
+    ANN_BACKEND,
+    ANN_VTEP,
+    SERVICE_CIDR,
+    internal_ip,
+    peers,
+    plan,
+    pod_mtu,
+    vtep_mac,
+)
 
 log = logging.getLogger("podnet.routing")
 RESYNC = 5.0
@@ -51,6 +61,7 @@ class RoutingReconciler:
         direct_routing=False,
         route_reflector=None,
         upstreams=(),
+        service_cidr=SERVICE_CIDR,
     ):
         self.mode, self.node, self.objects = mode, node, objects
         self.underlay, self.cluster_cidr = underlay, cluster_cidr
@@ -58,6 +69,7 @@ class RoutingReconciler:
         self.direct_routing = direct_routing
         self.route_reflector = route_reflector
         self.upstreams = list(upstreams)  # bgp: routers outside the cluster, [(name, ip)]
+        self.service_cidr = service_cidr
         self.dirty = threading.Event()
         self.passes = self.changes = 0
         self.bird = None
@@ -78,16 +90,16 @@ class RoutingReconciler:
         nodes = self.objects.list("Node")
         if self.mode == "bgp":
             self._bgp(nodes)
-        else:
-            desired = plan(self.mode, self.node, nodes, self.underlay, self.direct_routing)
-            ipr = iproute()
-            try:
-                n = ap.apply(ipr, desired)
-            finally:
-                ipr.close()
-            if n:
-                log.info("routing (%s): %d change(s) for %d peer(s)", self.mode, n, len(desired.routes))
-            self.changes += n
+        # bgp too: the plan then holds only the service CIDR's route (BIRD's are proto bird)
+        desired = plan(self.mode, self.node, nodes, self.underlay, self.direct_routing, service_cidr=self.service_cidr)
+        ipr = iproute()
+        try:
+            n = ap.apply(ipr, desired)
+        finally:
+            ipr.close()
+        if n:
+            log.info("routing (%s): %d change(s), %d route(s)", self.mode, n, len(desired.routes))
+        self.changes += n
         if time.monotonic() - self.last_masq > RESYNC:
             nft.apply(masq_script(self.cluster_cidr), what="node masquerade")
             self.last_masq = time.monotonic()

@@ -2,9 +2,21 @@
 
 import pytest
 
-from podnet.routing.planner import VXLAN_DEV, Fdb, Neigh, Route, RoutingError, peers, plan, pod_mtu, vtep_mac
+from podnet.routing.planner import (
+    SERVICE_CIDR,
+    VXLAN_DEV,
+    Fdb,
+    Neigh,
+    Route,
+    RoutingError,
+    peers,
+    plan,
+    pod_mtu,
+    vtep_mac,
+)
 
 UNDERLAY = "192.168.200.0/24"
+SERVICES = Route(SERVICE_CIDR, None, "eth0")  # every mode: the node reaches ClusterIPs
 
 
 def node(name, ip, cidr=None, **ann):
@@ -33,6 +45,7 @@ def test_vxlan_is_three_entries_per_peer_and_linear():
     assert d.routes == {
         Route("10.244.1.0/24", "10.244.1.0", VXLAN_DEV, True),
         Route("10.244.2.0/24", "10.244.2.0", VXLAN_DEV, True),
+        SERVICES,
     }
     assert Neigh("10.244.2.0", vtep_mac("n3"), VXLAN_DEV) in d.neighs
     assert Fdb(vtep_mac("n3"), "192.168.200.13", VXLAN_DEV) in d.fdbs
@@ -56,8 +69,9 @@ def test_host_gw_and_bgp():
     assert d.device is None and d.routes == {
         Route("10.244.0.0/24", "192.168.200.11", "eth0"),
         Route("10.244.2.0/24", "192.168.200.13", "eth0"),
+        SERVICES,
     }
-    assert plan("bgp", "n1", NODES, UNDERLAY).routes == set()
+    assert plan("bgp", "n1", NODES, UNDERLAY).routes == {SERVICES}  # BIRD installs the peers' routes
     with pytest.raises(RoutingError):
         plan("ipip", "n1", NODES, UNDERLAY)
     assert pod_mtu("vxlan") == 1450 and pod_mtu("host-gw") == 1500
@@ -66,3 +80,11 @@ def test_host_gw_and_bgp():
 def test_an_unregistered_node_programs_nothing():
     assert plan("vxlan", "late", NODES, UNDERLAY).device is None
     assert plan("vxlan", "ghost", NODES, UNDERLAY).routes == set()
+
+
+def test_the_service_cidr_route_is_a_device_route_on_the_uplink_and_can_be_left_out():
+    assert SERVICE_CIDR == "10.96.0.0/12"
+    d = plan("vxlan", "n1", NODES, UNDERLAY, service_cidr="10.100.0.0/16")
+    assert Route("10.100.0.0/16", None, "eth0") in d.routes and SERVICES not in d.routes
+    assert SERVICES not in plan("host-gw", "n1", NODES, UNDERLAY, service_cidr=None).routes
+    assert plan("vxlan", "late", NODES, UNDERLAY).routes == set()  # not registered yet: nothing at all
