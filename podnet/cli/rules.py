@@ -45,7 +45,7 @@ def parse_table(text):
 
 
 def _fronts(svc):
-    from podnet.proxy.planner import external_addresses
+    from podnet.proxy.inputs import external_addresses
 
     spec = svc.get("spec") or {}
     ips = [spec.get("clusterIP")] + [str(ip) for ip in external_addresses(svc)]

@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 
-from podnet.proxy.planner import SERVICE_NAME_LABEL, external_addresses, service_key
+from podnet.proxy.inputs import SERVICE_NAME_LABEL, external_addresses, service_key
 
 log = logging.getLogger("podnet.proxy")
 LABEL = "lo:pnlb"

@@ -14,7 +14,7 @@ log = logging.getLogger("podnet.proxy")
 
 def wanted(services, slices, node_name):
     """{port: (namespace, name, local ready endpoints)} for this node. Pure."""
-    from podnet.proxy.planner import slices_by_service
+    from podnet.proxy.inputs import slices_by_service
 
     by_svc = slices_by_service(slices)
     out = {}

@@ -38,20 +38,28 @@ IPv4 only (addressType IPv4, IPv4 ClusterIPs); the first address of an endpoint.
 import collections
 import functools
 import hashlib
-import ipaddress
 import re
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
 
 from podnet.api.types import Obj
+from podnet.proxy.inputs import (
+    Endpoint,
+    affinity_timeout,
+    endpoints_for,
+    external_addresses,
+    firewall_rules,
+    ipv4,
+    l4proto,
+    port_of,
+    service_key,
+    slices_by_service,
+    usable_endpoints,
+)
 
 MARK = "0x4000"
-DEFAULT_AFFINITY_TIMEOUT = 10800
 NAME_MAX = 100  # readable part of a chain/set name (nft allows 255)
 _BAD = re.compile(r"[^A-Za-z0-9_./-]")
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 # element containers of the table: name -> declaration
 MAPS = {
@@ -107,165 +115,6 @@ def chain_name(prefix: str, key: str) -> str:
     return "%s-%s-%s" % (prefix, _hash(key), _BAD.sub("_", key)[:NAME_MAX])
 
 
-_PROTOS = {None: "tcp", "": "tcp", "TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
-
-
-def _proto(p: str | None) -> str:
-    got = _PROTOS.get(p)
-    return got if got is not None else str(p).lower()
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _ipv4(text: object) -> str | None:
-    """The canonical text of an IPv4 address, or None. Cached: the same
-    addresses come back in every plan, and parsing is most of a plan's cost."""
-    try:
-        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, str(text)))
-    except (OSError, ValueError):
-        return None
-
-
-def _port(v: object) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 else None
-
-
-class Endpoint(TypedDict):
-    ip: str
-    port: int
-    ready: bool
-    serving: bool
-    terminating: bool
-    local: bool  # on this node
-
-
-def _conditions(ep: Obj) -> tuple[bool, bool, bool]:
-    c = ep.get("conditions") or {}
-    ready = c.get("ready")
-    ready = True if ready is None else bool(ready)
-    serving = c.get("serving")
-    serving = ready if serving is None else bool(serving)
-    return ready, serving, bool(c.get("terminating"))
-
-
-def _usable(eps: list[Endpoint]) -> list[Endpoint]:
-    ready = [e for e in eps if e["ready"]]
-    return ready or [e for e in eps if e["serving"] and e["terminating"]]
-
-
-def slices_by_service(slices: Iterable[Obj] | None) -> dict[tuple[str | None, str], list[Obj]]:
-    """{(namespace, service name): [slices]}: one pass, so planning N services
-    never scans every slice N times."""
-    out: dict[tuple[str | None, str], list[Obj]] = {}
-    for sl in slices or []:
-        meta = sl.get("metadata", {})
-        name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if name:
-            out.setdefault((meta.get("namespace"), name), []).append(sl)
-    return out
-
-
-def _endpoints(svc_port: Obj, slices: Iterable[Obj], node_name: str | None) -> list[Endpoint]:
-    """[{ip, port, ready, serving, terminating, local}] for one service port, sorted."""
-    name, proto = svc_port.get("name", "") or "", _proto(svc_port.get("protocol"))
-    found: dict[tuple[str, int], Endpoint] = {}
-    for sl in slices:
-        if sl.get("addressType", "IPv4") != "IPv4":
-            continue
-        target = None
-        for p in sl.get("ports") or []:
-            if (p.get("name") or "") == name and _proto(p.get("protocol")) == proto and _port(p.get("port")):
-                target = p["port"]
-                break
-        if target is None:
-            continue
-        for ep in sl.get("endpoints") or []:
-            ip = _ipv4((ep.get("addresses") or [None])[0])
-            if ip is None:
-                continue
-            ready, serving, terminating = _conditions(ep)
-            rec: Endpoint = {
-                "ip": ip,
-                "port": target,
-                "ready": ready,
-                "serving": serving,
-                "terminating": terminating,
-                "local": bool(node_name) and ep.get("nodeName") == node_name,
-            }
-            key = (ip, target)
-            old = found.get(key)  # the same endpoint in two slices: the more usable one wins
-            if old is None or (rec["ready"], rec["serving"]) > (old["ready"], old["serving"]):
-                found[key] = rec
-    return [found[k] for k in sorted(found)]
-
-
-def _affinity_timeout(spec: Obj) -> int | None:
-    if spec.get("sessionAffinity") != "ClientIP":
-        return None
-    cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
-    t = cfg.get("timeoutSeconds")
-    return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else DEFAULT_AFFINITY_TIMEOUT
-
-
-def external_addresses(svc: Obj) -> list[str]:
-    """The service's externalIPs and LoadBalancer ingress IPs (IPv4), sorted."""
-    spec, status = svc.get("spec") or {}, svc.get("status") or {}
-    ips: set[str | None] = set()
-    for x in spec.get("externalIPs") or []:
-        ips.add(_ipv4(x))
-    if spec.get("type") == "LoadBalancer":
-        for ing in (status.get("loadBalancer") or {}).get("ingress") or []:
-            ips.add(_ipv4(ing.get("ip")))
-    return sorted(ip for ip in ips if ip is not None)
-
-
-def source_ranges(svc: Obj) -> list[ipaddress.IPv4Network]:
-    """A LoadBalancer's spec.loadBalancerSourceRanges, IPv4 ones, in order.
-    As kube-proxy: padded entries are trimmed, host bits dropped, what does
-    not parse skipped; the annotation of the same name is for cloud load
-    balancers, not the proxy."""
-    spec = svc.get("spec") or {}
-    if spec.get("type") != "LoadBalancer":
-        return []
-    out: list[ipaddress.IPv4Network] = []
-    for x in spec.get("loadBalancerSourceRanges") or []:
-        try:
-            net = ipaddress.ip_network(str(x).strip(), strict=False)
-        except ValueError:
-            continue
-        if isinstance(net, ipaddress.IPv4Network) and net not in out:
-            out.append(net)
-    return out
-
-
-def _lb_ips(svc: Obj) -> list[str]:
-    status = svc.get("status") or {}
-    ips = {_ipv4(ing.get("ip")) for ing in (status.get("loadBalancer") or {}).get("ingress") or []}
-    return sorted(ip for ip in ips if ip is not None)
-
-
-def _firewall(svc: Obj, node_ips: Iterable[str]) -> tuple[list[str], tuple[str, ...]] | None:
-    """(LoadBalancer IPs, rules of the chain that drops sources outside
-    loadBalancerSourceRanges), or None when the Service has no such check.
-    The node itself is allowed when one of its addresses is in a range; its
-    own connections to an IP it holds come from that IP, so those are
-    allowed too then (kube-proxy's allowFromNode)."""
-    ranges = source_ranges(svc)
-    lbs = _lb_ips(svc) if ranges else []
-    if not lbs:
-        return None
-    rules = ["ip saddr %s return" % net for net in ranges]
-    mine = [ipaddress.IPv4Address(ip) for ip in (_ipv4(x) for x in node_ips) if ip is not None]
-    if any(ip in net for ip in mine for net in ranges):
-        rules += ["ip saddr %s return" % ip for ip in lbs]
-    rules.append("drop")
-    return lbs, tuple(rules)
-
-
-def service_key(svc: Obj) -> str:
-    m = svc.get("metadata", {})
-    return "%s/%s" % (m.get("namespace", ""), m.get("name", ""))
-
-
 Target = tuple[str, str | None]
 """How a rule sends a packet to one endpoint: (action, its affinity set or None)."""
 
@@ -305,38 +154,38 @@ def plan_service(
     external address of a Service with externalTrafficPolicy Local is subject
     to neither traffic policy: it goes to the cluster-wide endpoints, as if it
     had gone out to a load balancer and come back (kube-proxy's short-circuit).
-    `node_ips` only matter with loadBalancerSourceRanges (see _firewall)."""
+    `node_ips` only matter with loadBalancerSourceRanges (see firewall)."""
     spec = svc.get("spec") or {}
     stype = spec.get("type", "ClusterIP")
     if stype == "ExternalName":
         return None
-    cip = _ipv4(spec.get("clusterIP"))
+    cip = ipv4(spec.get("clusterIP"))
     if cip is None:  # headless ("None"), unallocated, IPv6
         return None
     frag = Fragment()
     frag.add("cluster-ips", str(cip))
-    affinity = _affinity_timeout(spec)
+    affinity = affinity_timeout(spec)
     ext_local = spec.get("externalTrafficPolicy") == "Local"
     int_local = spec.get("internalTrafficPolicy") == "Local"
     fronts = external_addresses(svc)
-    firewall = _firewall(svc, node_ips)
+    firewall = firewall_rules(svc, node_ips)
     frag.uses_node_ips = firewall is not None
     udp_eps: set[tuple[str, int]] = set()
     udp_fronts: set[tuple[str | None, int]] = set()
     used: set[tuple[str, int]] = set()
     ports = sorted(
-        spec.get("ports") or [], key=lambda p: (_proto(p.get("protocol")), p.get("port", 0), p.get("name") or "")
+        spec.get("ports") or [], key=lambda p: (l4proto(p.get("protocol")), p.get("port", 0), p.get("name") or "")
     )
     for sp in ports:
-        port, proto = _port(sp.get("port")), _proto(sp.get("protocol"))
+        port, proto = port_of(sp.get("port")), l4proto(sp.get("protocol"))
         if port is None:
             continue
         base = "%s/%s/%d" % (service_key(svc), proto, port)
-        eps = _endpoints(sp, slices, node_name)
-        usable = _usable(eps)
-        local = _usable([e for e in eps if e["local"]])
+        eps = endpoints_for(sp, slices, node_name)
+        usable = usable_endpoints(eps)
+        local = usable_endpoints([e for e in eps if e["local"]])
         cluster = local if int_local else usable
-        nodeport = _port(sp.get("nodePort")) if stype in ("NodePort", "LoadBalancer") else None
+        nodeport = port_of(sp.get("nodePort")) if stype in ("NodePort", "LoadBalancer") else None
         has_external = bool(nodeport or fronts)
         external = (local if ext_local else usable) if has_external else []
         # short-circuited traffic (pods, the node) to an external address of a Local service
@@ -432,7 +281,7 @@ def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = (
     DNAT) must be masqueraded, or its reply would never leave the pod. One
     `ip . ip` element per endpoint address does that comparison in a lookup."""
     frag = Fragment()
-    ips = sorted({ip for ip in (_ipv4(x) for x in (node_ips or [])) if ip is not None})
+    ips = sorted({ip for ip in (ipv4(x) for x in (node_ips or [])) if ip is not None})
     np_match = "fib daddr type local ip daddr != 127.0.0.0/8" + (" ip daddr @nodeport-ips" if ips else "")
     frag.chains = {
         "nat-prerouting": ("jump services",),

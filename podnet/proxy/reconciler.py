@@ -20,7 +20,8 @@ from podnet.agent.metrics import REGISTRY
 from podnet.client import loop
 from podnet.kernel import conntrack, nft
 from podnet.proxy import announce, healthcheck, render
-from podnet.proxy.planner import SERVICE_NAME_LABEL, Planner
+from podnet.proxy.inputs import SERVICE_NAME_LABEL
+from podnet.proxy.planner import Planner
 
 log = logging.getLogger("podnet.proxy")
 TABLE = "podnet-proxy"
