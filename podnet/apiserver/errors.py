@@ -75,6 +75,16 @@ def conflict(group: str, plural: str, name: str, why: str) -> StatusError:
     )
 
 
+def modified(group: str, plural: str, name: str) -> StatusError:
+    """409 for a write based on an old resourceVersion (kube-apiserver's words)."""
+    return conflict(
+        group,
+        plural,
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+
+
 def invalid(kind: str, group: str, plural: str, name: str, causes: list[tuple[str, str]]) -> StatusError:
     """422 with one cause per (field path, reason)."""
     what = kind if not group else "%s.%s" % (kind, group)

@@ -296,12 +296,7 @@ class Handlers:
         request["warnings"] = openapi.check_patched(new, body, t.res, q.get("fieldValidation"))
         rv = (new.get("metadata") or {}).get("resourceVersion")
         if rv and rv != current["metadata"].get("resourceVersion"):
-            raise errors.conflict(
-                t.res.group,
-                t.res.plural,
-                t.name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            )
+            raise errors.modified(t.res.group, t.res.plural, t.name)
         if manager:
             new = patch.record_update(current, new, manager, t.res.kind.kind, now, subresource=sub)
         return reg.replace(t.res, current, new, sub, dry_run=dry), False

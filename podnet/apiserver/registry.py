@@ -126,12 +126,7 @@ class Registry:
         current = self.get(res, ns, name)
         want_rv = obj["metadata"].get("resourceVersion")
         if want_rv and want_rv != current["metadata"].get("resourceVersion"):
-            raise errors.conflict(
-                res.group,
-                res.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            )
+            raise errors.modified(res.group, res.plural, name)
         return self.replace(res, current, obj, subresource, dry_run)
 
     def replace(self, res: Resource, current: Obj, new: Obj, subresource: str = "", dry_run: bool = False) -> Obj:
@@ -153,12 +148,7 @@ class Registry:
         try:
             rev = self.store.put(key, new, expect_rev=int(current["metadata"]["resourceVersion"]))
         except Conflict:
-            raise errors.conflict(
-                res.group,
-                res.plural,
-                name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ) from None
+            raise errors.modified(res.group, res.plural, name) from None
         self.cache.written(rev, "PUT", key, new)
         return new
 
@@ -256,12 +246,7 @@ class Registry:
         try:
             rev = self.store.put(key, marked, expect_rev=int(current["metadata"]["resourceVersion"]))
         except Conflict:
-            raise errors.conflict(
-                res.group,
-                res.plural,
-                current["metadata"]["name"],
-                "the object has been modified; please apply your changes to the latest version and try again",
-            ) from None
+            raise errors.modified(res.group, res.plural, current["metadata"]["name"]) from None
         self.cache.written(rev, "PUT", key, marked)
         return marked
 

@@ -65,12 +65,7 @@ async def handle(request: web.Request, h: Any, t: Any) -> web.Response:
         )
     rv = ((new_scale or {}).get("metadata") or {}).get("resourceVersion")
     if rv and rv != current["metadata"].get("resourceVersion"):
-        raise errors.conflict(
-            t.res.group,
-            t.res.plural,
-            t.name,
-            "the object has been modified; please apply your changes to the latest version and try again",
-        )
+        raise errors.modified(t.res.group, t.res.plural, t.name)
     new = copy.deepcopy(current)
     new["spec"]["replicas"] = replicas
     manager = request.query.get("fieldManager") or request.headers.get("User-Agent", "").split("/")[0]

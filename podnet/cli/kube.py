@@ -59,57 +59,7 @@ def cmd_apply(args):
     return 0
 
 
-def endpoints_from_slices(slices):
-    """The legacy Endpoints view kubectl shows, derived from EndpointSlices."""
-    by = {}
-    for s in slices:
-        svc = s["metadata"].get("labels", {}).get("kubernetes.io/service-name")
-        if not svc:
-            continue
-        key = (s["metadata"]["namespace"], svc)
-        ep = by.setdefault(
-            key,
-            {
-                "apiVersion": "v1",
-                "kind": "Endpoints",
-                "metadata": {
-                    "name": svc,
-                    "namespace": key[0],
-                    "creationTimestamp": s["metadata"].get("creationTimestamp"),
-                },
-                "subsets": [],
-            },
-        )
-        ready = [
-            {"ip": a, "nodeName": e.get("nodeName"), "targetRef": e.get("targetRef")}
-            for e in s.get("endpoints") or []
-            if e.get("conditions", {}).get("ready")
-            for a in e["addresses"]
-        ]
-        notready = [
-            {"ip": a, "nodeName": e.get("nodeName")}
-            for e in s.get("endpoints") or []
-            if not e.get("conditions", {}).get("ready")
-            for a in e["addresses"]
-        ]
-        if ready or notready:
-            subset = {
-                "ports": [
-                    {"name": p.get("name", ""), "port": p.get("port"), "protocol": p.get("protocol", "TCP")}
-                    for p in s.get("ports") or []
-                ]
-            }
-            if ready:
-                subset["addresses"] = ready
-            if notready:
-                subset["notReadyAddresses"] = notready
-            ep["subsets"].append(subset)
-    return [by[k] for k in sorted(by)]
-
-
 def _list(client, kind, namespace):
-    if kind.kind == "Endpoints" and not kind.stored:
-        return endpoints_from_slices(client.list("EndpointSlice", namespace))
     return client.list(kind.kind, namespace if kind.namespaced else None)
 
 
@@ -181,17 +131,13 @@ def cmd_describe(args):
     for obj in items:
         related = {"pods": pods}
         if kind.kind == "Service":
-            eps = endpoints_from_slices(
-                [
-                    s
-                    for s in objects.list("EndpointSlice", ns)
-                    if s["metadata"].get("labels", {}).get("kubernetes.io/service-name") == obj["metadata"]["name"]
-                ]
-            )
+            # the Endpoints the controllers mirror from the Service's slices
+            ep = objects.find("Endpoints", ns, obj["metadata"]["name"])
+            eps = [ep] if ep else []
             related["endpoints"] = [
                 "%s:%s" % (a["ip"], p["port"])
                 for e in eps
-                for sub in e["subsets"]
+                for sub in e.get("subsets") or []
                 for a in sub.get("addresses", [])
                 for p in sub["ports"]
             ]
