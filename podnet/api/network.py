@@ -2,6 +2,7 @@
 
 import ipaddress
 
+from podnet.api import support
 from podnet.api.fields import (
     Check,
     IPNetwork,
@@ -43,6 +44,7 @@ def _service_ports(spec: Obj, stype: str, needed: bool) -> None:
     seen: dict[tuple[int, str], str] = {}
     node_ports: dict[tuple[int, str], str] = {}
     for port, p in ports:
+        support.check(port, p, "ServicePort")
         name = opt_str(port, "name", p, check=lambda v: v and dns_label(v))
         num = opt_int(port, "port", p, 1, 65535, required=True)
         proto = protocol(port, p)
@@ -92,6 +94,7 @@ def _source_ranges(obj: Obj, spec: Obj, stype: str) -> None:
 
 def service(obj: Obj) -> Obj:
     spec = opt_map(obj, "spec", "", required=True)
+    support.check(spec, "spec", "ServiceSpec")
     stype = opt_enum(spec, "type", "spec", SERVICE_TYPES, default="ClusterIP")
     cip = opt_str(
         spec,
@@ -137,10 +140,16 @@ def service(obj: Obj) -> Obj:
     opt_str(spec, "loadBalancerIP", "spec", check=ip_error)
     _source_ranges(obj, spec, stype)
     opt_bool(spec, "publishNotReadyAddresses", "spec")
+    # a single-stack IPv4 cluster, as kube-apiserver on one: IPv6 and
+    # RequireDualStack are refused, PreferDualStack gets the one family
     for i, fam in enumerate(opt_list(spec, "ipFamilies", "spec") or []):
         if fam not in ("IPv4", "IPv6"):
             fail("spec.ipFamilies[%d]" % i, "must be IPv4 or IPv6, got %s" % shown(fam))
-    opt_enum(spec, "ipFamilyPolicy", "spec", ("SingleStack", "PreferDualStack", "RequireDualStack"))
+        if fam == "IPv6" or i > 0:
+            fail("spec.ipFamilies[%d]" % i, "%s: this cluster is single-stack IPv4 (its service CIDR is IPv4)" % fam)
+    policy = opt_enum(spec, "ipFamilyPolicy", "spec", ("SingleStack", "PreferDualStack", "RequireDualStack"))
+    if policy == "RequireDualStack":
+        fail("spec.ipFamilyPolicy", "RequireDualStack: this cluster is single-stack IPv4 (its service CIDR is IPv4)")
     return obj
 
 

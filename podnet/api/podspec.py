@@ -2,6 +2,8 @@
 (Deployment, ReplicaSet). Only what podnet uses is checked; other fields are
 kept as they are."""
 
+from podnet.api import support
+from podnet.api.downward import check_field_path
 from podnet.api.fields import (
     check_int,
     check_port_or_name,
@@ -53,6 +55,7 @@ def _probe_port(h: Obj, base: str, port_names: set[str]) -> None:
 
 def probe(pr: object, path: str, which: str, port_names: set[str]) -> Obj:
     pr = need_map(pr, path)
+    support.check(pr, path, "Probe")
     present = [h for h in HANDLERS + ("grpc",) if pr.get(h) is not None]
     if len(present) != 1:
         fail(
@@ -64,7 +67,22 @@ def probe(pr: object, path: str, which: str, port_names: set[str]) -> Obj:
         fail(join(path, "grpc"), "not supported by podnet: use httpGet, tcpSocket or exec")
     hp = join(path, h)
     handler = opt_map(pr, h, path, required=True)  # present: never None
+    _handler(h, handler, hp, port_names)
+    for key, default in PROBE_DEFAULTS:
+        if not opt_int(pr, key, path, lo=0):
+            pr[key] = default
+    if which != "readinessProbe" and pr["successThreshold"] != 1:
+        fail(join(path, "successThreshold"), "must be 1 for a %s" % which)
+    grace = opt_int(pr, "terminationGracePeriodSeconds", path, lo=1)
+    if grace is not None and which == "readinessProbe":
+        fail(join(path, "terminationGracePeriodSeconds"), "may not be set for a readinessProbe")
+    return pr
+
+
+def _handler(h: str, handler: Obj, hp: str, port_names: set[str]) -> None:
+    """One probe or lifecycle handler's fields (httpGet, tcpSocket, exec)."""
     if h == "httpGet":
+        support.check(handler, hp, "HTTPGetAction")
         opt_str(handler, "path", hp, default="/", check=lambda v: None if v.startswith("/") else "must start with '/'")
         _probe_port(handler, hp, port_names)
         opt_str(handler, "host", hp)
@@ -77,16 +95,55 @@ def probe(pr: object, path: str, which: str, port_names: set[str]) -> Obj:
         opt_str(handler, "host", hp)
     else:
         str_list(handler, "command", hp, required=True, nonempty=True)
-    for key, default in PROBE_DEFAULTS:
-        if not opt_int(pr, key, path, lo=0):
-            pr[key] = default
-    if which != "readinessProbe" and pr["successThreshold"] != 1:
-        fail(join(path, "successThreshold"), "must be 1 for a %s" % which)
-    return pr
+
+
+def _lifecycle(lc: object, path: str, port_names: set[str]) -> None:
+    """lifecycle.preStop: exactly one of exec, httpGet, sleep (seconds >= 0)."""
+    lc = need_map(lc, path)
+    support.check(lc, path, "Lifecycle")
+    pre = opt_map(lc, "preStop", path)
+    if pre is None:
+        return
+    pp = join(path, "preStop")
+    support.check(pre, pp, "LifecycleHandler")
+    present = [h for h in ("exec", "httpGet", "sleep") if pre.get(h) is not None]
+    if len(present) != 1:
+        fail(
+            pp, "must set exactly one of exec, httpGet, sleep%s" % (" (has %s)" % ", ".join(present) if present else "")
+        )
+    h = present[0]
+    handler = opt_map(pre, h, pp, required=True)
+    if h == "sleep":
+        opt_int(handler, "seconds", join(pp, "sleep"), lo=0, required=True)
+    else:
+        _handler(h, handler, join(pp, h), port_names)
+
+
+def _env(c: Obj, path: str) -> None:
+    for e, p in opt_maps(c, "env", path):
+        support.check(e, p, "EnvVar")
+        opt_str(e, "name", p, required=True, nonempty=True)
+        if e.get("value") is not None and not isinstance(e["value"], str):
+            fail(join(p, "value"), "must be a string%s, got %s" % (quote_hint(e["value"]), shown(e["value"])))
+        src = opt_map(e, "valueFrom", p)
+        if src is None:
+            continue
+        sp = join(p, "valueFrom")
+        if e.get("value"):
+            fail(sp, "may not be set when value is not empty")
+        support.check(src, sp, "EnvVarSource")
+        ref = opt_map(src, "fieldRef", sp)
+        if ref is None:
+            fail(sp, "must set fieldRef (the only source podnet has)")
+        rp = join(sp, "fieldRef")
+        support.check(ref, rp, "ObjectFieldSelector")
+        opt_str(ref, "apiVersion", rp, default="v1", check=lambda v: None if v == "v1" else "must be v1")
+        check_field_path(ref.get("fieldPath"), join(rp, "fieldPath"))
 
 
 def container(c: object, path: str, names: set[str], host_network: bool, init: bool = False) -> Obj:
     c = need_map(c, path)
+    support.check(c, path, "Container")
     name = opt_str(c, "name", path, required=True, check=dns_label)
     if name in names:
         fail(join(path, "name"), "duplicate container name %s" % shown(name))
@@ -96,13 +153,11 @@ def container(c: object, path: str, names: set[str], host_network: bool, init: b
     if not image and not command:
         fail(path, "needs command or image")
     str_list(c, "args", path)
-    opt_str(c, "workingDir", path)
-    for e, p in opt_maps(c, "env", path):
-        opt_str(e, "name", p, required=True, nonempty=True)
-        if e.get("value") is not None and not isinstance(e["value"], str):
-            fail(join(p, "value"), "must be a string%s, got %s" % (quote_hint(e["value"]), shown(e["value"])))
+    opt_str(c, "workingDir", path, check=lambda v: None if v.startswith("/") else "must be an absolute path")
+    _env(c, path)
     port_names: set[str] = set()
     for port, p in opt_maps(c, "ports", path):
+        support.check(port, p, "ContainerPort")
         cp = opt_int(port, "containerPort", p, 1, 65535, required=True)
         protocol(port, p)
         pname = opt_str(port, "name", p, check=iana_svc_name)
@@ -119,6 +174,10 @@ def container(c: object, path: str, names: set[str], host_network: bool, init: b
             if init:
                 fail(join(path, which), "not allowed in init containers")
             probe(c[which], join(path, which), which, port_names)
+    if c.get("lifecycle") is not None:
+        if init:
+            fail(join(path, "lifecycle"), "not allowed in init containers")
+        _lifecycle(c["lifecycle"], join(path, "lifecycle"), port_names)
     return c
 
 
@@ -126,6 +185,7 @@ def pod_spec(spec: object, path: str, owner: str = "") -> Obj:
     """Validate and default a pod spec in place. owner: 'Deployment' or
     'ReplicaSet' for a template (restartPolicy must then be Always)."""
     spec = need_map(spec, path)
+    support.check(spec, path, "PodSpec")
     host_network = opt_bool(spec, "hostNetwork", path) or False
     names: set[str] = set()
     for c, p in opt_maps(spec, "initContainers", path):
@@ -181,6 +241,7 @@ def _surge(d: Obj, key: str, base: str) -> int:
 
 def workload(obj: Obj, kind: str) -> Obj:
     spec = opt_map(obj, "spec", "", required=True)
+    support.check(spec, "spec", kind + "Spec")
     opt_int(spec, "replicas", "spec", lo=0, default=1)
     sel = opt_map(spec, "selector", "spec", required=True)
     check_selector(sel, "spec.selector", allow_empty=False)
