@@ -104,6 +104,7 @@ class LabStreams:
         if not command:
             raise errors.bad_request("you must specify at least one command for the container")
         from podnet.agent.containers import container_env, pod_hostname, wrap
+        from podnet.api import downward
 
         resolv = os.path.join(self.pod_dir(pod), "resolv.conf")
         argv = ["nsenter", "--net=" + self.netns_path(pod), "--"] + wrap(
@@ -113,7 +114,11 @@ class LabStreams:
             c for c in pod["spec"]["containers"] + (pod["spec"].get("initContainers") or []) if c["name"] == container
         )
         # the container's environment, as kubelet gives an exec'd command
-        env = container_env(pod_hostname(pod["metadata"]["name"]), spec.get("env"))
+        status = pod.get("status") or {}
+        env = container_env(
+            pod_hostname(pod["metadata"]["name"]),
+            downward.container_env(pod, spec, status.get("podIP", ""), status.get("hostIP", "")),
+        )
         if tty:
             env.setdefault("TERM", "xterm")
         return await streams.serve_exec(
