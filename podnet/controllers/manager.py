@@ -9,18 +9,19 @@ function in planners.py; this module only reads and writes.
 
 import copy
 import logging
+import random
 import threading
 import time
 
 from podnet.client import Conflict, NotFound, events, loop
-from podnet.controllers import planners
+from podnet.controllers import planners, replicaset, rollout
 
 log = logging.getLogger("podnet.controllers")
 RESYNC = 5.0
 
 
-def now_rfc3339():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def now_rfc3339(t=None):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def request_delete(objects, pod):
@@ -51,6 +52,7 @@ class Manager:
         self.node_prefix = node_prefix
         self.dirty = threading.Event()
         self.syncs = 0
+        self._ready_seen = {}  # pod uid -> when a pass first saw it Ready
 
     # ---- one full sync -------------------------------------------------------
 
@@ -69,7 +71,7 @@ class Manager:
         except planners.Exhausted as exc:
             log.error("%s", exc)
         nodes = o.list("Node")
-        self._deployments()
+        self._workloads()
         self._schedule(nodes)
         self._endpointslices()
         self._endpoints()
@@ -101,30 +103,95 @@ class Manager:
             except NotFound:
                 pass
 
-    def _deployments(self):
+    def _ready_times(self, pods, now):
+        """The time each pod became Ready, for minReadySeconds: its Ready
+        condition's lastTransitionTime, or (when the agent writes none) the
+        pass that first saw it Ready, kept here and filled into our copy."""
+        seen = {}
+        for p in pods:
+            for c in (p.get("status") or {}).get("conditions") or []:
+                if c.get("type") == "Ready" and c.get("status") == "True":
+                    uid = p["metadata"].get("uid")
+                    seen[uid] = self._ready_seen.get(uid, now)
+                    c.setdefault("lastTransitionTime", now_rfc3339(seen[uid]))
+        self._ready_seen = seen
+
+    def _workloads(self):
+        """Deployments -> ReplicaSets (rollout.py), ReplicaSets -> pods
+        (replicaset.py); objects whose owner is gone are the API server's
+        garbage collector's."""
         o = self.objects
+        now = time.time()
         pods = o.list("Pod")
-        deps = o.list("Deployment")
-        uids = {d["metadata"].get("uid") for d in deps}
-        for dep in deps:
-            create, delete, status = planners.plan_deployment(dep, pods)
-            for pod in create:
+        self._ready_times(pods, now)
+        for dep in o.list("Deployment"):
+            self._deployment(dep, o.list("ReplicaSet", dep["metadata"]["namespace"]), pods, now)
+        for rs in o.list("ReplicaSet"):
+            self._replicaset(rs, pods, now)
+
+    def _deployment(self, dep, rss, pods, now):
+        o = self.objects
+        ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
+        plan = rollout.plan_deployment(dep, rss, pods, now)
+        try:
+            for rs in plan.create:
+                o.create(rs)
+            for rs in plan.update:
+                o.update(rs)
+            for rs in plan.delete:
+                o.delete("ReplicaSet", ns, rs["metadata"]["name"], uid=rs["metadata"].get("uid"))
+        except (Conflict, NotFound) as exc:  # decided on a copy that changed since: decide again
+            log.info("deployment %s/%s: %s; next pass", ns, name, exc)
+            self.dirty.set()
+            return
+        for reason, message in plan.events:
+            self.recorder.event(dep, "Normal", reason, message)
+        if plan.annotations:
+
+            def annotate(d, a=plan.annotations):
+                d["metadata"].setdefault("annotations", {}).update(a)
+
+            o.mutate("Deployment", ns, name, annotate)
+        if dep.get("status") != plan.status:
+            o.mutate("Deployment", ns, name, lambda d, s=plan.status: d.__setitem__("status", s), status=True)
+        if plan.create or plan.update:
+            self.dirty.set()  # the ReplicaSets' pods next, then this Deployment's status again
+
+    def _replicaset(self, rs, pods, now):
+        o = self.objects
+        ns, name = rs["metadata"]["namespace"], rs["metadata"]["name"]
+        plan = replicaset.plan_replicaset(rs, pods, now, random)
+        for pod in plan.adopt:
+
+            def adopt(p, rs=rs):
+                if replicaset.controller_uid(p) is not None:
+                    return False
+                p["metadata"]["ownerReferences"] = [
+                    *(p["metadata"].get("ownerReferences") or []),
+                    replicaset.owner_ref(rs),
+                ]
+
+            o.mutate("Pod", ns, pod["metadata"]["name"], adopt)
+        for pod in plan.create:
+            try:
                 o.create(pod)
-            by_name = {p["metadata"]["name"]: p for p in pods}
-            for name in delete:
-                request_delete(o, by_name[name])
-            if dep.get("status") != dict(dep.get("status", {}), **status):
-                o.mutate(
-                    "Deployment",
-                    dep["metadata"]["namespace"],
-                    dep["metadata"]["name"],
-                    lambda d, s=status: d.__setitem__("status", dict(d.get("status", {}), **s)),
-                    status=True,
-                )
-        for pod in pods:  # pods whose Deployment is gone go with it
-            refs = [r for r in pod["metadata"].get("ownerReferences", []) if r.get("kind") == "Deployment"]
-            if refs and refs[0].get("uid") not in uids and not pod["metadata"].get("deletionTimestamp"):
-                request_delete(o, pod)
+            except Conflict:  # the name is taken: another suffix next pass
+                self.dirty.set()
+                continue
+            self.recorder.event(rs, "Normal", "SuccessfulCreate", "Created pod: %s" % pod["metadata"]["name"])
+        for pod in plan.delete:
+            request_delete(o, pod)
+            self.recorder.event(rs, "Normal", "SuccessfulDelete", "Deleted pod: %s" % pod["metadata"]["name"])
+        if plan.create or plan.delete or plan.adopt:
+            self.dirty.set()
+        if {k: (rs.get("status") or {}).get(k) for k in plan.status} != plan.status:
+            o.mutate(
+                "ReplicaSet",
+                ns,
+                name,
+                lambda r, s=plan.status: r.__setitem__("status", dict(r.get("status") or {}, **s)),
+                status=True,
+            )
 
     def _schedule(self, nodes):
         o = self.objects
@@ -132,29 +199,23 @@ class Manager:
         for pod in pods:
             if pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
                 continue
-            node = planners.choose_node(pod, nodes, pods)
+            node, why = planners.place(pod, nodes, pods)
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             if node is None:
 
-                def unschedulable(p):
+                def unschedulable(p, why=why):
                     cond = {
                         "type": "PodScheduled",
                         "status": "False",
                         "reason": "Unschedulable",
-                        "message": "no Ready node with a podCIDR matches the pod's nodeSelector",
+                        "message": why,
                     }
                     if p.get("status", {}).get("conditions") == [cond]:
                         return False
                     p["status"] = {"phase": "Pending", "conditions": [cond]}
 
                 o.mutate("Pod", ns, name, unschedulable, status=True)
-                self.recorder.event(
-                    pod,
-                    "Warning",
-                    "FailedScheduling",
-                    "0/%d nodes are available: no Ready node with a podCIDR matches the pod's "
-                    "nodeSelector" % len(nodes),
-                )
+                self.recorder.event(pod, "Warning", "FailedScheduling", why)
                 continue
 
             try:  # the binding subresource, as kube-scheduler binds (it sets PodScheduled too)
@@ -253,6 +314,6 @@ class Manager:
     # ---- the loop ------------------------------------------------------------
 
     def run(self, stop):
-        for kind in ("Node", "Pod", "Deployment", "Service", "EndpointSlice", "Endpoints"):
+        for kind in ("Node", "Pod", "Deployment", "ReplicaSet", "Service", "EndpointSlice", "Endpoints"):
             self.cluster.watch_dirty(kind, self.dirty)
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

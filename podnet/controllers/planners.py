@@ -8,10 +8,7 @@ Nothing here does I/O, so every rule is unit-tested without a cluster.
 import hashlib
 import ipaddress
 import json
-import random
-import string
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from podnet.api import Obj, matches_map
 
@@ -55,30 +52,67 @@ def node_ready(node: Obj) -> bool:
     return False
 
 
-def choose_node(pod: Obj, nodes: Iterable[Obj], pods: Iterable[Obj]) -> str | None:
-    """spec.nodeSelector, Ready nodes with a podCIDR, then the node with the
-    fewest pods of the same owner (replicas spread over nodes, as the default
-    Kubernetes scheduler's pod topology spread does), then the least-loaded
-    (ties by name). None when nothing fits."""
+def host_ports(pod: Obj) -> list[tuple[str, str, int]]:
+    """(hostIP, protocol, hostPort) of each container port that asks for one."""
+    out: list[tuple[str, str, int]] = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                out.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"])))
+    return out
+
+
+def _ports_conflict(want: list[tuple[str, str, int]], used: list[tuple[str, str, int]]) -> bool:
+    """HostPortInfo.CheckConflict: same protocol and port, and the same
+    hostIP or either one 0.0.0.0."""
+    return any(
+        wp == up and wproto == uproto and (wip == uip or "0.0.0.0" in (wip, uip))
+        for wip, wproto, wp in want
+        for uip, uproto, up in used
+    )
+
+
+NO_FREE_PORTS = "didn't have free ports for the requested pod ports"
+NOT_SELECTED = "no Ready node with a podCIDR matches the pod's nodeSelector"
+
+
+def place(pod: Obj, nodes: Iterable[Obj], pods: Iterable[Obj]) -> tuple[str | None, str]:
+    """-> (node name, "") or (None, why) as kube-scheduler's FailedScheduling
+    says it: spec.nodeSelector, Ready nodes with a podCIDR, free hostPorts
+    (the NodePorts filter: a live pod bound to the node holds the same
+    hostIP/protocol/port), then the node with the fewest pods of the same
+    owner (replicas spread over nodes, as the default scheduler's pod
+    topology spread does), then the least-loaded (ties by name)."""
+    nodes = list(nodes)
     want = pod["spec"].get("nodeSelector") or {}
+    ports = host_ports(pod)
     owner = _owner_uid(pod)
     load: dict[str, int] = {}
     siblings: dict[str, int] = {}
+    used: dict[str, list[tuple[str, str, int]]] = {}
     for p in pods:
         n = p["spec"].get("nodeName")
-        if n:
+        if n and p["metadata"].get("uid", p["metadata"]["name"]) != pod["metadata"].get("uid", pod["metadata"]["name"]):
             load[n] = load.get(n, 0) + 1
             if owner is not None and _owner_uid(p) == owner:
                 siblings[n] = siblings.get(n, 0) + 1
-    fits = [
+            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                used.setdefault(n, []).extend(host_ports(p))
+    eligible = [
         n
         for n in nodes
         if node_ready(n)
         and n["spec"].get("podCIDR")
         and all(n["metadata"].get("labels", {}).get(k) == v for k, v in want.items())
     ]
+    fits = [n for n in eligible if not (ports and _ports_conflict(ports, used.get(n["metadata"]["name"], [])))]
     if not fits:
-        return None
+        if eligible:
+            why = "0/%d nodes are available: %d node(s) %s" % (len(nodes), len(eligible), NO_FREE_PORTS)
+            if len(eligible) < len(nodes):
+                why += ", %d node(s) %s" % (len(nodes) - len(eligible), "not Ready, without a podCIDR or not selected")
+            return None, why
+        return None, "0/%d nodes are available: %s" % (len(nodes), NOT_SELECTED)
     chosen: str = min(
         fits,
         key=lambda n: (
@@ -87,7 +121,12 @@ def choose_node(pod: Obj, nodes: Iterable[Obj], pods: Iterable[Obj]) -> str | No
             n["metadata"]["name"],
         ),
     )["metadata"]["name"]
-    return chosen
+    return chosen, ""
+
+
+def choose_node(pod: Obj, nodes: Iterable[Obj], pods: Iterable[Obj]) -> str | None:
+    """place() without the reason; None when nothing fits."""
+    return place(pod, nodes, pods)[0]
 
 
 def _owner_uid(pod: Obj) -> str | None:
@@ -96,82 +135,7 @@ def _owner_uid(pod: Obj) -> str | None:
     return uid
 
 
-# ---- deployments ----------------------------------------------------------------
-
-
-def template_hash(template: Obj) -> str:
-    return hashlib.sha1(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
-
-
-class Chooser(Protocol):
-    """What plan_deployment needs of a random source: the `random` module or
-    a seeded random.Random."""
-
-    def choice(self, seq: str) -> str: ...
-
-
-def _suffix(rng: Chooser) -> str:
-    return "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(5))
-
-
-def plan_deployment(dep: Obj, pods: Iterable[Obj], rng: Chooser = random) -> tuple[list[Obj], list[str], Obj]:
-    """-> (pods to create, names of pods to delete, status) for one Deployment.
-
-    Recreate-style: pods of an older template are deleted, the current
-    template is scaled to spec.replicas; terminating pods do not count."""
-    ns = dep["metadata"]["namespace"]
-    tmpl = dep["spec"]["template"]
-    h = template_hash(tmpl)
-    owned = [
-        p
-        for p in pods
-        if p["metadata"].get("namespace") == ns
-        and any(r.get("uid") == dep["metadata"].get("uid") for r in p["metadata"].get("ownerReferences", []))
-    ]
-    live = [p for p in owned if not p["metadata"].get("deletionTimestamp")]
-    current = sorted(
-        (p for p in live if p["metadata"].get("labels", {}).get("pod-template-hash") == h),
-        key=lambda p: p["metadata"]["name"],
-    )
-    stale = [p["metadata"]["name"] for p in live if p not in current]
-    want = dep["spec"].get("replicas", 1)
-    delete = stale + [p["metadata"]["name"] for p in current[want:]]
-    create: list[Obj] = []
-    for _ in range(max(0, want - len(current))):
-        labels = dict(tmpl.get("metadata", {}).get("labels", {}), **{"pod-template-hash": h})
-        create.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": "%s-%s-%s" % (dep["metadata"]["name"], h[:10], _suffix(rng)),
-                    "namespace": ns,
-                    "labels": labels,
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "apps/v1",
-                            "kind": "Deployment",
-                            "controller": True,
-                            "name": dep["metadata"]["name"],
-                            "uid": dep["metadata"].get("uid"),
-                        }
-                    ],
-                },
-                "spec": json.loads(json.dumps(tmpl.get("spec", {}))),
-            }
-        )
-    kept = current[:want]
-    ready = sum(1 for p in kept if pod_ready(p))
-    status: Obj = {
-        "replicas": len(kept),
-        "updatedReplicas": len(kept),
-        "readyReplicas": ready,
-        "availableReplicas": ready,
-        "observedGeneration": dep["metadata"].get("generation", 1),
-    }
-    if want - ready:
-        status["unavailableReplicas"] = want - ready
-    return create, delete, status
+# ---- pods --------------------------------------------------------------------
 
 
 def pod_ready(pod: Obj) -> bool:

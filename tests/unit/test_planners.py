@@ -1,7 +1,5 @@
 """Pure: what the controllers decide from cluster state."""
 
-import random
-
 import pytest
 
 from podnet.controllers import planners as P
@@ -59,39 +57,6 @@ def test_replicas_spread_over_nodes_before_load():
     assert P.choose_node(pod("w3", owner="d1"), nodes, pods) == "n1"
     # a pod without an owner goes to the least-loaded node
     assert P.choose_node(pod("bare"), nodes, pods) == "n2"
-
-
-def dep(replicas=3, uid="d1"):
-    return {
-        "metadata": {"name": "web", "namespace": "default", "uid": uid},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}},
-        },
-    }
-
-
-def test_deployment_scales_up_down_and_replaces():
-    d = dep(3)
-    create, delete, status = P.plan_deployment(d, [], random.Random(1))
-    assert len(create) == 3 and not delete and status["replicas"] == 0
-    assert all(p["metadata"]["ownerReferences"][0]["uid"] == "d1" for p in create)
-    assert len({p["metadata"]["name"] for p in create}) == 3
-    pods = [dict(p, status={"conditions": [{"type": "Ready", "status": "True"}]}) for p in create]
-    assert P.plan_deployment(d, pods)[:2] == ([], [])
-    d1 = dep(1)
-    _, delete, status = P.plan_deployment(d1, pods)
-    assert len(delete) == 2 and status["readyReplicas"] == 1
-    # a deleted (terminating) pod is replaced
-    pods[0]["metadata"]["deletionTimestamp"] = "2026-11-21T00:00:00Z"
-    create, delete, _ = P.plan_deployment(d, pods)
-    assert len(create) == 1 and not delete
-    # a changed template replaces every pod
-    d2 = dep(3)
-    d2["spec"]["template"]["spec"]["containers"][0]["image"] = "new"
-    create, delete, _ = P.plan_deployment(d2, pods[1:])
-    assert len(create) == 3 and sorted(delete) == sorted(p["metadata"]["name"] for p in pods[1:])
 
 
 def test_endpointslices_conditions_named_ports_and_nodes():
