@@ -23,7 +23,7 @@ def free_port():
 
 
 class ApiServer:
-    def __init__(self, tmp_path, netns=(), store=None, port=None):
+    def __init__(self, tmp_path, netns=(), store=None, port=None, args=()):
         self.dir = str(tmp_path)
         self.pki = Pki(os.path.join(self.dir, "pki"))
         self.pki.ensure_ca()
@@ -35,6 +35,7 @@ class ApiServer:
         write_kubeconfig(self.kubeconfig, kubeconfig(self.server, self.pki.ca_cert, "admin", cert=cert, key=key))
         self.store = store or "sqlite://" + os.path.join(self.dir, "store.db")
         self.netns = list(netns)
+        self.args = list(args)  # more flags, e.g. --service-node-port-range 30000-30099
         self.log = os.path.join(self.dir, "apiserver.log")
         self.proc = None
         self.start()
@@ -58,6 +59,7 @@ class ApiServer:
         ]
         for ns in self.netns:
             argv += ["--listen", "%s=127.0.0.1:%d" % (ns, self.port)]
+        argv += self.args
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 20

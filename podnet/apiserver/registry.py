@@ -1,6 +1,9 @@
 """Object operations with kube-apiserver's semantics, over the store and the
 watch cache: create, update (optimistic concurrency), delete (graceful for
-pods, finalizers, propagation policy), each a single store write.
+pods, finalizers, propagation policy), each a single store write. A
+Service's write is one store txn with the records of the ClusterIP and
+NodePorts it takes or frees (allocator.py), retried with new picks when
+another API server took a picked value first.
 
 Writes run on the event loop's thread one at a time, so this server's own
 writes reach the store, and the cache, in one order; a write another API
@@ -18,10 +21,11 @@ from typing import Any
 
 from podnet.api import key_for, prefix_for
 from podnet.apiserver import errors
-from podnet.apiserver.admission import Admission, Invalid
+from podnet.apiserver.admission import NODEPORTS, SERVICE_CIDR, Admission, Invalid
+from podnet.apiserver.allocator import ATTEMPTS, Allocator, Refused
 from podnet.apiserver.cache import Cache
 from podnet.apiserver.resources import BY_KIND, Resource
-from podnet.store.base import Conflict, Store
+from podnet.store.base import Conflict, Op, Store
 
 log = logging.getLogger("podnet.apiserver")
 Obj = dict[str, Any]
@@ -32,9 +36,41 @@ def now_rfc3339(offset: float = 0.0) -> str:
 
 
 class Registry:
-    def __init__(self, store: Store, cache: Cache, admission: Admission | None = None):
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        admission: Admission | None = None,
+        service_cidr: str = str(SERVICE_CIDR),
+        node_ports: range = NODEPORTS,
+    ):
         self.store, self.cache = store, cache
-        self.admission = admission or Admission(lambda: self.cache.list("/registry/services/"))
+        self.admission = admission or Admission(
+            lambda: self.cache.list("/registry/services/"), service_cidr=service_cidr, node_ports=node_ports
+        )
+        self.allocator = Allocator(store)  # with the admission's ranges (a test may replace it)
+
+    def record_allocations(self) -> int:
+        """Give every stored Service the allocation records it lacks (one
+        stored by a podnet from before them), each in a txn that writes the
+        Service again unchanged (so the watch cache sees one event per
+        revision). A value two old Services share stays with the first; the
+        other is logged. -> how many Services were recorded."""
+        res, done = BY_KIND["Service"], 0
+        for svc in self.list(res, None):
+            ops = self.allocator.unrecorded(svc)
+            if not ops:
+                continue
+            key = self.key(res, svc["metadata"].get("namespace"), svc["metadata"]["name"])
+            try:
+                rev = self.store.txn([Op(key, svc, int(svc["metadata"]["resourceVersion"]))] + ops)
+            except Conflict as exc:
+                if exc.key != key:
+                    log.warning("service %s: %s is held by another Service too", key, exc.key)
+                continue  # changed meanwhile: recorded at the next start
+            self.cache.written(rev, "PUT", key, copy.deepcopy(svc))
+            done += 1
+        return done
 
     # ---- reads ----------------------------------------------------------------
 
@@ -105,6 +141,8 @@ class Registry:
         key = self.key(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         if self.cache.get(key) is not None:
             raise errors.already_exists(res.group, res.plural, obj["metadata"]["name"])
+        if res.kind.kind == "Service":
+            return self._write_service(res, key, None, obj, dry_run)
         if dry_run:
             return obj
         try:
@@ -113,6 +151,38 @@ class Registry:
             raise errors.already_exists(res.group, res.plural, obj["metadata"]["name"]) from None
         self.cache.written(rev, "PUT", key, obj)
         return obj
+
+    def _write_service(self, res: Resource, key: str, current: Obj | None, new: Obj, dry_run: bool) -> Obj:
+        """Create (current None) or replace a Service in one txn with the
+        records of what it newly holds and without those it dropped. A picked
+        value another writer recorded first: pick again; a requested one: 422."""
+        name = new["metadata"]["name"]
+        ranges = (self.admission.service_cidr, self.admission.node_ports)
+        for attempt in range(ATTEMPTS):
+            svc = copy.deepcopy(new)
+            try:
+                ops, picked = self.allocator.assign(svc, current, *ranges, spread=attempt > 0)
+            except Refused as exc:
+                raise self._invalid(res, name, Invalid(exc.path, exc.reason)) from None
+            if dry_run or svc == current:
+                return svc
+            expect = 0 if current is None else int(current["metadata"]["resourceVersion"])
+            try:
+                rev = self.store.txn([Op(key, svc, expect)] + ops)
+            except Conflict as exc:
+                if exc.key == key:
+                    if current is None:
+                        raise errors.already_exists(res.group, res.plural, name) from None
+                    raise errors.modified(res.group, res.plural, name) from None
+                if exc.key not in picked:  # asked for, and taken meanwhile by another API server
+                    self.allocator.assign(copy.deepcopy(new), current, *ranges)  # raises Refused, with its path
+                log.info("service %s: %s was taken by another writer; picking again", name, exc.key)
+                continue
+            self.cache.written(rev, "PUT", key, svc)
+            return svc
+        raise errors.StatusError(
+            500, "InternalError", "Internal error occurred: allocating for service %s: lost %d races" % (name, ATTEMPTS)
+        )
 
     def update(
         self, res: Resource, ns: str | None, name: str, body: Any, subresource: str = "", dry_run: bool = False
@@ -138,11 +208,14 @@ class Registry:
             raise self._invalid(res, name, exc) from None
         if new == current:
             return current
-        if dry_run:
-            return new
         key = self.key(res, current["metadata"].get("namespace"), name)
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and res.kind.kind != "Pod":
+        gone = meta.get("deletionTimestamp") and not meta.get("finalizers") and res.kind.kind != "Pod"
+        if res.kind.kind == "Service" and not gone:
+            return self._write_service(res, key, current, new, dry_run)
+        if dry_run:
+            return new
+        if gone:
             # the last finalizer went: the object goes now
             return self._remove(res, key, current)
         try:
@@ -153,7 +226,16 @@ class Registry:
         return new
 
     def _remove(self, res: Resource, key: str, current: Obj) -> Obj:
-        rev = self.store.delete(key, expect_rev=int(current["metadata"]["resourceVersion"]))
+        expect = int(current["metadata"]["resourceVersion"])
+        if res.kind.kind == "Service":  # the Service and what it holds go together
+            try:
+                rev: int | None = self.store.txn([Op(key, None, expect)] + self.allocator.release(current))
+            except Conflict as exc:
+                if exc.found:
+                    raise errors.modified(res.group, res.plural, current["metadata"]["name"]) from None
+                rev = None
+        else:
+            rev = self.store.delete(key, expect_rev=expect)
         if rev is None:
             raise errors.not_found(res.group, res.plural, current["metadata"]["name"])
         self.cache.written(rev, "DELETE", key, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -165,7 +166,14 @@ def listen_socket(spec: str) -> socket.socket:
         ns.close()
 
 
-async def serve(store_url: str, pki_dir: str, listens: list[str], streams: Any = None) -> None:
+async def serve(
+    store_url: str,
+    pki_dir: str,
+    listens: list[str],
+    streams: Any = None,
+    service_cidr: str = "10.96.0.0/12",
+    node_ports: range = range(30000, 32768),
+) -> None:
     from podnet.store.base import open_store
 
     pki = Pki(pki_dir)
@@ -173,7 +181,9 @@ async def serve(store_url: str, pki_dir: str, listens: list[str], streams: Any =
     cache = Cache(store)
     loop = asyncio.get_running_loop()
     cache.start(loop)
-    registry = Registry(store, cache)
+    registry = Registry(store, cache, service_cidr=service_cidr, node_ports=node_ports)
+    if n := registry.record_allocations():
+        log.info("recorded the allocations of %d Services stored without them", n)
     collector = Collector(registry)
     app = make_app(registry, pki, streams)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -199,7 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pki", required=True, help="the directory with ca.crt, apiserver.crt/.key, tokens.yaml")
     p.add_argument("--listen", action="append", required=True, help="ADDR:PORT or NETNS=ADDR:PORT (repeatable)")
     p.add_argument("--lab", help="the lab whose pods the log/exec/attach/portforward subresources reach")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", help="the CIDR ClusterIPs are allocated from")
+    p.add_argument("--service-node-port-range", default="30000-32767", help="the NodePorts allocated, FIRST-LAST")
     args = p.parse_args(argv)
+    try:
+        ipaddress.ip_network(args.service_cluster_ip_range)
+        lo, _, hi = args.service_node_port_range.partition("-")
+        node_ports = range(int(lo), int(hi) + 1)
+    except ValueError as exc:
+        p.error("--service-cluster-ip-range / --service-node-port-range: %s" % exc)
+    if not node_ports or node_ports[0] < 1 or node_ports[-1] > 65535:
+        p.error("--service-node-port-range %s: not a range of ports" % args.service_node_port_range)
     os.umask(0o077)  # the store and its journal: root only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     streams = None
@@ -207,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         from podnet.apiserver.nodes import LabStreams
 
         streams = LabStreams(args.lab)
-    asyncio.run(serve(args.store, args.pki, args.listen, streams))
+    asyncio.run(serve(args.store, args.pki, args.listen, streams, args.service_cluster_ip_range, node_ports))
     return 0
 
 

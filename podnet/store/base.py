@@ -6,7 +6,9 @@ store sets nothing inside them except on read, where
 `metadata.resourceVersion` is the key's modification revision as a string.
 
 Revisions are one global, strictly increasing integer per store (as etcd's):
-every put or delete gets the next one. `watch(prefix, from_rev)` yields every
+every put or delete gets the next one, and a `txn` (several puts and deletes,
+all or nothing) gets one for all of its writes, as in etcd: its events share
+that revision and come out in the txn's order. `watch(prefix, from_rev)` yields every
 change with rev > from_rev exactly once and in order, also across a backend
 reconnect; a caller that falls too far behind a compacted history gets
 `Compacted` and must re-list.
@@ -16,7 +18,7 @@ Keys: /registry/<plural>/<namespace>/<name> for namespaced kinds,
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +30,12 @@ class StoreError(Exception):
 
 
 class Conflict(StoreError):
-    """expect_rev did not match (someone else changed the key first)."""
+    """expect_rev did not match (someone else changed the key first).
+    .key: the key whose expectation failed, .found: its revision (0: absent)."""
+
+    def __init__(self, message: str, key: str = "", found: int = 0):
+        super().__init__(message)
+        self.key, self.found = key, found
 
 
 class Compacted(StoreError):
@@ -41,6 +48,22 @@ class Event:
     key: str
     value: Obj | None  # the new object (PUT) or the last one (DELETE)
     rev: int
+
+
+@dataclass(frozen=True)
+class Op:
+    """One write of a txn: a put (value) or a delete (value None), with the
+    same expect_rev as put's (None: unconditional, 0: absent, N: at N)."""
+
+    key: str
+    value: Obj | None = None
+    expect_rev: int | None = None
+
+
+def conflict_message(key: str, expect_rev: int, found: int) -> str:
+    if expect_rev == 0:
+        return "%s: expected absent, found revision %d" % (key, found)
+    return "%s: expected revision %d, found %d" % (key, expect_rev, found)
 
 
 class Store(Protocol):
@@ -56,6 +79,12 @@ class Store(Protocol):
 
     def delete(self, key: str, expect_rev: int | None = None) -> int | None:
         """Remove; returns the revision of the delete, or None when absent."""
+
+    def txn(self, ops: Sequence[Op]) -> int:
+        """Every op or none: when each expect_rev holds, apply them all at one
+        new revision (returned); otherwise raise Conflict naming the first key
+        whose expectation failed. A delete of an absent key without expect_rev
+        is no change. At most one op per key."""
 
     def watch(self, prefix: str, from_rev: int, stop: threading.Event | None = None) -> Iterator[Event]:
         """Events with rev > from_rev under prefix, in order, until `stop`

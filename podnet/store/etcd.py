@@ -5,7 +5,9 @@ Design, and why:
   /v3/watch); talking to that with http.client keeps podnet free of a gRPC
   dependency. Keys and values are base64, 64-bit integers are strings.
 - Revisions are etcd's own (header.revision, kv.mod_revision); expect_rev is
-  a txn comparing mod_revision (0: create_revision == 0, i.e. absent).
+  a txn comparing mod_revision (0: create_revision == 0, i.e. absent). A
+  multi-key `txn` is one etcd txn: one revision, its events in one watch
+  response (etcd does not split a revision across responses).
 - One keep-alive connection per thread (http.client is not thread-safe).
   A request that never reached etcd (refused, or a pooled connection found
   dead before sending) is retried on the next endpoint until `timeout`;
@@ -29,10 +31,10 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from podnet.api.types import Obj
-from podnet.store.base import Compacted, Conflict, Event, StoreError
+from podnet.store.base import Compacted, Conflict, Event, Op, StoreError, conflict_message
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +196,8 @@ class EtcdStore:
             return self._rev(self._call("/v3/kv/put", put))
         doc = self._txn(key, expect_rev, {"request_put": put})
         if not doc.get("succeeded"):
-            raise Conflict("%s: expected revision %d, found %d" % (key, expect_rev, self._found(doc)))
+            found = self._found(doc)
+            raise Conflict(conflict_message(key, expect_rev, found), key, found)
         return self._rev(doc)
 
     def delete(self, key: str, expect_rev: int | None = None) -> int | None:
@@ -207,23 +210,58 @@ class EtcdStore:
             doc = self._txn(key, 0, {"request_range": rng})
             if doc.get("succeeded"):
                 return None
-            raise Conflict("%s: expected absent, found revision %d" % (key, self._found(doc)))
+            found = self._found(doc)
+            raise Conflict(conflict_message(key, 0, found), key, found)
         doc = self._txn(key, expect_rev, {"request_delete_range": rng})
         if doc.get("succeeded"):
             return self._rev(doc)
         found = self._found(doc)
         if found == 0:
             return None
-        raise Conflict("%s: expected revision %d, found %d" % (key, expect_rev, found))
+        raise Conflict(conflict_message(key, expect_rev, found), key, found)
+
+    @staticmethod
+    def _compare(key: str, expect_rev: int) -> dict:
+        k = _b64(key.encode())
+        if expect_rev == 0:
+            return {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}
+        return {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expect_rev}
 
     def _txn(self, key: str, expect_rev: int, op: dict) -> dict:
         k = _b64(key.encode())
-        cmp = (
-            {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}
-            if expect_rev == 0
-            else {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expect_rev}
+        return self._call(
+            "/v3/kv/txn",
+            {"compare": [self._compare(key, expect_rev)], "success": [op], "failure": [{"request_range": {"key": k}}]},
         )
-        return self._call("/v3/kv/txn", {"compare": [cmp], "success": [op], "failure": [{"request_range": {"key": k}}]})
+
+    def txn(self, ops: Sequence[Op]) -> int:
+        if len({op.key for op in ops}) != len(ops):
+            raise StoreError("txn: one op per key")
+        checked = [op for op in ops if op.expect_rev is not None]
+        success = [
+            {"request_put": {"key": _b64(op.key.encode()), "value": _encode(op.value)}}
+            if op.value is not None
+            else {"request_delete_range": {"key": _b64(op.key.encode())}}
+            for op in ops
+        ]
+        doc = self._call(
+            "/v3/kv/txn",
+            {
+                "compare": [self._compare(op.key, op.expect_rev) for op in checked if op.expect_rev is not None],
+                "success": success,
+                # on failure: each compared key's revision, to name the one that failed
+                "failure": [{"request_range": {"key": _b64(op.key.encode())}} for op in checked],
+            },
+        )
+        if doc.get("succeeded") or not checked:
+            return self._rev(doc)
+        for op, resp in zip(checked, doc["responses"], strict=True):
+            kvs = resp["response_range"].get("kvs") or []
+            found = int(kvs[0]["mod_revision"]) if kvs else 0
+            if found != op.expect_rev:
+                assert op.expect_rev is not None
+                raise Conflict(conflict_message(op.key, op.expect_rev, found), op.key, found)
+        raise Conflict("txn on %s: a comparison failed" % ", ".join(op.key for op in checked))
 
     @staticmethod
     def _found(doc: dict) -> int:
@@ -258,10 +296,11 @@ class EtcdStore:
                     if res.get("canceled"):
                         raise StoreError("etcd canceled the watch: %s" % res.get("cancel_reason", "?"))
                     delay = 0.05
+                    done = last  # every revision up to here was delivered whole
                     for ev in res.get("events") or ():
                         kv = ev["kv"]
                         rev = int(kv["mod_revision"])
-                        if rev <= last:
+                        if rev <= done:
                             continue  # already delivered before a reconnect
                         last = rev
                         deleted = ev.get("type") == "DELETE"

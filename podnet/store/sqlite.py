@@ -15,7 +15,10 @@ Design, and why:
 - watch polls: `PRAGMA data_version` every POLL seconds (a few microseconds;
   it changes when any other connection commits) and reads the log only when
   it moved, so an idle watch costs nearly nothing and a change from another
-  process is seen within ~POLL. A failing connection is reopened and the
+  process is seen within ~POLL.
+- A txn of several writes is one `log` row of type TXN at one revision (its
+  value: the writes, in order), so a revision stays one row and the schema
+  is the one older versions wrote; watch expands it and filters its keys. A failing connection is reopened and the
   watch resumes after the last revision it delivered.
 - The log keeps the newest `history` revisions (compacted every
   COMPACT_EVERY writes); a watch from an older revision raises Compacted,
@@ -29,10 +32,10 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from podnet.api.types import Obj
-from podnet.store.base import Compacted, Conflict, Event, StoreError
+from podnet.store.base import Compacted, Conflict, Event, Op, StoreError, conflict_message
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,8 @@ class SqliteStore:
         with self._write(conn):
             row = conn.execute("SELECT mod_rev, create_rev FROM kv WHERE key=?", (key,)).fetchone()
             if expect_rev is not None and (row[0] if row else 0) != expect_rev:
-                raise Conflict("%s: expected revision %d, found %d" % (key, expect_rev, row[0] if row else 0))
+                found = row[0] if row else 0
+                raise Conflict(conflict_message(key, expect_rev, found), key, found)
             rev = self._append(conn, "PUT", key, text, row[0] if row else None)
             conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (key, text, rev, row[1] if row else rev))
         return rev
@@ -202,9 +206,41 @@ class SqliteStore:
             if row is None:
                 return None
             if expect_rev is not None and row[1] != expect_rev:
-                raise Conflict("%s: expected revision %d, found %d" % (key, expect_rev, row[1]))
+                raise Conflict(conflict_message(key, expect_rev, row[1]), key, row[1])
             rev = self._append(conn, "DELETE", key, row[0], row[1])
             conn.execute("DELETE FROM kv WHERE key=?", (key,))
+        return rev
+
+    @_wrapped
+    def txn(self, ops: Sequence[Op]) -> int:
+        if len({op.key for op in ops}) != len(ops):
+            raise StoreError("txn: one op per key")
+        conn = self._conn()
+        with self._write(conn):
+            writes = []  # (type, key, text, prev_rev, create_rev)
+            for op in ops:
+                row = conn.execute("SELECT value, mod_rev, create_rev FROM kv WHERE key=?", (op.key,)).fetchone()
+                found = row[1] if row else 0
+                if op.expect_rev is not None and found != op.expect_rev:
+                    raise Conflict(conflict_message(op.key, op.expect_rev, found), op.key, found)
+                if op.value is not None:
+                    writes.append(("PUT", op.key, _encode(op.value), row[1] if row else None, row[2] if row else 0))
+                elif row is not None:
+                    writes.append(("DELETE", op.key, row[0], row[1], 0))
+            rev = conn.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
+            if not writes:
+                return rev
+            if len(writes) == 1:
+                t, k, text, prev, _ = writes[0]
+                rev = self._append(conn, t, k, text, prev)
+            else:
+                body = json.dumps([[t, k, text, prev] for t, k, text, prev, _ in writes], separators=(",", ":"))
+                rev = self._append(conn, "TXN", writes[0][1], body, None)
+            for t, k, text, _, created in writes:
+                if t == "PUT":
+                    conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (k, text, rev, created or rev))
+                else:
+                    conn.execute("DELETE FROM kv WHERE key=?", (k,))
         return rev
 
     # ---- history ---------------------------------------------------------
@@ -273,14 +309,23 @@ class SqliteStore:
                 raise Compacted("revision %d is compacted (history starts after %d)" % (last + 1, compacted))
             newest = conn.execute("SELECT value FROM meta WHERE name='rev'").fetchone()[0]
             top = min(newest, last + self.BATCH)
-            cond, args = ("AND key >= ?", (prefix,)) if end is None else ("AND key >= ? AND key < ?", (prefix, end))
+            cond, args = (
+                ("AND (key >= ? OR type = 'TXN')", (prefix,))
+                if end is None
+                else ("AND ((key >= ? AND key < ?) OR type = 'TXN')", (prefix, end))
+            )
             rows = conn.execute(
                 "SELECT rev, type, key, value, prev_rev FROM log WHERE rev > ? AND rev <= ? " + cond + " ORDER BY rev",
                 (last, top) + args,
             ).fetchall()
         finally:
             conn.execute("COMMIT")
-        events = [Event(t, k, _decode(v, rev if t == "PUT" else p), rev) for rev, t, k, v, p in rows]
+        events = []
+        for rev, t, k, v, p in rows:
+            writes = json.loads(v) if t == "TXN" else [(t, k, v, p)]
+            for t, k, v, p in writes:
+                if k >= prefix and (end is None or k < end):
+                    events.append(Event(t, k, _decode(v, rev if t == "PUT" else p), rev))
         return events, top, top < newest
 
     def _sleep(self, stop, seconds=POLL):

@@ -93,7 +93,7 @@ def test_node_ports(reg):
     assert ports[0] == 30080 and 30000 <= ports[1] <= 32767
     with pytest.raises(errors.StatusError) as e:
         reg.create(SVC, "default", svc("np2", type="NodePort", ports=[{"port": 80, "nodePort": 30080}]))
-    assert "spec.ports[0].nodePort: 30080 is already allocated" in e.value.message
+    assert "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated" in e.value.message
     # an update that does not name the ports keeps what was allocated
     cur = reg.get(SVC, "default", "np")
     new = svc("np", type="NodePort", ports=[{"port": 80, "name": "a"}, {"port": 81, "name": "b"}])
