@@ -631,11 +631,30 @@ def _rs_list(rss):
 
 
 def _strip_hash(template):
+    """The template without pod-template-hash, and without null / {} / []
+    fields (as Go's Semantic.DeepEqual compares them)."""
+
+    def pruned(v):
+        if isinstance(v, dict):
+            out = {k: pruned(x) for k, x in v.items()}
+            return {k: x for k, x in out.items() if x is not None and x != {} and x != []}
+        if isinstance(v, list):
+            return [pruned(x) for x in v]
+        return v
+
     t = dict(template or {})
     meta = dict(t.get("metadata") or {})
     meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k != "pod-template-hash"}
     t["metadata"] = meta
-    return t
+    return pruned(t)
+
+
+def _new_rs(d, rss):
+    """The Deployment's new ReplicaSet: the one its template equals (ignoring
+    the hash), the oldest first, as deploymentutil.FindNewReplicaSet."""
+    want = _strip_hash((d.get("spec") or {}).get("template"))
+    rss = sorted(rss, key=lambda r: (str(_meta(r).get("creationTimestamp") or ""), _meta(r).get("name", "")))
+    return [r for r in rss if _strip_hash((r.get("spec") or {}).get("template")) == want][:1]
 
 
 def _deployment(w, d, events, related, now):
@@ -675,10 +694,15 @@ def _deployment(w, d, events, related, now):
         for c in status["conditions"]:
             w(1, "%s \t%s\t%s" % (c.get("type", ""), c.get("status", ""), c.get("reason", "")))
     if related is not None and "replicasets" in related:
-        want = _strip_hash(spec.get("template"))
-        rss = related.get("replicasets") or []
-        new = [r for r in rss if _strip_hash((r.get("spec") or {}).get("template")) == want][:1]
-        old = [r for r in rss if r not in new and (r.get("spec") or {}).get("replicas", 1) != 0]
+        uid = m.get("uid")
+        rss = [  # the ReplicaSets this Deployment controls (all of them when the caller did not say)
+            r
+            for r in related.get("replicasets") or []
+            if not uid
+            or any(o.get("controller") and o.get("uid") == uid for o in _meta(r).get("ownerReferences") or [])
+        ]
+        new = _new_rs(d, rss)
+        old = [r for r in rss if r not in new]  # kubectl 1.32 lists every old one, those at 0 too
         w(0, "OldReplicaSets:\t%s" % _rs_list(old))
         w(0, "NewReplicaSet:\t%s" % _rs_list(new))
     _events(w, events, now)

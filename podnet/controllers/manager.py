@@ -47,6 +47,9 @@ class Manager:
         self.cluster = cluster
         self.objects = cluster.client
         self.recorder = events.Recorder(cluster.client, "podnet-controllers")
+        # the sources kubectl describe shows for these events in Kubernetes
+        self.deployment_events = events.Recorder(cluster.client, "deployment-controller")
+        self.replicaset_events = events.Recorder(cluster.client, "replicaset-controller")
         self.lb_pool = lb_pool
         self.cluster_cidr = cluster_cidr
         self.node_prefix = node_prefix
@@ -145,7 +148,7 @@ class Manager:
             self.dirty.set()
             return
         for reason, message in plan.events:
-            self.recorder.event(dep, "Normal", reason, message)
+            self.deployment_events.event(dep, "Normal", reason, message)
         if plan.annotations:
 
             def annotate(d, a=plan.annotations):
@@ -178,10 +181,10 @@ class Manager:
             except Conflict:  # the name is taken: another suffix next pass
                 self.dirty.set()
                 continue
-            self.recorder.event(rs, "Normal", "SuccessfulCreate", "Created pod: %s" % pod["metadata"]["name"])
+            self.replicaset_events.event(rs, "Normal", "SuccessfulCreate", "Created pod: %s" % pod["metadata"]["name"])
         for pod in plan.delete:
             request_delete(o, pod)
-            self.recorder.event(rs, "Normal", "SuccessfulDelete", "Deleted pod: %s" % pod["metadata"]["name"])
+            self.replicaset_events.event(rs, "Normal", "SuccessfulDelete", "Deleted pod: %s" % pod["metadata"]["name"])
         if plan.create or plan.delete or plan.adopt:
             self.dirty.set()
         if {k: (rs.get("status") or {}).get(k) for k in plan.status} != plan.status:

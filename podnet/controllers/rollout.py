@@ -21,96 +21,20 @@ from ReplicaSet statuses written a pass earlier.
 """
 
 import copy
-import json
-import math
 from dataclasses import dataclass, field
 
 from podnet.api import Obj
-from podnet.controllers.replicaset import ALNUM, Counts, count, owned, owner_ref, parse_time, rfc3339, rs_pods
-
-HASH = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
-DESIRED = "deployment.kubernetes.io/desired-replicas"
-MAX = "deployment.kubernetes.io/max-replicas"
-# annotations a ReplicaSet does not copy from its Deployment (skipCopyAnnotation)
-_NOT_COPIED = {
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION,
-    "deployment.kubernetes.io/revision-history",
+from podnet.controllers.deployutil import (
     DESIRED,
     MAX,
-    "deprecated.deployment.rollback.to",
-}
-
-
-def template_hash(template: Obj) -> str:
-    """FNV-32a of the template, its decimal digits spelled in rand's safe
-    alphabet, as controller.ComputeHash + rand.SafeEncodeString ("7d4b9c6f5")."""
-    h = 0x811C9DC5
-    for b in json.dumps(_strip_hash(template), sort_keys=True).encode():
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return "".join(ALNUM[ord(ch) % len(ALNUM)] for ch in str(h))
-
-
-def _strip_hash(template: Obj | None) -> Obj:
-    """The template without the hash label, compared as Go's
-    Semantic.DeepEqual compares structs: a null, {} or [] is the same as an
-    absent field (`kubectl rollout undo` patches back "creationTimestamp":
-    null and "resources": {})."""
-    t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels and HASH in labels:
-        del labels[HASH]
-    return _pruned(t)
-
-
-def _pruned(v: Obj) -> Obj:
-    out: Obj = {}
-    for k, x in v.items():
-        if isinstance(x, dict):
-            x = _pruned(x)
-        elif isinstance(x, list):
-            x = [_pruned(i) if isinstance(i, dict) else i for i in x]
-        if x is not None and x != {} and x != []:
-            out[k] = x
-    return out
-
-
-def scaled(value: object, total: int, round_up: bool) -> int:
-    """intstr.GetScaledValueFromIntOrPercent."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.endswith("%"):
-        v = total * int(value[:-1]) / 100
-        return math.ceil(v) if round_up else math.floor(v)
-    return int(str(value))
-
-
-def fenceposts(dep: Obj) -> tuple[int, int]:
-    """(maxSurge, maxUnavailable) as ResolveFenceposts: surge rounds up,
-    unavailable down, both 0 -> unavailable 1; Recreate: (0, 0)."""
-    spec = dep["spec"]
-    strategy = spec.get("strategy") or {}
-    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
-        return 0, 0
-    ru = strategy.get("rollingUpdate") or {}
-    replicas = int(spec.get("replicas", 1))
-    surge = scaled(ru.get("maxSurge", "25%"), replicas, True)
-    unavailable = scaled(ru.get("maxUnavailable", "25%"), replicas, False)
-    if surge == 0 and unavailable == 0:
-        unavailable = 1
-    return surge, min(unavailable, replicas)
-
-
-def revision(rs: Obj) -> int:
-    try:
-        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
-    except ValueError:
-        return 0
-
-
-def _created(rs: Obj) -> tuple[str, str]:
-    return (str(rs["metadata"].get("creationTimestamp") or "~"), rs["metadata"]["name"])
+    REVISION,
+    created,
+    fenceposts,
+    new_replicaset,
+    revision,
+    strip_hash,
+)
+from podnet.controllers.replicaset import Counts, count, owned, parse_time, rfc3339, rs_pods
 
 
 @dataclass
@@ -133,9 +57,9 @@ class _Pass:
         self.surge, self.unavailable = fenceposts(dep)
         self.plan = DeploymentPlan()
         self.orig = {r["metadata"]["name"]: r for r in rss if owned(r, dep)}
-        mine = sorted((copy.deepcopy(r) for r in self.orig.values()), key=_created)
-        want = _strip_hash(self.spec.get("template"))
-        self.new: Obj | None = next((r for r in mine if _strip_hash(r["spec"].get("template")) == want), None)
+        mine = sorted((copy.deepcopy(r) for r in self.orig.values()), key=created)
+        want = strip_hash(self.spec.get("template"))
+        self.new: Obj | None = next((r for r in mine if strip_hash(r["spec"].get("template")) == want), None)
         self.old = [r for r in mine if r is not self.new]
         self.counts = {id(r): count(r, pods, now) for r in mine}
         self.conditions: list[Obj] = copy.deepcopy((dep.get("status") or {}).get("conditions") or [])
@@ -162,8 +86,9 @@ class _Pass:
         self.plan.events.append(
             (
                 "ScalingReplicaSet",
-                "Scaled %s replica set %s from %d to %d"
-                % ("up" if to > cur else "down", rs["metadata"]["name"], cur, to),
+                # dc.scaleReplicaSet's wording (Kubernetes >= 1.28): "to N from M"
+                "Scaled %s replica set %s to %d from %d"
+                % ("up" if to > cur else "down", rs["metadata"]["name"], to, cur),
             )
         )
         return True
@@ -173,7 +98,6 @@ class _Pass:
         above every old one's (a template back to an older one reuses that
         ReplicaSet and bumps its revision); created when asked."""
         rev = max((revision(r) for r in self.old), default=0) + 1
-        ns, name = self.dep["metadata"].get("namespace", "default"), self.dep["metadata"]["name"]
         if self.new is not None:
             ann = self.new["metadata"].setdefault("annotations", {})
             if revision(self.new) < rev:
@@ -189,38 +113,12 @@ class _Pass:
                     'Found new replica set "%s"' % self.new["metadata"]["name"],
                 )
         elif create:
-            tmpl = copy.deepcopy(self.spec.get("template") or {})
-            h = template_hash(tmpl)
-            tmeta = tmpl.setdefault("metadata", {})
-            tmeta["labels"] = dict(tmeta.get("labels") or {}, **{HASH: h})
-            sel = copy.deepcopy(self.spec.get("selector") or {})
-            sel["matchLabels"] = dict(sel.get("matchLabels") or {}, **{HASH: h})
-            ann = {k: v for k, v in (self.dep["metadata"].get("annotations") or {}).items() if k not in _NOT_COPIED}
-            ann[REVISION] = str(rev)
-            rsname = "%s-%s" % (name, h)
-            self.new = {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "metadata": {
-                    "name": rsname,
-                    "namespace": ns,
-                    "labels": dict(tmeta["labels"]),
-                    "annotations": ann,
-                    "ownerReferences": [owner_ref(dict(self.dep, apiVersion="apps/v1", kind="Deployment"))],
-                },
-                "spec": {
-                    "replicas": replicas,
-                    "minReadySeconds": int(self.spec.get("minReadySeconds") or 0),
-                    "selector": sel,
-                    "template": tmpl,
-                },
-            }
+            self.new = new_replicaset(self.dep, rev, replicas)
+            rsname = self.new["metadata"]["name"]
             self.annotate(self.new)
             self.plan.create.append(self.new)
             if replicas > 0:
-                self.plan.events.append(
-                    ("ScalingReplicaSet", "Scaled up replica set %s from 0 to %d" % (rsname, replicas))
-                )
+                self.plan.events.append(("ScalingReplicaSet", "Scaled up replica set %s to %d" % (rsname, replicas)))
             self.set_cond("Progressing", "True", "NewReplicaSetCreated", 'Created new replica set "%s"' % rsname)
         if self.new is not None:
             want = revision(self.new)
@@ -284,7 +182,7 @@ class _Pass:
         to_add = allowed - total
         if to_add == 0:
             return
-        act.sort(key=lambda r: (-int(r["spec"]["replicas"]) if to_add > 0 else int(r["spec"]["replicas"]), _created(r)))
+        act.sort(key=lambda r: (-int(r["spec"]["replicas"]) if to_add > 0 else int(r["spec"]["replicas"]), created(r)))
         added = 0
         sizes = {}
         for r in act:
@@ -385,7 +283,7 @@ class _Pass:
             and not rs_pods(r, self.pods)
             and not r["metadata"].get("deletionTimestamp")
         ]
-        gone.sort(key=lambda r: (revision(r), _created(r)))
+        gone.sort(key=lambda r: (revision(r), created(r)))
         self.plan.delete = gone[: max(0, len(gone) - int(limit))]
 
     # ---- status --------------------------------------------------------------

@@ -124,7 +124,8 @@ def rs_rows(lab, app: str) -> dict[str, dict[str, str]]:
     return {r["NAME"]: r for r in table(lab.kubectl("get", "rs", "-l", "app=" + app).stdout)}
 
 
-def test_a_rolling_update_keeps_3_ready_pods_and_undo_reuses_the_old_replicaset(lab):
+def test_rolling_update_keeps_every_replica_ready(lab):
+    """maxSurge 1, maxUnavailable 0: 3 Ready pods all the way; then undo."""
     path = lab.write("roll.yaml", deployment("roll", "RollingUpdate"))
     try:
         lab.kubectl("apply", "-f", path)
@@ -169,8 +170,8 @@ def test_a_rolling_update_keeps_3_ready_pods_and_undo_reuses_the_old_replicaset(
         out = lab.kubectl("describe", "deployment", "roll").stdout
         assert re.search(r"^NewReplicaSet:\s+roll-%s \(3/3 replicas created\)" % new_hash, out, re.M), out
         assert re.search(r"^OldReplicaSets:\s+%s \(0/0 replicas created\)" % first, out, re.M), out
-        assert "Scaled up replica set roll-%s from 0 to 1" % new_hash in out, out
-        assert "Scaled down replica set %s from 1 to 0" % first in out, out
+        assert "Scaled up replica set roll-%s to 1\n" % new_hash in out, out
+        assert "Scaled down replica set %s to 0 from 1" % first in out, out
 
         lab.kubectl("rollout", "undo", "deployment/roll")
         lab.kubectl("rollout", "status", "deployment/roll", "--timeout=60s", timeout=90)
@@ -194,7 +195,8 @@ def test_a_rolling_update_keeps_3_ready_pods_and_undo_reuses_the_old_replicaset(
     )
 
 
-def test_recreate_stops_every_old_pod_before_a_new_one_starts(lab):
+def test_recreate_never_overlaps(lab):
+    """Recreate: every old pod is gone before a new one starts."""
     path = lab.write("rec.yaml", deployment("rec", "Recreate"))
     try:
         lab.kubectl("apply", "-f", path)
@@ -236,7 +238,8 @@ spec:
 """
 
 
-def test_a_replicaset_on_its_own_keeps_its_pods_and_scales(lab):
+def test_a_standalone_replica_set_runs_its_pods(lab):
+    """A ReplicaSet with no Deployment: its pods, a replacement, kubectl scale rs."""
     path = lab.write("solo.yaml", SOLO)
     try:
         lab.kubectl("apply", "-f", path)

@@ -5,9 +5,11 @@ they are created and that take a pass to terminate."""
 
 import copy
 import random
+import re
 
 import pytest
 
+from podnet.controllers import deployutil as U
 from podnet.controllers import planners as P
 from podnet.controllers import replicaset as R
 from podnet.controllers import rollout as D
@@ -94,8 +96,8 @@ class Sim:
                 ]
         live = [p for p in self.pods if R.active(p)]
         mrs = int(self.dep["spec"].get("minReadySeconds") or 0)
-        h = D.template_hash(self.dep["spec"]["template"])
-        new = sum(1 for p in live if p["metadata"]["labels"].get(D.HASH) == h)
+        h = U.template_hash(self.dep["spec"]["template"])
+        new = sum(1 for p in live if p["metadata"]["labels"].get(U.HASH) == h)
         self.history.append((len(live), sum(R.pod_available(p, mrs, self.now) for p in live), len(live) - new, new))
 
     def run_until_complete(self, limit=200):
@@ -138,7 +140,7 @@ def test_rolling_update_keeps_its_bounds_and_completes(replicas, surge, unavaila
     ru = {k: v for k, v in (("maxSurge", surge), ("maxUnavailable", unavailable)) if v is not None}
     sim = Sim(deployment(replicas, {"type": "RollingUpdate", "rollingUpdate": ru}, minReadySeconds=1))
     sim.run_until_complete()
-    s, u = D.fenceposts(sim.dep)
+    s, u = U.fenceposts(sim.dep)
     sim.history.clear()
     sim.change(bump_env("2"))
     sim.run_until_complete()
@@ -147,19 +149,19 @@ def test_rolling_update_keeps_its_bounds_and_completes(replicas, surge, unavaila
         assert available >= replicas - u, (available, sim.history)
     assert sim.history[-1][2:] == (0, replicas)
     names = sorted(
-        sim.rs_replicas().items(), key=lambda kv: D.revision(next(r for r in sim.rss if r["metadata"]["name"] == kv[0]))
+        sim.rs_replicas().items(), key=lambda kv: U.revision(next(r for r in sim.rss if r["metadata"]["name"] == kv[0]))
     )
     assert [n for _, n in names] == [0, replicas]
-    assert sim.dep["metadata"]["annotations"][D.REVISION] == "2"
+    assert sim.dep["metadata"]["annotations"][U.REVISION] == "2"
 
 
 def test_fenceposts_round_surge_up_and_unavailable_down():
     ru = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
-    assert D.fenceposts(deployment(10, ru)) == (3, 2)
-    assert D.fenceposts(deployment(1, ru)) == (1, 0)
+    assert U.fenceposts(deployment(10, ru)) == (3, 2)
+    assert U.fenceposts(deployment(1, ru)) == (1, 0)
     zero = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "0%", "maxUnavailable": "10%"}}
-    assert D.fenceposts(deployment(3, zero)) == (0, 1)  # both 0: one may be unavailable
-    assert D.fenceposts(deployment(3, {"type": "Recreate"})) == (0, 0)
+    assert U.fenceposts(deployment(3, zero)) == (0, 1)  # both 0: one may be unavailable
+    assert U.fenceposts(deployment(3, {"type": "Recreate"})) == (0, 0)
 
 
 def test_recreate_never_overlaps_old_and_new_pods():
@@ -171,17 +173,17 @@ def test_recreate_never_overlaps_old_and_new_pods():
     assert all(old == 0 or new == 0 for _, _, old, new in sim.history), sim.history
     assert any(old == 0 and new == 0 for _, _, old, new in sim.history)  # a moment with nothing
     ups = [e for e in sim.events if e.startswith("Scaled up")]
-    assert ups[-1].endswith("from 0 to 3"), sim.events
+    assert ups[-1].endswith("to 3"), sim.events
 
 
 def test_ownership_names_labels_annotations_and_events():
     sim = Sim(deployment(3))
     sim.run_until_complete()
     (rs,) = sim.rss
-    h = D.template_hash(sim.dep["spec"]["template"])
+    h = U.template_hash(sim.dep["spec"]["template"])
     assert rs["metadata"]["name"] == "web-" + h and set(h) <= set(R.ALNUM)
-    assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", D.HASH: h}
-    assert rs["spec"]["template"]["metadata"]["labels"][D.HASH] == h
+    assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", U.HASH: h}
+    assert rs["spec"]["template"]["metadata"]["labels"][U.HASH] == h
     ref = rs["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == (
         "Deployment",
@@ -190,15 +192,15 @@ def test_ownership_names_labels_annotations_and_events():
         True,
     )
     ann = rs["metadata"]["annotations"]
-    assert (ann[D.REVISION], ann[D.DESIRED], ann[D.MAX]) == ("1", "3", "4")
+    assert (ann[U.REVISION], ann[U.DESIRED], ann[U.MAX]) == ("1", "3", "4")
     for p in sim.pods:
         assert (
             p["metadata"]["name"].startswith(rs["metadata"]["name"] + "-")
             and len(p["metadata"]["name"]) == len(rs["metadata"]["name"]) + 6
         )
-        assert p["metadata"]["labels"][D.HASH] == h
+        assert p["metadata"]["labels"][U.HASH] == h
         assert p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
-    assert sim.events[0] == "Scaled up replica set %s from 0 to 3" % rs["metadata"]["name"]
+    assert sim.events[0] == "Scaled up replica set %s to 3" % rs["metadata"]["name"]
     conds = {c["type"]: c["reason"] for c in sim.dep["status"]["conditions"]}
     assert conds == {"Available": "MinimumReplicasAvailable", "Progressing": "NewReplicaSetAvailable"}
 
@@ -213,11 +215,12 @@ def test_rollback_reuses_the_old_replicaset_and_bumps_its_revision():
     sim.run_until_complete()
     assert len(sim.rss) == 2
     back = next(r for r in sim.rss if r["metadata"]["name"] == first)
-    assert back["spec"]["replicas"] == 3 and D.revision(back) == 3
-    assert sim.dep["metadata"]["annotations"][D.REVISION] == "3"
+    assert back["spec"]["replicas"] == 3 and U.revision(back) == 3
+    assert sim.dep["metadata"]["annotations"][U.REVISION] == "3"
 
 
-def test_paused_scales_but_does_not_roll_out():
+def test_paused():
+    """paused: no rollout (not even the first), but scaling applies."""
     sim = Sim(deployment(3, paused=True))
     for _ in range(5):
         sim.step()
@@ -243,16 +246,18 @@ def test_paused_scales_but_does_not_roll_out():
     assert len(sim.rss) == 2
 
 
-def test_revision_history_limit_deletes_the_oldest_empty_replicasets():
+def test_revision_history_limit():
+    """Old ReplicaSets at 0 beyond the limit go, the oldest revisions first."""
     sim = Sim(deployment(2, revisionHistoryLimit=1))
     for v in "12345":
         sim.change(bump_env(v))
         sim.run_until_complete()
-    revs = sorted(D.revision(r) for r in sim.rss)
+    revs = sorted(U.revision(r) for r in sim.rss)
     assert revs == [4, 5], revs
 
 
-def test_progress_deadline_exceeded_when_pods_never_become_ready():
+def test_progress_deadline():
+    """Pods that never become Ready: ProgressDeadlineExceeded after the deadline."""
     sim = Sim(deployment(2, progressDeadlineSeconds=10), ready_after=10_000)
     for _ in range(30):
         sim.step()
@@ -261,6 +266,30 @@ def test_progress_deadline_exceeded_when_pods_never_become_ready():
     assert "has timed out progressing" in prog["message"]
     avail = next(c for c in sim.dep["status"]["conditions"] if c["type"] == "Available")
     assert avail["status"] == "False"
+
+
+def test_min_ready_seconds():
+    """A pod counts as available only minReadySeconds after it became Ready:
+    the rollout waits that long before it scales the old ReplicaSet down,
+    and the ReplicaSet (which gets the Deployment's minReadySeconds) counts
+    availableReplicas the same way."""
+    drops = {}
+    for mrs in (0, 5):
+        ru = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+        sim = Sim(deployment(2, ru, minReadySeconds=mrs), ready_after=1)
+        sim.run_until_complete()
+        assert sim.rss[0]["spec"]["minReadySeconds"] == mrs
+        sim.history.clear()
+        sim.change(bump_env("2"))
+        sim.run_until_complete()
+        drops[mrs] = next(i for i, (_, _, old, _) in enumerate(sim.history) if old < 2)
+        if mrs:
+            sim.change(bump_env("3"))
+            for _ in range(3):  # the new pods are Ready but not yet available
+                sim.step()
+            new = next(r for r in sim.rss if U.revision(r) == 3)
+            assert new["status"]["readyReplicas"] == 1 and new["status"]["availableReplicas"] == 0
+    assert drops[0] <= 2 and drops[5] >= drops[0] + 5, drops
 
 
 def rs_obj(replicas, uid="rs-1"):
@@ -371,3 +400,27 @@ def test_failed_scheduling_says_why():
         None,
         "0/2 nodes are available: no Ready node with a podCIDR matches the pod's nodeSelector",
     )
+
+
+# ---- podnet describe deployment --------------------------------------------------
+
+
+def test_describe_deployment_names_the_new_and_the_old_replicasets():
+    from podnet.cli.describe import render_describe
+
+    sim = Sim(deployment(3))
+    sim.run_until_complete()
+    first = sim.rss[0]["metadata"]["name"]
+    sim.change(bump_env("2"))
+    sim.run_until_complete()
+    # back to the first template as `kubectl rollout undo` writes it (Go's zero values spelled out)
+    sim.change(bump_env("1"))
+    sim.dep["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    sim.dep["spec"]["template"]["spec"]["containers"][0]["resources"] = {}
+    sim.run_until_complete()
+    assert len(sim.rss) == 2
+    second = next(r["metadata"]["name"] for r in sim.rss if r["metadata"]["name"] != first)
+    other = dict(rs_obj(2, uid="not-ours"), metadata=dict(rs_obj(2)["metadata"], name="front", uid="not-ours"))
+    text = render_describe(sim.dep, events=[], related={"replicasets": [*sim.rss, other]})
+    assert re.search(r"^NewReplicaSet:\s+%s \(3/3 replicas created\)$" % first, text, re.M), text
+    assert re.search(r"^OldReplicaSets:\s+%s \(0/0 replicas created\)$" % second, text, re.M), text
