@@ -6,6 +6,13 @@ demo runs the real CNI contract through podnet's runtime library (as
 `podnet cni add` does), with the warm daemon, and shows each step with the
 command a person would type. Everything it made is removed at the end, also
 on Ctrl-C or an error (unless --keep).
+
+Names: the demo's namespaces are pn-demo_node, pn-demo_pod1, pn-demo_pod2 and
+pn-demo_ext. A lab owns every name starting "pn-<lab>-" with a lab name of
+lowercase letters and digits (topology.check_name), so a lab can be named
+"demo": "pn-demo_" is a prefix no lab can produce, and neither `lab down`
+nor the demo's own start-up cleanup (which deletes its four names, left by a
+demo killed earlier) touches the other's namespaces.
 """
 
 import json
@@ -18,7 +25,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-PREFIX = "pn-demo-"
+PREFIX = "pn-demo_"  # "_" is never in a lab's name: no "pn-<lab>-" prefix matches these
 NODE, POD1, POD2, EXT = (PREFIX + n for n in ("node", "pod1", "pod2", "ext"))
 NODE_IP, EXT_IP = "192.0.2.1", "192.0.2.2"
 

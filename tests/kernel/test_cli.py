@@ -2,11 +2,14 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
+from podnet.cli.demo import PREFIX as DEMO
 from tests.conftest import sh
 
 pytestmark = pytest.mark.kernel
@@ -117,4 +120,60 @@ def test_the_demo_runs_and_cleans_up():
     assert "hello from pod2, you are 10.22.0.2" in res.stdout  # pod to pod, no NAT
     assert "hello from pod2, you are 192.0.2.2" in res.stdout  # host port, client kept
     assert "addresses still allocated: none" in res.stdout
-    assert not [n for n in os.listdir("/run/netns") if n.startswith("pn-demo-")]
+    assert not [n for n in os.listdir("/run/netns") if n.startswith(DEMO)]
+
+
+def demo(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "podnet.cli.main", "demo", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def netns_names(prefix):
+    return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix)) if os.path.isdir("/run/netns") else []
+
+
+def test_the_demo_and_a_lab_named_demo_coexist(tmp_path):
+    """A lab named demo owns every pn-demo-* name; the demo's names are out
+    of its reach: the demo runs beside the lab, `lab down` leaves the
+    demo's (kept) namespaces alone, and the demo's start-up cleanup removes
+    those and nothing of the lab's."""
+    from tests.kernel.test_lab import Lab, leftovers, ready
+
+    if netns_names("pn-demo-") or netns_names(DEMO):
+        pytest.skip("a lab named demo or a demo is already running on this machine")
+    root = str(tmp_path / "labs")
+    lab = Lab("demo", root)
+    kept = None
+    try:
+        lab.run("lab", "up", "--name", "demo", "--nodes", "1", "--timeout", "90", timeout=150)
+        lab_ns = netns_names("pn-demo-")
+        assert "pn-demo-node1" in lab_ns and "pn-demo-ext" in lab_ns
+
+        res = demo("--keep")  # the demo while the lab is up; its namespaces kept for the lab's down
+        out = res.stdout + res.stderr
+        kept = out.split("files in ", 1)[1].split()[0] if "files in " in out else None
+        assert res.returncode == 0, out
+        assert "hello from external, you are 192.0.2.1" in res.stdout
+        assert "hello from pod2, you are 192.0.2.2" in res.stdout
+        assert netns_names(DEMO) == sorted(DEMO + n for n in ("node", "pod1", "pod2", "ext"))
+        assert netns_names("pn-demo-") == lab_ns  # the lab's untouched
+        # and it still works: its node is Ready through its API, its external host in place
+        lab.wait("node1 Ready", lambda: [n["metadata"]["name"] for n in lab.get("nodes") if ready(n)] == ["node1"])
+        assert "192.168.200.100/" in sh("pn-demo-ext", "ip", "-br", "addr", "show", "eth0").stdout
+
+        lab.run("lab", "down", "--name", "demo")
+        assert leftovers("demo", root) == []
+        assert len(netns_names(DEMO)) == 4  # the lab's down took none of the demo's
+
+        res = demo()  # removes what an earlier demo left, runs, cleans up
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "addresses still allocated: none" in res.stdout
+        assert netns_names(DEMO) == []
+    finally:
+        lab.run("lab", "down", "--name", "demo", check=False)
+        for name in netns_names(DEMO):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+        if kept and kept.startswith(tempfile.gettempdir() + "/podnet-demo-"):
+            shutil.rmtree(kept, ignore_errors=True)
+    assert leftovers("demo", root) == []
