@@ -2,15 +2,37 @@
 address at METRICS_PORT (kube-proxy's metrics port) under /metrics.
 
 One registry per agent process, so every reconciler in it (proxy, policy)
-shows up on the same page."""
+shows up on the same page. podnet_thread_errors_total{component} counts the
+exceptions informer, watch and reconcile threads logged and carried on from
+(podnet.client.loop.THREAD_ERRORS): not zero means a bug or bad input to look at."""
 
 import logging
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily
+
+from podnet.client.loop import THREAD_ERRORS
 
 log = logging.getLogger("podnet.agent")
 METRICS_PORT = 10249
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class ThreadErrorsCollector:
+    """THREAD_ERRORS (a plain counter in podnet.client) as a Prometheus counter."""
+
+    def collect(self):
+        c = CounterMetricFamily(
+            "podnet_thread_errors",
+            "Exceptions an informer, watch or reconcile thread logged and carried on from",
+            labels=["component"],
+        )
+        for component, n in THREAD_ERRORS.items():
+            c.add_metric([component], n)
+        yield c
+
+
+REGISTRY.register(ThreadErrorsCollector())
 
 
 def serve(addr, port=METRICS_PORT):
@@ -22,3 +44,4 @@ def serve(addr, port=METRICS_PORT):
     except OSError as exc:
         log.warning("metrics on %s:%d: %s", addr, port, exc)
         return False
+
