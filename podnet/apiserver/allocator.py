@@ -97,16 +97,15 @@ class Allocator:
         ports = {int(k[len(PORTS) :]) for k, rec, _ in self.store.list(PORTS)[0] if _owner_uid(rec) != uid}
         return ips, ports
 
-    def unrecorded(self, svc: Obj) -> list[Op]:
+    def recorded(self) -> dict[str, Any]:
+        """Every record key -> the uid of the Service that holds it."""
+        return {k: _owner_uid(rec) for prefix in (IPS, PORTS) for k, rec, _ in self.store.list(prefix)[0]}
+
+    def unrecorded(self, svc: Obj, recorded: dict[str, Any]) -> list[Op]:
         """Record ops for what a stored Service holds without a record (one
         stored by a podnet from before the records); [] when all are there."""
         uid = svc["metadata"].get("uid")
-        ops = []
-        for key in claims(svc):
-            rec, _ = self.store.get(key)
-            if rec is None or _owner_uid(rec) != uid:
-                ops.append(Op(key, _record(svc, key.rsplit("/", 1)[1]), 0))
-        return ops
+        return [Op(k, _record(svc, k.rsplit("/", 1)[1]), 0) for k in claims(svc) if recorded.get(k) != uid]
 
     def assign(
         self, svc: Obj, old: Obj | None, cidr: Any, node_ports: range, spread: bool = False

@@ -57,8 +57,9 @@ class Registry:
         revision). A value two old Services share stays with the first; the
         other is logged. -> how many Services were recorded."""
         res, done = BY_KIND["Service"], 0
+        recorded = self.allocator.recorded()
         for svc in self.list(res, None):
-            ops = self.allocator.unrecorded(svc)
+            ops = self.allocator.unrecorded(svc, recorded)
             if not ops:
                 continue
             key = self.key(res, svc["metadata"].get("namespace"), svc["metadata"]["name"])
@@ -175,7 +176,10 @@ class Registry:
                         raise errors.already_exists(res.group, res.plural, name) from None
                     raise errors.modified(res.group, res.plural, name) from None
                 if exc.key not in picked:  # asked for, and taken meanwhile by another API server
-                    self.allocator.assign(copy.deepcopy(new), current, *ranges)  # raises Refused, with its path
+                    try:  # the next pass sees the record: a 422 with its path and message
+                        self.allocator.assign(copy.deepcopy(new), current, *ranges)
+                    except Refused as refused:
+                        raise self._invalid(res, name, Invalid(refused.path, refused.reason)) from None
                 log.info("service %s: %s was taken by another writer; picking again", name, exc.key)
                 continue
             self.cache.written(rev, "PUT", key, svc)

@@ -173,3 +173,26 @@ def test_services_stored_without_records_get_them_at_start(tmp_path):
     assert new["spec"]["ports"][0]["nodePort"] != old["spec"]["ports"][0]["nodePort"]
     assert new["spec"]["clusterIP"] != old["spec"]["clusterIP"]
     r.store.close()
+
+
+def test_a_requested_value_taken_by_another_api_server_meanwhile_is_a_422(tmp_path):
+    path = str(tmp_path / "store.db")
+    a = registry(path, service_cidr="10.96.0.0/28", node_ports=range(30000, 30004))
+    b = registry(path, service_cidr="10.96.0.0/28", node_ports=range(30000, 30004))
+    a.create(NS, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    b.cache.load()
+    real_txn = a.store.txn
+
+    def txn_after_b(ops):  # B takes the port A asked for, after A checked it
+        if b.cache.get("/registry/services/a/from-b") is None:
+            b.create(SVC, "a", svc("from-b", type="NodePort", ports=[{"port": 80, "nodePort": 30003}]))
+        return real_txn(ops)
+
+    a.store.txn = txn_after_b
+    with pytest.raises(errors.StatusError) as e:
+        a.create(SVC, "a", svc("from-a", type="NodePort", ports=[{"port": 80, "nodePort": 30003}]))
+    assert e.value.code == 422 and e.value.details["causes"][0]["field"] == "spec.ports[0].nodePort"
+    assert "provided port is already allocated" in e.value.message
+    assert records(a) == {"30003": "a/from-b", b.get(SVC, "a", "from-b")["spec"]["clusterIP"]: "a/from-b"}
+    a.store.close()
+    b.store.close()
