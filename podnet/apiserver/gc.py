@@ -6,7 +6,8 @@ work pending, and each pass looks at the whole state:
   through the same delete as a client's (a pod goes gracefully, its node
   agent tears it down), so deleting a Deployment deletes its pods;
 - an owner deleted with propagationPolicy Foreground waits (finalizer
-  `foregroundDeletion`) until its dependents are gone;
+  `foregroundDeletion`) until its dependents are gone, and they are deleted
+  in the foreground too (Deployment -> ReplicaSets -> pods);
 - a Namespace marked for deletion has everything in it deleted, then goes.
 kube-controller-manager does this as a client in Kubernetes; here the
 cache is at hand, so a pass costs one walk over memory.
@@ -84,17 +85,20 @@ class Collector:
                 deps = reg.dependents(meta.get("uid"))
                 for dres, d in deps:
                     if not d["metadata"].get("deletionTimestamp"):
-                        self._delete(dres, d)
+                        # foreground all the way down, as the Kubernetes GC: a
+                        # Deployment waits for its ReplicaSets, they for their pods
+                        self._delete(dres, d, "Foreground")
                 if not deps:
                     self._drop_finalizer(res, o, "foregroundDeletion")
         for o in reg.list(BY_KIND["Namespace"], None):
             if o["metadata"].get("deletionTimestamp"):
                 self._empty_namespace(o)
 
-    def _delete(self, res, o) -> None:  # type: ignore[no-untyped-def]
+    def _delete(self, res, o, propagation: str | None = None) -> None:  # type: ignore[no-untyped-def]
         meta = o["metadata"]
         try:
-            self.registry.delete(res, meta.get("namespace"), meta["name"], preconditions={"uid": meta.get("uid")})
+            ns, name, pre = meta.get("namespace"), meta["name"], {"uid": meta.get("uid")}
+            self.registry.delete(res, ns, name, propagation=propagation, preconditions=pre)
         except errors.StatusError as exc:
             if exc.code != 404:
                 log.warning("deleting %s %s: %s", res.kind.kind, meta["name"], exc.message)

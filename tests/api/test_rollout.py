@@ -214,6 +214,10 @@ def test_recreate_never_overlaps(lab):
             assert not (old in hashes and len(hashes) > 1), s
         assert any(not s for s in snaps)  # a moment with no pod at all
         assert len(rs_rows(lab, "rec")) == 2
+        # foreground deletion: kubectl waits until the Deployment is gone, and
+        # it goes only after its ReplicaSets, which go only after their pods
+        lab.kubectl("delete", "deployment", "rec", "--cascade=foreground", "--timeout=60s", timeout=90)
+        assert lab.kjson("get", "rs,pods", "-l", "app=rec")["items"] == []
     finally:
         lab.kubectl("delete", "-f", path, "--ignore-not-found", timeout=120)
 
