@@ -2,7 +2,7 @@
 
 Run as root:  .venv/bin/python bench/proxy.py [--sizes 100,1000,10000] [--conns 2000] [--json FILE]
 
-What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv}:
+What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv,peer}:
 
   full sync     Services of 2 endpoints each (+ their EndpointSlices) ->
                 Planner.replan_all -> render.full -> `nft -f`:
@@ -10,14 +10,26 @@ What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv}:
   one change    one Service's EndpointSlice changes (an endpoint replaced):
                 Planner.update (only that Service is planned again) ->
                 render.diff -> `nft -f` of the difference; the median of 5
+  the peer      kube-proxy's iptables-mode shape built by hand as nft rules:
+                one linear `ip daddr X tcp dport P dnat to ...` rule per
+                Service in one chain, which is what the verdict map replaces.
+                Its full load, and its one change with the changed Service in
+                the MIDDLE of the rule list and at the END, two ways: `replace
+                rule ... handle H` (the least a linear list needs; the kernel
+                finds the handle by walking the chain) and a rewrite of the
+                whole chain (flush + every rule, what kube-proxy's
+                iptables-restore does with KUBE-SERVICES on every sync). The
+                5 changes alternate peer and podnet (peer middle, peer end,
+                podnet, ...); medians.
   latency       TCP connection setup (connect() until SYN-ACK, via the
                 ClusterIP, DNAT in nat-output to a server in the srv
-                namespace) with 10 and with 10,000 Services in the table,
-                the median of --conns connects each; and the same at 10,000
-                with the peer: kube-proxy's iptables-mode shape built by hand
-                as nft rules (one linear `ip daddr X tcp dport P` rule per
-                Service in one chain, the target Service last), which is what
-                the verdict map replaces.
+                namespace) with 10 and with 10,000 Services in the table, to
+                the Service in the middle of the list and to the last one,
+                the median of --conns connects each, for podnet and for the
+                peer in alternating rounds (peer, podnet, peer, podnet, ...:
+                only one side's table is loaded at a time, so each connect
+                crosses one side's rules); each figure is the median of
+                --rounds rounds.
 
   --lab         (default on; --no-lab skips it) change to rules in a real
                 lab (`lab up --nodes 2`, PODNET_STATE_ROOT in a temp dir):
@@ -32,8 +44,8 @@ What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv}:
 
 Targets (issue 5): one change at 10,000 under 50 ms (kube-proxy's partial
 sync: 141 ms), full sync at 10,000 under 3 s, latency ratio 10,000/10 at
-most 1.1. kube-proxy itself does not run here (no API server); its figures
-are quoted from upstream (REFERENCE.md). The figures are noisy on a shared
+most 1.1. kube-proxy itself does not run here (no API server): the peer is
+its rule shape, and its own figures are quoted from upstream (REFERENCE.md). The figures are noisy on a shared
 2-CPU machine: compare within one run. Everything is removed at the end,
 also on failure or Ctrl-C; the root namespace is never changed.
 """
@@ -118,7 +130,7 @@ def nft_apply(node, script):
     return time.perf_counter() - t
 
 
-def measure_size(node, n):
+def measure_size(node, peer_ns, n):
     services, slices = world(n)
     p = Planner("n1")
     t = time.perf_counter()
@@ -127,8 +139,18 @@ def measure_size(node, n):
     script = render.full(plan)
     t_plan = time.perf_counter() - t
     t_apply = nft_apply(node, script)
+    # the peer's syncs in a namespace of its own: an nft run may read the
+    # whole ruleset, and neither side should pay for the other's rules
+    t_peer_full = nft_apply(peer_ns, iptables_style(n))
+    handles = peer_handles(peer_ns)
+    peer = {"replace_middle": [], "replace_end": [], "rewrite_middle": [], "rewrite_end": []}
     changes = []
     for k in range(5):
+        for how in ("replace", "rewrite"):
+            for where, j in (("middle", n // 2), ("end", n - 1)):
+                endpoint = SRV_IPS[(j + 1 + k) % 2]
+                peer[how + "_" + where].append(peer_change(peer_ns, n, j, handles, how, endpoint))
+                handles = peer_handles(peer_ns)  # replaced rules have new handles (outside the timing)
         i = (k * 7919) % n
         key = "bench/" + services[i]["metadata"]["name"]
         slices[i] = slice_for(services[i]["metadata"]["name"], (SRV_IPS[k % 2],), str(k + 2))
@@ -143,10 +165,13 @@ def measure_size(node, n):
         p.update(key, services[i], [slices[i]])
         plan = p.plan(["192.168.200.11"])
         nft_apply(node, render.diff(new, plan))
+    drop_table(peer_ns, PEER)
     changes.sort()
     total, tp, ta = changes[len(changes) // 2]
     rules, chains, elements, _ = render.counts(plan)
     return {
+        "peer_full_apply_ms": t_peer_full * 1e3,
+        **{"peer_%s_ms" % k: statistics.median(v) * 1e3 for k, v in peer.items()},
         "services": n,
         "rules": rules,
         "chains": chains,
@@ -162,21 +187,48 @@ def latency(node, conns, target_ip):
     return float(sh(node, sys.executable, "-c", CLIENT, target_ip, str(conns)).strip())
 
 
-def iptables_style(n, target_ip):
-    """The peer: one linear chain, a rule per Service, the measured one last."""
+PEER = "ip pnbp-linear"
+
+
+def peer_ip(i):
+    return "10.97.%d.%d" % (i // 250, i % 250 + 2)
+
+
+def peer_rule(i, endpoint=None):
+    return "ip daddr %s tcp dport 80 dnat to %s:8080" % (peer_ip(i), endpoint or SRV_IPS[i % 2])
+
+
+def iptables_style(n):
+    """The peer: one linear chain, a rule per Service i (10.97.x.y, in order)."""
     out = [
-        "add table ip pnbp-linear",
-        "delete table ip pnbp-linear",
-        "add table ip pnbp-linear",
-        "add chain ip pnbp-linear out { type nat hook output priority -100; policy accept; }",
+        "add table %s" % PEER,
+        "delete table %s" % PEER,
+        "add table %s" % PEER,
+        "add chain %s out { type nat hook output priority -100; policy accept; }" % PEER,
     ]
-    for i in range(n - 1):
-        out.append(
-            "add rule ip pnbp-linear out ip daddr 10.97.%d.%d tcp dport 80 dnat to %s:8080"
-            % (i // 250, i % 250 + 2, SRV_IPS[i % 2])
-        )
-    out.append("add rule ip pnbp-linear out ip daddr %s tcp dport 80 dnat to %s:8080" % (target_ip, SRV_IPS[0]))
+    out += ["add rule %s out %s" % (PEER, peer_rule(i)) for i in range(n)]
     return "\n".join(out) + "\n"
+
+
+def drop_table(node, table):
+    nft_apply(node, "add table %s\ndelete table %s\n" % (table, table))
+
+
+def peer_handles(node):
+    """Rule handles of the peer's chain, in rule order."""
+    listing = sh(node, "nft", "-a", "list", "chain", PEER.split()[0], PEER.split()[1], "out")
+    return [int(line.rsplit("# handle ", 1)[1]) for line in listing.splitlines() if "dnat to" in line]
+
+
+def peer_change(node, n, i, handles, how, endpoint):
+    """Service i's rule gets `endpoint`: one rule replaced in place, or the
+    whole chain rewritten as iptables-restore does -> seconds."""
+    if how == "replace":
+        script = "replace rule %s out handle %d %s\n" % (PEER, handles[i], peer_rule(i, endpoint))
+    else:
+        rules = ["add rule %s out %s" % (PEER, peer_rule(j, endpoint if j == i else None)) for j in range(n)]
+        script = "flush chain %s out\n" % PEER + "\n".join(rules) + "\n"
+    return nft_apply(node, script)
 
 
 LAB_MANIFEST = """apiVersion: apps/v1
@@ -307,11 +359,11 @@ def main():
     ap.add_argument("--no-lab", dest="lab", action="store_false", help="skip the lab latency part")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
-    node, srv = PREFIX + "node", PREFIX + "srv"
+    node, srv, peer_ns = PREFIX + "node", PREFIX + "srv", PREFIX + "peer"
     server = None
     results = {"sizes": [], "latency_us": {}}
     try:
-        for ns in (node, srv):
+        for ns in (node, srv, peer_ns):
             netns.create(ns)
         subprocess.run(
             ["ip", "link", "add", "pnbp0", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", srv],
@@ -337,7 +389,7 @@ def main():
             % ("services", "chains", "rules", "full plan", "full nft", "1 change", "plan", "nft")
         )
         for n in sizes:
-            r = measure_size(node, n)
+            r = measure_size(node, peer_ns, n)
             results["sizes"].append(r)
             print(
                 "%8d %8d %8d | %8.0f ms %8.0f ms | %8.1f ms %8.1f ms %8.1f ms"
@@ -353,48 +405,83 @@ def main():
                 )
             )
 
-        lat = results["latency_us"]
-        # alternate 10 / 10,000 for --rounds rounds: the machine's drift over
-        # a run then hits both sizes alike; each figure is the median of rounds
-        rounds = {10: [], 10000: []}
-        for _ in range(args.rounds):
-            for n in (10, 10000):
-                services, slices = world(n)
-                p = Planner("n1")
-                p.replan_all(services, slices)
-                nft_apply(node, render.full(p.plan([])))
-                target = services[-1]["spec"]["clusterIP"]
-                latency(node, 200, target)  # warm up (ARP, caches)
-                rounds[n].append(latency(node, args.conns, target))
-        for n, xs in rounds.items():
-            lat["podnet_%d" % n] = statistics.median(xs)
-            lat["podnet_%d_rounds" % n] = xs
-        sh(node, "nft", "delete", "table", "ip", "podnet-proxy")
-        sh(node, "nft", "-f", "-", input=iptables_style(10000, "10.98.0.2"))
-        latency(node, 200, "10.98.0.2")
-        lat["linear_10000"] = latency(node, args.conns, "10.98.0.2")
-        sh(node, "nft", "-f", "-", input=iptables_style(10, "10.98.0.2"))
-        latency(node, 200, "10.98.0.2")
-        lat["linear_10"] = latency(node, args.conns, "10.98.0.2")
         print()
         print(
-            "connection setup (median of %d connects; podnet: median of %d alternating rounds %s / %s):"
-            % (
-                args.conns,
-                args.rounds,
-                " ".join("%.0f" % x for x in lat["podnet_10_rounds"]),
-                " ".join("%.0f" % x for x in lat["podnet_10000_rounds"]),
+            "%8s | %10s | %12s %12s | %12s %12s | %s"
+            % ("services", "peer full", "replace mid", "replace end", "rewrite mid", "rewrite end", "podnet 1 change /")
+        )
+        for r in results["sizes"]:
+            print(
+                "%8d | %7.0f ms | %9.1f ms %9.1f ms | %9.1f ms %9.1f ms | replace mid %.2f, end %.2f, rewrite %.2f"
+                % (
+                    r["services"],
+                    r["peer_full_apply_ms"],
+                    r["peer_replace_middle_ms"],
+                    r["peer_replace_end_ms"],
+                    r["peer_rewrite_middle_ms"],
+                    r["peer_rewrite_end_ms"],
+                    r["change_ms"] / r["peer_replace_middle_ms"],
+                    r["change_ms"] / r["peer_replace_end_ms"],
+                    r["change_ms"] / r["peer_rewrite_end_ms"],
+                )
             )
-        )
+
+        lat = results["latency_us"]
+        # rounds alternate the sides (peer, podnet, peer, podnet, ...) at 10
+        # and 10,000 Services, one side's table loaded at a time: the
+        # machine's drift over a run hits both alike; each figure is the
+        # median of its rounds
+        rounds = {}
+        drop_table(node, "ip podnet-proxy")
+        for _ in range(args.rounds):
+            for n in (10, 10000):
+                for side in ("peer", "podnet"):
+                    if side == "peer":
+                        drop_table(node, "ip podnet-proxy")
+                        nft_apply(node, iptables_style(n))
+                        targets = {"middle": peer_ip(n // 2), "end": peer_ip(n - 1)}
+                    else:
+                        drop_table(node, PEER)
+                        services, slices = world(n)
+                        p = Planner("n1")
+                        p.replan_all(services, slices)
+                        nft_apply(node, render.full(p.plan([])))
+                        targets = {w: services[i]["spec"]["clusterIP"] for w, i in (("middle", n // 2), ("end", n - 1))}
+                    latency(node, 200, targets["end"])  # warm up (ARP, caches)
+                    for where, ip in targets.items():
+                        rounds.setdefault("%s_%d_%s" % (side, n, where), []).append(latency(node, args.conns, ip))
+        drop_table(node, PEER)
+        for k, xs in rounds.items():
+            lat[k] = statistics.median(xs)
+            lat[k + "_rounds"] = xs
+        print()
         print(
-            "  podnet  (verdict map)    10: %7.1f us   10,000: %7.1f us   ratio %.2f"
-            % (lat["podnet_10"], lat["podnet_10000"], lat["podnet_10000"] / lat["podnet_10"])
+            "connection setup (median of %d connects; each figure the median of %d rounds alternating peer, podnet):"
+            % (args.conns, args.rounds)
         )
-        print(
-            "  peer    (linear rules)   10: %7.1f us   10,000: %7.1f us   ratio %.2f"
-            % (lat["linear_10"], lat["linear_10000"], lat["linear_10000"] / lat["linear_10"])
-        )
-        print("  podnet / peer at 10,000: %.2f" % (lat["podnet_10000"] / lat["linear_10000"]))
+        for side, label in (("podnet", "podnet (verdict map)"), ("peer", "peer (linear rules)")):
+            for where in ("middle", "end"):
+                a, b = lat["%s_10_%s" % (side, where)], lat["%s_10000_%s" % (side, where)]
+                print(
+                    "  %-21s %-6s  10: %7.1f us   10,000: %7.1f us   ratio %.2f   rounds %s"
+                    % (
+                        label,
+                        where,
+                        a,
+                        b,
+                        b / a,
+                        " ".join("%.0f" % x for x in lat["%s_10000_%s_rounds" % (side, where)]),
+                    )
+                )
+        for where in ("middle", "end"):
+            print(
+                "  podnet / peer, the Service at the %-6s of the list:  10: %.2f   10,000: %.2f"
+                % (
+                    where,
+                    lat["podnet_10_%s" % where] / lat["peer_10_%s" % where],
+                    lat["podnet_10000_%s" % where] / lat["peer_10000_%s" % where],
+                )
+            )
         if args.lab:
             print()
             print("change -> rules in a 2-node lab (polled every 10 ms on node1):")
@@ -408,7 +495,7 @@ def main():
         if server is not None:
             server.terminate()
             server.wait()
-        for ns in (node, srv):
+        for ns in (node, srv, peer_ns):
             netns.delete(ns)
         left = [x for x in netns.list_names() if x.startswith(PREFIX)]
         if left:

@@ -1,9 +1,10 @@
 """Partial syncs (podnet.proxy.render.diff): pure checks of what a change
-rewrites, and a kernel check that a chain of partial syncs leaves exactly the
-table a full sync of the final state gives."""
+rewrites, and a kernel check that the agent's Services loop, through a chain
+of partial syncs, leaves exactly the table a full render of the final state
+gives (every chain's rules in order)."""
 
+import json
 import random
-import re
 
 import pytest
 
@@ -88,21 +89,78 @@ def test_affinity_timeout_change_needs_full_sync():
     assert diff(old, p.plan([])) is None
 
 
-def _normal(listing):
-    # nft lists a dynamic set's members too; ours are empty here. Sort lines
-    # inside each element block so element order does not matter.
-    return sorted(re.sub(r"\s+", " ", x).strip() for x in listing.replace(",", "\n").splitlines() if x.strip())
+class Informer:
+    """What ProxyReconciler.sync reads of an informer: the local copies by
+    store key (the real one keeps them the same way, fed by a watch)."""
+
+    def __init__(self, objects=None):
+        self.objects = dict(objects or {})
+
+    def values(self):
+        return list(self.objects.values())
+
+    def get(self, key):
+        return self.objects.get(key)
+
+
+def _listing(ns):
+    """The table as nft reads it back: {chain: [rules, in order]} and
+    {set or map: (declaration, elements as a set)}. Rule order is what the
+    kernel evaluates, so it is compared as a list; elements have no order."""
+    doc = json.loads(sh(ns, "nft", "-j", "list", "table", "ip", "podnet-proxy").stdout)["nftables"]
+    chains, sets = {}, {}
+    for item in doc:
+        if "chain" in item:
+            c = item["chain"]
+            chains[c["name"]] = {k: v for k, v in c.items() if k != "handle"}, []
+        elif "rule" in item:
+            r = item["rule"]
+            chains[r["chain"]][1].append(json.dumps(r["expr"], sort_keys=True))
+        elif "set" in item or "map" in item:
+            kind = "set" if "set" in item else "map"
+            decl = {k: v for k, v in item[kind].items() if k not in ("handle", "elem")}
+            elements = {json.dumps(e, sort_keys=True) for e in item[kind].get("elem", [])}
+            sets[kind + " " + decl["name"]] = json.dumps(decl, sort_keys=True), elements
+    return chains, sets
+
+
+def _nodes():
+    node = {
+        "metadata": {"name": "n1"},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "192.168.1.10"}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    return Informer({"/registry/minions/n1": node})
 
 
 @pytest.mark.kernel
-def test_partial_syncs_equal_a_full_sync(namespaces):
+def test_partial_syncs_equal_a_full_sync(namespaces, tmp_path):
+    """The agent's Services loop (ProxyReconciler.sync, fed as its informers
+    feed it) through 25 random changes after its first sync: every one is a
+    partial sync (its own counter says so), and the table they leave has
+    every chain's rules in the same order as a full render of the same
+    state, and the same sets and maps."""
+    from podnet.kernel import netns
+    from podnet.proxy.reconciler import SVC_PREFIX, ProxyReconciler
+
     partial, whole = namespaces.new("part"), namespaces.new("full")
     rnd = random.Random(7)
-    p = Planner("n1")
     services, slices = world(30)
-    p.replan_all(services, slices)
-    plan = p.plan(["192.168.1.10"])
-    sh(partial, "nft", "-f", "-", input=full(plan))
+    rec = ProxyReconciler("n1", None, "10.244.0.0/16", str(tmp_path))
+    rec.services = Informer({SVC_PREFIX + "default/" + x["metadata"]["name"]: x for x in services})
+    rec.slices = Informer({"/registry/endpointslices/default/" + x["metadata"]["name"]: x for x in slices})
+    rec.nodes = _nodes()
+    for key, obj in rec.slices.objects.items():
+        rec._slice_changed(key, None, obj)
+
+    def sync():
+        with netns.Netns(partial) as ns, netns.entered(ns):
+            rec.sync()
+
+    sync()
+    assert rec.syncs == {"full": 1, "partial": 0}
     rv = 2
     for _ in range(25):
         i = rnd.randrange(len(services))
@@ -130,20 +188,26 @@ def test_partial_syncs_equal_a_full_sync(namespaces):
             services[i]["spec"]["ports"][0]["nodePort"] = 30000 + i
         else:
             services[i] = svc(name, services[i]["spec"]["clusterIP"], rv=str(rv), proto="UDP")
-        key = "default/" + name
-        now = {x["metadata"]["name"]: x for x in services}
-        p.update(key, now.get(name), [x for x in slices if x["metadata"]["name"] == name + "-x"])
-        if what == "add":
-            n = services[-1]["metadata"]["name"]
-            p.update("default/" + n, services[-1], [x for x in slices if x["metadata"]["name"] == n + "-x"])
-        new = p.plan(["192.168.1.10"])
-        script = diff(plan, new)
-        sh(partial, "nft", "-f", "-", input=full(new) if script is None else script)
-        plan = new
-    fresh = Planner("n1")  # the same state planned from scratch
+        # what the informers do: new copies, then the callbacks mark the Service pending
+        before_svc, before_sl = dict(rec.services.objects), dict(rec.slices.objects)
+        rec.services.objects = {SVC_PREFIX + "default/" + x["metadata"]["name"]: x for x in services}
+        rec.slices.objects = {"/registry/endpointslices/default/" + x["metadata"]["name"]: x for x in slices}
+        for key in set(before_svc) | set(rec.services.objects):
+            if before_svc.get(key) is not rec.services.objects.get(key):
+                rec._service_changed(key, before_svc.get(key), rec.services.objects.get(key))
+        for key in set(before_sl) | set(rec.slices.objects):
+            if before_sl.get(key) is not rec.slices.objects.get(key):
+                rec._slice_changed(key, before_sl.get(key), rec.slices.objects.get(key))
+        sync()
+        # the partial path: a full sync would have counted as one
+        assert rec.syncs["full"] == 1, "step %s went through a full sync" % what
+    assert rec.syncs["partial"] >= 20  # every step that changed rules (a repeated nodePort change does not)
+    fresh = Planner("n1", "10.244.0.0/16")  # the same state planned from scratch, rendered whole
     fresh.replan_all(services, slices)
-    assert fresh.plan(["192.168.1.10"]).keys() == plan.keys()
+    assert fresh.plan(["192.168.1.10"]).keys() == rec.applied.keys()
     sh(whole, "nft", "-f", "-", input=full(fresh.plan(["192.168.1.10"])))
-    got = sh(partial, "nft", "list", "table", "ip", "podnet-proxy").stdout
-    want = sh(whole, "nft", "list", "table", "ip", "podnet-proxy").stdout
-    assert _normal(got) == _normal(want)
+    got, want = _listing(partial), _listing(whole)
+    assert got[0].keys() == want[0].keys()
+    for chain in want[0]:
+        assert got[0][chain] == want[0][chain], "chain %s differs" % chain
+    assert got[1] == want[1]
