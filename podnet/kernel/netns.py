@@ -184,3 +184,48 @@ def kill_processes_in(names):
         except ProcessLookupError:
             pass
     return killed
+
+
+# ---- processes by any kind of namespace (a pod's containers) ---------------
+
+
+def ns_ident(pid, kind):
+    """(dev, inode) of /proc/PID/ns/KIND (kind: net, uts, mnt, ...), or None."""
+    try:
+        st = os.stat("/proc/%s/ns/%s" % (pid, kind))
+    except (FileNotFoundError, PermissionError, ProcessLookupError, NotADirectoryError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def pids_in_namespaces(kind, idents):
+    """PIDs of the processes (zombies left out) whose KIND namespace is one
+    of `idents` ({(dev, inode)}), found by inode, never by a process name.
+    The namespaces of this process and of PID 1 are never matched: a caller
+    that recorded the wrong one must not sweep the host."""
+    idents = set(idents) - {ns_ident("self", kind), ns_ident(1, kind)}
+    pids = []
+    if not idents:
+        return pids
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        if ns_ident(entry, kind) not in idents:
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            pids.append(int(entry))
+    return pids
+
+
+def ns_ident_of_path(path):
+    """(dev, inode) of a namespace file (/run/netns/NAME), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)

@@ -411,6 +411,10 @@ def run_controllers(lab):
     objects.client.wait_ready(stop)
     ensure_default_namespaces(objects)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from podnet.agent import logrotate
+
+    # one rotator per lab for every lab process's stdout/stderr (<lab>/logs)
+    logrotate.start_for_lab(os.path.join(topo.state_dir(lab), "logs"), stop)
     from podnet.controllers.planners import LB_POOL
 
     Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)

@@ -1,0 +1,95 @@
+"""podnet.agent.reap on the real kernel, without a lab: the processes of a
+container that left its process group are found by the container's own
+namespaces (or the pod's netns) and killed; a namespace of our own is never
+used to find processes."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from podnet.agent import containers, reap
+from podnet.kernel import netns
+
+pytestmark = pytest.mark.kernel
+
+SLEEP = "6012"  # how our leftover is recognised, and cleaned up by PID if a test fails
+
+
+def _running(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _ours(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")[:2] == [b"sleep", SLEEP.encode()]
+    except OSError:
+        return False
+
+
+def _wait(fn, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not fn():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.fixture
+def daemonised(namespaces, tmp_path):
+    """A container (in a netns of the test) whose shell double-forks a
+    setsid'd sleep and then waits: -> (proc, its log dir, the netns name, the
+    sleep's PID)."""
+    name = namespaces.new("reap")
+    pidfile = tmp_path / "daemon.pid"
+    argv = ["sh", "-c", "setsid sh -c 'sleep %s & echo $! > %s'; exec sleep 600" % (SLEEP, pidfile)]
+    proc = containers.start(argv, netns.path_of(name), "reaper", str(tmp_path / "c.log"))
+    pid = None
+    try:
+        reap.record(str(tmp_path), "c", proc)
+        assert _wait(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit())
+        pid = int(pidfile.read_text())
+        assert _ours(pid)
+        yield proc, str(tmp_path), name, pid
+    finally:
+        containers.stop(proc, grace=0)
+        if pid is not None and _ours(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_group_misses_a_setsid_daemon_its_uts_namespace_finds_it(daemonised):
+    proc, log_dir, _, pid = daemonised
+    assert set(proc.namespaces) == {"uts"} and (tuple(proc.namespaces["uts"]) != netns.ns_ident("self", "uts"))
+    containers.stop(proc, grace=1)  # the process group only
+    assert _running(pid)  # what happened before: the daemon lives on
+    assert pid in reap.kill_pod(log_dir)  # by the recorded UTS namespace (hostNetwork pods)
+    assert _wait(lambda: not _running(pid))
+
+
+def test_the_pods_netns_finds_it_too(daemonised):
+    proc, _, name, pid = daemonised
+    containers.stop(proc, grace=1)
+    assert pid in reap.kill({}, name)
+    assert _wait(lambda: not _running(pid))
+
+
+def test_a_container_whose_main_process_exits_takes_its_daemons_along(daemonised):
+    proc, _, _, pid = daemonised
+    proc.send_signal(signal.SIGKILL)  # only the main process
+    proc.wait()
+    assert _running(pid)
+    containers.kill_leftovers(proc)
+    assert _wait(lambda: not _running(pid))
+
+
+def test_our_own_namespaces_never_select_processes():
+    for kind in ("uts", "mnt", "net"):
+        assert netns.pids_in_namespaces(kind, {netns.ns_ident("self", kind), netns.ns_ident(1, kind)}) == []
+    assert reap.own_namespaces(os.getpid(), timeout=0.05) == {}  # nothing of its own: nothing recorded
