@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from podnet.lab.topology import EXTERNAL_IP
 from tests.kernel.test_lab import Lab, leftovers
 
 pytestmark = pytest.mark.kernel
@@ -120,6 +121,10 @@ def test_a_host_port_is_published_at_the_node_ip_and_guarded_on_the_node(lab):
     answers(lab, "node2", url, "web", kind="lab")  # another node
     answers(lab, "near", url, "web")  # a pod on the same node (through the bridge, hairpin NAT)
     answers(lab, "node1", url, "web", kind="lab")  # the node itself (output hook)
+    answers(lab, "web", url, "web")  # the pod itself (hairpin: masqueraded to its gateway)
+    # DNAT only: the pod sees the external client's own address, as with kubelet's hostports
+    code, out, err = curl(lab, "external", url.replace("/hostname", "/clientip"), kind="lab")
+    assert code == 0 and out.startswith(EXTERNAL_IP + ":"), (code, out, err)
 
     # bound directly to node1 (no scheduler): the node itself refuses it
     apply(
@@ -213,7 +218,8 @@ def _daemons(lab, tmp_path, pods):
     try:
         for name in pods:
             pids.append(_read_pid(lab, files[name]))
-            assert _ours(pids[-1])
+            pid = pids[-1]  # $! is known at fork, before the child has exec'd sleep
+            lab.wait("PID %d to be our sleep" % pid, lambda pid=pid: _ours(pid), timeout=5)
         yield pids
     finally:
         lab.run("delete", "pod", *pods, "--wait", "--ignore-not-found", check=False, timeout=60)

@@ -56,7 +56,7 @@ def daemonised(namespaces, tmp_path):
         reap.record(str(tmp_path), "c", proc)
         assert _wait(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit())
         pid = int(pidfile.read_text())
-        assert _ours(pid)
+        assert _wait(lambda: _ours(pid))  # $! is known at fork, before the child has exec'd sleep
         yield proc, str(tmp_path), name, pid
     finally:
         containers.stop(proc, grace=0)
