@@ -69,6 +69,18 @@ def record(log_dir, container, proc):
     return proc
 
 
+def recall(log_dir, container, proc):
+    """An adopted container (a previous agent started it): its namespaces
+    from <pod dir>/<container>.ns, if they are still its own. -> proc"""
+    try:
+        with open(ns_file(log_dir, container)) as f:
+            spaces = json.load(f)
+    except (OSError, ValueError):
+        spaces = {}
+    proc.namespaces = {k: v for k, v in spaces.items() if netns.ns_ident(proc.pid, k) == tuple(v)}
+    return proc
+
+
 def recorded(log_dir):
     """{kind: {ident}} of every container recorded in a pod dir."""
     out = {}

@@ -93,3 +93,19 @@ def test_our_own_namespaces_never_select_processes():
     for kind in ("uts", "mnt", "net"):
         assert netns.pids_in_namespaces(kind, {netns.ns_ident("self", kind), netns.ns_ident(1, kind)}) == []
     assert reap.own_namespaces(os.getpid(), timeout=0.05) == {}  # nothing of its own: nothing recorded
+
+
+def test_an_adopted_container_keeps_its_namespaces_from_the_record(daemonised):
+    """A restarted agent adopts a running container by PID (adopt.Adopted):
+    its namespaces come back from <pod dir>/<container>.ns."""
+    from podnet.agent import adopt
+
+    proc, log_dir, _, pid = daemonised
+    adopted = reap.recall(log_dir, "c", adopt.Adopted(proc.pid))
+    assert adopted.namespaces == proc.namespaces
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    containers.kill_leftovers(adopted)
+    assert _wait(lambda: not _running(pid))
+    # a record that is not the process's own namespace any more is not used
+    assert reap.recall(log_dir, "c", adopt.Adopted(os.getpid())).namespaces == {}
