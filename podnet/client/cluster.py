@@ -32,13 +32,19 @@ class Cluster:
 
     # ---- informers ------------------------------------------------------------
 
-    def informer(self, kind: str | Kind) -> Informer:
-        k = stored_kind(kind)
+    def _started(self, k: Kind) -> Informer:
         with self._lock:
             inf = self._informers.get(k.kind)
             if inf is None:
                 inf = self._informers[k.kind] = Informer(self.client, k)
                 inf.start(self.stop)
+        return inf
+
+    def informer(self, kind: str | Kind) -> Informer:
+        """The kind's informer, once it has its first list (ApiError after
+        SYNC_TIMEOUT without one)."""
+        k = stored_kind(kind)
+        inf = self._started(k)
         if not inf.synced.wait(SYNC_TIMEOUT):
             raise ApiError(
                 "listing %s from %s: no answer in %d s" % (k.plural, self.client.config.server, SYNC_TIMEOUT)
@@ -46,7 +52,13 @@ class Cluster:
         return inf
 
     def watch_dirty(self, kind: str | Kind, dirty: threading.Event, on_change: OnChange | None = None) -> None:
-        self.informer(kind).add(dirty, on_change)
+        """Set `dirty` (and call on_change) on every change of `kind`, and once
+        its first list is in. Does not wait for that list: a reconciler
+        subscribes at the top of its thread, and an API server that is not
+        answering yet must not end that thread; its passes read through
+        list/find, which wait for the list (a pass that times out is retried
+        by loop.run)."""
+        self._started(stored_kind(kind)).add(dirty, on_change)
 
     # ---- reads from the copies ------------------------------------------------
 

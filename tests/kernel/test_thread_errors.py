@@ -264,3 +264,23 @@ def test_the_proxy_follows_services_created_after_the_faults(namespaces, tmp_pat
                 proc.kill()  # by the PID we started
                 proc.wait()
         api.stop()
+
+
+def test_subscribing_does_not_wait_for_an_api_server_that_is_not_answering_yet(api_server):
+    """watch_dirty at the top of a reconciler's thread returns at once while
+    the API server is down (it used to raise after 30 s, ending the thread);
+    the dirty event comes when the first list is in."""
+    ensure_default_namespace(api_server.client())
+    api_server.stop()
+    stop, dirty = threading.Event(), threading.Event()
+    cluster = api_server.cluster()
+    cluster.stop = stop
+    try:
+        t0 = time.monotonic()
+        cluster.watch_dirty("Service", dirty)
+        assert time.monotonic() - t0 < 1 and not dirty.is_set()
+        api_server.start()
+        assert dirty.wait(20)
+        assert cluster.list("Service", "default") == []
+    finally:
+        stop.set()
