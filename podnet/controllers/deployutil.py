@@ -7,8 +7,8 @@ import copy
 import json
 import math
 
-from podnet.api import Obj
-from podnet.controllers.replicaset import ALNUM, owner_ref
+from podnet.api import Obj, matches
+from podnet.controllers.replicaset import ALNUM, controller_uid, owner_ref
 
 HASH = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -125,3 +125,43 @@ def new_replicaset(dep: Obj, rev: int, replicas: int) -> Obj:
             "template": tmpl,
         },
     }
+
+
+def orphans(dep: Obj, rss: list[Obj]) -> list[Obj]:
+    """ReplicaSets the Deployment adopts: in its namespace, with no
+    controller, matching its selector (ClaimReplicaSets; e.g. left by a
+    `kubectl delete --cascade=orphan` of an earlier Deployment)."""
+    dm = dep["metadata"]
+    if dm.get("deletionTimestamp"):
+        return []
+    sel = dep["spec"].get("selector") or {}
+    return [
+        r
+        for r in rss
+        if r["metadata"].get("namespace") == dm.get("namespace")
+        and controller_uid(r) is None
+        and not r["metadata"].get("deletionTimestamp")
+        and matches(sel, r["metadata"].get("labels") or {})
+    ]
+
+
+def set_condition(
+    conds: list[Obj], ctype: str, status: str, reason: str, message: str, now: str, touch: bool = False
+) -> list[Obj]:
+    """SetDeploymentCondition: the same status and reason keep the condition
+    (touch: with a fresh lastUpdateTime and message, a rollout that keeps
+    progressing); a new status gets a new lastTransitionTime."""
+    cur = next((c for c in conds if c.get("type") == ctype), None)
+    if cur is not None and cur.get("status") == status and cur.get("reason") == reason:
+        if touch:
+            cur["lastUpdateTime"], cur["message"] = now, message
+        return conds
+    new = {
+        "type": ctype,
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": cur["lastTransitionTime"] if cur and cur.get("status") == status else now,
+        "reason": reason,
+        "message": message,
+    }
+    return [c for c in conds if c.get("type") != ctype] + [new]

@@ -136,6 +136,18 @@ class Manager:
         o = self.objects
         ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
         plan = rollout.plan_deployment(dep, rss, pods, now)
+        if plan.adopt:  # own them first; the next pass plans with them
+            ref = replicaset.owner_ref(dict(dep, apiVersion="apps/v1", kind="Deployment"))
+            for rs in plan.adopt:
+
+                def adopt(r, ref=ref):
+                    if replicaset.controller_uid(r) is not None:
+                        return False
+                    r["metadata"]["ownerReferences"] = [*(r["metadata"].get("ownerReferences") or []), ref]
+
+                o.mutate("ReplicaSet", ns, rs["metadata"]["name"], adopt)
+            self.dirty.set()
+            return
         try:
             for rs in plan.create:
                 o.create(rs)

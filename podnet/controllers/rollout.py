@@ -21,6 +21,7 @@ from ReplicaSet statuses written a pass earlier.
 """
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 from podnet.api import Obj
@@ -31,10 +32,19 @@ from podnet.controllers.deployutil import (
     created,
     fenceposts,
     new_replicaset,
+    orphans,
     revision,
+    set_condition,
     strip_hash,
 )
-from podnet.controllers.replicaset import Counts, count, owned, parse_time, rfc3339, rs_pods
+from podnet.controllers.replicaset import (
+    Counts,
+    count,
+    owned,
+    owner_ref,
+    parse_time,
+    rfc3339,
+)
 
 
 @dataclass
@@ -42,6 +52,7 @@ class DeploymentPlan:
     create: list[Obj] = field(default_factory=list)  # new ReplicaSets
     update: list[Obj] = field(default_factory=list)  # ReplicaSets with changed replicas/annotations
     delete: list[Obj] = field(default_factory=list)  # old ReplicaSets beyond revisionHistoryLimit
+    adopt: list[Obj] = field(default_factory=list)  # orphan ReplicaSets the selector matches, to own
     annotations: dict[str, str] = field(default_factory=dict)  # the Deployment's, when they change
     status: Obj = field(default_factory=dict)
     events: list[tuple[str, str]] = field(default_factory=list)  # Normal (reason, message)
@@ -57,6 +68,11 @@ class _Pass:
         self.surge, self.unavailable = fenceposts(dep)
         self.plan = DeploymentPlan()
         self.orig = {r["metadata"]["name"]: r for r in rss if owned(r, dep)}
+        ref = owner_ref(dict(dep, apiVersion="apps/v1", kind="Deployment"))
+        for r in orphans(dep, rss):  # ClaimReplicaSets: adopted, and from now on ours
+            self.plan.adopt.append(r)
+            m = r["metadata"]
+            self.orig[m["name"]] = dict(r, metadata=dict(m, ownerReferences=[*(m.get("ownerReferences") or []), ref]))
         mine = sorted((copy.deepcopy(r) for r in self.orig.values()), key=created)
         want = strip_hash(self.spec.get("template"))
         self.new: Obj | None = next((r for r in mine if strip_hash(r["spec"].get("template")) == want), None)
@@ -131,23 +147,7 @@ class _Pass:
         return next((c for c in self.conditions if c.get("type") == ctype), None)
 
     def set_cond(self, ctype: str, status: str, reason: str, message: str, touch: bool = False) -> None:
-        """SetDeploymentCondition; touch: a fresh lastUpdateTime even when
-        status and reason stay (a rollout that keeps progressing)."""
-        now = rfc3339(self.now)
-        cur = self.cond(ctype)
-        if cur is not None and cur.get("status") == status and cur.get("reason") == reason:
-            if touch:
-                cur["lastUpdateTime"], cur["message"] = now, message
-            return
-        new = {
-            "type": ctype,
-            "status": status,
-            "lastUpdateTime": now,
-            "lastTransitionTime": cur["lastTransitionTime"] if cur and cur.get("status") == status else now,
-            "reason": reason,
-            "message": message,
-        }
-        self.conditions = [c for c in self.conditions if c.get("type") != ctype] + [new]
+        self.conditions = set_condition(self.conditions, ctype, status, reason, message, rfc3339(self.now), touch)
 
     # ---- the strategies ------------------------------------------------------
 
@@ -177,25 +177,35 @@ class _Pass:
             for r in self.old:
                 self.scale(r, 0)
             return
-        allowed = self.replicas + self.surge
+        allowed = self.replicas + self.surge if self.replicas > 0 else 0
         total = sum(int(r["spec"]["replicas"]) for r in act)
         to_add = allowed - total
-        if to_add == 0:
-            return
-        act.sort(key=lambda r: (-int(r["spec"]["replicas"]) if to_add > 0 else int(r["spec"]["replicas"]), created(r)))
+        # the largest first; ties: the newest first when adding, the oldest when removing
+        act.sort(key=lambda r: created(r), reverse=to_add > 0)
+        act.sort(key=lambda r: -int(r["spec"]["replicas"]))
         added = 0
         sizes = {}
-        for r in act:
+        for r in act:  # GetProportion
             cur = int(r["spec"]["replicas"])
-            ann = (r["metadata"].get("annotations") or {}).get(MAX)
-            annotated = int(ann) if ann and ann.isdigit() else max(total, 1)
-            share = round(cur * allowed / annotated) - cur if self.replicas else -cur
-            share = min(share, to_add - added) if to_add > 0 else max(share, to_add - added)
+            share = 0
+            if to_add != 0 and added != to_add:
+                ann = (r["metadata"].get("annotations") or {}).get(MAX)
+                before = int(ann) if ann and ann.isdigit() and int(ann) > 0 else int(self.status_replicas())
+                if self.replicas == 0:
+                    share = -cur
+                elif before > 0:
+                    share = int(math.floor(cur * allowed / before + 0.5)) - cur
+                share = min(share, to_add - added) if to_add > 0 else max(share, to_add - added)
             sizes[id(r)] = cur + share
             added += share
-        sizes[id(act[0])] += to_add - added  # leftovers to the largest (or, when shrinking, the smallest)
-        for r in act:
-            self.scale(r, max(0, sizes[id(r)]))
+        if to_add != 0:  # leftovers to the largest
+            sizes[id(act[0])] = max(0, sizes[id(act[0])] + to_add - added)
+        for r in act:  # sizes and the desired/max annotations of every active one
+            if not self.scale(r, sizes[id(r)]):
+                self.annotate(r)
+
+    def status_replicas(self) -> int:
+        return int((self.dep.get("status") or {}).get("replicas") or 0)
 
     def recreate(self) -> None:
         self.sync_revision(False, 0)
@@ -272,19 +282,12 @@ class _Pass:
 
     def cleanup(self) -> None:
         """cleanupDeployment: old ReplicaSets with no pods beyond revisionHistoryLimit, oldest revision first."""
-        limit = self.spec.get("revisionHistoryLimit", 10)
-        if limit is None:
-            return
-        gone = [
-            r
-            for r in self.old
-            if int(r["spec"].get("replicas", 1)) == 0
-            and self.c(r).replicas == 0
-            and not rs_pods(r, self.pods)
-            and not r["metadata"].get("deletionTimestamp")
-        ]
-        gone.sort(key=lambda r: (revision(r), created(r)))
-        self.plan.delete = gone[: max(0, len(gone) - int(limit))]
+        limit = int(self.spec.get("revisionHistoryLimit", 10))
+        gone = [r for r in self.old if not int(r["spec"].get("replicas", 1)) and not self.c(r).replicas]
+        gone = sorted(
+            (r for r in gone if not r["metadata"].get("deletionTimestamp")), key=lambda r: (revision(r), created(r))
+        )
+        self.plan.delete = gone[: max(0, len(gone) - limit)]
 
     # ---- status --------------------------------------------------------------
 

@@ -315,3 +315,41 @@ def test_a_third_pod_with_the_same_host_port_waits_on_2_nodes(lab):
         )
     finally:
         lab.kubectl("delete", "-f", path, "--ignore-not-found", timeout=120)
+
+
+def test_pause_resume_and_a_new_deployment_adopting_orphaned_replicasets(lab):
+    path = lab.write("keep.yaml", deployment("keep", "RollingUpdate", replicas=2))
+    try:
+        lab.kubectl("apply", "-f", path)
+        lab.kubectl("rollout", "status", "deployment/keep", "--timeout=60s", timeout=90)
+        (first,) = rs_rows(lab, "keep")
+        lab.kubectl("rollout", "pause", "deployment/keep")
+        lab.kubectl("set", "env", "deployment/keep", "V=2")
+        wait_for(
+            "Progressing: DeploymentPaused",
+            lambda: (
+                "DeploymentPaused" in {c["reason"] for c in lab.kjson("get", "deploy", "keep")["status"]["conditions"]}
+            ),
+            15,
+        )
+        assert list(rs_rows(lab, "keep")) == [first]  # paused: no rollout
+        lab.kubectl("rollout", "resume", "deployment/keep")
+        lab.kubectl("rollout", "status", "deployment/keep", "--timeout=60s", timeout=90)
+        rows = rs_rows(lab, "keep")
+        assert len(rows) == 2 and rows[first]["DESIRED"] == "0", rows
+        pods = sorted(p["metadata"]["name"] for p in lab.kjson("get", "pods", "-l", "app=keep")["items"])
+
+        # the Deployment goes, its ReplicaSets and pods stay; a new one with the same selector takes them
+        lab.kubectl("delete", "deployment", "keep", "--cascade=orphan")
+        for rs in lab.kjson("get", "rs", "-l", "app=keep")["items"]:
+            assert not rs["metadata"].get("ownerReferences"), rs["metadata"]
+        lab.write("keep.yaml", deployment("keep", "RollingUpdate", env="2", replicas=2))
+        lab.kubectl("apply", "-f", path)
+        lab.kubectl("rollout", "status", "deployment/keep", "--timeout=60s", timeout=90)
+        uid = lab.kjson("get", "deployment", "keep")["metadata"]["uid"]
+        rss = lab.kjson("get", "rs", "-l", "app=keep")["items"]
+        assert len(rss) == 2 and all(r["metadata"]["ownerReferences"][0]["uid"] == uid for r in rss), rss
+        assert sorted(p["metadata"]["name"] for p in lab.kjson("get", "pods", "-l", "app=keep")["items"]) == pods
+    finally:
+        lab.kubectl("delete", "-f", path, "--ignore-not-found", timeout=120)
+        lab.kubectl("delete", "rs", "-l", "app=keep", "--ignore-not-found", timeout=120)

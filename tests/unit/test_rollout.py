@@ -58,6 +58,11 @@ class Sim:
 
     def step(self):
         plan = D.plan_deployment(self.dep, copy.deepcopy(self.rss), copy.deepcopy(self.pods), self.now)
+        for rs in plan.adopt:
+            mine = next(r for r in self.rss if r["metadata"]["uid"] == rs["metadata"]["uid"])
+            mine["metadata"]["ownerReferences"] = [
+                {"kind": "Deployment", "uid": self.dep["metadata"]["uid"], "controller": True}
+            ]
         for rs in plan.create:
             rs = copy.deepcopy(rs)
             assert all(r["metadata"]["name"] != rs["metadata"]["name"] for r in self.rss)
@@ -244,6 +249,48 @@ def test_paused():
     sim.change(lambda s: s.update(paused=False))
     sim.run_until_complete()
     assert len(sim.rss) == 2
+
+
+def test_scaling_in_the_middle_of_a_rollout_is_proportional():
+    """dc.scale: replicas + maxSurge shared by the active ReplicaSets in
+    proportion to their size (the max-replicas annotation says what they
+    were sized for), also while paused; the rollout then completes."""
+    sim = Sim(deployment(10))
+    sim.run_until_complete()
+    old = sim.rss[0]["metadata"]["name"]
+    sim.change(bump_env("2"))
+    sim.step()
+    sim.step()
+    new = next(n for n in sim.rs_replicas() if n != old)
+    assert sim.rs_replicas() == {old: 8, new: 5}  # 13 = 10 + 25% surge
+    sim.change(lambda s: s.update(paused=True, replicas=20))
+    sim.step()
+    assert sim.rs_replicas() == {old: 15, new: 10}  # 8*25/13, 5*25/13: 25 = 20 + 5
+    assert {r["metadata"]["annotations"][U.MAX] for r in sim.rss} == {"25"}
+    sim.change(lambda s: s.update(paused=False))
+    sim.run_until_complete()
+    assert sim.rs_replicas() == {old: 0, new: 20}
+    sim.change(bump_env("3"))
+    sim.step()
+    sim.change(lambda s: s.update(replicas=4))  # down, not paused
+    sim.run_until_complete()
+    assert sorted(sim.rs_replicas().values()) == [0, 0, 4]
+
+
+def test_a_new_deployment_adopts_the_orphaned_replicaset_and_keeps_its_pods():
+    sim = Sim(deployment(3))
+    sim.run_until_complete()
+    (rs,) = sim.rss
+    pods = sorted(p["metadata"]["name"] for p in sim.pods)
+    # kubectl delete deployment --cascade=orphan, then apply it again: a new uid
+    rs["metadata"]["ownerReferences"] = []
+    sim.dep["metadata"].update(uid="dep-2", annotations={})
+    sim.dep.pop("status")
+    sim.run_until_complete()
+    assert [r["metadata"]["name"] for r in sim.rss] == [rs["metadata"]["name"]]
+    assert sim.rss[0]["metadata"]["ownerReferences"][0]["uid"] == "dep-2"
+    assert sorted(p["metadata"]["name"] for p in sim.pods) == pods
+    assert sim.dep["metadata"]["annotations"][U.REVISION] == "1"
 
 
 def test_revision_history_limit():
