@@ -15,6 +15,9 @@ Table `inet podnet-portmap`:
                   set "hairpinMode": true on podnet (br_netfilter DNATs at the
                   bridge, so without it the bridge drops the frame).
 
+A UDP mapping deletes the node's conntrack entries to its host port when it
+is published (see _forget_udp_flows).
+
 One host port is owned by one attachment: the map key is (protocol, port),
 so publishing a port twice fails at the kernel and is reported as error 103
 naming the current owner. A mapping with a hostIP adds `daddr` to its rule.
@@ -26,7 +29,7 @@ import ipaddress
 
 from podnet.cni.errors import INVALID_CONFIG, PORT_IN_USE, CNIError
 from podnet.cni.spec import from_any_version, valid_attachments
-from podnet.kernel import nft
+from podnet.kernel import conntrack, nft
 
 TABLE = "podnet-portmap"
 MARK = "0x2000"
@@ -177,7 +180,19 @@ def add(args):
                         "owned by %s" % (chains.get(owner) or owner),
                     ) from None
             raise
+        _forget_udp_flows(mappings, args.host_ns)
     return dict(prev, cniVersion=args.version)
+
+
+def _forget_udp_flows(mappings, ns):
+    """UDP has no connection end: a client that sent to the host port before
+    it was published (refused, or answered by an earlier pod) keeps its
+    conntrack entry as long as it keeps sending, and an existing entry is
+    never NATed again, so it would never reach this pod. Delete those
+    entries, as the Go portmap plugin and kubelet's hostport manager do."""
+    for proto, hport, _, host_ip in mappings:
+        if proto == "udp":
+            conntrack.delete_udp_to_front(str(host_ip) if host_ip else None, hport, ns=ns)
 
 
 def _remove(ns, chain, owners):

@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -153,6 +154,62 @@ spec:
     lab.run("delete", "pod", "web2", "--wait")
     code, out, err = curl(lab, "external", url, kind="lab")
     assert code == 7 and "Connection refused" in err, (code, out, err)  # closed, not hanging on a stale DNAT
+
+
+# A client with a fixed source port that keeps asking until it gets an answer.
+UDP_CLIENT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40123))
+s.settimeout(0.2)
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    s.sendto(b"hostname", (sys.argv[1], 8081))
+    try:
+        print(s.recv(100).decode(), flush=True)
+        sys.exit(0)
+    except OSError:  # no answer yet
+        pass
+sys.exit(1)
+"""
+
+
+def test_a_udp_host_port_reaches_a_client_that_was_sending_before_it_was_published(lab):
+    """The client's flow to the node's port predates the pod; its conntrack
+    entry (not NATed: nothing was published) would steer every later
+    datagram past the new DNAT while the client keeps sending."""
+    ip = node_ip(lab, "node1")
+    client = subprocess.Popen(
+        [sys.executable, "-m", "podnet.cli.main", "lab", "exec", "external", "--", sys.executable, "-c", UDP_CLIENT]
+        + [ip, "30"],
+        env=lab.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # its first datagrams are refused: the entry exists
+        apply(
+            lab,
+            """apiVersion: v1
+kind: Pod
+metadata: {name: udp}
+spec:
+  nodeName: node1
+  containers:
+  - name: u
+    image: agnhost
+    args: [netexec, --http-port=8080, --udp-port=8081]
+    ports: [{containerPort: 8081, hostPort: 8081, protocol: UDP}]
+""",
+        )
+        out, err = client.communicate(timeout=60)
+        assert client.returncode == 0 and out.strip() == "udp", (client.returncode, out, err)
+    finally:
+        if client.poll() is None:
+            client.kill()  # our own child, by PID; the client inside gives up by itself
+            client.communicate()
+        lab.run("delete", "pod", "udp", "--wait", "--ignore-not-found", check=False)
 
 
 # ---- every process of a pod ----------------------------------------------------------------
