@@ -25,11 +25,13 @@ _NOT_COPIED = {
 }
 
 
-def template_hash(template: Obj) -> str:
-    """FNV-32a of the template, its decimal digits spelled in rand's safe
-    alphabet, as controller.ComputeHash + rand.SafeEncodeString ("7d4b9c6f5")."""
+def template_hash(template: Obj, collisions: int = 0) -> str:
+    """FNV-32a of the template (and of status.collisionCount, when a name was
+    taken), its decimal digits spelled in rand's safe alphabet, as
+    controller.ComputeHash + rand.SafeEncodeString ("7d4b9c6f5")."""
     h = 0x811C9DC5
-    for b in json.dumps(strip_hash(template), sort_keys=True).encode():
+    data = json.dumps(strip_hash(template), sort_keys=True) + (str(collisions) if collisions else "")
+    for b in data.encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
     return "".join(ALNUM[ord(ch) % len(ALNUM)] for ch in str(h))
 
@@ -101,7 +103,7 @@ def new_replicaset(dep: Obj, rev: int, replicas: int) -> Obj:
     annotations (but not kubectl's or the controller's own) and `rev`."""
     spec = dep["spec"]
     tmpl = copy.deepcopy(spec.get("template") or {})
-    h = template_hash(tmpl)
+    h = template_hash(tmpl, int((dep.get("status") or {}).get("collisionCount") or 0))
     tmeta = tmpl.setdefault("metadata", {})
     tmeta["labels"] = dict(tmeta.get("labels") or {}, **{HASH: h})
     sel = copy.deepcopy(spec.get("selector") or {})

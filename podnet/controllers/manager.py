@@ -13,7 +13,7 @@ import random
 import threading
 import time
 
-from podnet.client import Conflict, NotFound, events, loop
+from podnet.client import AlreadyExists, Conflict, NotFound, events, loop
 from podnet.controllers import planners, replicaset, rollout
 
 log = logging.getLogger("podnet.controllers")
@@ -150,7 +150,11 @@ class Manager:
             return
         try:
             for rs in plan.create:
-                o.create(rs)
+                try:
+                    o.create(rs)
+                except AlreadyExists:
+                    self._collision(dep, rs)
+                    return
             for rs in plan.update:
                 o.update(rs)
             for rs in plan.delete:
@@ -172,6 +176,22 @@ class Manager:
         if plan.create or plan.update:
             self.dirty.set()  # the ReplicaSets' pods next, then this Deployment's status again
 
+    def _collision(self, dep, rs):
+        """The new ReplicaSet's name is taken: unless by this Deployment's own
+        (a pass that raced with ours), count a collision in the status, which
+        goes into the hash, so the next pass tries another name."""
+        ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
+        have = self.objects.find("ReplicaSet", ns, rs["metadata"]["name"])
+        if have is None or replicaset.controller_uid(have) != dep["metadata"].get("uid"):
+
+            def bump(d):
+                st = d.setdefault("status", {})
+                st["collisionCount"] = int(st.get("collisionCount") or 0) + 1
+
+            self.objects.mutate("Deployment", ns, name, bump, status=True)
+            log.warning("deployment %s/%s: replica set %s exists; collisionCount up", ns, name, rs["metadata"]["name"])
+        self.dirty.set()
+
     def _replicaset(self, rs, pods, now):
         o = self.objects
         ns, name = rs["metadata"]["namespace"], rs["metadata"]["name"]
@@ -190,7 +210,7 @@ class Manager:
         for pod in plan.create:
             try:
                 o.create(pod)
-            except Conflict:  # the name is taken: another suffix next pass
+            except (AlreadyExists, Conflict):  # the name is taken: another suffix next pass
                 self.dirty.set()
                 continue
             self.replicaset_events.event(rs, "Normal", "SuccessfulCreate", "Created pod: %s" % pod["metadata"]["name"])

@@ -343,6 +343,8 @@ class _Pass:
                 )
             elif prog is not None and prog.get("status") == "Unknown":
                 self.set_cond("Progressing", "True", "ReplicaSetUpdated", "%s is progressing." % what)
+        if old_status.get("collisionCount"):
+            st["collisionCount"] = old_status["collisionCount"]
         if self.conditions:
             st["conditions"] = self.conditions
         return st

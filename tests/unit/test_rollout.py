@@ -293,6 +293,18 @@ def test_a_new_deployment_adopts_the_orphaned_replicaset_and_keeps_its_pods():
     assert sim.dep["metadata"]["annotations"][U.REVISION] == "1"
 
 
+def test_a_name_collision_changes_the_hash():
+    d = deployment(3)
+    first = U.new_replicaset(d, 1, 3)["metadata"]["name"]
+    d["status"] = {"collisionCount": 1}
+    second = U.new_replicaset(d, 1, 3)
+    assert second["metadata"]["name"] != first and second["metadata"]["name"].startswith("web-")
+    h = second["metadata"]["labels"][U.HASH]
+    assert second["spec"]["selector"]["matchLabels"][U.HASH] == h == second["metadata"]["name"][4:]
+    # the status keeps counting: the planner does not drop it
+    assert D.plan_deployment(d, [], [], 0.0).status["collisionCount"] == 1
+
+
 def test_revision_history_limit():
     """Old ReplicaSets at 0 beyond the limit go, the oldest revisions first."""
     sim = Sim(deployment(2, revisionHistoryLimit=1))
