@@ -209,7 +209,7 @@ class _Pass:
 
     def recreate(self) -> None:
         self.sync_revision(False, 0)
-        if any(self.scale(r, 0) for r in [r for r in self.old if int(r["spec"].get("replicas", 1)) > 0]):
+        if [self.scale(r, 0) for r in self.old].count(True):  # every one, not just the first
             return
         # old pods still running, terminating ones too: wait (oldPodsRunning)
         if any(
@@ -331,10 +331,11 @@ class _Pass:
                 self.set_cond("Progressing", "True", "NewReplicaSetAvailable", "%s has successfully progressed." % what)
             elif progressing:
                 self.set_cond("Progressing", "True", "ReplicaSetUpdated", "%s is progressing." % what, touch=True)
-            elif prog is not None and (
+            elif prog is not None and (  # DeploymentTimedOut; a finished rollout is no base to estimate from
                 prog.get("reason") == "ProgressDeadlineExceeded"
                 or (
                     prog.get("status") != "Unknown"
+                    and prog.get("reason") != "NewReplicaSetAvailable"
                     and (parse_time(prog.get("lastUpdateTime")) or self.now) + int(deadline) < self.now
                 )
             ):

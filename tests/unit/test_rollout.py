@@ -181,6 +181,35 @@ def test_recreate_never_overlaps_old_and_new_pods():
     assert ups[-1].endswith("to 3"), sim.events
 
 
+def test_recreate_scales_every_old_replicaset_down_at_once():
+    sim = Sim(deployment(10))
+    sim.run_until_complete()
+    sim.change(bump_env("2"))
+    sim.step()
+    assert len([n for n in sim.rs_replicas().values() if n]) == 2  # mid-rollout: two active
+    sim.change(lambda s: s.update(strategy={"type": "Recreate"}))
+    sim.change(bump_env("3"))
+    sim.step()
+    assert sorted(sim.rs_replicas().values()) == [0, 0]  # no new one until the old pods are gone
+    sim.run_until_complete()
+    assert sorted(sim.rs_replicas().values()) == [0, 0, 10]
+
+
+def test_a_rollback_long_after_the_last_rollout_is_not_past_its_deadline():
+    sim = Sim(deployment(3, progressDeadlineSeconds=10), ready_after=3)
+    sim.run_until_complete()
+    first = sim.rss[0]["metadata"]["name"]
+    sim.change(bump_env("2"))
+    sim.run_until_complete()
+    sim.now += 3600
+    sim.change(bump_env("1"))
+    for _ in range(30):
+        sim.step()
+        prog = next(c for c in sim.dep["status"]["conditions"] if c["type"] == "Progressing")
+        assert prog["reason"] != "ProgressDeadlineExceeded", prog
+    assert sim.complete() and sim.rs_replicas()[first] == 3
+
+
 def test_ownership_names_labels_annotations_and_events():
     sim = Sim(deployment(3))
     sim.run_until_complete()
