@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from podnet.client.loop import THREAD_ERRORS
 from podnet.store.base import Compacted, Store, StoreError
 
 log = logging.getLogger("podnet.apiserver.cache")
@@ -124,6 +125,13 @@ class Cache:
                 self._stop.wait(0.5)
             except (StoreError, OSError) as exc:
                 log.warning("store watch: %s; resuming", exc)
+                self._stop.wait(0.5)
+            except Exception:  # noqa: BLE001 - the cache must keep following the store
+                # anything else: start over from a fresh list, as after a compaction,
+                # so no write the failed watch carried is lost
+                log.exception("store watch from %d failed; reloading", start)
+                THREAD_ERRORS.note("apiserver/store-watch")
+                self.loop.call_soon_threadsafe(self._reload)
                 self._stop.wait(0.5)
 
     def _reload(self) -> None:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from podnet.api import ApiError
+from podnet.client.loop import THREAD_ERRORS
 from podnet.client.rest import AlreadyExists, Client
 
 log = logging.getLogger("podnet.events")
@@ -68,6 +69,9 @@ class Recorder:
                 self.write(obj, etype, reason, message, count)
             except (ApiError, OSError) as exc:
                 log.warning("event %s on %s: %s", reason, (obj.get("metadata") or {}).get("name"), exc)
+            except Exception:  # noqa: BLE001 - the events thread outlives any one event
+                log.exception("event %s on %s", reason, (obj.get("metadata") or {}).get("name"))
+                THREAD_ERRORS.note("events")
 
     def write(self, obj: Obj, etype: str, reason: str, message: str, count: int = 1) -> Obj:
         meta = obj.get("metadata") or {}
