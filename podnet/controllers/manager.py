@@ -4,7 +4,9 @@ A watch on the whole registry only marks the state dirty; one worker then
 syncs from a full read of the cluster (never from the event itself), so a
 missed or merged event cannot leave anything stale, and a periodic resync
 repairs what a failed write left behind. Each step's decision is a pure
-function in planners.py; this module only reads and writes.
+function: planners.py (podCIDRs, placement, EndpointSlices, LoadBalancer
+IPs), rollout.py (Deployments -> ReplicaSets), replicaset.py (ReplicaSets
+-> pods); this module only reads and writes.
 """
 
 import copy
@@ -127,9 +129,10 @@ class Manager:
         now = time.time()
         pods = o.list("Pod")
         self._ready_times(pods, now)
+        rss = o.list("ReplicaSet")  # each Deployment plans only its own (and orphans it adopts)
         for dep in o.list("Deployment"):
-            self._deployment(dep, o.list("ReplicaSet", dep["metadata"]["namespace"]), pods, now)
-        for rs in o.list("ReplicaSet"):
+            self._deployment(dep, rss, pods, now)
+        for rs in o.list("ReplicaSet"):  # again: as the Deployments left them
             self._replicaset(rs, pods, now)
 
     def _deployment(self, dep, rss, pods, now):
