@@ -88,3 +88,40 @@ class Adopted:
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
+
+
+def adopt_or_clean(agent):
+    """Pods a previous agent run left on this node: adopt those the store
+    still binds here (no restart, no CNI call, connections survive); tear
+    down the rest. The cached CNI result ties a namespace to a pod."""
+    from podnet.agent.agent import pod_netns
+    from podnet.cni import libcni
+    from podnet.kernel import netns
+
+    mine = {
+        p["metadata"]["uid"]: p
+        for p in agent.objects.list("Pod")
+        if p["spec"].get("nodeName") == agent.node and not p["metadata"].get("deletionTimestamp")
+    }
+    cached = {cid for net, cid, _ in agent.runtime.attachments() if net == "podnet"}
+    for uid, pod in mine.items():
+        if pod["spec"].get("hostNetwork"):
+            agent._start_containers(pod, agent.node_ns_name(), agent.node_ip, adopt=True)
+            continue
+        name = pod_netns(agent.lab, uid)
+        res = (agent.runtime.cached("podnet", uid, "eth0") or {}).get("result") if uid in cached else None
+        if res and res.get("ips") and os.path.exists(netns.path_of(name)):
+            agent._start_containers(pod, name, res["ips"][0]["address"].split("/")[0], adopt=True)
+    # Only pods this node attached (their result is in this node's CNI
+    # cache) are ours to clean: every node's pods share the lab's prefix.
+    for owner in cached:
+        name = pod_netns(agent.lab, owner)
+        if owner in agent.pods or any(rp.netns == name for rp in agent.pods.values()):
+            continue
+        netns.kill_processes_in([name])
+        try:
+            net = libcni.find_network("podnet", agent.conf_dir)
+            agent.runtime.delete(net, owner, netns.path_of(name), "eth0")
+        except (libcni.ConfigError, libcni.PluginError):
+            pass
+        netns.delete(name)

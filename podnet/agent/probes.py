@@ -25,6 +25,7 @@ consecutive successes -> True).
 
 import http.client
 import ipaddress
+import json
 import socket
 import ssl
 import subprocess
@@ -47,6 +48,20 @@ OWN_NETNS = "/proc/thread-self/ns/net"  # from_netns: the calling thread's own n
 def _num(spec, key):
     value = spec.get(key)
     return DEFAULTS[key] if value is None else value
+
+
+def resolve_named_ports(spec, pod):
+    """A copy of a probe or lifecycle handler spec with its named ports
+    (httpGet, tcpSocket) -> numbers from the pod's containerPorts."""
+    spec = json.loads(json.dumps(spec))
+    for kind in ("httpGet", "tcpSocket"):
+        port = spec.get(kind, {}).get("port")
+        if isinstance(port, str) and not port.isdigit():
+            for c in pod["spec"]["containers"]:
+                for p in c.get("ports", []):
+                    if p.get("name") == port:
+                        spec[kind]["port"] = p["containerPort"]
+    return spec
 
 
 def resolve_port(port, container_spec=None):
@@ -163,14 +178,14 @@ def _tcp(handler, pod_ip, from_ns, timeout):
     return True, ""
 
 
-def _exec(handler, netns_path, hostname, timeout):
+def _exec(handler, netns_path, hostname, timeout, resolv_conf=None):
     from podnet.agent.containers import exec_in
 
     command = handler.get("command") or []
     if not command:
         return False, "exec probe has no command"
     try:
-        res = exec_in(netns_path, command, hostname=hostname, timeout=timeout)
+        res = exec_in(netns_path, command, hostname=hostname, timeout=timeout, resolv_conf=resolv_conf)
     except subprocess.TimeoutExpired:
         return False, "command %r timed out after %gs" % (list(command), timeout)
     except (OSError, ValueError) as e:
@@ -181,14 +196,16 @@ def _exec(handler, netns_path, hostname, timeout):
     return False, output.strip() or "command %r exited with %d" % (list(command), res.returncode)
 
 
-def probe(spec, pod_ip, netns_path, hostname=None, from_netns=None):
+def probe(spec, pod_ip, netns_path, hostname=None, from_netns=None, resolv_conf=None):
     """Run one probe -> (ok, message).
 
     spec: a Kubernetes probe (httpGet | tcpSocket | exec, timeoutSeconds, ...).
     pod_ip: where httpGet/tcpSocket connect unless the handler names a host
     (None: 127.0.0.1). netns_path: the pod's netns (exec runs there).
     hostname: the UTS hostname for exec. from_netns: where network probes
-    connect from (default: the pod's netns; OWN_NETNS: the caller's)."""
+    connect from (default: the pod's netns; OWN_NETNS: the caller's).
+    resolv_conf: the pod's resolv.conf, which (with the hosts file beside
+    it) an exec probe sees, as the pod's containers do."""
     timeout = float(_num(spec, "timeoutSeconds"))
     from_ns = from_netns or netns_path
     if spec.get("httpGet") is not None:
@@ -196,7 +213,7 @@ def probe(spec, pod_ip, netns_path, hostname=None, from_netns=None):
     if spec.get("tcpSocket") is not None:
         return _tcp(spec["tcpSocket"], pod_ip, from_ns, timeout)
     if spec.get("exec") is not None:
-        return _exec(spec["exec"], netns_path, hostname, timeout)
+        return _exec(spec["exec"], netns_path, hostname, timeout, resolv_conf)
     if spec.get("grpc") is not None:
         return False, "grpc probes are not supported by podnet"
     return False, "probe has no handler (httpGet, tcpSocket or exec)"

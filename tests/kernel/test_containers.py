@@ -458,3 +458,45 @@ def test_readiness_flips_after_failure_threshold(running, web):
     running.agnhost(pod, "netexec", "--http-port=8080", "--udp-port=8081")
     wait_ready(pod, 8080, POD_IP)
     assert run(6.0) is True and state.ready  # one success is enough
+
+
+# ---- exits without polling, the pod's /etc/hosts -----------------------------------------
+
+
+def test_a_container_exit_calls_on_exit_at_once(running, pod):
+    """The agent learns of an exit from a waiter (pidfd), not by ticking."""
+    import threading
+
+    exited = threading.Event()
+    spec = {"name": "app", "image": "busybox", "command": ["sh", "-c", "sleep 0.3; exit 3"]}
+    start_fn = containers.starter(spec, pod, "web-0", running.log("app"))
+    sup = running.supervise(spec, start_fn, restart_policy="Never", on_exit=exited.set)
+    assert sup.tick() and sup.running
+    assert not exited.is_set()
+    assert exited.wait(5)  # no tick in between
+    assert sup.tick() and sup.status()["state"]["terminated"]["exitCode"] == 3
+    assert sup.next_start is None  # Never: no restart timer
+
+
+def test_the_pods_hosts_file_is_etc_hosts_for_its_containers_and_exec(running, pod, tmp_path):
+    from podnet.agent import hosts
+
+    spec = {
+        "metadata": {"name": "web-0", "namespace": "default"},
+        "spec": {"hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local"]}], "containers": []},
+    }
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.96.0.10\n")
+    path = hosts.write(spec, POD_IP, str(tmp_path))
+    with open("/etc/hosts") as f:
+        host_file = f.read()
+    want = open(path).read()
+    assert want.endswith("%s\tweb-0\n# Entries added by HostAliases.\n10.1.2.3\tfoo.local\n" % POD_IP)
+    proc = running.start(["cat", "/etc/hosts"], pod, log=running.log("cat"), resolv_conf=str(resolv), hosts_file=path)
+    wait_exit(proc)
+    assert open(running.log("cat")).read() == want
+    # exec with only the resolv.conf (what `podnet exec` passes) finds the hosts file beside it
+    res = containers.exec_in(pod, ["getent", "hosts", "foo.local"], hostname="web-0", resolv_conf=str(resolv))
+    assert res.stdout.split() == ["10.1.2.3", "foo.local"], res
+    with open("/etc/hosts") as f:
+        assert f.read() == host_file  # the host's own file is untouched
