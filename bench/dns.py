@@ -1,7 +1,8 @@
 """Cluster DNS: podnet's DNS server vs dnsmasq, same records, same queries.
 
 Run as root:  .venv/bin/python bench/dns.py [--services 500] [--seconds 10]
-                  [--workers N] [--clients 8] [--outstanding 200] [--json FILE]
+                  [--workers N] [--rounds 3] [--clients 8] [--outstanding 200]
+                  [--json FILE]
 
 What it measures, in one run, with Debian's dnsperf (`dnsperf -s SERVER -d
 QUERIES -l SECONDS -c CLIENTS -q OUTSTANDING -v`): queries per second and
@@ -43,8 +44,13 @@ over the queries sent in the saturating run. A wrong answer is counted
 against its server, printed, and fails the run (exit status 1) after the
 figures.
 
+The servers run in --rounds rounds (podnet/1, dnsmasq, other worker counts;
+again), so a change in the machine's load hits both sides; the table shows
+each server's median round and the QPS of every round.
+
 Reading it: the headline is podnet with ONE worker against dnsmasq (single-
-threaded by design): ratio = podnet/1 QPS / dnsmasq QPS, target >= 1.0.
+threaded by design): the median over the rounds of podnet/1 QPS / dnsmasq
+QPS in the same round, target >= 1.0.
 Runs with more workers are reported apart (on this 2-CPU machine a second
 worker competes with dnsperf for the CPUs).
 """
@@ -393,6 +399,39 @@ def dnsperf(tmp, args, seconds, rate=None, expected=None):
     return summary
 
 
+def measure(tmp, args, name, argv, expected, procs, rnd):
+    """Start one server, check every answer, dnsperf it (saturating, then
+    paced), stop it -> its figures."""
+    print("%s (round %d): starting, then dnsperf for %d s ..." % (name, rnd + 1, args.seconds), flush=True)
+    workers = int(name.split("/")[1]) if name.startswith("podnet/") else 0
+    # podnet: every worker has built its table and bound
+    ready = (lambda text, w=workers: text.count(" serving ") >= w) if workers else None
+    proc = start(argv, os.path.join(tmp, "%s-%d.log" % (name.replace("/", "-"), rnd)), ready)
+    procs.append(proc)
+    try:
+        checked = check_answers(tmp)
+        print(
+            "  %d answers checked in %.1f s: %d wrong, %d unanswered"
+            % (checked["checked"], checked["seconds"], checked["wrong"], checked["unanswered"]),
+            flush=True,
+        )
+        cpu0 = cpu_seconds(proc.pid)
+        r = dnsperf(tmp, args, args.seconds)
+        r["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu0, 2)
+        paced = dnsperf(tmp, args, args.latency_seconds, args.latency_qps, expected)
+    finally:
+        stop(proc)
+    r.update({k: paced[k] for k in ("p50_ms", "p90_ms", "p99_ms")}, paced_qps=paced["qps"], paced_lost=paced["lost"])
+    r["wrong"] = {
+        "checker": checked["wrong"] + checked["unanswered"],
+        "saturated rcodes": r.pop("wrong"),
+        "paced rcodes": paced["wrong"],
+    }
+    r["wrong_examples"] = checked["examples"] + r.pop("wrong_examples") + paced["wrong_examples"]
+    print("  %.0f QPS" % r["qps"], flush=True)
+    return r
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--services", type=int, default=500)
@@ -402,6 +441,7 @@ def main():
         default=None,
         help="podnet worker counts to run, comma-separated (default: 1 and one per CPU, when different)",
     )
+    p.add_argument("--rounds", type=int, default=3, help="rounds alternating the servers (medians reported)")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--outstanding", type=int, default=200)
     p.add_argument("--latency-qps", type=int, default=5000, help="the paced load of the latency run")
@@ -425,7 +465,6 @@ def main():
         write_inputs(tmp, names)
         expected = expected_rcodes(tmp)
         kubeconfig = api.token_kubeconfig("system:serviceaccount:kube-system:coredns")
-        results = {}
         counts = [int(x) for x in args.workers.split(",")] if args.workers else sorted({1, os.cpu_count() or 1})
         servers = {
             "podnet/%d" % w: [
@@ -465,39 +504,30 @@ def main():
                 ],
             }
         )
-        for name, argv in servers.items():
-            print("%s: starting, then dnsperf for %d s ..." % (name, args.seconds), flush=True)
-            workers = int(name.split("/")[1]) if name.startswith("podnet/") else 0
-            # podnet: every worker has built its table and bound
-            ready = (lambda text, w=workers: text.count(" serving ") >= w) if workers else None
-            proc = start(argv, os.path.join(tmp, name.replace("/", "-") + ".log"), ready)
-            procs.append(proc)
-            checked = check_answers(tmp)
-            print(
-                "  %d answers checked in %.1f s: %d wrong, %d unanswered"
-                % (checked["checked"], checked["seconds"], checked["wrong"], checked["unanswered"]),
-                flush=True,
-            )
-            cpu0 = cpu_seconds(proc.pid)
-            results[name] = dnsperf(tmp, args, args.seconds)
-            results[name]["server_cpu_s"] = round(cpu_seconds(proc.pid) - cpu0, 2)
-            paced = dnsperf(tmp, args, args.latency_seconds, args.latency_qps, expected)
-            results[name].update(
-                {k: paced[k] for k in ("p50_ms", "p90_ms", "p99_ms")}, paced_qps=paced["qps"], paced_lost=paced["lost"]
-            )
-            results[name]["wrong"] = {
-                "checker": checked["wrong"] + checked["unanswered"],
-                "saturated rcodes": results[name].pop("wrong"),
-                "paced rcodes": paced["wrong"],
-            }
-            results[name]["wrong_examples"] = (
-                checked["examples"] + results[name].pop("wrong_examples") + paced["wrong_examples"]
-            )
-            stop(proc)
-        dnsmasq_qps = results["dnsmasq"]["qps"]
-        ratios = {
-            name: r["qps"] / dnsmasq_qps for name, r in results.items() if name.startswith("podnet/") and dnsmasq_qps
-        }
+        # podnet/1 and dnsmasq side by side, in rounds: the machine's drift
+        # (other work on it) hits both alike; the headline is the median of
+        # the rounds' podnet/1 / dnsmasq ratios
+        order = ["podnet/1", "dnsmasq"] if "podnet/1" in servers else ["dnsmasq"]
+        order += [n for n in servers if n not in order]
+        runs = {name: [] for name in order}
+        for rnd in range(args.rounds):
+            for name in order:
+                runs[name].append(measure(tmp, args, name, servers[name], expected, procs, rnd))
+        results = {}
+        for name, rs in runs.items():
+            r = dict(sorted(rs, key=lambda x: x["qps"])[len(rs) // 2])  # the median round's figures
+            r["qps_rounds"] = [x["qps"] for x in rs]
+            r["wrong"] = {k: sum(x["wrong"][k] for x in rs) for k in rs[0]["wrong"]}
+            r["wrong_examples"] = [e for x in rs for e in x["wrong_examples"]][:10]
+            results[name] = r
+        ratios = {}
+        for name in runs:
+            if name.startswith("podnet/"):
+                per_round = sorted(
+                    a["qps"] / b["qps"] for a, b in zip(runs[name], runs["dnsmasq"], strict=True) if b["qps"]
+                )
+                if per_round:
+                    ratios[name] = per_round[len(per_round) // 2]
         ratio = ratios.get("podnet/1")  # the headline: one worker against dnsmasq's one thread
         print()
         print(
@@ -521,7 +551,10 @@ def main():
                 )
             )
         print()
-        print("wrong answers (checker over every query / saturated run rcodes / paced run rcodes):")
+        for name, r in results.items():
+            print("%-8s QPS per round: %s" % (name, " ".join("%.0f" % q for q in r["qps_rounds"])))
+        print()
+        print("wrong answers, all rounds (checker over every query / saturated run rcodes / paced run rcodes):")
         failed = 0
         for name, r in results.items():
             w = r["wrong"]
@@ -532,9 +565,18 @@ def main():
         print()
         if ratio is not None:
             print(
-                "podnet/1 / dnsmasq QPS ratio: %.2f (target >= 1.0; one worker against dnsmasq's single thread); "
-                "%d services, %d s, %d clients, %d outstanding, %d CPUs shared with dnsperf"
-                % (ratio, args.services, args.seconds, args.clients, args.outstanding, os.cpu_count())
+                "podnet/1 / dnsmasq QPS ratio: %.2f (target >= 1.0; one worker against dnsmasq's single thread; "
+                "median of %d rounds' ratios); %d services, %d s, %d clients, %d outstanding, "
+                "%d CPUs shared with dnsperf"
+                % (
+                    ratio,
+                    args.rounds,
+                    args.services,
+                    args.seconds,
+                    args.clients,
+                    args.outstanding,
+                    os.cpu_count(),
+                )
             )
         for name, r in sorted(ratios.items()):
             if name != "podnet/1":
