@@ -193,7 +193,10 @@ def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
         for sp in spec.get("ports", []):
             port = _resolve_port(sp, pod)
             if port is not None:
-                ports.append({"name": sp.get("name", ""), "port": port, "protocol": sp.get("protocol", "TCP")})
+                ep_port = {"name": sp.get("name", ""), "port": port, "protocol": sp.get("protocol", "TCP")}
+                if sp.get("appProtocol"):  # carried over as the EndpointSlice controller does
+                    ep_port["appProtocol"] = sp["appProtocol"]
+                ports.append(ep_port)
         if not ports and spec.get("ports"):
             continue
         terminating = bool(pod["metadata"].get("deletionTimestamp"))
@@ -298,6 +301,7 @@ def plan_endpoints(slices: Iterable[Obj]) -> list[Obj]:
                         ("name", p.get("name")),
                         ("port", p.get("port")),
                         ("protocol", p.get("protocol", "TCP")),
+                        ("appProtocol", p.get("appProtocol")),
                     )
                     if v
                 }

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from podnet.api import Obj, matches
+from podnet.api import Obj, controller_of, matches, owner_reference
 
 # rand.String's alphabet in apimachinery (no vowels, no 0/1/3): generateName suffixes
 ALNUM = "bcdfghjklmnpqrstvwxz2456789"
@@ -89,11 +89,8 @@ def active(pod: Obj) -> bool:
 
 
 def controller_uid(obj: Obj) -> str | None:
-    for r in obj["metadata"].get("ownerReferences") or []:
-        if r.get("controller"):
-            uid: str | None = r.get("uid")
-            return uid
-    return None
+    uid: str | None = (controller_of(obj) or {}).get("uid")
+    return uid
 
 
 def owned(obj: Obj, owner: Obj) -> bool:
@@ -105,14 +102,8 @@ def owned(obj: Obj, owner: Obj) -> bool:
 
 
 def owner_ref(owner: Obj) -> Obj:
-    return {
-        "apiVersion": owner.get("apiVersion", "apps/v1"),
-        "kind": owner.get("kind", "ReplicaSet"),
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"].get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    """controller: true, blockOwnerDeletion: true (the owner must have a uid)."""
+    return owner_reference(owner)
 
 
 @dataclass
