@@ -212,6 +212,20 @@ class ProxyReconciler:
 
     def run(self, stop):
         o = self.objects
+        # The first lists, however long the API server takes to answer: a
+        # reconciler thread must not end because it started first (informer()
+        # gives up after its timeout; the informer itself keeps trying).
+        while not stop.is_set():
+            try:
+                for kind in ("Service", "EndpointSlice", "Node"):
+                    o.informer(kind)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried until the API server answers
+                log.warning("services: waiting for the API server: %s", exc)
+                loop.THREAD_ERRORS.note("services sync")
+                stop.wait(1.0)
+        if stop.is_set():
+            return
         self.services = o.informer("Service").add(self.dirty, self._service_changed)
         self.slices = o.informer("EndpointSlice").add(self.dirty, self._slice_changed)
         self.nodes = o.informer("Node").add(self.dirty)
