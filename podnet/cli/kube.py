@@ -153,6 +153,8 @@ def cmd_describe(args):
             ]
         if kind.kind == "Node":
             related["pods"] = [p for p in pods if p["spec"].get("nodeName") == obj["metadata"]["name"]]
+        if kind.kind == "Deployment":  # OldReplicaSets / NewReplicaSet
+            related["replicasets"] = objects.list("ReplicaSet", obj["metadata"]["namespace"])
         uid = obj["metadata"].get("uid")
         events = (
             objects.list("Event", obj["metadata"].get("namespace") or "default", fields="involvedObject.uid=%s" % uid)
