@@ -174,8 +174,8 @@ class Agent:
         status = pod.get("status") or {}
         conditions = status.get("conditions") or []
         initialized = any(c.get("type") == "Initialized" and c.get("status") == "True" for c in conditions)
+        rp.init_previous = (status.get("initContainerStatuses") or []) if adopt else []
         if not pod["spec"].get("initContainers") or (adopt and initialized):
-            rp.init_previous = status.get("initContainerStatuses") or []
             self._start_apps(pod, rp)
         if adopt and status.get("startTime"):
             rp.started = status["startTime"]

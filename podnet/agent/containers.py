@@ -502,6 +502,15 @@ class Supervisor:
     def running(self):
         return "running" in self.state
 
+    def restore(self, status):
+        """Take over a finished container's status (a containerStatuses entry
+        a previous agent wrote): nothing runs and nothing will."""
+        with self.lock:
+            self.state = {k: dict(v) for k, v in (status.get("state") or {}).items()}
+            self.last_state = {k: dict(v) for k, v in (status.get("lastState") or {}).items()}
+            self.restart_count = status.get("restartCount", 0)
+            self._attempts, self._next_start = 1, None
+
     @property
     def next_start(self):
         """When the next (re)start is due (this supervisor's clock), or None."""

@@ -24,11 +24,17 @@ def done(sup):
 def advance(pod, rp, new_supervisor):
     """Tick the init containers in order, making the next one's supervisor
     (new_supervisor(container spec)) when its turn comes -> True once all
-    have completed."""
+    have completed. An adopted pod (the agent restarted) does not run again
+    what its status says completed (rp.init_previous)."""
+    previous = {s.get("name"): s for s in rp.init_previous}
     for c in pod["spec"].get("initContainers") or []:
         sup = rp.init_sups.get(c["name"])
         if sup is None:
             sup = rp.init_sups[c["name"]] = new_supervisor(c)
+            before = previous.get(c["name"]) or {}
+            if rp.adopt and ((before.get("state") or {}).get("terminated") or {}).get("exitCode") == 0:
+                sup.restore(before)
+                continue
         sup.tick()
         if not done(sup):
             return False

@@ -33,11 +33,14 @@ def _waiting(c, reason, message=None):
 
 
 def init_statuses(pod, rp):
+    previous = {s.get("name"): s for s in rp.init_previous}  # an adopted pod's, as they were
     out = []
     for c in pod["spec"].get("initContainers") or []:
         sup = rp.init_sups.get(c["name"])
         if sup is None:
-            out.append(_waiting(c, "PodInitializing"))
+            out.append(
+                previous.get(c["name"]) if rp.initialized and c["name"] in previous else _waiting(c, "PodInitializing")
+            )
             continue
         st = sup.status()
         term = st["state"].get("terminated")

@@ -18,6 +18,7 @@ host processes and share the file system.
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -295,6 +296,51 @@ spec:
     assert st["phase"] == "Running"
     assert [c["state"]["terminated"]["exitCode"] for c in st["initContainerStatuses"]] == [0, 0]
     lab.run("delete", "pod", "inits")
+
+
+def restart_agent(lab, node):
+    """Stop the node's agent (its recorded PID) and let `lab up` start it again."""
+    code = "from podnet.lab import topology; topology.stop_recorded(%r, roles=['agent-%s'])" % (lab.name, node)
+    subprocess.run([sys.executable, "-c", code], env=lab.env, check=True, timeout=60)
+    lab.run("lab", "up", "--name", lab.name, "--nodes", "2", "--timeout", "90", timeout=150)
+
+
+def test_a_restarted_agent_adopts_an_initialized_pod_as_it_is(lab):
+    out = path(lab, "adopt-out")
+    apply(
+        lab,
+        """apiVersion: v1
+kind: Pod
+metadata: {name: adopted}
+spec:
+  nodeName: node1
+  initContainers: [{name: init, image: busybox, command: [sh, -c, "echo init >> %s"]}]
+  containers:
+  - name: app
+    image: agnhost
+    args: [pause]
+    readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+"""
+        % out,
+    )
+    lab.wait("adopted Ready", lambda: ready(lab.pod("adopted")), timeout=60)
+    before = status(lab, "adopted")
+    restart_agent(lab, "node1")
+    lab.wait("the new agent's first pass", lambda: syncs_or_none(lab, "node1"), timeout=60)
+    lab.wait("adopted Ready again", lambda: ready(lab.pod("adopted")), timeout=30)
+    after = status(lab, "adopted")
+    assert read(out) == "init\n"  # its init container did not run again
+    assert after["initContainerStatuses"] == before["initContainerStatuses"]
+    (app,) = after["containerStatuses"]
+    assert app["containerID"] == before["containerStatuses"][0]["containerID"] and app["restartCount"] == 0
+    lab.run("delete", "pod", "adopted")
+
+
+def syncs_or_none(lab, node):
+    try:
+        return syncs(lab, node)
+    except AssertionError:  # the metrics page is not up yet
+        return None
 
 
 def test_a_failing_init_container_with_restart_policy_never_fails_the_pod(lab):
