@@ -301,10 +301,13 @@ def test_a_container_whose_main_process_exits_leaves_no_daemon(lab, tmp_path):
 
 # ---- logs --------------------------------------------------------------------------------
 
-# ~650 KB in bursts of ~30 KB every 0.3 s (about 6 s), then a short line
-# every 0.2 s: the bursts rotate the log about once a second, the ticks
-# never fill it again, so the files settle for the test to look at
-CHATTY = """apiVersion: v1
+
+# Bursts of ~11 KB every 0.3 s (~36 KB/s: a rotation every 2 s or so) until
+# the test creates the stop file, then a short line every 0.2 s (the newest
+# lines). Paced by the test, not by a clock: a loaded machine checks late.
+def chatty(stop_file):
+    return (
+        """apiVersion: v1
 kind: Pod
 metadata: {name: chatty}
 spec:
@@ -315,10 +318,14 @@ spec:
     command:
     - sh
     - -c
-    - i=0; pad=$(printf '%0100d' 0); while [ $i -lt 6000 ]; do i=$((i+1)); echo "line $i $pad";
-      if [ $((i % 300)) -eq 0 ]; then sleep 0.3; fi; done;
+    - i=0; pad=$(printf '%%0100d' 0); while [ ! -e %s ]; do i=$((i+1)); echo "line $i $pad";
+      if [ $((i %% 100)) -eq 0 ]; then sleep 0.3; fi; done;
       while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done
 """
+        % stop_file
+    )
+
+
 LINE = re.compile(r"line (\d+)(?: 0{100})?")
 
 
@@ -331,24 +338,31 @@ def _last_number(path):
     return numbers[-1] if numbers else -1
 
 
-def test_container_logs_rotate_by_size_and_logs_show_the_newest_lines(lab):
-    apply(lab, CHATTY)
+def test_container_logs_rotate_by_size_and_logs_show_the_newest_lines(lab, tmp_path):
+    stop = tmp_path / "stop-bursts"
+    apply(lab, chatty(stop))
     try:
         uid = lab.pod("chatty")["metadata"]["uid"]
         live = os.path.join(lab.root, lab.name, "nodes", "node1", "pods", "default_chatty_%s" % uid, "c.log")
+        # five rotations or more: the oldest lines have dropped off the end
+        lab.wait("five rotations", lambda: (_numbers(_cat(live + ".4")) or [1])[0] > 1, timeout=90)
+        stop.touch()
 
-        def settled():  # the bursts are over and rotated away; only ticks in the live file
-            text = _cat(live)
-            return os.path.exists(live + ".4") and len(text) < MAX_SIZE and LINE.search(text) and "0" * 100 not in text
+        suffixes = ("", ".1", ".2", ".3", ".4")
 
-        lab.wait("the bursts rotated away", settled, timeout=60)
+        def snapshot():
+            """The last line number of each file, newest first, read while no
+            rotation ran (each one gives .1 a new inode); None if one did."""
+            before = os.stat(live + ".1").st_ino
+            newest = [_last_number(live + sfx) for sfx in suffixes]
+            return newest if os.stat(live + ".1").st_ino == before and newest[0] > 0 else None
+
+        newest = lab.wait("the newest line in the live file", snapshot)
+        assert newest == sorted(newest, reverse=True) and newest[-1] > 0, newest
         names = sorted(os.path.basename(p) for p in glob.glob(live + "*"))
-        assert names == ["c.log", "c.log.1", "c.log.2", "c.log.3", "c.log.4"], names  # 6+ rotations, 5 files
+        assert names == ["c.log" + sfx for sfx in suffixes], names  # 5+ rotations, at most 5 files
         for path in glob.glob(live + "*"):  # bounded: the limit plus what arrives between two checks
             assert os.path.getsize(path) < 4 * MAX_SIZE, (path, os.path.getsize(path))
-        newest = [_last_number(live + s) for s in ("", ".1", ".2", ".3", ".4")]
-        assert newest == sorted(newest, reverse=True) and newest[-1] > 0, newest
-        assert _numbers(_cat(live + ".4"))[0] > 1  # the oldest lines dropped off
 
         shown = _numbers(lab.run("logs", "chatty").stdout)
         assert shown and shown[-1] >= newest[0], (shown[-3:], newest)  # what NAME.log held, or newer

@@ -60,13 +60,15 @@ def daemonised(namespaces, tmp_path):
         yield proc, str(tmp_path), name, pid
     finally:
         containers.stop(proc, grace=0)
+        reap.kill_pod(str(tmp_path))  # lets go of the namespaces it holds
         if pid is not None and _ours(pid):
             os.kill(pid, signal.SIGKILL)
 
 
 def test_the_group_misses_a_setsid_daemon_its_uts_namespace_finds_it(daemonised):
     proc, log_dir, _, pid = daemonised
-    assert set(proc.namespaces) == {"uts"} and (tuple(proc.namespaces["uts"]) != netns.ns_ident("self", "uts"))
+    assert proc.namespaces.idents.keys() == {"uts"}
+    assert netns.ns_ident("self", "uts") not in proc.namespaces.idents["uts"]
     containers.stop(proc, grace=1)  # the process group only
     assert _running(pid)  # what happened before: the daemon lives on
     assert pid in reap.kill_pod(log_dir)  # by the recorded UTS namespace (hostNetwork pods)
@@ -92,7 +94,7 @@ def test_a_container_whose_main_process_exits_takes_its_daemons_along(daemonised
 def test_our_own_namespaces_never_select_processes():
     for kind in ("uts", "mnt", "net"):
         assert netns.pids_in_namespaces(kind, {netns.ns_ident("self", kind), netns.ns_ident(1, kind)}) == []
-    assert reap.own_namespaces(os.getpid(), timeout=0.05) == {}  # nothing of its own: nothing recorded
+    assert not reap.own_namespaces(os.getpid(), timeout=0.05)  # nothing of its own: nothing held
 
 
 def test_an_adopted_container_keeps_its_namespaces_from_the_record(daemonised):
@@ -101,11 +103,12 @@ def test_an_adopted_container_keeps_its_namespaces_from_the_record(daemonised):
     from podnet.agent import adopt
 
     proc, log_dir, _, pid = daemonised
-    adopted = reap.recall(log_dir, "c", adopt.Adopted(proc.pid))
-    assert adopted.namespaces == proc.namespaces
+    recorded = proc.namespaces.idents
+    adopted = reap.recall(log_dir, "c", adopt.Adopted(proc.pid))  # takes over the hold
+    assert adopted.namespaces.idents == recorded and not proc.namespaces
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     containers.kill_leftovers(adopted)
     assert _wait(lambda: not _running(pid))
     # a record that is not the process's own namespace any more is not used
-    assert reap.recall(log_dir, "c", adopt.Adopted(os.getpid())).namespaces == {}
+    assert not reap.recall(log_dir, "c", adopt.Adopted(os.getpid())).namespaces
