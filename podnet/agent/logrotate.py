@@ -101,6 +101,21 @@ def rotate(path, max_size, max_files):
     return True
 
 
+def tail(path, n):
+    """The last n lines of a rotated log: from `path`, and from `path.1`
+    when the live file was just truncated. -> str ("" if there is none)."""
+    lines = []
+    for part in (path, path + ".1"):
+        try:
+            with open(part, errors="replace") as f:
+                lines = f.readlines()[-(n - len(lines)) :] + lines
+        except OSError:
+            continue
+        if len(lines) >= n:
+            break
+    return "".join(lines)
+
+
 def rotate_all(patterns, max_size, max_files):
     """Rotate every file matching one of the glob patterns. -> rotated paths."""
     done = []

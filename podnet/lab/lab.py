@@ -242,12 +242,12 @@ def wait_nodes(lab, objects, names, timeout, say, respawn=None):
         if dead:
             logs = os.path.join(topo.state_dir(lab), "logs")
             tails = []
-            for role in dead:  # the last words of each, so the error alone says why
-                try:
-                    with open(os.path.join(logs, role + ".log"), errors="replace") as f:
-                        tails.append("--- %s.log:\n%s" % (role, "".join(f.readlines()[-12:]).rstrip()))
-                except OSError:
-                    pass
+            from podnet.agent.logrotate import tail
+
+            for role in dead:  # the last words of each (rotated logs too), so the error alone says why
+                last = tail(os.path.join(logs, role + ".log"), 12).rstrip()
+                if last:
+                    tails.append("--- %s.log:\n%s" % (role, last))
             raise LabError("%s exited; see %s\n%s" % (", ".join(dead), logs, "\n".join(tails)))
         if time.time() > deadline:
             raise LabError("nodes not Ready after %d s (%d of %d)" % (timeout, len(ready), len(names)))

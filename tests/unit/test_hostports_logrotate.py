@@ -118,3 +118,14 @@ def test_copy_truncate_keeps_at_most_max_files_and_the_writer_appends_to_the_liv
         f.write("x" * 600)
     assert logrotate.rotate(path, 500, 3)
     assert sorted(os.listdir(tmp_path)) == ["c.log", "c.log.1", "c.log.2"]
+
+
+def test_tail_reads_on_into_the_rotated_file_after_a_truncation(tmp_path):
+    path = str(tmp_path / "agent.log")
+    with open(path + ".1", "w") as f:
+        f.write("".join("old %d\n" % i for i in range(20)))
+    with open(path, "w") as f:
+        f.write("new 0\nnew 1\n")
+    assert logrotate.tail(path, 3) == "old 19\nnew 0\nnew 1\n"
+    assert logrotate.tail(path, 2) == "new 0\nnew 1\n"
+    assert logrotate.tail(str(tmp_path / "none.log"), 5) == ""
