@@ -4,43 +4,118 @@ the kernel and grouped service by service (what people do with
 
 The grouping needs no bookkeeping: every chain and set podnet creates for a
 Service carries `<namespace>/<name>/` in its name, and every map element
-names a Service's address or nodePort.
+names a Service's address or nodePort. It reads nft's JSON (`nft -j`)
+through podnet.kernel.nft and never parses nft's text; --raw and --policy
+print nft's own listing as it is, for people.
 """
 
-import re
+import json
 import sys
 
-from podnet.kernel.netns import Netns, path_of, run
+from podnet.kernel import nft
+from podnet.kernel.netns import Netns, path_of
 from podnet.lab import topology as topo
 
-_BLOCK = re.compile(r"^\t(chain|map|set) (\S+) \{$")
+
+def expr_text(e, mark=False):
+    """One expression of nft's JSON (libnftables-json(5)) in nft's own syntax,
+    as far as podnet's tables use it; anything else shows as its JSON. mark:
+    inside a packet-mark expression, whose numbers nft shows as 0x%08x."""
+    if not isinstance(e, dict):
+        if isinstance(e, list):
+            return "{ %s }" % ", ".join(_elem(x) for x in e)
+        if mark and isinstance(e, int) and not isinstance(e, bool):
+            return "0x%08x" % e
+        return str(e)
+    if len(e) != 1:
+        return json.dumps(e, sort_keys=True)
+    ((k, v),) = e.items()
+    if k == "match":
+        op = v.get("op", "==")
+        mark = "mark" in json.dumps(v["left"])
+        left, right = expr_text(v["left"], mark), expr_text(v["right"], mark)
+        if isinstance(v["right"], list):  # flags (ct state established,related); a set is {"set": [...]}
+            right = ",".join(expr_text(x, mark) for x in v["right"])
+        if op in ("==", "in") and not _binop(v["left"]):  # nft shows a binop's == (mark & x == x)
+            return "%s %s" % (left, right)
+        return "%s %s %s" % (left, op, right)
+    if _binop(e):
+        return "%s %s %s" % (expr_text(v[0], mark), k, expr_text(v[1], mark))
+    if k == "payload":
+        return "%s %s" % (v.get("protocol", v.get("base", "")), v.get("field", v.get("offset", "")))
+    if k in ("meta", "ct"):
+        return "%s %s" % (k, v["key"])
+    if k == "fib":
+        return "fib %s %s" % (" . ".join(v.get("flags") or []), v.get("result"))
+    if k == "concat":
+        return " . ".join(expr_text(x, mark) for x in v)
+    if k == "set" and isinstance(v, dict) and "op" in v:  # the statement: update @set { key }
+        return "%s %s { %s }" % (v["op"], v["set"], expr_text(v["elem"]))
+    if k == "set":
+        return "{ %s }" % ", ".join(_elem(x) for x in (v if isinstance(v, list) else [v]))
+    if k == "prefix":
+        return "%s/%d" % (expr_text(v["addr"]), v["len"])
+    if k == "range":
+        return "%s-%s" % (expr_text(v[0], mark), expr_text(v[1], mark))
+    if k in ("vmap", "map"):
+        return "%s %s %s" % (expr_text(v["key"]), k, expr_text(v["data"]))
+    if k in ("goto", "jump"):
+        return "%s %s" % (k, v["target"])
+    if k in ("accept", "drop", "return", "continue", "notrack"):
+        return k
+    if k == "masquerade":
+        flags = (v or {}).get("flags") or []
+        return " ".join(["masquerade"] + ([flags] if isinstance(flags, str) else list(flags)))
+    if k in ("dnat", "snat"):
+        fam = "%s " % v["family"] if v.get("family") else ""
+        to = expr_text(v["addr"]) if "addr" in v else ""
+        return "%s %sto %s%s" % (k, fam, to, ":%s" % expr_text(v["port"]) if "port" in v else "")
+    if k == "reject":
+        v = v or {}
+        if v.get("type") == "icmp" and v.get("expr", "port-unreachable") == "port-unreachable":
+            return "reject"  # the default, as nft lists it
+        return "reject" + (" with %s" % " ".join(str(x) for x in (v.get("type"), v.get("expr")) if x) if v else "")
+    if k == "counter":
+        return "counter" if not v else "counter packets %s bytes %s" % (v.get("packets", 0), v.get("bytes", 0))
+    if k == "numgen":
+        return "numgen %s mod %s%s" % (v["mode"], v["mod"], " offset %s" % v["offset"] if v.get("offset") else "")
+    if k == "mangle":
+        mark = "mark" in json.dumps(v["key"])
+        return "%s set %s" % (expr_text(v["key"]), expr_text(v["value"], mark))
+    if k == "elem":
+        return expr_text(v["val"])
+    return json.dumps(e, sort_keys=True)
 
 
-def parse_table(text):
-    """nft's listing -> ({chain: [rules]}, {map/set: [elements]})."""
+def _binop(e):
+    return isinstance(e, dict) and len(e) == 1 and next(iter(e)) in ("&", "|", "^", "<<", ">>")
+
+
+def _elem(x):
+    """A set element or a map's [key, value] pair."""
+    if isinstance(x, list) and len(x) == 2:
+        return "%s : %s" % (expr_text(x[0]), expr_text(x[1]))
+    return expr_text(x)
+
+
+def parse_table(items):
+    """nft's JSON listing (podnet.kernel.nft.list_table) -> ({chain: [rule
+    texts]}, {map/set: [element texts]})."""
     chains, elements = {}, {}
-    kind = name = None
-    buf = []
-    for line in text.splitlines():
-        m = _BLOCK.match(line)
-        if m:
-            kind, name, buf = m.group(1), m.group(2), []
-            if kind == "chain":
-                chains[name] = []
-            continue
-        if line == "\t}":
-            if kind in ("map", "set"):
-                joined = " ".join(x.strip() for x in buf)
-                inner = re.search(r"elements = \{ (.*) \}", joined)
-                elements[name] = [e.strip() for e in inner.group(1).split(",")] if inner else []
-            kind = name = None
-            continue
-        if kind == "chain":
-            body = line.strip()
-            if body and not body.startswith("type "):
-                chains[name].append(body)
-        elif kind:
-            buf.append(line)
+    for item in items or []:
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            r = item["rule"]
+            text = " ".join(expr_text(x) for x in r.get("expr") or [])
+            if r.get("comment"):
+                text += ' comment "%s"' % r["comment"]
+            chains.setdefault(r["chain"], []).append(text)
+        else:
+            for kind in ("map", "set"):
+                if kind in item:
+                    elems = item[kind].get("elem") or []
+                    elements[item[kind]["name"]] = [_elem(x) for x in elems]
     return chains, elements
 
 
@@ -73,12 +148,15 @@ def service_view(svc, chains, elements):
     return out
 
 
-def _list(ns_path, family, table):
+def read_table(ns_path, family, table):
+    """The table's JSON objects in the node's namespace, or None."""
     with Netns(ns_path) as ns:
-        res = run(["nft", "list", "table", family, table], ns=ns, check=False)
-    if res.returncode != 0:
-        return None
-    return res.stdout
+        return nft.list_table(family, table, ns=ns)
+
+
+def _text(ns_path, family, table):
+    with Netns(ns_path) as ns:
+        return nft.list_table_text(family, table, ns=ns)
 
 
 def cmd_rules(args):
@@ -93,15 +171,16 @@ def cmd_rules(args):
     for node in [args.node] if args.node else nodes:
         ns = path_of(topo.ns_name(lab, node))
         family, table = ("inet", "podnet-policy") if args.policy else ("ip", "podnet-proxy")
-        text = _list(ns, family, table)
         print("# node %s: table %s %s" % (node, family, table))
-        if text is None:
+        items = None if args.policy or args.raw else read_table(ns, family, table)
+        text = _text(ns, family, table) if args.policy or args.raw else None
+        if items is None and text is None:
             print("  (no such table: the agent has not synced yet, or is not running)")
             continue
-        if args.policy or args.raw:
-            print(text.rstrip())
+        if text is not None:
+            print(text.rstrip())  # for people: nft's own listing, shown as it is
             continue
-        chains, elements = parse_table(text)
+        chains, elements = parse_table(items)
         objects = objects_for(lab)
         services = objects.list("Service", None if args.all_namespaces else args.namespace or None)
         shown = 0

@@ -18,12 +18,20 @@ rm      refuses a running container (unless -f) and one whose network
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
 
 from podnet.docker import modes, networks, proc, spec
 from podnet.docker.spec import DockerError
+
+
+def node_resolv_conf(lab, node):
+    """The lab node's own resolver config (the lab writes it; see podnet.lab.lab)."""
+    from podnet.lab import topology as topo
+
+    return os.path.join(topo.state_dir(lab), "nodes", node, "resolv.conf")
 
 
 def now():
@@ -79,6 +87,11 @@ def create(store, lab, node, name, network, publish, cmd, auto_remove=False, env
                 rec["resolv"] = os.path.join(rdir, "resolv.conf")
                 with open(rec["resolv"], "w") as f:
                     f.write(spec.resolv_conf(target["gateway"]))
+            elif kind in ("bridge", "host") and os.path.exists(node_resolv_conf(lab, node)):
+                # as Docker copies the host's: the node's resolver (the lab's, on
+                # the external host), never this machine's, which the lab cannot reach
+                rec["resolv"] = os.path.join(rdir, "resolv.conf")
+                shutil.copyfile(node_resolv_conf(lab, node), rec["resolv"])
             store.save_container(rec)
         except BaseException:
             modes.detach(store, lab, rec)
@@ -198,19 +211,9 @@ def exec_argv(store, name, argv):
 
 def live(sandbox, what):
     """`ip -j addr|route` inside a container's netns (what `podnet inspect` shows)."""
-    import json
+    from podnet.kernel import links
 
-    from podnet.kernel import netns
-
-    try:
-        with netns.Netns(sandbox) as ns:
-            res = netns.run(["ip", "-j", what], ns=ns, check=False)
-    except netns.NetnsError:
-        return None
-    try:
-        return json.loads(res.stdout) if res.returncode == 0 else None
-    except ValueError:
-        return None
+    return links.show_json(sandbox, what)
 
 
 def inspect(rec):

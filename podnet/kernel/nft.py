@@ -25,20 +25,32 @@ def apply(script, ns=None, what="transaction"):
         raise NftError(what, res.stderr or res.stdout)
 
 
-def list_table(family, table, ns=None):
-    """The table as nft's JSON objects, or None when it does not exist."""
-    res = run(["nft", "-j", "list", "table", family, table], ns=ns, check=False)
+def list_table(family, table, ns=None, stateless=False):
+    """The table as nft's JSON objects (`nft -j list table`; -s with
+    stateless: no counter values, so a listing changes only when the rules
+    do), or None when the table does not exist."""
+    argv = ["nft", "-j"] + (["-s"] if stateless else []) + ["list", "table", family, table]
+    res = run(argv, ns=ns, check=False)
     if res.returncode != 0:
         if "No such file" in res.stderr or "does not exist" in res.stderr:
             return None
         raise NftError("list table %s %s" % (family, table), res.stderr)
-    return [item for item in json.loads(res.stdout).get("nftables", []) if "metainfo" not in item]
+    try:
+        doc = json.loads(res.stdout)
+    except ValueError as exc:
+        raise NftError("list table %s %s" % (family, table), "unreadable JSON: %s" % exc) from None
+    return [item for item in doc.get("nftables", []) if "metainfo" not in item]
 
 
-def list_ruleset_text(ns=None, table=None, family="inet"):
-    argv = ["nft", "list", "table", family, table] if table else ["nft", "list", "ruleset"]
-    res = run(argv, ns=ns, check=False)
-    return res.stdout if res.returncode == 0 else ""
+def list_table_text(family, table, ns=None):
+    """`nft list table` as people read it, for display only (parse list_table's
+    JSON instead), or None when the table does not exist."""
+    res = run(["nft", "list", "table", family, table], ns=ns, check=False)
+    if res.returncode != 0:
+        if "No such file" in res.stderr or "does not exist" in res.stderr:
+            return None
+        raise NftError("list table %s %s" % (family, table), res.stderr)
+    return res.stdout
 
 
 def delete_table(family, table, ns=None):

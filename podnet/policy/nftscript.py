@@ -121,21 +121,39 @@ def render(plan, table=TABLE):
     for name, chain in plan.chains.items():
         out += ["add rule %s %s %s" % (T, name, rule_text(r)) for r in chain.rules]
     body = "\n".join(out) + "\n"
-    # the table's comment names the plan: `nft list table` then tells which
-    # plan a node holds (the lab tests wait on it before probing)
+    # the table's comment names the plan, for people reading `nft list table`;
+    # nft -j (1.0.6) leaves a table's comment out, so an empty set carries it
+    # too, where the JSON listing shows it (the agent and the lab tests read it)
+    named = _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % digest(body))
     head = [
         "add table %s" % T,
         "delete table %s" % T,
-        "add table %s { comment %s; }"
-        % (T, _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % digest(body))),
+        "add table %s { comment %s; }" % (T, named),
+        "add set %s %s { type ipv4_addr; comment %s; }" % (T, PLAN_SET, named),
     ]
     return "\n".join(head) + "\n" + body
 
 
-def applied_plan(listing):
-    """The plan digest in a `nft list table` text, or None."""
-    m = re.search(r'comment "podnet NetworkPolicy plan ([0-9a-f]+)', listing or "")
+_PLAN = re.compile(r"podnet NetworkPolicy plan ([0-9a-f]+)")
+PLAN_SET = "plan-id"
+HEAD_LINES = 4
+
+
+def applied_plan(script):
+    """The plan digest a script of render()'s names, or None."""
+    m = _PLAN.search(script or "")
     return m.group(1) if m else None
+
+
+def plan_in_table(items):
+    """The plan digest a table holds, from nft's JSON listing
+    (podnet.kernel.nft.list_table), or None (no table, or not ours)."""
+    for item in items or []:
+        s = item.get("set")
+        if s and s.get("name") == PLAN_SET:
+            m = _PLAN.search(s.get("comment") or "")
+            return m.group(1) if m else None
+    return None
 
 
 def digest(script):

@@ -15,13 +15,13 @@ agent restarts (as kube-proxy keeps its rules), and `lab down` removes the
 node's namespace with it.
 """
 
+import json
 import logging
 import threading
 import time
 
 from podnet.client import loop
 from podnet.kernel import nft
-from podnet.kernel.netns import run
 from podnet.policy import nftscript
 from podnet.policy.planner import node_addresses, plan
 
@@ -49,9 +49,10 @@ class PolicyReconciler:
         return plan(policies, pods, namespaces, self.node, node_addresses(me)), len(policies)
 
     def _listing(self):
-        # -s: stateless, so counters moving is not drift
-        res = run(["nft", "-s", "list", "table", nftscript.FAMILY, nftscript.TABLE], ns=self.ns, check=False)
-        return nftscript.digest(res.stdout) if res.returncode == 0 else None
+        """A digest of the table as the kernel holds it (nft's JSON, stateless,
+        so counters moving is not drift), or None when it is gone."""
+        items = nft.list_table(nftscript.FAMILY, nftscript.TABLE, ns=self.ns, stateless=True)
+        return None if items is None else nftscript.digest(json.dumps(items, sort_keys=True))
 
     def sync(self):
         t0 = time.monotonic()

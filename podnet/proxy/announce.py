@@ -15,10 +15,7 @@ prerouting like any other Service front.
 
 import calendar
 import hashlib
-import ipaddress
 import logging
-import socket
-import struct
 import time
 
 from podnet.proxy.inputs import SERVICE_NAME_LABEL, external_addresses, service_key
@@ -89,54 +86,31 @@ class L2Announcer:
     def __init__(self, uplink="eth0"):
         self.uplink = uplink
 
-    def _current(self, ipr, lo):
-        out = set()
-        for msg in ipr.addr("dump", index=lo):
-            if msg.get_attr("IFA_LABEL") == LABEL:
-                out.add(msg.get_attr("IFA_ADDRESS"))
-        return out
-
     def ensure(self, ips):
         """-> (added, removed)."""
+        from podnet.kernel import links, neigh
         from podnet.kernel.netns import iproute
 
-        ipr = iproute()
+        ipr = iproute()  # the agent runs in the node's namespace
         try:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            have = self._current(ipr, lo)
+            have = links.labelled_addresses(ipr, "lo", LABEL)
             want = set(ips)
             for ip in sorted(want - have):
-                ipr.addr("add", index=lo, address=ip, prefixlen=32, label=LABEL)
+                links.ensure_address(ipr, "lo", ip + "/32", label=LABEL)
             for ip in sorted(have - want):
-                ipr.addr("del", index=lo, address=ip, prefixlen=32)
-            up = ipr.link_lookup(ifname=self.uplink)
-            mac = ipr.get_links(up[0])[0].get_attr("IFLA_ADDRESS") if up else None
+                links.delete_address(ipr, "lo", ip + "/32")
+            mac = links.link_mac(ipr, self.uplink)
         finally:
             ipr.close()
         for ip in sorted(want - have) if mac else ():
             try:
-                gratuitous_arp(self.uplink, mac, ip)
+                neigh.gratuitous_arp(self.uplink, mac, ip)
             except OSError as exc:  # the IP is still answered on request; only the fast switch is lost
                 log.warning("gratuitous ARP for %s on %s: %s", ip, self.uplink, exc)
         return sorted(want - have), sorted(have - want)
 
     def release(self):
         return self.ensure(())
-
-
-def gratuitous_arp(ifname, mac, ip):
-    """Broadcast 'ip is at mac' (an ARP request for itself, RFC 5227). The
-    MAC comes from netlink: /sys/class/net shows the root namespace's links."""
-    mac = bytes.fromhex(mac.replace(":", ""))
-    addr = ipaddress.IPv4Address(ip).packed
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, addr, b"\xff" * 6, addr)
-    frame = b"\xff" * 6 + mac + struct.pack("!H", 0x0806) + arp
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    try:
-        s.bind((ifname, 0))
-        s.send(frame)
-    finally:
-        s.close()
 
 
 def bgp_prefixes(services, slices, node):

@@ -371,6 +371,7 @@ class Bird:
     def stop(self, timeout=5.0):
         """SIGTERM our BIRD by its PID (it withdraws its routes and sends BGP
         Cease), SIGKILL after `timeout`. Idempotent."""
+        left = None
         with self._lock:
             pid = self._pid()
             if pid is not None:
@@ -387,14 +388,21 @@ class Bird:
                         time.sleep(0.02)
                     # a killed BIRD leaves its routes behind; only BIRD makes
                     # proto bird routes in a node namespace, and only ours runs there
-                    subprocess.run(
-                        self._in_netns(["ip", "-4", "route", "flush", "proto", "bird"]), capture_output=True, timeout=30
-                    )
+                    from podnet.kernel import routes
+
+                    try:
+                        routes.flush_routes(self.netns_path or None, routes.PROTO_BIRD)
+                    except OSError:  # the namespace is gone, and its routes with it
+                        pass
+                    except routes.LinkError as exc:  # finish stopping first, then say what stays
+                        left = BgpError("bird (PID %d) killed, but its routes stay: %s" % (pid, exc))
             for path in (self.ctl, self.pidfile):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        if left is not None:
+            raise left
 
     def sessions(self):
         """The BGP sessions: [{name, peer, address, state, since, info}]."""

@@ -15,7 +15,7 @@ import threading
 import time
 
 from podnet.client import loop
-from podnet.kernel import nft
+from podnet.kernel import netns, nft
 from podnet.routing import apply as ap
 from podnet.routing.planner import (
     ANN_BACKEND,
@@ -85,14 +85,12 @@ class RoutingReconciler:
         return ann
 
     def sync(self):
-        from podnet.kernel.netns import iproute
-
         nodes = self.objects.list("Node")
         if self.mode == "bgp":
             self._bgp(nodes)
         # bgp too: the plan then holds only the service CIDR's route (BIRD's are proto bird)
         desired = plan(self.mode, self.node, nodes, self.underlay, self.direct_routing, service_cidr=self.service_cidr)
-        ipr = iproute()
+        ipr = netns.iproute()  # the agent runs in the node's namespace
         try:
             n = ap.apply(ipr, desired)
         finally:

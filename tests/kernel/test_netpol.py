@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from podnet.kernel import nft
+from podnet.kernel.netns import Netns
 from podnet.policy import nftscript
 from podnet.policy.reconciler import PolicyReconciler
 from tests import netpol_cases as nc
@@ -88,21 +90,9 @@ class Matrix:
         def holds():
             for node in nc.NODES:
                 want = nftscript.applied_plan(nftscript.render(PolicyReconciler(node, self.objects, CIDR).desired()[0]))
-                got = subprocess.run(
-                    [
-                        "nsenter",
-                        "--net=/run/netns/pn-%s-%s" % (self.lab.name, node),
-                        "--",
-                        "nft",
-                        "list",
-                        "table",
-                        "inet",
-                        "podnet-policy",
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                if nftscript.applied_plan(got.stdout) != want:
+                with Netns("/run/netns/pn-%s-%s" % (self.lab.name, node)) as ns:
+                    got = nftscript.plan_in_table(nft.list_table(nftscript.FAMILY, nftscript.TABLE, ns=ns))
+                if got != want:
                     return None
             return True
 
