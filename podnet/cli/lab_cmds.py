@@ -119,4 +119,4 @@ def _exec(args):
     cmd = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
     if not cmd:
         raise topo.LabError("give a command after --")
-    return subprocess.call(["nsenter", "--net=/run/netns/" + targets[args.target], "--", *cmd])
+    return subprocess.call(topo.exec_argv(lab, args.target, targets[args.target], cmd))

@@ -3,7 +3,9 @@
     pn-<lab>-u        the underlay: one bridge, br0, the "switch" every node plugs into
     pn-<lab>-<node>   a node: eth0 on the underlay (192.168.200.11, .12, ...)
     pn-<lab>-ext      the external host: eth0 on the underlay (192.168.200.100),
-                      standing for the internet; it has no route to pod networks
+                      standing for the internet and the nodes' router (their
+                      default route, their resolver); it has no route to pod
+                      networks
     pn-<lab>-p-<uid>  a pod's namespace (made by the node agent)
 
 Everything a lab owns is recognisable by its exact prefix "pn-<lab>-", and
@@ -20,10 +22,9 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 
-from podnet.kernel import netns
+from podnet.kernel import links, netns, nft, routes
 
 STATE_ROOT = os.environ.get("PODNET_STATE_ROOT", "/var/lib/podnet/labs")
 UNDERLAY = ipaddress.ip_network("192.168.200.0/24")
@@ -99,36 +100,88 @@ def save(lab, doc):
     os.replace(tmp, path)
 
 
-def _ip(*args):
-    res = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if res.returncode != 0 and "File exists" not in res.stderr and "already assigned" not in res.stderr:
-        raise LabError("ip %s: %s" % (" ".join(args), res.stderr.strip()))
-
-
 def _plug(lab, what, ip, port_name):
     """eth0 of namespace `what` on the underlay bridge, idempotently."""
     ns, under = ns_name(lab, what), ns_name(lab, "u")
     netns.create(ns)
-    have = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "eth0"], capture_output=True, text=True)
-    if have.returncode != 0:
-        _ip("-n", under, "link", "add", port_name, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _ip("-n", under, "link", "set", port_name, "master", "br0", "up")
-    _ip("-n", ns, "addr", "add", "%s/%d" % (ip, UNDERLAY.prefixlen), "dev", "eth0")
-    _ip("-n", ns, "link", "set", "eth0", "up")
+    try:
+        links.ensure_veth(under, port_name, ns, "eth0", master="br0")
+        links.ensure_addr(ns, "eth0", "%s/%d" % (ip, UNDERLAY.prefixlen))
+    except links.LinkError as exc:
+        raise LabError("plug %s into the underlay of lab %s: %s" % (what, lab, exc)) from None
+
+
+# The external host answers a packet it has no route for with "network
+# unreachable" at once, as the internet's routers do, so a client in the lab
+# fails fast rather than waiting for its timeout. Not through the kernel's own
+# no-route error: that one is rate-limited per source host (1/s, a burst of 5,
+# net.ipv4.route.error_cost/error_burst, which are not per namespace), so a
+# client's second connection in a second would hang. An nft reject in
+# prerouting is limited only by the namespace's own icmp_ratelimit, set to 0.
+# (A local destination has no oif for fib: it is accepted first.)
+ROUTER_RULES = """add table inet podnet-lab-router
+delete table inet podnet-lab-router
+add table inet podnet-lab-router
+add chain inet podnet-lab-router prerouting { type filter hook prerouting priority 0; policy accept; }
+add rule inet podnet-lab-router prerouting fib daddr type { local, broadcast, multicast } accept
+add rule inet podnet-lab-router prerouting fib daddr oif missing reject with icmp type net-unreachable
+"""
+
+
+def _router(ext):
+    links.write_sysctl(ext, "net.ipv4.ip_forward", 1)
+    links.write_sysctl(ext, "net.ipv4.icmp_ratelimit", 0)
+    nft.apply(ROUTER_RULES, ns=ext, what="the lab router's table")
 
 
 def build(lab, nodes, external=True, ips=None):
-    """Create (or complete) the underlay, the node namespaces and the external host."""
+    """Create (or complete) the underlay, the node namespaces and the external host.
+
+    A node is a host on a real network: its default route goes through the
+    external host, the lab's router and "internet" (which routes, and answers
+    an address it has no route for with ICMP unreachable, as a router does)."""
     under = ns_name(lab, "u")
     netns.create(under)
-    _ip("-n", under, "link", "add", "br0", "type", "bridge")
-    _ip("-n", under, "link", "set", "br0", "up")
-    # the control plane host's address: the API server listens here (see control.py)
-    _ip("-n", under, "addr", "add", "%s/%d" % (CONTROL_PLANE_IP, UNDERLAY.prefixlen), "dev", "br0")
-    for i, node in enumerate(nodes):
-        _plug(lab, node, (ips or {}).get(node) or node_ip(i), "n-" + node[:13])
+    try:
+        links.ensure_bridge(under, "br0")
+        # the control plane host's address: the API server listens here (see control.py)
+        links.ensure_addr(under, "br0", "%s/%d" % (CONTROL_PLANE_IP, UNDERLAY.prefixlen))
+    except links.LinkError as exc:
+        raise LabError("underlay of lab %s: %s" % (lab, exc)) from None
     if external:
         _plug(lab, "ext", EXTERNAL_IP, "ext")
+        try:
+            with netns.Netns(ns_name(lab, "ext")) as ext:
+                _router(ext)
+        except (links.LinkError, nft.NftError) as exc:
+            raise LabError("external host of lab %s: %s" % (lab, exc)) from None
+    for i, node in enumerate(nodes):
+        _plug(lab, node, (ips or {}).get(node) or node_ip(i), "n-" + node[:13])
+        if external:
+            try:
+                routes.ensure_default_route(ns_name(lab, node), EXTERNAL_IP, "eth0")
+            except links.LinkError as exc:
+                raise LabError("default route of %s in lab %s: %s" % (node, lab, exc)) from None
+
+
+def node_resolv_conf(lab, node):
+    """The node's resolver file (its /etc/resolv.conf as a host would have
+    it: the lab's resolver on the external host); the lab writes it."""
+    return os.path.join(state_dir(lab), "nodes", node, "resolv.conf")
+
+
+def exec_argv(lab, target, netns_name, cmd):
+    """argv running `cmd` in a node's (or the external host's) namespace,
+    seeing the node's resolv.conf as /etc/resolv.conf (in a mount namespace
+    of its own, as `ip netns exec` does with /etc/netns/NAME), so a lookup on
+    a node asks the lab's resolver, never this machine's, which the lab
+    cannot reach."""
+    argv = ["nsenter", "--net=/run/netns/" + netns_name, "--"]
+    conf = node_resolv_conf(lab, target)
+    if not os.path.exists(conf):
+        return argv + list(cmd)
+    bind = 'mount --bind "$0" /etc/resolv.conf || exit 126; exec "$@"'
+    return argv + ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, conf, *cmd]
 
 
 # ---- processes -------------------------------------------------------------
