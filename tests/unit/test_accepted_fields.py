@@ -72,8 +72,10 @@ EVIDENCE = {
     "ContainerPort.containerPort": U + "test_planners.py::test_endpointslices_conditions_named_ports_and_nodes",
     "ContainerPort.name": U + "test_planners.py::test_endpointslices_conditions_named_ports_and_nodes",
     "ContainerPort.protocol": U + "test_planners.py::test_endpointslices_conditions_named_ports_and_nodes",
-    "ContainerPort.hostPort": K + "test_pod_hostport.py::test_a_host_port_is_reachable_from_the_external_host",
-    "ContainerPort.hostIP": K + "test_pod_hostport.py::test_a_host_port_is_reachable_from_the_external_host",
+    "ContainerPort.hostPort": K
+    + "test_pod_node_duties.py::test_a_host_port_is_published_at_the_node_ip_and_guarded_on_the_node",
+    "ContainerPort.hostIP": K
+    + "test_portmap_hostip.py::test_one_port_on_two_host_ips_reaches_two_pods_and_any_address_conflicts",
     "EnvVar.name": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
     "EnvVar.value": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
     "EnvVar.valueFrom": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
