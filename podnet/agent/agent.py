@@ -28,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from podnet.agent import adopt as adopt_mod
 from podnet.agent import (
-    containers,
     hostports,
     hosts,
     initc,
     lifecycle,
     logrotate,
     metrics,
+    podrun,
     podstatus,
     prober,
     probes,
@@ -42,19 +42,13 @@ from podnet.agent import (
     sandbox,
 )
 from podnet.agent import node as node_mod
-from podnet.api import downward
 from podnet.client import Conflict, NotFound, events
 from podnet.cni import libcni
 from podnet.kernel import netns
-from podnet.workload import command_for
 
 log = logging.getLogger("podnet.agent")
 HEARTBEAT = 10.0
-DEFAULT_GRACE = 30  # terminationGracePeriodSeconds when the pod does not say (as Kubernetes)
-
-
-def now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+DEFAULT_GRACE = lifecycle.DEFAULT_GRACE
 
 
 def termination_grace(pod):
@@ -68,30 +62,6 @@ def termination_grace(pod):
 
 def pod_netns(lab, uid):
     return "pn-%s-p-%s" % (lab, uid.replace("-", "")[:10])
-
-
-class RunningPod:
-    def __init__(self, pod, ns_name, ip, log_dir):
-        self.uid = pod["metadata"]["uid"]
-        self.ns = pod["metadata"]["namespace"]
-        self.name = pod["metadata"]["name"]
-        self.netns = ns_name
-        self.ip = ip
-        self.log_dir = log_dir
-        self.pod = pod
-        self.started = now()
-        self.supervisors = {}  # app containers, made once every init container completed
-        self.init_sups = {}  # init containers, made one by one (initc.py)
-        self.init_previous = []  # initContainerStatuses of an adopted, initialized pod
-        self.initialized = False
-        self.adopt = False
-        self.prober = None
-        self.resolv = self.hosts = None
-        self.errors = {}
-        self.last_status = None
-
-    def all_supervisors(self):
-        return list(self.init_sups.values()) + list(self.supervisors.values())
 
 
 class Agent:
@@ -160,7 +130,7 @@ class Agent:
             self.dir, "pods", "%s_%s_%s" % (pod["metadata"]["namespace"], pod["metadata"]["name"], uid)
         )
         os.makedirs(log_dir, exist_ok=True)
-        rp = RunningPod(pod, ns_name, ip, log_dir)
+        rp = podrun.RunningPod(pod, ns_name, ip, log_dir)
         rp.adopt = adopt
         rp.resolv = hosts.write_resolv_conf(pod, log_dir, self.dir)
         rp.hosts = hosts.write(pod, ip, log_dir)
@@ -176,71 +146,12 @@ class Agent:
         initialized = any(c.get("type") == "Initialized" and c.get("status") == "True" for c in conditions)
         rp.init_previous = (status.get("initContainerStatuses") or []) if adopt else []
         if not pod["spec"].get("initContainers") or (adopt and initialized):
-            self._start_apps(pod, rp)
+            podrun.start_apps(self, pod, rp)
         if adopt and status.get("startTime"):
             rp.started = status["startTime"]
         self.pods[uid] = rp
         log.info("pod %s/%s %s: %s in %s", rp.ns, rp.name, "adopted" if adopt else "started", ip, ns_name)
         return rp
-
-    def _start_apps(self, pod, rp):
-        """Supervisors and probe workers for the app containers (all init containers completed)."""
-        policy = pod["spec"].get("restartPolicy", "Always")
-        previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses", [])}
-        for c in pod["spec"]["containers"]:
-            if command_for(c) is None:
-                rp.errors[c["name"]] = (
-                    "image %r cannot run in podnet: give the container a command, "
-                    "or use the agnhost image for the built-in workload" % c.get("image")
-                )
-                continue
-            sup = self._supervisor(rp, c, policy)
-            if sup.adopted:  # keep the restart count it had
-                sup.restart_count = previous.get(c["name"], {}).get("restartCount", 0)
-            rp.supervisors[c["name"]] = sup
-            rp.prober.add(c, sup)
-        rp.initialized = True
-        if not rp.adopt:
-            names = ", ".join(c["name"] for c in pod["spec"]["containers"])
-            self.event(pod, "Normal", "Started", "Started container(s) %s with IP %s" % (names, rp.ip))
-
-    def _supervisor(self, rp, c, policy):
-        """A Supervisor for container spec `c` of `rp`; its first start adopts
-        the process a previous agent started when there is one (rp.adopt)."""
-        from podnet.workload import why_not
-
-        # env with the downward API (fieldRef) and $(VAR) references resolved,
-        # and $(VAR) in command and args expanded from it, as kubelet does
-        env = downward.container_env(rp.pod, c, rp.ip, self.node_ip)
-        argv = command_for(c)
-        argv = None if argv is None else [downward.expand(a, env) for a in argv]
-        path = netns.path_of(rp.netns)
-        log_dir = rp.log_dir
-        found = [adopt_mod.find(log_dir, c["name"], path)] if rp.adopt else [None]
-
-        def start():
-            if found[0] is not None:  # once: the process the previous agent started
-                proc, found[0] = adopt_mod.Adopted(found[0]), None
-                return reap.recall(log_dir, c["name"], proc)  # the namespaces recorded at its start
-            if argv is None:
-                raise containers.ContainerError(why_not(c))
-            proc = containers.start(
-                argv,
-                path,
-                rp.name,
-                os.path.join(log_dir, c["name"] + ".log"),
-                env=env,
-                cwd=c.get("workingDir"),
-                resolv_conf=rp.resolv,
-                hosts_file=rp.hosts,
-            )
-            adopt_mod.record_pid(log_dir, c["name"], proc.pid)
-            reap.record(log_dir, c["name"], proc)  # its own namespaces: how its daemons are found
-            return proc
-
-        sup = containers.Supervisor(c, start, policy, on_exit=self.dirty.set)
-        sup.adopted = found[0] is not None
-        return sup
 
     def _stop_pod(self, rp, grace=DEFAULT_GRACE):
         """Every container at once: its preStop hook, SIGTERM, SIGKILL once
@@ -271,8 +182,8 @@ class Agent:
     def _tick_pod(self, pod, rp):
         if not rp.initialized:
             init_policy = initc.policy_for(pod["spec"].get("restartPolicy", "Always"))
-            if initc.advance(pod, rp, lambda c: self._supervisor(rp, c, init_policy)):
-                self._start_apps(pod, rp)
+            if initc.advance(pod, rp, lambda c: podrun.supervisor(self, rp, c, init_policy)):
+                podrun.start_apps(self, pod, rp)
         for name, sup in list(rp.supervisors.items()):
             if sup.tick():
                 rp.prober.kick(name)  # started or exited: the verdicts are about another instance

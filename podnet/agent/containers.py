@@ -481,6 +481,11 @@ class Supervisor:
             proc = self.proc
         if proc is not None:
             stop(proc, grace)
+            if self.on_exit is not None:
+                # stop() may have reaped it while the agent's tick polled
+                # (Popen.poll() gives up when another thread holds its wait
+                # lock): the exit waiter's wake-up alone could be lost
+                self.on_exit()
 
     def stop(self, grace=10.0):
         """Stop for good (pod deleted): no more restarts. -> the status."""
