@@ -258,6 +258,30 @@ spec:
     lab.run("delete", "pod", "slow")
 
 
+def test_a_startup_probe_that_keeps_failing_restarts_the_container(lab):
+    apply(
+        lab,
+        """apiVersion: v1
+kind: Pod
+metadata: {name: never-starts}
+spec:
+  nodeName: node2
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: agnhost
+    args: [pause]
+    startupProbe: {exec: {command: ["false"]}, periodSeconds: 1, failureThreshold: 2}
+""",
+    )
+    lab.wait("never-starts restarted", lambda: cstatus(lab, "never-starts", "app").get("restartCount", 0) >= 1)
+    assert not ready(lab.pod("never-starts"))
+    evs = events(lab, "never-starts")
+    assert any(t == "Warning" and r == "Unhealthy" and m.startswith("Startup probe failed") for t, r, m in evs), evs
+    assert ("Normal", "Killing", "Container app failed startup probe, will be restarted") in evs, evs
+    lab.run("delete", "pod", "never-starts")
+
+
 def test_init_containers_run_in_order_before_the_app(lab):
     out, gate, seen = path(lab, "init-out"), path(lab, "init-gate"), path(lab, "init-seen")
     apply(
@@ -364,6 +388,33 @@ spec:
     assert "Init:Error" in lab.run("get", "pods", "init-fails").stdout
     assert read(ran) is None  # the app never started
     lab.run("delete", "pod", "init-fails")
+
+
+def test_a_failing_init_container_with_restart_policy_always_is_retried_with_back_off(lab):
+    apply(
+        lab,
+        """apiVersion: v1
+kind: Pod
+metadata: {name: init-retries}
+spec:
+  nodeName: node2
+  initContainers: [{name: bad, image: busybox, command: [sh, -c, "exit 1"]}]
+  containers: [{name: app, image: agnhost, args: [pause]}]
+""",
+    )
+    lab.wait(
+        "init-retries retried twice",
+        lambda: (status(lab, "init-retries").get("initContainerStatuses") or [{}])[0].get("restartCount", 0) >= 2,
+    )
+    st = status(lab, "init-retries")
+    assert st["phase"] == "Pending"
+    assert st["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    shown = lab.wait(
+        "Init:CrashLoopBackOff",
+        lambda: (lambda out: "Init:CrashLoopBackOff" in out and out)(lab.run("get", "pods", "init-retries").stdout),
+    )
+    assert "Init:CrashLoopBackOff" in shown
+    lab.run("delete", "pod", "init-retries")
 
 
 def test_host_aliases_are_in_the_pods_etc_hosts(lab):
