@@ -42,12 +42,13 @@ from podnet.agent import (
     sandbox,
 )
 from podnet.agent import node as node_mod
-from podnet.client import Conflict, NotFound, events
+from podnet.client import Conflict, NotFound, events, loop
 from podnet.cni import libcni
 from podnet.kernel import netns
 
 log = logging.getLogger("podnet.agent")
 HEARTBEAT = 10.0
+RESYNC = 30.0  # seconds between syncs when nothing woke the loop
 DEFAULT_GRACE = lifecycle.DEFAULT_GRACE
 
 
@@ -204,13 +205,17 @@ class Agent:
         if self.recorder is not None:
             self.recorder.event(obj, etype, reason, message)
 
-    def sync(self):
+    def sync(self, periodic=False):
         """One level-triggered pass. Pod starts (netns, CNI ADD, processes)
         run on a small thread pool so one slow ADD does not hold back the
         status of pods already running; probes run on threads of their own.
-        Its work is this node's pods only (self.mine, kept by _on_pod)."""
-        self.syncs += 1
-        metrics.POD_SYNCS.inc()
+        Its work is this node's pods only (self.mine, kept by _on_pod).
+        periodic: the slow resync, counted apart from the passes a change woke."""
+        if periodic:
+            metrics.POD_RESYNCS.inc()
+        else:
+            self.syncs += 1
+            metrics.POD_SYNCS.inc()
         with self.mine_lock:
             mine = dict(self.mine)
         for uid, fut in list(self.starting.items()):
@@ -303,22 +308,36 @@ class Agent:
         for t in extras:
             t.start()
         metrics.serve(self.node_ip)
-        # no dirty event of its own: _on_pod wakes the loop for this node's pods only
-        self.objects.informer("Pod").add(on_change=self._on_pod)
-        beat = time.monotonic()
+        # no dirty event of its own: _on_pod wakes the loop for this node's pods only;
+        # the first list is waited for however long the API server takes
+        while not stop.is_set():
+            try:
+                self.objects.informer("Pod").add(on_change=self._on_pod)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried until the API server answers
+                log.warning("pods: waiting for the API server: %s", exc)
+                loop.THREAD_ERRORS.note("agent pod sync")
+                stop.wait(1.0)
+        beat = last_sync = time.monotonic()
         try:
             while not stop.is_set():
                 timer = self._next_timer()
-                wait = beat + HEARTBEAT - time.monotonic()
+                wait = min(beat + HEARTBEAT, last_sync + RESYNC) - time.monotonic()
                 if timer is not None:
                     wait = min(wait, timer - time.monotonic())
                 woke = self.dirty.wait(max(0.0, wait))
                 self.dirty.clear()
-                if woke or (timer is not None and time.monotonic() >= timer):  # not for the heartbeat alone
+                due = timer is not None and time.monotonic() >= timer
+                # a slow resync as well: level-triggered, whatever a lost wake-up missed is
+                # found within RESYNC (a pass over this node's pods only)
+                periodic = not (woke or due) and time.monotonic() - last_sync > RESYNC
+                if woke or due or periodic:
+                    last_sync = time.monotonic()
                     try:
-                        self.sync()
+                        self.sync(periodic)
                     except Exception as exc:
                         log.exception("sync failed: %s", exc)
+                        loop.THREAD_ERRORS.note("agent pod sync")
                         stop.wait(0.5)
                         self.dirty.set()  # level-triggered: the next pass retries
                 if time.monotonic() - beat > HEARTBEAT:

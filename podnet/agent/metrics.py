@@ -48,3 +48,6 @@ def serve(addr, port=METRICS_PORT):
 
 # Passes of the agent's pod sync: a test shows that pods of other nodes cause none.
 POD_SYNCS = Counter("podnet_agent_pod_syncs", "Passes of the node agent's pod sync", registry=REGISTRY)
+POD_RESYNCS = Counter(
+    "podnet_agent_pod_resyncs", "The node agent's periodic pod syncs (nothing woke it for RESYNC s)", registry=REGISTRY
+)

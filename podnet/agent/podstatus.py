@@ -13,6 +13,8 @@ supervisors and probe verdicts, writes nothing).
 - conditions: Initialized, ContainersReady, Ready (with kubelet's reasons).
 """
 
+import time
+
 from podnet.client import NotFound, StatusError
 
 
@@ -121,9 +123,23 @@ def build(pod, rp, host_ip):
     return status
 
 
+def stamp_transitions(status, before):
+    """lastTransitionTime on each condition: kept from `before` (the last
+    status written, or the stored one for an adopted pod) while the condition's
+    status is the same, else now. The Deployment controller's minReadySeconds
+    counts from the Ready condition's time, as upstream's does."""
+    prev = {c.get("type"): c for c in (before or {}).get("conditions") or []}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for c in status["conditions"]:
+        p = prev.get(c["type"])
+        same = p is not None and p.get("status") == c["status"] and p.get("lastTransitionTime")
+        c["lastTransitionTime"] = p["lastTransitionTime"] if same else now
+
+
 def write(objects, pod, rp, host_ip):
     """Patch the pod's status when it changed since the last write."""
     status = build(pod, rp, host_ip)
+    stamp_transitions(status, rp.last_status or pod.get("status"))
     if status == rp.last_status:
         return
 
