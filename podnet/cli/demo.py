@@ -7,6 +7,11 @@ demo runs the real CNI contract through podnet's runtime library (as
 command a person would type. Everything it made is removed at the end, also
 on Ctrl-C or an error (unless --keep).
 
+The demo builds and reads its namespaces through podnet/kernel (the only
+code that changes the kernel); what it prints is the `ip` command a person
+would type to see the same thing, and the text that command shows, rendered
+from `ip -j` (links.show_json).
+
 Names: the demo's namespaces are pn-demo_node, pn-demo_pod1, pn-demo_pod2 and
 pn-demo_ext. A lab owns every name starting "pn-<lab>-" with a lab name of
 lowercase letters and digits (topology.check_name), so a lab can be named
@@ -49,6 +54,56 @@ def _in(ns, *argv, check=True):
     return res.stdout
 
 
+def _read(ns, what):
+    """`ip -j <what>` in `ns`, parsed; an unreadable namespace fails the demo."""
+    from podnet.kernel import links
+
+    out = links.show_json(ns, what)
+    if out is None:
+        raise RuntimeError("reading %s in %s failed" % (what, ns))
+    return out
+
+
+def _name(link):
+    """A link's name as `ip -br` shows it: a veth's peer index after `@`."""
+    return link["ifname"] + ("@if%d" % link["link_index"] if "link_index" in link else "")
+
+
+def _brief_addr(ns, dev):
+    """What `ip -br addr show DEV` prints."""
+    return "".join(
+        "%-16s %-14s %s\n"
+        % (_name(a), a.get("operstate", ""), " ".join("%s/%d" % (i["local"], i["prefixlen"]) for i in a["addr_info"]))
+        for a in _read(ns, "addr")
+        if a["ifname"] == dev
+    )
+
+
+def _brief_links(ns, master):
+    """What `ip -br link show master MASTER` prints."""
+    return "".join(
+        "%-16s %-14s %s <%s>\n"
+        % (_name(link), link.get("operstate", ""), link.get("address", ""), ",".join(link["flags"]))
+        for link in _read(ns, "link")
+        if link.get("master") == master
+    )
+
+
+# `ip route`'s words in its order, by the ip -j key that holds each value
+ROUTE_WORDS = (("gateway", "via"), ("dev", "dev"), ("protocol", "proto"), ("scope", "scope"), ("prefsrc", "src"))
+
+
+def _routes(ns):
+    """What `ip route` prints."""
+    out = ""
+    for r in _read(ns, "route"):
+        words = [r["dst"]] + [w for key, word in ROUTE_WORDS if key in r for w in (word, str(r[key]))]
+        if "metric" in r:
+            words += ["metric", str(r["metric"])]
+        out += " ".join(words + list(r.get("flags") or [])) + "\n"
+    return out
+
+
 def _step(title, command=None):
     console.rule("[bold]%s" % title, align="left")
     if command:
@@ -89,7 +144,7 @@ def _podnet(*args):
 
 def run(args):
     from podnet.cni.install import install
-    from podnet.kernel import netns
+    from podnet.kernel import links, netns
 
     if os.geteuid() != 0:
         console.print("[red]podnet demo needs root: it creates network namespaces[/red]")
@@ -105,13 +160,9 @@ def run(args):
         for ns in (NODE, POD1, POD2, EXT):
             netns.delete(ns)  # a demo killed earlier
             netns.create(ns)
-        subprocess.run(
-            ["ip", "-n", NODE, "link", "add", "uplink", "type", "veth", "peer", "name", "eth0", "netns", EXT],
-            check=True,
-        )
+        links.ensure_veth(NODE, "uplink", EXT, "eth0")  # both ends up
         for ns, dev, ip in ((NODE, "uplink", NODE_IP), (EXT, "eth0", EXT_IP)):
-            subprocess.run(["ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev], check=True)
-            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+            links.ensure_addr(ns, dev, ip + "/24")
         _show("node uplink %s  <->  external %s" % (NODE_IP, EXT_IP))
 
         _step("2. Install the plugins and write a network config", "podnet cni install --bin-dir %s" % bin_dir)
@@ -169,9 +220,9 @@ def run(args):
         ip2 = results[POD2][0]["ips"][0]["address"].split("/")[0]
 
         _step("5. Inside pod1", "ip netns exec %s ip addr show eth0; ip route" % POD1)
-        _show(_in(POD1, "ip", "-br", "addr", "show", "eth0") + _in(POD1, "ip", "route"))
+        _show(_brief_addr(POD1, "eth0") + _routes(POD1))
         _step("   On the node: the bridge and its ports", "bridge link; nft list table inet podnet-bridge")
-        _show(_in(NODE, "ip", "-br", "link", "show", "master", "cni0"))
+        _show(_brief_links(NODE, "cni0"))
 
         _step("6. Traffic", "ping %s (pod1 -> pod2), ping 10.22.0.1 (gateway)" % ip2)
         for label, ok in (
@@ -211,14 +262,11 @@ def run(args):
                 timeout=60,
             )
         left = [f for f in os.listdir(os.path.join(tmp, "ipam", "mynet")) if f[0].isdigit()]
-        console.print(
-            "pod1 interfaces now: %s"
-            % " ".join(line.split(":")[1].strip() for line in _in(POD1, "ip", "-o", "link").splitlines())
-        )
+        console.print("pod1 interfaces now: %s" % " ".join(link["ifname"] for link in _read(POD1, "link")))
         console.print("addresses still allocated: %s" % (", ".join(left) or "none"))
         console.rule("[green]demo done")
         return 0
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+    except (RuntimeError, subprocess.SubprocessError, OSError, links.LinkError) as exc:
         console.print("[red]demo failed: %s[/red]" % exc)
         return 1
     finally:

@@ -199,14 +199,8 @@ def _add_links(c, args, result, host, pod, pod_ns):
 def _replace_gateway(c, args, br, want):
     """forceAddress: drop other addresses of the same family in an
     overlapping subnet from the bridge (as the reference plugin does)."""
-    links, netns, _ = _kernel()
-    ipr = netns.iproute(args.host_ns)
-    try:
-        for have in links.addresses(ipr, br.index):
-            if have != want and have.version == want.version and have.network.overlaps(want.network):
-                ipr.addr("del", index=br.index, address=str(have.ip), prefixlen=have.network.prefixlen)
-    finally:
-        ipr.close()
+    links, _, _ = _kernel()
+    links.delete_overlapping_addresses(args.host_ns, c.bridge, want, index=br.index)
 
 
 def _undo(c, args, result):
@@ -230,7 +224,7 @@ def delete(args):
     """Best effort and idempotent: a missing netns, link or allocation is
     success; IPAM is always released, even when link removal failed."""
     c = BridgeConf(args.conf)
-    links, netns, rtnl = _kernel()
+    links, _, rtnl = _kernel()
     ips = []
     prev = args.conf.get("prevResult")
     if isinstance(prev, dict):
@@ -241,13 +235,8 @@ def delete(args):
         if pod_ns is not None:
             try:
                 if c.ip_masq and not ips:
-                    ipr = netns.iproute(pod_ns)
-                    try:
-                        idx = ipr.link_lookup(ifname=args.ifname)
-                        if idx:
-                            ips = [a.ip for a in links.addresses(ipr, idx[0]) if not a.ip.is_link_local]
-                    finally:
-                        ipr.close()
+                    have = links.link_addresses(pod_ns, args.ifname) or []
+                    ips = [a.ip for a in have if not a.ip.is_link_local]
                 with rtnl.Rtnl(pod_ns) as pod:
                     pod.link_del(args.ifname)  # takes the host end of the pair with it
                     pod.commit()
@@ -272,7 +261,7 @@ def delete(args):
 
 def check(args):
     c = BridgeConf(args.conf)
-    links, netns, rtnl = _kernel()
+    links, _, rtnl = _kernel()
     prev = args.conf.get("prevResult")
     if not isinstance(prev, dict):
         raise CNIError(INVALID_CONFIG, "prevResult: CHECK needs the result of ADD")
@@ -282,14 +271,10 @@ def check(args):
     if pod_ns is None:
         raise CNIError(UNKNOWN_CONTAINER, "netns %s does not exist" % args.netns)
     try:
-        ipr = netns.iproute(pod_ns)
-        try:
-            idx = ipr.link_lookup(ifname=args.ifname)
-            if not idx:
-                raise CNIError(INTERNAL, "CHECK: interface %s is missing in %s" % (args.ifname, args.netns))
-            have = set(links.addresses(ipr, idx[0]))
-        finally:
-            ipr.close()
+        found = links.link_addresses(pod_ns, args.ifname)
+        if found is None:
+            raise CNIError(INTERNAL, "CHECK: interface %s is missing in %s" % (args.ifname, args.netns))
+        have = set(found)
         for ip in prev.get("ips", []):
             if ipaddress.ip_interface(ip["address"]) not in have:
                 raise CNIError(INTERNAL, "CHECK: %s lacks address %s" % (args.ifname, ip["address"]))

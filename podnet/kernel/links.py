@@ -8,7 +8,10 @@ batch per namespace; this module holds the rest:
   addresses (also labelled ones, as the LoadBalancer announcer keeps them);
 - with a namespace (a Netns or a named one's path), for one-off setup: a veth
   pair across two namespaces, a bridge and its ports, an address, a link up
-  (the lab's underlay, Docker-mode namespaces), and `ip -j` reads;
+  (the lab's underlay, Docker-mode namespaces, `podnet demo`), and `ip -j` reads;
+- with a namespace, one IPRoute socket per call, for the CNI bridge plugin's
+  address work outside its batches: reading a pod interface's addresses (DEL,
+  CHECK) and forceAddress's delete of a bridge's old gateway address;
 - net.* sysctls inside a namespace.
 
 Every ensure_* is idempotent (what is already there is left alone), every
@@ -24,7 +27,7 @@ import os
 import socket
 import struct
 import subprocess
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from podnet.kernel.netns import Netns, entered, run
 
@@ -274,6 +277,77 @@ def ensure_addr(ns, dev, iface):
             raise LinkError("add address %s to %s in %s: no such link" % (iface, dev, h.path), errno.ENODEV)
         r.addr_add(link.index, iface, dev)
         r.commit()
+
+
+@contextmanager
+def _iproute_in(ns):
+    """One pyroute2 IPRoute socket in `ns` (a Netns, a name or path, or None:
+    the thread's own namespace), closed afterwards."""
+    from podnet.kernel.netns import iproute
+
+    with _opened(ns) if ns is not None else nullcontext() as h:
+        ipr = iproute(h)
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+
+def _err(exc):
+    """(errno, text) of a LinkError or a pyroute2 NetlinkError."""
+    return (exc.errno, str(exc)) if isinstance(exc, LinkError) else _nl(exc)
+
+
+def _where(ns):
+    return getattr(ns, "path", None) or ns or "the current namespace"
+
+
+def link_addresses(ns, dev):
+    """The addresses on `dev` in `ns` -> [ip_interface], or None when there
+    is no such link. One socket, two requests (the link by name, then its
+    addresses): what CNI DEL and CHECK read of a pod's interface."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _iproute_in(ns) as ipr:
+        try:
+            idx = link_index(ipr, dev)
+            return None if idx is None else addresses(ipr, idx)
+        except (LinkError, NetlinkError) as exc:
+            code, text = _err(exc)
+            raise LinkError("list addresses of %s in %s: %s" % (dev, _where(ns), text), code) from None
+
+
+def delete_overlapping_addresses(ns, dev, want, index=None):
+    """Delete from `dev` in `ns` every address of `want`'s family whose
+    subnet overlaps `want`'s, `want` itself excepted: the bridge plugin's
+    forceAddress, where the gateway address moves to a new subnet (as the
+    reference plugin does). `index` saves the lookup when the caller holds
+    the link. -> how many were deleted; no such link, or one already gone: 0
+    for it. One socket: the address dump, then one request per delete."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    want = ipaddress.ip_interface(want)
+    where = _where(ns)
+    n = 0
+    with _iproute_in(ns) as ipr:
+        try:
+            idx = index if index is not None else link_index(ipr, dev)
+            have = [] if idx is None else addresses(ipr, idx)
+        except (LinkError, NetlinkError) as exc:
+            code, text = _err(exc)
+            raise LinkError("list addresses of %s in %s: %s" % (dev, where, text), code) from None
+        for old in have:
+            if old == want or old.version != want.version or not old.network.overlaps(want.network):
+                continue
+            try:
+                ipr.addr("del", index=idx, address=str(old.ip), prefixlen=old.network.prefixlen)
+            except NetlinkError as exc:
+                if exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH, errno.ENODEV):
+                    continue  # gone meanwhile: what we wanted
+                code, text = _nl(exc)
+                raise LinkError("delete address %s from %s in %s: %s" % (old, dev, where, text), code) from None
+            n += 1
+    return n
 
 
 def link_exists(ns, name):

@@ -3,6 +3,7 @@ namespaces the test makes: a second ensure changes nothing, a delete of what
 is not there is fine, and an error names the operation and the object."""
 
 import ipaddress
+import json
 
 import pytest
 
@@ -106,3 +107,30 @@ def test_a_namespace_made_for_a_short_command_has_lo_up(namespaces):
     finally:
         netns.delete(name)
     assert links.show_json(path, "addr") is None  # gone: nothing to show
+
+
+def test_a_links_addresses_are_read_and_overlapping_ones_deleted(namespaces):
+    """The CNI bridge plugin's address work: a pod interface's addresses read
+    by name (None without such a link), and forceAddress's delete of the
+    addresses whose subnet overlaps the new gateway's (other families and
+    subnets stay); a second delete finds nothing, errors name the namespace."""
+    n = namespaces.new("node")
+    path = namespaces.path(n)
+    sh(n, "ip", "link", "add", "br9", "type", "bridge")
+    for a in ("10.60.0.1/16", "10.60.5.1/24", "10.61.0.1/24", "fd00:60::1/64"):
+        sh(n, "ip", "addr", "add", a, "dev", "br9")
+    want = {ipaddress.ip_interface(a) for a in ("10.60.0.1/16", "10.60.5.1/24", "10.61.0.1/24", "fd00:60::1/64")}
+    assert set(links.link_addresses(path, "br9")) == want
+    assert links.link_addresses(path, "nosuch") is None
+    with netns.Netns(path) as ns:
+        idx = json.loads(sh(n, "ip", "-j", "link", "show", "br9").stdout)[0]["ifindex"]
+        assert links.delete_overlapping_addresses(ns, "br9", "10.60.0.1/16", index=idx) == 1
+        assert links.delete_overlapping_addresses(ns, "br9", "10.60.0.1/16", index=idx) == 0
+        assert links.delete_overlapping_addresses(ns, "br9", "10.61.0.1/16") == 1  # by name: the other /24 goes
+        assert set(links.link_addresses(ns, "br9")) == {
+            ipaddress.ip_interface("10.60.0.1/16"),
+            ipaddress.ip_interface("fd00:60::1/64"),
+        }
+    assert links.delete_overlapping_addresses(path, "nosuch", "10.60.0.1/16") == 0
+    with pytest.raises(netns.NetnsError, match="network namespace .*%s-gone does not exist" % n):
+        links.link_addresses(path + "-gone", "br9")

@@ -23,11 +23,6 @@ PYROUTE2_LOOKUPS = {"link_lookup", "get_links", "get_addr", "get_routes", "get_n
 # (path under podnet/, kind) -> why it may stay
 ALLOWED = {
     ("cni/server.py", "pyroute2 import"): "a warm-up import only (no kernel call): the daemon pays the ~250 ms once",
-    ("cni/bridge.py", "pyroute2 request"): "the CNI bridge plugin's address reads and its delete of a stale gateway "
-    "address on the bridge: not among issue 11's modules (routing, announcer, lab, docker); still to move into "
-    "podnet.kernel.links (ensure_address/delete_address exist for it)",
-    ("cli/demo.py", "runs ip"): "`podnet demo` builds its three namespaces with the ip commands it shows people; "
-    "another engineer is rewriting demo.py, and it moves to podnet.kernel with that rewrite",
 }
 
 
