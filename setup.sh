@@ -12,13 +12,15 @@ ROOT=$PWD
 # System packages: the kernel tools podnet drives, the Go reference plugins
 # (interop tests and benchmarks), podman + runc + a static busybox (a real CNI
 # runtime running a real container), etcd-server (the distributed store
-# backend, started by its tests), bird2 (BGP routing between nodes), iperf3
+# backend, started by its tests), bird2 (BGP routing between nodes),
+# wireguard-go + wireguard-tools (encryption between nodes where the kernel has
+# no WireGuard module; wg configures either), iperf3
 # (the dataplane benchmark), dnsperf + dnsmasq-base (the DNS benchmark; the
 # -base package has no system service) + dnsutils (dig, nslookup), and
 # kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 iperf3 dnsperf dnsmasq-base dnsutils kubectl python3 python3-venv python3-pip)
+              etcd-server bird2 wireguard-go wireguard-tools iperf3 dnsperf dnsmasq-base dnsutils kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,4 +1,4 @@
-"""`podnet lab ...`: up (with progress), down, status, exec."""
+"""`podnet lab ...`: up (with progress), down, status, exec, rotate-keys."""
 
 import os
 import subprocess
@@ -43,6 +43,12 @@ def run(args):
             labmod.remove_node(lab, args.node)
         console.print("node %s removed from lab %s" % (args.node, lab))
         return 0
+    if args.lab_cmd == "rotate-keys":
+        lab = topo.pick_lab(args.lab)
+        with console.status("new WireGuard keys for %s" % args.node):
+            old, new = labmod.rotate_keys(lab, args.node)
+        console.print("node %s: public key %s (was %s); the other nodes follow" % (args.node, new, old))
+        return 0
     if args.lab_cmd == "kubeconfig":
         from podnet.lab import control
 
@@ -82,6 +88,7 @@ def _up(args):
             route_reflector=args.route_reflector,
             lb_pool=args.lb_pool,
             store=args.store,
+            encryption=args.encryption,
         )
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))

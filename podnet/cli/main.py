@@ -76,6 +76,12 @@ def _kube_parsers(sub):
         help="how pods on different nodes reach each other (default vxlan)",
     )
     up.add_argument(
+        "--encryption",
+        choices=["none", "wireguard"],
+        default=None,
+        help="pod traffic between nodes inside WireGuard (the kernel's, else wireguard-go); default none",
+    )
+    up.add_argument(
         "--direct-routing", action="store_true", help="vxlan: plain routes to peers on the same underlay subnet"
     )
     up.add_argument(
@@ -110,6 +116,9 @@ def _kube_parsers(sub):
     _lab_arg(ex)
     ex.add_argument("target", help="node name or 'external'")
     ex.add_argument("command", nargs=argparse.REMAINDER)
+    rk = ls.add_parser("rotate-keys", help="a new WireGuard key pair for a node (--encryption wireguard)")
+    _lab_arg(rk)
+    rk.add_argument("node")
     ctl = ls.add_parser("controllers", help=argparse.SUPPRESS)
     _lab_arg(ctl)
     ag = sub.add_parser("agent", help="the node agent (started by 'lab up')")
@@ -117,6 +126,12 @@ def _kube_parsers(sub):
     ag.add_argument("--node", required=True)
     ag.add_argument(
         "--kubeconfig", default=None, help="the API server and credentials (default: the lab's node kubeconfig)"
+    )
+    ag.add_argument(
+        "--encryption",
+        choices=["none", "wireguard"],
+        default=None,
+        help="pod traffic to other nodes inside WireGuard (default: the lab's setting)",
     )
     kc = ls.add_parser("kubeconfig", help="print the path of the lab's kubeconfig (for kubectl)")
     _lab_arg(kc)
@@ -225,7 +240,7 @@ def _kube(args):
             from podnet.lab.lab import run_agent
             from podnet.lab.topology import pick_lab
 
-            run_agent(pick_lab(args.lab), args.node, args.kubeconfig)
+            run_agent(pick_lab(args.lab), args.node, args.kubeconfig, encryption=args.encryption)
             return 0
         if args.cmd == "rules":
             from podnet.cli import rules

@@ -10,6 +10,7 @@ applies the manifests again. down removes everything, also after a crash.
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,9 +84,11 @@ def up(
     route_reflector=None,
     lb_pool=None,
     store=None,
+    encryption=None,
 ):
     """-> the lab document. `progress(msg)` reports each step. store:
-    "sqlite" (default) or "etcd" (a real etcd for the lab), chosen once."""
+    "sqlite" (default) or "etcd" (a real etcd for the lab), chosen once;
+    encryption: "none" (default) or "wireguard" between nodes, chosen once."""
     say = progress or (lambda msg: None)
     topo.check_name(lab)
     sdir = topo.state_dir(lab)
@@ -105,6 +108,7 @@ def up(
             "loadBalancerPool": _check_pool(lb_pool),
             "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)},
             "storeBackend": store or "sqlite",
+            "encryption": _check_encryption(encryption),
         }
         topo.save(lab, doc)
     else:
@@ -118,6 +122,11 @@ def up(
         have = doc.get("routing", {}).get("mode", "vxlan")
         if routing and routing != have:
             raise LabError("lab %s routes with %s; 'podnet lab down' it first to change to %s" % (lab, have, routing))
+        have = doc.get("encryption", "none")
+        if encryption and _check_encryption(encryption) != have:
+            raise LabError(
+                "lab %s runs with encryption %s; 'podnet lab down' it first to change to %s" % (lab, have, encryption)
+            )
     say("network: underlay, %d nodes, external host" % len(doc["nodes"]))
     topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
     from podnet.cni.install import install
@@ -165,6 +174,21 @@ def up(
     return doc, applied
 
 
+def _check_encryption(value):
+    from podnet.routing.wireguard import check_encryption
+
+    try:
+        return check_encryption(value)
+    except ValueError as exc:
+        raise LabError("--encryption: %s" % exc) from None
+
+
+def _agent_argv(lab, doc, node):
+    """The agent of `node`, with the lab's encryption on its command line
+    (lab.json keeps it, so an agent started later gets the same)."""
+    return _podnet("agent", "--lab", lab, "--node", node, "--encryption", doc.get("encryption", "none"))
+
+
 def _spawn_agents(lab, doc, say, respawn):
     """One agent per node; an agent found running (not started now) may be
     on its way out (it got SIGTERM a moment ago): if it exits while we wait,
@@ -175,7 +199,7 @@ def _spawn_agents(lab, doc, say, respawn):
         say("agent on %s" % n["name"])
         _write_node_resolv_conf(lab, doc, n["name"])
         control.node_kubeconfig(lab, n["name"])  # its token, made here rather than by each agent
-        argv = _podnet("agent", "--lab", lab, "--node", n["name"])
+        argv = _agent_argv(lab, doc, n["name"])
         if not _spawn(lab, "agent-" + n["name"], argv, n["netns"]):
             respawn["agent-" + n["name"]] = (argv, n["netns"])
 
@@ -330,7 +354,7 @@ def add_node(lab, timeout=60):
     topo.save(lab, doc)
     topo.build(lab, [n["name"] for n in doc["nodes"]], ips={n["name"]: n["ip"] for n in doc["nodes"]})
     _write_node_resolv_conf(lab, doc, name)
-    _spawn(lab, "agent-" + name, _podnet("agent", "--lab", lab, "--node", name), topo.ns_name(lab, name))
+    _spawn(lab, "agent-" + name, _agent_argv(lab, doc, name), topo.ns_name(lab, name))
     external_router(lab, doc)
     wait_nodes(lab, objects_for(lab), [name], timeout, lambda m: None)
     return name
@@ -397,7 +421,6 @@ def status(lab):
 def run_controllers(lab):
     """`podnet lab controllers`: the controller manager's process."""
     import logging
-    import signal
     import threading
 
     from podnet.controllers.manager import Manager
@@ -420,9 +443,41 @@ def run_controllers(lab):
     Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)
 
 
-def run_agent(lab, node, kubeconfig=None):
+def rotate_keys(lab, node, timeout=30.0):
+    """`podnet lab rotate-keys NODE`: a new WireGuard key pair for the node.
+    The new private key replaces <node dir>/wireguard.key (0600, atomically);
+    SIGHUP wakes the node's agent (by its recorded PID), which sets the key
+    on podnet.wg and publishes the public key; every other agent follows the
+    Node. -> (old public key, new public key) once the Node shows the new one."""
+    doc = topo.load(lab)
+    if doc.get("encryption", "none") != "wireguard":
+        raise LabError("lab %s runs without encryption ('podnet lab up --encryption wireguard')" % lab)
+    if node not in {n["name"] for n in doc["nodes"]}:
+        raise LabError("no node %r in lab %s" % (node, lab))
+    from podnet.routing import wgapply
+    from podnet.routing import wireguard as wgp
+
+    path = os.path.join(topo.state_dir(lab), "nodes", node, wgp.KEY_FILE)
+    old = wgp.public_key(wgapply.read_key(path)) if os.path.exists(path) else None
+    key = wgp.generate_private_key()
+    wgapply.write_key(path, key)
+    new = wgp.public_key(key)
+    proc = topo.processes(lab).get("agent-" + node)
+    if proc and proc["alive"]:
+        os.kill(proc["pid"], signal.SIGHUP)  # else: its next start reads the new key
+    objects = objects_for(lab)
+    deadline = time.time() + timeout
+    while True:
+        n = objects.client.find("Node", None, node)
+        if n and (n["metadata"].get("annotations") or {}).get(wgp.ANN_KEY) == new:
+            return old, new
+        if time.time() > deadline:
+            raise LabError("node %s did not take its new key within %d s (is its agent running?)" % (node, timeout))
+        time.sleep(0.1)
+
+
+def run_agent(lab, node, kubeconfig=None, encryption=None):
     import logging
-    import signal
     import threading
 
     from podnet.agent.agent import Agent
@@ -432,6 +487,11 @@ def run_agent(lab, node, kubeconfig=None):
     ip = next(n["ip"] for n in doc["nodes"] if n["name"] == node)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGHUP (`lab rotate-keys` wrote a new key): a routing pass now; set
+    # before anything else, so an early one does not end the agent
+    wake = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: wake.set())
+    encryption = _check_encryption(encryption or doc.get("encryption"))
     from podnet.routing.reconciler import RoutingReconciler
 
     r = doc.get("routing", {})
@@ -453,6 +513,9 @@ def run_agent(lab, node, kubeconfig=None):
         r.get("directRouting", False),
         r.get("routeReflector"),
         upstreams=upstreams,
+        encryption=encryption,
+        node_dir=node_dir,
+        dirty=wake,
     )
     from podnet.policy.reconciler import PolicyReconciler
     from podnet.proxy.reconciler import ProxyReconciler

@@ -175,13 +175,24 @@ def exec_argv(lab, target, netns_name, cmd):
     seeing the node's resolv.conf as /etc/resolv.conf (in a mount namespace
     of its own, as `ip netns exec` does with /etc/netns/NAME), so a lookup on
     a node asks the lab's resolver, never this machine's, which the lab
-    cannot reach."""
+    cannot reach. On a node with WireGuard, /run/wireguard shows the node's
+    own socket directory in that mount namespace, so `wg` works there."""
     argv = ["nsenter", "--net=/run/netns/" + netns_name, "--"]
     conf = node_resolv_conf(lab, target)
-    if not os.path.exists(conf):
+    binds = []
+    if os.path.exists(conf):
+        binds.append('mount --bind "$0" /etc/resolv.conf || exit 126')
+    run_root = os.path.join(state_dir(lab), "nodes", target, "wireguard")
+    if os.path.isdir(run_root):
+        # the node's own WireGuard socket directory as /run/wireguard, so
+        # `wg show` finds this node's wireguard-go (see podnet/kernel/wireguard.py)
+        from podnet.kernel import wireguard
+
+        binds.append(wireguard.shell_bind(run_root))
+    if not binds:
         return argv + list(cmd)
-    bind = 'mount --bind "$0" /etc/resolv.conf || exit 126; exec "$@"'
-    return argv + ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, conf, *cmd]
+    script = "; ".join(binds) + '; exec "$@"'
+    return argv + ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, conf, *cmd]
 
 
 # ---- processes -------------------------------------------------------------

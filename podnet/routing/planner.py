@@ -17,6 +17,11 @@ error names the peer.
 
 bgp: nothing per peer here: BIRD (routing/bgp.py) learns and installs them.
 
+encryption "wireguard" (routing/wireguard.py), in every mode: per remote node
+only `route <remote podCIDR> dev podnet.wg` (WireGuard carries the pod
+packets itself; no VXLAN device, no host-gw next hop; in bgp mode BIRD's own
+routes stay, behind ours by their metric).
+
 Every mode: route <service CIDR> dev eth0 (scope link), so the node's own
 processes and hostNetwork pods reach ClusterIPs (the cluster DNS among them)
 instead of "Network is unreachable": the route only has to get the packet
@@ -135,10 +140,11 @@ def plan(
     direct_routing: bool = False,
     underlay_mtu: int = 1500,
     service_cidr: str | None = SERVICE_CIDR,
+    encryption: str = "none",
 ) -> Desired:
     """-> Desired for the node named self_node (its own Node object must be in
     nodes). service_cidr: the Services' range, routed to the uplink (None: no
-    such route)."""
+    such route). encryption "wireguard": peers are reached through podnet.wg."""
     if mode not in MODES:
         raise RoutingError("routing mode %r: one of %s" % (mode, ", ".join(MODES)))
     me = next((n for n in nodes if n["metadata"]["name"] == self_node), None)
@@ -149,6 +155,12 @@ def plan(
     want = Desired(mode)
     if service_cidr:
         want.routes.add(Route(str(ipaddress.ip_network(service_cidr)), None, UPLINK))
+    if encryption == "wireguard":
+        from podnet.routing import wireguard
+
+        for cidr, _node in wireguard.peer_routes(self_node, nodes):
+            want.routes.add(Route(cidr, None, wireguard.DEV))
+        return want
     others = peers(self_node, nodes)
     if mode == "bgp":
         return want
@@ -182,6 +194,11 @@ def plan(
     return want
 
 
-def pod_mtu(mode: str, underlay_mtu: int = 1500) -> int:
-    """The MTU pods should use: the overlay costs 50 bytes of every packet."""
+def pod_mtu(mode: str, underlay_mtu: int = 1500, encryption: str = "none") -> int:
+    """The MTU pods should use: the overlay costs 50 bytes of every packet,
+    WireGuard 60 (it replaces the overlay: see routing/wireguard.py)."""
+    if encryption == "wireguard":
+        from podnet.routing import wireguard
+
+        return wireguard.pod_mtu(underlay_mtu)
     return underlay_mtu - VXLAN_OVERHEAD if mode == "vxlan" else underlay_mtu

@@ -8,6 +8,11 @@ hand). The same pass keeps the node's masquerade table,
 `inet podnet-node`: traffic from the cluster CIDR to anywhere outside it
 leaves with the node's address; pod-to-pod and node-to-pod traffic is never
 NATed. A failed pass is logged and retried in full.
+
+With encryption "wireguard" the same pass first keeps the node's WireGuard
+interface (routing/wgapply.py: key, podnet.wg, peers) and publishes the
+node's public key, the implementation and the handshakes on its Node; the
+plan then routes other nodes' podCIDRs through podnet.wg.
 """
 
 import logging
@@ -62,6 +67,9 @@ class RoutingReconciler:
         route_reflector=None,
         upstreams=(),
         service_cidr=SERVICE_CIDR,
+        encryption="none",
+        node_dir=None,
+        dirty=None,
     ):
         self.mode, self.node, self.objects = mode, node, objects
         self.underlay, self.cluster_cidr = underlay, cluster_cidr
@@ -70,18 +78,26 @@ class RoutingReconciler:
         self.route_reflector = route_reflector
         self.upstreams = list(upstreams)  # bgp: routers outside the cluster, [(name, ip)]
         self.service_cidr = service_cidr
-        self.dirty = threading.Event()
+        self.dirty = dirty or threading.Event()  # set: a pass now (Node watch, a dead wireguard-go, SIGHUP)
         self.passes = self.changes = 0
         self.bird = None
         self.last_masq = 0.0
+        self.encryption = encryption or "none"
+        self.wg = None
+        if self.encryption == "wireguard":
+            from podnet.routing.wgapply import WireguardPart
+
+            self.wg = WireguardPart(node, node_dir or state_dir, self.dirty)
 
     def pod_mtu(self):
-        return pod_mtu(self.mode)
+        return pod_mtu(self.mode, encryption=self.encryption)
 
     def annotations(self):
         ann = {ANN_BACKEND: self.mode}
         if self.mode == "vxlan":
             ann[ANN_VTEP] = vtep_mac(self.node)
+        if self.wg is not None:
+            ann.update(self.wg.annotations())
         return ann
 
     def sync(self):
@@ -89,10 +105,22 @@ class RoutingReconciler:
         if self.mode == "bgp":
             self._bgp(nodes)
         # bgp too: the plan then holds only the service CIDR's route (BIRD's are proto bird)
-        desired = plan(self.mode, self.node, nodes, self.underlay, self.direct_routing, service_cidr=self.service_cidr)
+        desired = plan(
+            self.mode,
+            self.node,
+            nodes,
+            self.underlay,
+            self.direct_routing,
+            service_cidr=self.service_cidr,
+            encryption=self.encryption,
+        )
         ipr = netns.iproute()  # the agent runs in the node's namespace
         try:
-            n = ap.apply(ipr, desired)
+            n = 0
+            if self.wg is not None:  # the interface first: the routes go through it
+                n, ann = self.wg.sync(ipr, nodes)
+                self._publish(nodes, ann)
+            n += ap.apply(ipr, desired)
         finally:
             ipr.close()
         if n:
@@ -102,6 +130,21 @@ class RoutingReconciler:
             nft.apply(masq_script(self.cluster_cidr), what="node masquerade")
             self.last_masq = time.monotonic()
         self.passes += 1
+
+    def _publish(self, nodes, ann):
+        """The annotations on this node's Node, written only when they differ."""
+        me = next((n for n in nodes if n["metadata"]["name"] == self.node), None)
+        have = (me or {}).get("metadata", {}).get("annotations") or {}
+        if me is None or all(have.get(k) == v for k, v in ann.items()):
+            return
+
+        def put(n):
+            have = n["metadata"].setdefault("annotations", {})
+            if all(have.get(k) == v for k, v in ann.items()):
+                return False
+            have.update(ann)
+
+        self.objects.mutate("Node", None, self.node, put)
 
     def _bgp(self, nodes):
         from podnet.routing.bgp import Bird, render_config

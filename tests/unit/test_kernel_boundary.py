@@ -1,8 +1,8 @@
 """Only podnet/kernel changes the kernel (the design's layer rule), checked on
 the source: outside podnet/kernel no module imports pyroute2, builds an
 IPRoute or NetNS, calls pyroute2's request methods (`ipr.link("add", ...)`,
-`ipr.route(...)`, `link_lookup`, ...), or runs `ip`, `nft`, `sysctl` or
-`bridge` (directly, or after `nsenter ... --`). Reads go through
+`ipr.route(...)`, `link_lookup`, ...), or runs `ip`, `nft`, `sysctl`,
+`bridge`, `wg` or `wireguard-go` (directly, or after `nsenter ... --`). Reads go through
 podnet/kernel too (nft.list_table, links.show_json, routes.get_route).
 
 A finding names the file and line. An exception is allowed only here, in
@@ -13,7 +13,7 @@ import ast
 import os
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "podnet")
-TOOLS = {"ip", "nft", "sysctl", "bridge"}
+TOOLS = {"ip", "nft", "sysctl", "bridge", "wg", "wireguard-go"}
 # pyroute2's IPRoute request methods; with a command string first ("add",
 # "del", "dump", ...) or one of the lookups
 PYROUTE2_REQUESTS = {"link", "addr", "route", "neigh", "fdb", "rule", "tc"}
