@@ -258,6 +258,28 @@ def node_routing(node: Obj) -> str:
     return f"{mode} {sessions}" if mode == "bgp" and sessions else str(mode)
 
 
+def node_encryption(node: Obj, now: datetime | None = None) -> str:
+    """podnet's own column: the WireGuard implementation the node's agent
+    reports ("wireguard-go", "kernel"), with the age of each peer's latest
+    handshake ("wireguard-go node2=5s,node3=never"); "<none>" without."""
+    ann = meta(node).get("annotations") or {}
+    impl = ann.get("podnet.io/wireguard-implementation")
+    if not impl:
+        return "<none>"
+    ages = []
+    for item in str(ann.get("podnet.io/wireguard-handshakes") or "").split(","):
+        peer, _, when = item.partition("=")
+        if not peer:
+            continue
+        try:
+            t = int(when)
+        except ValueError:
+            t = 0
+        ago = human_duration(_now(now) - datetime.fromtimestamp(t, UTC)) if t > 0 else "never"
+        ages.append(f"{peer}={ago}")
+    return f"{impl} {','.join(ages)}" if ages else str(impl)
+
+
 # ---------------------------------------------------------------- workloads
 
 

@@ -15,7 +15,7 @@ cluster read podnet the same way:
 - Each row carries the object per `includeObject` (None, Metadata, Object;
   default Metadata): kubectl reads the namespace (-A) and the labels
   (--show-labels) from it.
-- Node gets podnet's POD-CIDR and ROUTING (wide only) after kube's columns.
+- Node gets podnet's POD-CIDR, ENCRYPTION and ROUTING (wide only) after kube's columns.
 - Kinds without a printer get NAME and AGE, as kubectl shows custom resources.
 
 Descriptions are short forms of the field documentation kube-apiserver
@@ -35,6 +35,7 @@ from podnet.apiserver.columns import (
     list_with_more,
     meta,
     node_address,
+    node_encryption,
     node_roles,
     node_routing,
     node_status,
@@ -117,6 +118,12 @@ _COLUMNS: dict[str, list[_Column]] = {
         ("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r'."),
         ("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node."),
         ("Pod-CIDR", "string", 1, "podnet: the pod IP ranges assigned to the node (spec.podCIDRs)."),
+        (
+            "Encryption",
+            "string",
+            1,
+            "podnet: WireGuard between nodes (wireguard-go or kernel), with each peer's handshake age.",
+        ),
         ("Routing", "string", 1, "podnet: the routing backend the node's agent reports, with BGP sessions."),
     ],
     "NetworkPolicy": [
@@ -276,6 +283,7 @@ def _node(node: Obj, now: datetime | None) -> Cells:
         info.get("kernelVersion") or "<unknown>",
         info.get("containerRuntimeVersion") or "<unknown>",
         ",".join(spec.get("podCIDRs") or []) or spec.get("podCIDR") or "<none>",
+        node_encryption(node, now),
         node_routing(node),
     ]
 

@@ -126,6 +126,7 @@ class PeerState:
     latest_handshake: int  # unix seconds, 0: never
     rx: int
     tx: int
+    keepalive: int = 0  # seconds, 0: off
 
 
 @dataclass
@@ -153,7 +154,8 @@ def parse_dump(text):
     for ln in lines[1:]:
         f = ln.split("\t")
         allowed = tuple(sorted(a for a in f[3].split(",") if a and a != "(none)"))
-        dev.peers[f[0]] = PeerState(f[0], opt(f[2]), allowed, int(f[4]), int(f[5]), int(f[6]))
+        keepalive = int(f[7]) if len(f) > 7 and f[7].isdigit() else 0
+        dev.peers[f[0]] = PeerState(f[0], opt(f[2]), allowed, int(f[4]), int(f[5]), int(f[6]), keepalive)
     return dev
 
 

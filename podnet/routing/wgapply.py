@@ -173,7 +173,7 @@ class WireguardPart:
         state = kwg.show(self.run_root, wgp.DEV)
         if state is None:
             raise links.LinkError("wg show %s: no such interface" % wgp.DEV)
-        seen = {k: wgp.SeenPeer(p.endpoint, p.allowed_ips) for k, p in state.peers.items()}
+        seen = {k: wgp.SeenPeer(p.endpoint, p.allowed_ips, p.keepalive) for k, p in state.peers.items()}
         args = wgp.set_args(want, state.listen_port, seen)
         new_key = self.private if state.private_key != self.private else None
         if args or new_key:

@@ -46,6 +46,11 @@ ANN_KEY = "podnet.io/wireguard-public-key"
 ANN_IMPL = "podnet.io/wireguard-implementation"
 ANN_HANDSHAKES = "podnet.io/wireguard-handshakes"  # "node2=<unix s>,node3=0": the latest handshake per peer
 KEY_FILE = "wireguard.key"
+# Every peer gets a keepalive: setting it sends one at once, so a restarted
+# wireguard-go (or a new key) handshakes with every peer right away instead
+# of waiting for the other side's 15 s "no answer" timer; and handshakes stay
+# fresh (one per 2 minutes), so their age in `get nodes` says the tunnel works.
+KEEPALIVE = 25
 
 
 class KeyError_(ValueError):
@@ -151,12 +156,13 @@ class SeenPeer:
 
     endpoint: str | None
     allowed_ips: tuple[str, ...]
+    keepalive: int = 0
 
 
 def set_args(want: WgDesired, listen_port: int, peers: dict[str, SeenPeer]) -> list[str]:
     """The `wg set NAME ...` arguments that make the interface hold exactly
-    the planned peers (by key: endpoint and allowed IPs; allowed IPs are
-    replaced as a whole) and listen on the planned port; [] when it does."""
+    the planned peers (by key: endpoint, allowed IPs, the keepalive; allowed
+    IPs are replaced as a whole) and listen on the planned port; [] when it does."""
     args: list[str] = []
     if listen_port != want.port:
         args += ["listen-port", str(want.port)]
@@ -164,9 +170,15 @@ def set_args(want: WgDesired, listen_port: int, peers: dict[str, SeenPeer]) -> l
         args += ["peer", key, "remove"]
     for key, p in sorted(want.peers.items()):
         seen = peers.get(key)
-        if seen is not None and seen.endpoint == p.endpoint and tuple(sorted(seen.allowed_ips)) == p.allowed_ips:
+        if (
+            seen is not None
+            and seen.endpoint == p.endpoint
+            and tuple(sorted(seen.allowed_ips)) == p.allowed_ips
+            and seen.keepalive == KEEPALIVE
+        ):
             continue
         args += ["peer", key, "endpoint", p.endpoint, "allowed-ips", ",".join(p.allowed_ips)]
+        args += ["persistent-keepalive", str(KEEPALIVE)]
     return args
 
 

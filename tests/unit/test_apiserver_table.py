@@ -255,7 +255,8 @@ def text(kind: str, objects: list[Obj], wide: bool = False, all_namespaces: bool
 # ---------------------------------------------------------------- columns
 
 
-# kind -> (columns kubectl shows, the ones -o wide adds): kube-apiserver's, plus podnet's POD-CIDR and ROUTING
+# kind -> (columns kubectl shows, the ones -o wide adds): kube-apiserver's, plus podnet's
+# POD-CIDR, ENCRYPTION and ROUTING
 KUBE_COLUMNS = {
     "Pod": (["Name", "Ready", "Status", "Restarts", "Age"], ["IP", "Node", "Nominated Node", "Readiness Gates"]),
     "Deployment": (["Name", "Ready", "Up-to-date", "Available", "Age"], ["Containers", "Images", "Selector"]),
@@ -265,7 +266,16 @@ KUBE_COLUMNS = {
     "Endpoints": (["Name", "Endpoints", "Age"], []),
     "Node": (
         ["Name", "Status", "Roles", "Age", "Version"],
-        ["Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime", "Pod-CIDR", "Routing"],
+        [
+            "Internal-IP",
+            "External-IP",
+            "OS-Image",
+            "Kernel-Version",
+            "Container-Runtime",
+            "Pod-CIDR",
+            "Encryption",
+            "Routing",
+        ],
     ),
     "NetworkPolicy": (["Name", "Pod-Selector", "Age"], []),
     "Namespace": (["Name", "Status", "Age"], []),
@@ -527,10 +537,19 @@ def test_node_cells() -> None:
         "podnet://0.1",
         "10.244.1.0/24",
         "<none>",
+        "<none>",
     ]
     assert cells("Node", n2)[1:3] == ["NotReady,SchedulingDisabled", "<none>"]
     n1["metadata"]["annotations"] = {"podnet.io/backend-type": "bgp", "podnet.io/bgp-sessions": "node2=Established"}
-    assert cells("Node", n1)[11] == "bgp node2=Established"
+    assert cells("Node", n1)[12] == "bgp node2=Established"
+    # WireGuard: the implementation, and each peer's latest handshake as an age on the server's clock
+    n1["metadata"]["annotations"].update(
+        {
+            "podnet.io/wireguard-implementation": "wireguard-go",
+            "podnet.io/wireguard-handshakes": "node2=%d,node3=0" % (NOW.timestamp() - 7),
+        }
+    )
+    assert cells("Node", n1)[11] == "wireguard-go node2=7s,node3=never"
     del n1["status"]["conditions"]
     assert cells("Node", n1)[1] == "Unknown"
 
@@ -649,9 +668,9 @@ def test_render_table_exact_text() -> None:
     )
     assert text("Node", nodes()[:1], wide=True).split("\n") == [
         "NAME    STATUS   ROLES           AGE    VERSION   INTERNAL-IP   EXTERNAL-IP   OS-IMAGE              "
-        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR        ROUTING",
+        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR        ENCRYPTION   ROUTING",
         "node1   Ready    control-plane   5m3s   v1.31.0   172.18.0.2    <none>        Debian GNU/Linux 12   "
-        "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>",
+        "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>       <none>",
     ]
     assert text("Deployment", [deployment()], wide=True).split("\n") == [
         "NAME   READY   UP-TO-DATE   AVAILABLE   AGE    CONTAINERS   IMAGES               SELECTOR",

@@ -409,9 +409,9 @@ def test_node_table_and_wide():
     ]
     assert lines(render_get("Node", [n1], output="wide", now=NOW)) == [
         "NAME    STATUS   ROLES           AGE    VERSION   INTERNAL-IP   EXTERNAL-IP   OS-IMAGE              "
-        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR        ROUTING",
+        "KERNEL-VERSION   CONTAINER-RUNTIME   POD-CIDR        ENCRYPTION   ROUTING",
         "node1   Ready    control-plane   5m3s   v1.31.0   172.18.0.2    <none>        Debian GNU/Linux 12   "
-        "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>",
+        "6.1.0-podnet     podnet://0.1        10.244.1.0/24   <none>       <none>",
     ]
     n1["metadata"]["annotations"] = {
         "podnet.io/backend-type": "bgp",
