@@ -115,6 +115,34 @@ def ensure_up(ipr, name, mtu, address):
     return changes
 
 
+RTN_UNREACHABLE = 7
+MAIN = 254
+
+
+def ensure_unreachable(ipr, dst, proto):
+    """`ip route replace unreachable DST proto PROTO`: a catch-all under the
+    more specific routes. -> 1 when added, 0 when it was there."""
+    import socket
+
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    net = ipaddress.ip_network(dst)
+    for r in ipr.route("dump", family=socket.AF_INET, table=MAIN, proto=proto):
+        if (
+            r["proto"] == proto
+            and r["type"] == RTN_UNREACHABLE
+            and r["dst_len"] == net.prefixlen
+            and r.get_attr("RTA_DST") == str(net.network_address)
+        ):
+            return 0
+    try:
+        ipr.route("replace", dst=str(net), type="unreachable", proto=proto, table=MAIN)
+    except NetlinkError as exc:
+        code, text = _nl(exc)
+        raise LinkError("replace route unreachable %s proto %d: %s" % (net, proto, text), code) from None
+    return 1
+
+
 # ---- wg ------------------------------------------------------------------------------
 
 

@@ -94,9 +94,21 @@ SESSION_TIMERS = [
 
 
 def render_config(
-    node, node_ip, pod_cidr, peers, asn=DEFAULT_ASN, route_reflector=False, reflector_ips=(), announce=(), upstreams=()
+    node,
+    node_ip,
+    pod_cidr,
+    peers,
+    asn=DEFAULT_ASN,
+    route_reflector=False,
+    reflector_ips=(),
+    announce=(),
+    upstreams=(),
+    keep_out=(),
 ):
     """bird.conf (BIRD 2) for `node`. peers: [(name, ip)] of the other nodes.
+    keep_out: CIDRs whose learned routes (and their subnets) BIRD never puts
+    in the kernel (with encryption: pod routes go through podnet.wg only,
+    so no plain route via eth0 takes over while the tunnel is down).
 
     Full mesh by default. route_reflector=True: every peer not in reflector_ips
     is an `rr client` (peers in reflector_ips are fellow reflectors). On a
@@ -140,7 +152,8 @@ def render_config(
         "",
         "# Only routes learned by BGP go to the kernel (proto bird); nothing is learned.",
         "protocol kernel kernel4 {",
-        "  ipv4 { import none; export where source = RTS_BGP; };",
+        "  ipv4 { import none; export where source = RTS_BGP%s; };"
+        % "".join(" && net !~ [ %s+ ]" % _net4(c, "keep_out") for c in keep_out),
         "  merge paths on;",
         "  learn off;",
         "  scan time 5;   # re-installs within 5 s a route someone deleted by hand",

@@ -87,7 +87,7 @@ class RoutingReconciler:
         if self.encryption == "wireguard":
             from podnet.routing.wgapply import WireguardPart
 
-            self.wg = WireguardPart(node, node_dir or state_dir, self.dirty)
+            self.wg = WireguardPart(node, node_dir or state_dir, self.dirty, cluster_cidr=cluster_cidr)
 
     def pod_mtu(self):
         return pod_mtu(self.mode, encryption=self.encryption)
@@ -165,6 +165,8 @@ class RoutingReconciler:
             route_reflector=bool(rr) and rr == self.node,
             announce=lb,
             upstreams=self.upstreams,
+            # encrypted: pods' routes only through podnet.wg, never BIRD's plain ones
+            keep_out=(self.cluster_cidr,) if self.encryption == "wireguard" else (),
         )
         if self.bird is None:
             self.bird = Bird(self.netns_path, self.state_dir)

@@ -30,6 +30,11 @@ from podnet.routing import wireguard as wgp
 
 log = logging.getLogger("podnet.routing")
 RESYNC = 5.0
+# The guard: `unreachable <cluster CIDR> proto 45`, under the /24s (cni0's,
+# podnet.wg's). When podnet.wg is gone (wireguard-go died, and took its
+# routes along) a pod packet for another node hits it and fails at once,
+# instead of taking the default route and leaving on the underlay in clear.
+GUARD_PROTO = 45
 
 
 def read_key(path):
@@ -63,7 +68,7 @@ def ensure_key(path):
 
 
 class WireguardPart:
-    def __init__(self, node, node_dir, dirty, underlay_mtu=1500):
+    def __init__(self, node, node_dir, dirty, underlay_mtu=1500, cluster_cidr=None):
         self.node = node
         self.key_path = os.path.join(node_dir, wgp.KEY_FILE)
         self.run_root = os.path.join(node_dir, "wireguard")  # bound on /run for wg and wireguard-go
@@ -71,6 +76,7 @@ class WireguardPart:
         self.log_path = os.path.join(self.run_root, "wireguard-go.log")
         self.dirty = dirty
         self.underlay_mtu = underlay_mtu
+        self.cluster_cidr = cluster_cidr
         os.makedirs(self.run_root, mode=0o700, exist_ok=True)
         self.private = ensure_key(self.key_path)
         self.public = wgp.public_key(self.private)
@@ -164,7 +170,8 @@ class WireguardPart:
             self.private, self.public = private, wgp.public_key(private)
             log.info("wireguard: new key pair (public key %s)", self.public)
         want = wgp.plan(self.node, nodes, self.underlay_mtu)
-        changes = self._ensure_link(ipr)
+        changes = kwg.ensure_unreachable(ipr, self.cluster_cidr, GUARD_PROTO) if self.cluster_cidr else 0
+        changes += self._ensure_link(ipr)
         if want.address:
             changes += kwg.ensure_up(ipr, wgp.DEV, want.mtu, want.address)
         sig = (self.private, tuple(sorted(want.peers.items())))

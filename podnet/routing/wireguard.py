@@ -13,8 +13,11 @@ is an L3 overlay of its own, and VXLAN inside it would only cost 50 more
 bytes per packet. vxlan: no VXLAN device; host-gw: the routes go through the
 tunnel instead of via the peer (so nodes need only IP reachability); bgp:
 BIRD still runs (LoadBalancer announcements, the sessions in `get nodes`)
-and still installs its routes (metric 32), but ours (metric 0) win.
-Traffic inside a node never leaves cni0.
+and learns the podCIDRs, but keeps them out of the kernel (a plain route via
+eth0 would carry pod traffic in clear whenever podnet.wg is down). A guard
+route, `unreachable <cluster CIDR>` (routing/wgapply.py), under the /24s
+makes a packet for another node's pod fail while podnet.wg is down rather
+than take the default route. Traffic inside a node never leaves cni0.
 
 The interface holds <own podCIDR network>/32 (as podnet.1 does with vxlan):
 the kernel takes a source address from the outgoing device, so the node's
