@@ -1,7 +1,7 @@
 """Data plane: podnet's pod-to-pod paths vs the same paths built by hand.
 
 Run as root:  .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 2] [--pings 50]
-                  [--modes vxlan,host-gw,bgp] [--hand-masq] [--json FILE]
+                  [--modes vxlan,host-gw,bgp] [--encryption] [--hand-masq] [--json FILE]
 
 What it measures, in one run: iperf3 TCP throughput (`iperf3 -c DST -t
 SECONDS -J`, the receiver's bits/s, against `iperf3 -s -1` started in the
@@ -23,31 +23,64 @@ has no median) for
                         `bridge fdb add <VTEP MAC> dev vx dst <remote node IP>`
                host-gw  `ip route add <remote podCIDR> via <remote node IP>`
                bgp      BGP only installs routes: the hand-built peer is host-gw
-
+  encrypted    with --encryption (off by default: it doubles the labs and the
+               run time), for each mode also `lab up --routing MODE
+               --encryption wireguard`, a pod on node1 to a pod on node2, vs
+               WireGuard built by hand with the same tools between two more
+               hand-built nodes and a pod behind each: per node the interface
+               pndp-wg (the kernel's `ip link add ... type wireguard` where
+               the kernel has the module, else `wireguard-go -f pndp-wg`,
+               which makes a TUN device), `wg set pndp-wg listen-port 51820
+               private-key FILE peer <the other's key> endpoint <its IP>:51820
+               allowed-ips <its podCIDR>`, <own podCIDR>.0/32 on it, MTU
+               underlay-60 (IPv4 20 + UDP 8 + WireGuard 32; pods and cni0
+               the same), and `ip route add <remote podCIDR> dev pndp-wg`.
+               That is podnet's shape in every mode (WireGuard carries the pod
+               packets itself: no VXLAN inside it), so one hand-built tunnel
+               is the reference for all three. The same round also measures
+               the mode without encryption (podnet's plain lab and the plain
+               hand-built path, both up at the same time), so a second table
+               gives the cost of encryption: with / without, for podnet and
+               for the hand-built paths. Which WireGuard ran is printed: the
+               hand-built one's, and podnet's from its Nodes' annotation
+               podnet.io/wireguard-implementation; the bench also checks that
+               podnet's route to the remote pod goes through podnet.wg.
+               wireguard-go listens on /var/run/wireguard/NAME.sock, one
+               directory for the whole machine, so each hand-built
+               wireguard-go runs in a private mount namespace with a tmpfs on
+               /run (nothing is created in the machine's /run), and every
+               `wg` for it runs in that mount namespace (nsenter --mount=
+               /proc/PID/ns/mnt); the process is stopped by its PID, and its
+               TUN device goes with it.
 The podnet side is real labs brought up by the CLI (`lab up --name dp<N><m>
---nodes 2 [--routing MODE] -f MANIFEST`, PODNET_STATE_ROOT in a temp dir), one
-lab at a time; iperf3 and ping run inside the pods through `podnet exec`. The
+--nodes 2 [--routing MODE] [--encryption wireguard] -f MANIFEST`,
+PODNET_STATE_ROOT in a temp dir), one mode at a time (with --encryption the
+mode's plain and encrypted labs are up together); iperf3 and ping run inside
+the pods through `podnet exec`. The
 hand-built side lives in namespaces named pndp-<pid>-* (underlay
-192.168.220.0/24, pod subnets 10.250.x.0/24, ip_forward only in them); the
-root namespace is never changed. Each hand-built path is measured while the
+192.168.220.0/24, pod subnets 10.250.x.0/24, ip_forward only in them; the
+WireGuard nodes are .21 and .22 with pods in 10.250.21/22.0/24); the root
+namespace is never changed. Each hand-built path is measured while the
 lab it is compared with is up, so both see the same background load, and the
 order alternates per round (podnet first, then hand-built first, ...); the
 figure is the median over --rounds.
 
 Reading it: ratio = podnet / hand-built. Throughput: higher is better, the
 target is >= 0.95. RTT: lower is better (a ratio above 1 is podnet's extra
-latency). The pods' eth0 MTU and TCP retransmits are printed too: an MTU above
-the path's (vxlan: underlay - 50) shows up as retransmits or a stall (in a
-vxlan lab podnet gives every pod MTU 1450, same-node pods too, as flannel
-does; the hand-built same-node pods keep 1500). podnet's nodes carry an nft
-masquerade rule, so conntrack sees every packet; the hand-built nodes have no
-rules unless --hand-masq gives them the same one, which separates conntrack's
-cost (flannel pays it too) from the rest of podnet's path. On a
-shared 2-CPU machine (iperf3's client and server compete with everything else)
-the figures are noisy: compare within one run, never across runs. At the end
-every lab is taken down through the CLI (also on failure, Ctrl-C, SIGTERM),
-every process this script started is stopped by PID, its namespaces and temp
-dir are removed, and it checks that no pndp-/pn-<lab>- namespace is left.
+latency). The pods' eth0 MTU and TCP retransmits are printed too: an MTU
+above the path's (vxlan: underlay - 50; WireGuard: underlay - 60) shows up as
+retransmits or a stall (in a vxlan lab podnet gives every pod MTU 1450,
+same-node pods too, as flannel does; the hand-built same-node pods keep
+1500). podnet's nodes carry an nft masquerade rule, so conntrack sees every
+packet; the hand-built nodes have no rules unless --hand-masq gives them the
+same one, which separates conntrack's cost (flannel pays it too) from the
+rest of podnet's path. On a shared 2-CPU machine (iperf3's client and server
+compete with everything else, and with wireguard-go's two processes on the
+encrypted paths) the figures are noisy: compare within one run, never across
+runs. At the end every lab is taken down through the CLI (also on failure,
+Ctrl-C, SIGTERM), every process this script started is stopped by PID, its
+namespaces and temp dir are removed, and it checks that no pndp-/pn-<lab>-
+namespace is left.
 """
 
 import argparse
@@ -67,6 +100,9 @@ PREFIX = "pndp-%d-" % os.getpid()
 MODES = ("vxlan", "host-gw", "bgp")
 UNDERLAY_MTU = 1500
 NODES = {1: "192.168.220.11", 2: "192.168.220.12"}  # hand-built node -> underlay IP; podCIDR 10.250.1<n>.0/24
+WG_NODES = {1: "192.168.220.21", 2: "192.168.220.22"}  # hand-built WireGuard nodes; podCIDR 10.250.2<n>.0/24
+WG_IF, WG_PORT, WG_OVERHEAD = "pndp-wg", 51820, 60
+PODNET_WG_IF = "podnet.wg"
 
 MANIFEST = "".join(
     """\
@@ -91,8 +127,14 @@ class BenchError(Exception):
     pass
 
 
-def run(argv, check=True, timeout=120):
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def run(argv, check=True, timeout=120, input=None):
+    res = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
+    )
     if check and res.returncode != 0:
         raise BenchError("%s: rc %d: %s" % (" ".join(argv), res.returncode, (res.stderr or res.stdout).strip()[-600:]))
     return res
@@ -114,7 +156,9 @@ class Bench:
         self.ns = []  # every hand-built namespace (deleted in cleanup)
         self.procs = []  # every Popen we started (stopped by PID / process group)
         self.rows = []  # result rows for the table
+        self.enc_rows = []  # with / without encryption (--encryption)
         self.notes = []
+        self.wg_impl = None  # which WireGuard the hand-built tunnel runs
 
     # ---- podnet through its CLI ---------------------------------------------------
 
@@ -124,7 +168,10 @@ class Bench:
     def routing_supported(self):
         return "--routing" in self.cli("lab", "up", "--help").stdout
 
-    def lab_up(self, tag, routing):
+    def encryption_supported(self):
+        return "--encryption" in self.cli("lab", "up", "--help").stdout
+
+    def lab_up(self, tag, routing, encryption=False):
         lab = "dp%d%s" % (os.getpid() % 10000, tag)
         if any(n.startswith("pn-%s-" % lab) for n in all_netns()):
             raise BenchError("namespaces pn-%s-* exist already: not ours, not touching them" % lab)
@@ -136,15 +183,37 @@ class Bench:
         argv = ["lab", "up", "--name", lab, "--nodes", "2", "-f", manifest, "--timeout", "120"]
         if routing:
             argv += ["--routing", routing]
+        if encryption:
+            argv += ["--encryption", "wireguard"]
         t0 = time.monotonic()
         self.cli(*argv, timeout=180)
-        say("lab %s up (%s) in %.1f s" % (lab, routing or "default routing", time.monotonic() - t0))
+        say(
+            "lab %s up (%s%s) in %.1f s"
+            % (lab, routing or "default routing", ", wireguard" if encryption else "", time.monotonic() - t0)
+        )
         pods = {
             p["metadata"]["name"]: p
             for p in json.loads(self.cli("get", "pods", "--lab", lab, "-o", "json").stdout)["items"]
         }
         ips = {n: pods[n]["status"]["podIP"] for n in ("dp-a", "dp-b", "dp-c")}
         return lab, ips
+
+    def podnet_wireguard(self, lab, dst):
+        """None when the lab's route to dst goes through podnet.wg, else why
+        not; and a note saying which WireGuard its nodes run."""
+        nodes = json.loads(self.cli("get", "nodes", "--lab", lab, "-o", "json").stdout)["items"]
+        impl = ", ".join(
+            "%s=%s"
+            % (
+                n["metadata"]["name"],
+                (n["metadata"].get("annotations") or {}).get("podnet.io/wireguard-implementation", "?"),
+            )
+            for n in nodes
+        )
+        got = json.loads(run(["ip", "-n", "pn-%s-node1" % lab, "-j", "route", "get", dst]).stdout)
+        dev = got[0].get("dev") if got else None
+        self.notes.append("podnet's WireGuard in lab %s: %s; node1's route to %s: dev %s" % (lab, impl, dst, dev))
+        return None if dev == PODNET_WG_IF else "node1 routes %s via dev %s, not %s" % (dst, dev, PODNET_WG_IF)
 
     def lab_down(self, lab):
         try:
@@ -214,7 +283,7 @@ class Bench:
         s1 = self.pod_ns("sa", sn, "cni0", "10.250.1.2", "10.250.1.1")
         s2 = self.pod_ns("sb", sn, "cni0", "10.250.1.3", "10.250.1.1")
         # cross node: underlay bridge, two nodes with cni0, one pod each
-        u = self.netns("u")
+        self.u = u = self.netns("u")
         run(["ip", "-n", u, "link", "add", "br0", "type", "bridge"])
         run(["ip", "-n", u, "link", "set", "br0", "up"])
         self.node, self.cpod = {}, {}
@@ -231,6 +300,77 @@ class Bench:
             self.masq(n)
             self.cpod[i] = self.pod_ns("c%d" % i, n, "cni0", "10.250.1%d.2" % i, "10.250.1%d.1" % i)
         self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3")}
+
+    # ---- hand-built WireGuard ----------------------------------------------------------
+
+    def wg_link(self, n):
+        """Make interface pndp-wg in node namespace n -> the argv prefix under
+        which `wg` reaches it: the kernel's (wg over netlink in n), else
+        wireguard-go's in a private mount namespace (its UAPI socket there)."""
+        if run(["ip", "-n", n, "link", "add", WG_IF, "type", "wireguard"], check=False).returncode == 0:
+            self.wg_impl = "kernel module"
+            return self.inside(n)
+        version = run(["wireguard-go", "--version"], check=False).stdout.split("\n")[0].strip()
+        self.wg_impl = version or "wireguard-go"
+        log = open(os.path.join(self.tmp, "wireguard-go-%s.log" % n[len(PREFIX) :]), "w+")
+        # a tmpfs on /run in a mount namespace of its own: /var/run/wireguard
+        # (/var/run -> /run) is then this process's alone, and goes with it
+        bind = 'mount -t tmpfs pndp-wg /run || exit 126; exec wireguard-go -f "$0"'
+        proc = subprocess.Popen(
+            self.inside(n) + ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, WG_IF],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        # nsenter, unshare and sh exec one another: proc.pid is wireguard-go's
+        prefix = ["nsenter", "--mount=/proc/%d/ns/mnt" % proc.pid, "--"]
+        deadline = time.monotonic() + 15
+        while run(prefix + ["wg", "show", WG_IF], check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise BenchError("wireguard-go %s in %s: no UAPI socket: %s" % (WG_IF, n, log.read().strip()[-400:]))
+            time.sleep(0.1)
+        log.close()
+        return prefix
+
+    def build_wg(self):
+        """Two more nodes on the underlay and a pod behind each, joined by WireGuard."""
+        mtu = UNDERLAY_MTU - WG_OVERHEAD
+        self.wnode, self.wpod, wg, keys = {}, {}, {}, {}
+        for i, ip in WG_NODES.items():
+            n = self.netns("w%d" % i)
+            self.veth(self.u, "q%d" % i, n, "eth0", UNDERLAY_MTU)
+            run(["ip", "-n", self.u, "link", "set", "q%d" % i, "master", "br0"])
+            run(["ip", "-n", n, "addr", "add", ip + "/24", "dev", "eth0"])
+            run(["ip", "-n", n, "link", "add", "cni0", "type", "bridge"])
+            run(["ip", "-n", n, "addr", "add", "10.250.2%d.1/24" % i, "dev", "cni0"])
+            run(["ip", "-n", n, "link", "set", "cni0", "up"])
+            run(self.inside(n) + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            self.masq(n)
+            pod = self.pod_ns("d%d" % i, n, "cni0", "10.250.2%d.2" % i, "10.250.2%d.1" % i)
+            for ns, ifname in ((pod, "eth0"), (n, "vd%d" % i), (n, "cni0")):
+                run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(mtu)])
+            self.wnode[i], self.wpod[i] = n, pod
+            wg[i] = self.wg_link(n)
+            key = run(["wg", "genkey"]).stdout.strip()
+            path = os.path.join(self.tmp, "wg%d.key" % i)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(key + "\n")
+            keys[i] = (path, run(["wg", "pubkey"], input=key + "\n").stdout.strip())
+        for i, n in self.wnode.items():
+            o = 3 - i
+            run(
+                wg[i]
+                + ["wg", "set", WG_IF, "listen-port", str(WG_PORT), "private-key", keys[i][0]]
+                + ["peer", keys[o][1], "endpoint", "%s:%d" % (WG_NODES[o], WG_PORT)]
+                + ["allowed-ips", "10.250.2%d.0/24" % o]
+            )
+            run(["ip", "-n", n, "addr", "add", "10.250.2%d.0/32" % i, "dev", WG_IF])
+            run(["ip", "-n", n, "link", "set", WG_IF, "mtu", str(mtu), "up"])
+            run(["ip", "-n", n, "route", "add", "10.250.2%d.0/24" % o, "dev", WG_IF])
+        say("hand-built WireGuard between %s and %s: %s" % (WG_NODES[1], WG_NODES[2], self.wg_impl))
 
     def hand_mode(self, mode):
         """Program the cross-node path: 'host-gw' (also bgp's peer) or 'vxlan'."""
@@ -357,47 +497,97 @@ class Bench:
         m = re.search(r" mtu (\d+) ", run(prefix + ["ip", "-o", "link", "show", "eth0"], check=False).stdout)
         return int(m.group(1)) if m else None
 
-    def compare(self, label, podnet, hand):
-        """podnet and hand are (server prefix, client prefix, dst) or None; ABBA over rounds."""
-        row = {"path": label, "podnet": None, "hand": None, "errors": []}
-        sides = {k: v for k, v in (("podnet", podnet), ("hand", hand)) if v}
-        for side, (_srv, cli, dst) in list(sides.items()):
+    def measure(self, sides):
+        """sides: {name: (server prefix, client prefix, dst) or None} ->
+        ({name: figures or None}, {name: [errors]}). Every side is measured
+        in every round, in the order given on odd rounds and reversed on even
+        ones (ABBA), so all see the same background load."""
+        res = {name: None for name in sides}
+        errors = {name: [] for name in sides}
+        live = {}
+        for name, side in sides.items():
+            if not side:
+                continue
+            _srv, cli, dst = side
             why = self.reachable(cli, dst)
             if why is not None:
-                row["errors"].append("%s: %s not reachable after 30 s: %s" % (side, dst, why))
-                del sides[side]
+                errors[name].append("%s not reachable after 30 s: %s" % (dst, why))
             else:
-                row[side] = {"mtu": self.mtu(cli), "rounds": []}
+                live[name] = side
+                res[name] = {"mtu": self.mtu(cli), "rounds": []}
         for r in range(self.args.rounds):
-            for side in sorted(sides) if r % 2 == 0 else sorted(sides, reverse=True):
-                srv, cli, dst = sides[side]
+            for name in list(live) if r % 2 == 0 else list(reversed(live)):
+                srv, cli, dst = live[name]
                 try:
                     got = self.iperf(srv, cli, dst)
                     got.update(self.ping(cli, dst))
                 except BenchError as exc:
-                    row["errors"].append("%s round %d: %s" % (side, r + 1, exc))
+                    errors[name].append("round %d: %s" % (r + 1, exc))
                     continue
-                row[side]["rounds"].append(got)
-        for side in sides:
-            rr = row[side]["rounds"]
+                res[name]["rounds"].append(got)
+        for name in live:
+            rr = res[name]["rounds"]
             if rr:
-                row[side].update(
+                res[name].update(
                     {k: statistics.median(x[k] for x in rr) for k in ("gbps", "ms")},
                     retransmits=sum(x["retransmits"] or 0 for x in rr),
                 )
-        self.rows.append(row)
         say(
-            "%s: %s"
-            % (
-                label,
-                "; ".join(
-                    "%s %.2f Gbit/s %.3f ms" % (s, row[s]["gbps"], row[s]["ms"])
-                    for s in sides
-                    if row[s].get("gbps") is not None
-                )
-                or "no figures",
+            "; ".join(
+                "%s %.2f Gbit/s %.3f ms" % (name, res[name]["gbps"], res[name]["ms"])
+                for name in live
+                if res[name].get("gbps") is not None
             )
+            or "no figures"
         )
+        return res, errors
+
+    def add_row(self, label, res, errors, podnet, hand):
+        """A row of the main table: side `podnet` vs side `hand` of one measure()."""
+        self.rows.append(
+            {
+                "path": label,
+                "podnet": res[podnet],
+                "hand": res[hand],
+                "errors": ["%s: %s" % (side, e) for side in (podnet, hand) for e in errors[side]],
+            }
+        )
+
+    def compare(self, label, podnet, hand):
+        """podnet and hand are (server prefix, client prefix, dst) or None; ABBA over rounds."""
+        say("%s:" % label)
+        res, errors = self.measure({"podnet": podnet, "hand": hand})
+        self.add_row(label, res, errors, "podnet", "hand")
+
+    def compare_encrypted(self, mode, plain_lab, plain_ips, wg_lab, wg_ips):
+        """Cross node in `mode` with and without WireGuard, podnet and by hand, in the same rounds."""
+        h = self.inside
+        sides = {
+            "podnet": (self.pod(plain_lab, "dp-c"), self.pod(plain_lab, "dp-a"), plain_ips["dp-c"])
+            if plain_lab
+            else None,
+            "hand": (h(self.cpod[2]), h(self.cpod[1]), "10.250.12.2"),
+            "podnet+wg": (self.pod(wg_lab, "dp-c"), self.pod(wg_lab, "dp-a"), wg_ips["dp-c"]) if wg_lab else None,
+            "hand+wg": (h(self.wpod[2]), h(self.wpod[1]), "10.250.22.2"),
+        }
+        say("cross node %s, with and without WireGuard:" % mode)
+        res, errors = self.measure(sides)
+        if wg_lab:
+            why = self.podnet_wireguard(wg_lab, wg_ips["dp-c"])
+            if why:
+                errors["podnet+wg"].append(why)
+        self.add_row(
+            "cross node %s%s" % (mode, " (hand: plain routes)" if mode == "bgp" else ""), res, errors, "podnet", "hand"
+        )
+        self.add_row("cross node %s + wireguard (hand: wg + routes)" % mode, res, errors, "podnet+wg", "hand+wg")
+        for who, with_, without in (("podnet", "podnet+wg", "podnet"), ("hand-built", "hand+wg", "hand")):
+            self.enc_rows.append(
+                {
+                    "path": "%s %s%s" % (mode, who, " (plain routes)" if who == "hand-built" and mode == "bgp" else ""),
+                    "with": res[with_],
+                    "without": res[without],
+                }
+            )
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -409,14 +599,25 @@ class Bench:
         else:
             self.notes.append("`lab up --routing` is not available yet: cross-node rows are hand-built only")
             plan = [("s", None, None)] + [(None, None, m) for m in self.args.modes]
+        enc = self.args.encryption
+        if enc:
+            self.build_wg()
+            if not self.encryption_supported():
+                self.notes.append("`lab up --encryption` is not available yet: the wireguard rows are hand-built only")
+                enc = "hand"
         same_done = False
         for tag, routing, mode in plan:
-            lab = ips = None
+            lab = ips = wg_lab = wg_ips = None
             if tag:
                 try:
                     lab, ips = self.lab_up(tag, routing)
                 except (BenchError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
                     self.notes.append("lab up (%s) failed: %s" % (routing or "default routing", exc))
+            if tag and mode and enc is True:
+                try:
+                    wg_lab, wg_ips = self.lab_up(tag + "w", routing, encryption=True)
+                except (BenchError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
+                    self.notes.append("lab up (%s, wireguard) failed: %s" % (routing or "default routing", exc))
             try:
                 if lab and not same_done:
                     same_done = True
@@ -428,7 +629,10 @@ class Bench:
                             (pb, pa, ips["dp-b"]),
                             (h(s2), h(s1), dst),
                         )
-                if mode:
+                if mode and enc:
+                    self.hand_mode("vxlan" if mode == "vxlan" else "host-gw")
+                    self.compare_encrypted(mode, lab, ips, wg_lab, wg_ips)
+                elif mode:
                     self.hand_mode("vxlan" if mode == "vxlan" else "host-gw")
                     self.compare(
                         "cross node %s%s" % (mode, " (hand: plain routes)" if mode == "bgp" else ""),
@@ -436,8 +640,9 @@ class Bench:
                         (h(self.cpod[2]), h(self.cpod[1]), "10.250.12.2"),
                     )
             finally:
-                if lab:
-                    self.lab_down(lab)
+                for up in (lab, wg_lab):
+                    if up:
+                        self.lab_down(up)
 
     def cleanup(self):
         for proc in list(self.procs):
@@ -459,6 +664,20 @@ def say(msg):
 
 def _f(v, fmt):
     return fmt % v if v is not None else "-"
+
+
+def ratio(a, b, key):
+    return a[key] / b[key] if a and b and a.get(key) and b.get(key) else None
+
+
+def table(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            ).rstrip()
+        )
 
 
 def report(b, data):
@@ -495,13 +714,7 @@ def report(b, data):
                 "%s/%s" % (p.get("retransmits", "-"), h.get("retransmits", "-")),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
-            ).rstrip()
-        )
+    table(rows)
     print(
         "\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
         "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings
@@ -512,6 +725,39 @@ def report(b, data):
         "iperf3 -t %d per figure, median over %d round(s) alternating which side goes first; "
         "retr = TCP retransmits summed over the rounds." % (b.args.seconds, b.args.rounds)
     )
+    if b.enc_rows:
+        print()
+        table(
+            [
+                (
+                    "path",
+                    "with wg Gbit/s",
+                    "without Gbit/s",
+                    "ratio",
+                    "with wg RTT ms",
+                    "without RTT ms",
+                    "ratio",
+                    "MTU w/o",
+                )
+            ]
+            + [
+                (
+                    r["path"],
+                    _f((r["with"] or {}).get("gbps"), "%.2f"),
+                    _f((r["without"] or {}).get("gbps"), "%.2f"),
+                    _f(ratio(r["with"], r["without"], "gbps"), "%.2f"),
+                    _f((r["with"] or {}).get("ms"), "%.3f"),
+                    _f((r["without"] or {}).get("ms"), "%.3f"),
+                    _f(ratio(r["with"], r["without"], "ms"), "%.2f"),
+                    "%s/%s" % ((r["with"] or {}).get("mtu", "-"), (r["without"] or {}).get("mtu", "-")),
+                )
+                for r in b.enc_rows
+            ]
+        )
+        print(
+            "\nThe cost of encryption: ratio = with WireGuard / without, the same mode and side, the same rounds "
+            "(no target). Hand-built WireGuard: %s." % (b.wg_impl or "-")
+        )
     for r in b.rows:
         for e in r["errors"]:
             print("error: %s: %s" % (r["path"], e))
@@ -535,6 +781,12 @@ def main(argv=None):
         action="store_true",
         help="give the hand-built nodes podnet's masquerade rule too (nft nat: conntrack on every packet)",
     )
+    ap.add_argument(
+        "--encryption",
+        action="store_true",
+        help="also each mode with `lab up --encryption wireguard` vs WireGuard built by hand, "
+        "and with vs without encryption",
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
     args = ap.parse_args(argv)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -542,7 +794,9 @@ def main(argv=None):
         ap.error("--modes from %s; --seconds, --rounds, --pings >= 1" % ",".join(MODES))
     if os.geteuid() != 0:
         ap.error("needs root (creates network namespaces)")
-    for tool in ("iperf3", "ping", "nsenter", "ip", "bridge"):
+    for tool in ("iperf3", "ping", "nsenter", "ip", "bridge") + (
+        ("wg", "wireguard-go", "unshare") if args.encryption else ()
+    ):
         if not shutil.which(tool):
             ap.error("%s is not installed" % tool)
 
@@ -572,6 +826,8 @@ def main(argv=None):
         loadavg_end=os.getloadavg()[0],
         seconds=time.monotonic() - start,
         rows=b.rows,
+        encryption_rows=b.enc_rows,
+        hand_wireguard=b.wg_impl,
         notes=b.notes,
         labs=b.labs,
         netns_left=left,
