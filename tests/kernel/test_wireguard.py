@@ -327,3 +327,23 @@ def test_an_agent_restart_keeps_wireguard_go_and_the_connection(lab):
         assert echo(cli, "two") == "echo two"
     finally:
         stop(cli, srv)
+
+
+def test_a_joining_and_a_leaving_node_update_the_peers(lab):
+    if lab.mode != "vxlan":
+        pytest.skip("the peer bookkeeping is the same in every mode: once is enough")
+    lab.run("lab", "add-node", timeout=120)
+    key4 = lab.wait(
+        "node4's key on its Node",
+        lambda: (lambda n: n and node_key(lab, "node4"))(
+            [n for n in lab.get("nodes") if n["metadata"]["name"] == "node4"]
+        ),
+        30,
+    )
+    lab.wait("node1 has node4 as a peer", lambda: key4 in wg_dump(lab, "node1")[1], 20)
+    assert len(wg_dump(lab, "node4")[1]) == 3
+    pid4 = wg_pid(lab, "node4")
+    lab.run("lab", "remove-node", "node4")
+    lab.wait("node4's peer gone from node1", lambda: key4 not in wg_dump(lab, "node1")[1], 20)
+    assert len(wg_dump(lab, "node1")[1]) == 2
+    lab.wait("node4's wireguard-go gone with it", lambda: not alive(pid4), 5)
