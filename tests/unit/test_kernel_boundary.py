@@ -120,6 +120,8 @@ def test_the_scan_sees_what_it_forbids(tmp_path):
         'print(["ip"])\n'  # a one-word list that is no command line: a family name
         'for argv in (["ip", "netns", "add", "a"], ["ip", "-n", "a", "link"]):\n'
         "    subprocess.run(argv)\n"
+        'subprocess.Popen(["nsenter", "--net=/run/netns/a", "--", "wireguard-go", "-f", "wg0"])\n'
+        'subprocess.run(["wg", "set", "wg0", "peer", key, "remove"])\n'
     )
     kinds = [(line, kind) for _, line, kind in findings(str(src), "bad.py")]
     assert kinds == [
@@ -134,6 +136,8 @@ def test_the_scan_sees_what_it_forbids(tmp_path):
         (10, "runs bridge"),
         (12, "runs ip"),
         (12, "runs ip"),
+        (14, "runs wireguard-go"),
+        (15, "runs wg"),
     ]
 
 
