@@ -14,13 +14,14 @@ ROOT=$PWD
 # runtime running a real container), etcd-server (the distributed store
 # backend, started by its tests), bird2 (BGP routing between nodes),
 # wireguard-go + wireguard-tools (encryption between nodes where the kernel has
-# no WireGuard module; wg configures either), iperf3
+# no WireGuard module; wg configures either), tcpdump (the test that the underlay
+# carries pod traffic only encrypted), iperf3
 # (the dataplane benchmark), dnsperf + dnsmasq-base (the DNS benchmark; the
 # -base package has no system service) + dnsutils (dig, nslookup), and
 # kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 wireguard-go wireguard-tools iperf3 dnsperf dnsmasq-base dnsutils kubectl python3 python3-venv python3-pip)
+              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -16,8 +16,7 @@ RUN_ROOT is bind-mounted on /run (/var/run is a symlink to it):
 /var/run/wireguard/podnet.wg.sock there is RUN_ROOT/wireguard/podnet.wg.sock,
 a file in the node's state. /run itself always exists, so nothing is created
 in the machine's /run; nothing else in /run is needed by wg or wireguard-go.
-`shell_bind()` is the same view for interactive commands (`podnet lab exec
-NODE -- wg show`), which keep the rest of /run.
+`podnet lab exec NODE -- wg ...` gets the same view (podnet/lab/topology.py).
 
 The process. wireguard-go runs in the foreground (-f), in a session of its
 own (an agent restart or its process group's SIGTERM leaves it and its
@@ -51,13 +50,6 @@ def _private_run(run_root, argv):
     """argv run with `run_root` as /run (a private mount namespace)."""
     bind = 'mount --bind "$0" /run || exit 126; exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", bind, run_root, *argv]
-
-
-def shell_bind(run_root):
-    """A shell fragment for a private mount namespace: /run/wireguard (made
-    when missing, as wireguard-go does) shows the node's socket directory."""
-    sock = os.path.join(run_root, SOCK_SUBDIR)
-    return 'mkdir -p /run/wireguard && mount --bind "%s" /run/wireguard || exit 126' % sock
 
 
 def socket_dir(run_root):

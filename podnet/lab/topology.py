@@ -183,12 +183,12 @@ def exec_argv(lab, target, netns_name, cmd):
     if os.path.exists(conf):
         binds.append('mount --bind "$0" /etc/resolv.conf || exit 126')
     run_root = os.path.join(state_dir(lab), "nodes", target, "wireguard")
-    if os.path.isdir(run_root):
-        # the node's own WireGuard socket directory as /run/wireguard, so
-        # `wg show` finds this node's wireguard-go (see podnet/kernel/wireguard.py)
-        from podnet.kernel import wireguard
-
-        binds.append(wireguard.shell_bind(run_root))
+    if cmd and os.path.basename(cmd[0]) == "wg" and os.path.isdir(run_root):
+        # `wg` sees the node's own run directory as /run, as the agent's wg and
+        # wireguard-go do (podnet/kernel/wireguard.py), so it finds this node's
+        # socket; nothing is made in the machine's /run (a /run/wireguard made
+        # there would outlive the lab), and wg needs nothing else of /run
+        binds = ['mount --bind "%s" /run || exit 126' % run_root]
     if not binds:
         return argv + list(cmd)
     script = "; ".join(binds) + '; exec "$@"'
