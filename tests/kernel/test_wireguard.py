@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from tests.helpers import nsenter, ping
+from tests.helpers import connect, nsenter, ping, server
 from tests.kernel.test_lab import Lab, leftovers, ready
-from tests.kernel.test_routing_lab import ECHO, HOLD
+from tests.kernel.test_routing_lab import ECHO, EXTERNAL, HOLD
 
 pytestmark = [
     pytest.mark.kernel,
@@ -169,12 +169,26 @@ def send(lab, src, dst, nbytes):
 def test_pods_on_different_nodes_talk_through_wireguard(lab):
     ps = pods(lab)
     assert all(ready(p) for p in ps.values())
-    for a, b in (("p1", "p2"), ("p2", "p3"), ("p3", "p1"), ("p1", "p3")):
-        # the first packet to a peer starts its handshake: on a loaded machine
-        # that can outlast one ping's 2 s, so the first answer is waited for
-        lab.wait("%s pings %s" % (a, b), lambda a=a, b=b: ping(pod_ns(lab, ps[a]), ip_of(lab, b)), 20)
-        got = lab.wait("%s's curl to %s" % (a, b), lambda a=a, b=b: curl(lab, a, ip_of(lab, b)), 20)
-        assert got.startswith(ip_of(lab, a) + ":"), (a, b, got)  # no NAT
+    # the whole matrix: every pod to every other pod (ping and TCP, no NAT)
+    for a in ps:
+        for b in ps:
+            if a == b:
+                continue
+            # the first packet to a peer starts its handshake: on a loaded machine
+            # that can outlast one ping's 2 s, so the first answer is waited for
+            lab.wait("%s pings %s" % (a, b), lambda a=a, b=b: ping(pod_ns(lab, ps[a]), ip_of(lab, b)), 20)
+            got = lab.wait("%s's curl to %s" % (a, b), lambda a=a, b=b: curl(lab, a, ip_of(lab, b)), 20)
+            assert got.startswith(ip_of(lab, a) + ":"), (a, b, got)  # no NAT
+    # every node to every pod and back; the outside sees a pod as its node
+    nodes = {n["name"]: n["ip"] for n in lab.doc["nodes"]}
+    ext = lab.doc["external"]["netns"]
+    for p in ps.values():
+        for node, ip in nodes.items():
+            assert ping(lab.ns[node], p["status"]["podIP"]), (node, p["metadata"]["name"])
+            assert ping(pod_ns(lab, p), ip), (p["metadata"]["name"], node)
+    with server(ext, port=9000):
+        for p in ps.values():
+            assert connect(pod_ns(lab, p), EXTERNAL, 9000) == nodes[p["spec"]["nodeName"]]
     # routes to other nodes' podCIDRs go into the tunnel, in every mode
     cidrs = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in lab.get("nodes")}
     routes = lab.run("lab", "exec", "node1", "--", "ip", "route").stdout
