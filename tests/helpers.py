@@ -132,3 +132,21 @@ def wait_for(what, fn, timeout=30, every=0.1):
             return last
         time.sleep(every)
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def process_running(pid):
+    """Is PID alive and not a zombie?"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def is_sleep(pid, seconds):
+    """Is PID `sleep SECONDS` (a test's own leftover, known by its argument)?"""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")[:2] == [b"sleep", str(seconds).encode()]
+    except OSError:
+        return False

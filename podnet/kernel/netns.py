@@ -150,26 +150,8 @@ def list_names():
 def pids_in(names):
     """PIDs of the processes living in these named namespaces, found by the
     namespace inode (never by a process name)."""
-    idents = set()
-    for name in names:
-        try:
-            st = os.stat(path_of(name))
-            idents.add((st.st_dev, st.st_ino))
-        except FileNotFoundError:
-            continue
-    pids = []
-    if not idents:
-        return pids
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            st = os.stat("/proc/%s/ns/net" % entry)
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-        if (st.st_dev, st.st_ino) in idents:
-            pids.append(int(entry))
-    return pids
+    idents = {i for i in (ns_ident_of_path(path_of(name)) for name in names) if i is not None}
+    return pids_in_namespaces("net", idents)
 
 
 def kill_processes_in(names):

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 import pytest
 
 from podnet.lab.topology import EXTERNAL_IP
+from tests.helpers import is_sleep, process_running
 from tests.kernel.test_lab import Lab, leftovers
 
 pytestmark = pytest.mark.kernel
@@ -236,20 +237,11 @@ spec:
 """ % (name, "true" if host_network else "false", "Never" if exit_after else "Always", json.dumps(main))
 
 
-def _running(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+_running = process_running
 
 
 def _ours(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")[:2] == [b"sleep", SLEEP.encode()]
-    except OSError:
-        return False
+    return is_sleep(pid, SLEEP)
 
 
 def _read_pid(lab, path):

@@ -11,26 +11,18 @@ import pytest
 
 from podnet.agent import containers, reap
 from podnet.kernel import netns
+from tests.helpers import is_sleep, process_running
 
 pytestmark = pytest.mark.kernel
 
 SLEEP = "6012"  # how our leftover is recognised, and cleaned up by PID if a test fails
 
 
-def _running(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+_running = process_running
 
 
 def _ours(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")[:2] == [b"sleep", SLEEP.encode()]
-    except OSError:
-        return False
+    return is_sleep(pid, SLEEP)
 
 
 def _wait(fn, timeout=5.0):
