@@ -156,16 +156,25 @@ def test_loadbalancer_ip_reaches_the_pods_from_outside(lab):
 
         seen = lab.wait("12 of 12 answers from outside", twelve_answers, 30)
         assert len(seen) == 12 and set(seen) <= names
-        routes = lab.run("lab", "exec", "external", "--", "ip", "route").stdout
         if lab.mode == "bgp":
-            lines = routes.splitlines()
-            i = next(k for k, x in enumerate(lines) if x.startswith(ip + " "))
-            block = [lines[i]] + list(itertools.takewhile(lambda x: x[:1].isspace(), lines[i + 1 :]))
+
+            def ecmp_block():
+                # each node announces the IP once its own agent has seen the
+                # Service; the external router merges the paths as they arrive
+                routes = lab.run("lab", "exec", "external", "--", "ip", "route").stdout
+                lines = routes.splitlines()
+                i = next((k for k, x in enumerate(lines) if x.startswith(ip + " ")), None)
+                if i is None:
+                    return None
+                block = [lines[i]] + list(itertools.takewhile(lambda x: x[:1].isspace(), lines[i + 1 :]))
+                text = " ".join(block) + " "
+                return block if all("via %s " % n["ip"] in text for n in lab.doc["nodes"]) else None
+
             # one ECMP route through every node (externalTrafficPolicy Cluster: all advertise)
-            assert "proto bird" in block[0] and all(
-                "via %s " % n["ip"] in " ".join(block) + " " for n in lab.doc["nodes"]
-            ), routes
+            block = lab.wait("an ECMP route to %s through every node" % ip, ecmp_block, 30)
+            assert "proto bird" in block[0], block
         else:
+            routes = lab.run("lab", "exec", "external", "--", "ip", "route").stdout
             assert ip not in routes  # on-link: found by ARP, answered by the elected node
     finally:
         lab.run("delete", "svc", "mesh-lb")
