@@ -175,6 +175,25 @@ def _kube_parsers(sub):
     ru.add_argument("--service", metavar="NAME", help="only this Service")
     ru.add_argument("--policy", action="store_true", help="the NetworkPolicy table (inet podnet-policy) instead")
     ru.add_argument("--raw", action="store_true", help="the whole table as nft lists it")
+    tr = sub.add_parser("trace", help="follow a real probe packet hop by hop through the kernel, in words")
+    _lab_arg(tr)
+    _ns_args(tr)
+    tr.add_argument("source", metavar="FROM", help="pod (ns/name or name), svc/NAME, node name, 'external' or an IP")
+    tr.add_argument(
+        "dest", metavar="TO[:PORT]", help="as FROM, or a Service IP/NodePort/LoadBalancer IP, or a DNS name"
+    )
+    proto = tr.add_mutually_exclusive_group()
+    proto.add_argument("--tcp", dest="proto", action="store_const", const="tcp", help="a TCP SYN (the default)")
+    proto.add_argument("--udp", dest="proto", action="store_const", const="udp", help="a UDP datagram")
+    proto.add_argument("--icmp", dest="proto", action="store_const", const="icmp", help="an ICMP echo request")
+    tr.add_argument("-o", "--output", choices=["json"], default=None)
+    tr.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the probe's packets (default 3)")
+    dr = sub.add_parser("doctor", help="run the troubleshooting checklist; the root cause comes first")
+    _lab_arg(dr)
+    _ns_args(dr)
+    dr.add_argument("target", nargs="?", help="POD, svc/NAME or node/NAME (default: the whole lab)")
+    dr.add_argument("--to", default=None, metavar="TARGET", help="check the path from TARGET's pod to this one")
+    dr.add_argument("-o", "--output", choices=["json"], default=None)
     lg = sub.add_parser("logs", help="a container's output")
     _lab_arg(lg)
     _ns_args(lg)
@@ -242,6 +261,14 @@ def _kube(args):
 
             run_agent(pick_lab(args.lab), args.node, args.kubeconfig, encryption=args.encryption)
             return 0
+        if args.cmd == "trace":
+            from podnet.cli import trace_cmd
+
+            return trace_cmd.run(args)
+        if args.cmd == "doctor":
+            from podnet.cli import doctor_cmd
+
+            return doctor_cmd.run(args)
         if args.cmd == "rules":
             from podnet.cli import rules
 
