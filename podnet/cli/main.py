@@ -187,6 +187,12 @@ def _kube_parsers(sub):
     proto.add_argument("--udp", dest="proto", action="store_const", const="udp", help="a UDP datagram")
     proto.add_argument("--icmp", dest="proto", action="store_const", const="icmp", help="an ICMP echo request")
     tr.add_argument("-o", "--output", choices=["json"], default=None)
+    tr.add_argument(
+        "--size", type=int, default=None, metavar="BYTES", help="IP packet size of an ICMP/UDP probe, sent with DF"
+    )
+    tr.add_argument(
+        "--sport", type=int, default=None, metavar="PORT", help="the probe's source port (default: a free random one)"
+    )
     tr.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the probe's packets (default 3)")
     dr = sub.add_parser("doctor", help="run the troubleshooting checklist; the root cause comes first")
     _lab_arg(dr)
