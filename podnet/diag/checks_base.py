@@ -34,8 +34,8 @@ RANK = [
     "pod-status",
     "service-selector",
     "target-port",
-    "endpoints",
     "dns",
+    "endpoints",
     "conntrack",
 ]
 

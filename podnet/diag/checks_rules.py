@@ -130,8 +130,10 @@ def check_network_policy(f: Facts) -> list[Finding]:
                     end["spec"].get("nodeName"),
                 )
             )
-    seen: set[str] = set()
-    return [x for x in out if not (x.summary in seen or seen.add(x.summary))]
+    unique: dict[str, Finding] = {}
+    for x in out:
+        unique.setdefault(x.summary, x)
+    return list(unique.values())
 
 
 # ---- conntrack -------------------------------------------------------------------
@@ -156,13 +158,13 @@ def parse_conntrack(line: str) -> Obj | None:
 
 
 def check_conntrack(f: Facts) -> list[Finding]:
-    fronts = {}
-    for svc in f.services:
-        ip = svc["spec"].get("clusterIP")
+    fronts: dict[tuple[str, str, str], str] = {}
+    for s in f.services:
+        ip = s["spec"].get("clusterIP")
         if not ip or ip == "None":
             continue
-        for p in svc["spec"].get("ports") or []:
-            fronts[(ip, str(p["port"]), p.get("protocol", "TCP").lower())] = key_of(svc)
+        for p in s["spec"].get("ports") or []:
+            fronts[(ip, str(p["port"]), p.get("protocol", "TCP").lower())] = key_of(s)
     src_ip = None
     if f.path is not None:
         src = f.pod(f.path.src)
@@ -177,7 +179,7 @@ def check_conntrack(f: Facts) -> list[Finding]:
                 continue
             o, r = e["orig"], e["reply"]
             svc = fronts.get((o["dst"], o.get("dport", ""), e["proto"]))
-            if svc is None or r["src"] == o["dst"]:
+            if not svc or r["src"] == o["dst"]:
                 continue
             if src_ip and o["src"] != src_ip:
                 continue

@@ -143,8 +143,7 @@ def near_misses(f: Facts, svc: Obj) -> list[str]:
             for lk, lv in labels.items():
                 if (lk == k and _near(lv, v)) or (lv == v and _near(lk, k)):
                     out.append("pod %s has %s=%s, the selector wants %s=%s" % (key_of(p), lk, lv, k, v))
-    seen: list[str] = []
-    return [x for x in out if not (x in seen or seen.append(x))]
+    return list(dict.fromkeys(out))
 
 
 def check_service_selector(f: Facts) -> list[Finding]:

@@ -107,6 +107,8 @@ def _addr(hexaddr):
     ip, port = hexaddr.split(":")
     if len(ip) == 8:
         ip = ".".join(str(int(ip[i : i + 2], 16)) for i in (6, 4, 2, 0))
+    elif set(ip) == {"0"}:
+        ip = "::"
     return ip, int(port, 16)
 
 
