@@ -1,0 +1,71 @@
+"""`podnet trace FROM TO[:PORT]`: the hops of one real probe in words, the
+kernel object under each, then the verdict (podnet/diag/trace.py does the
+work). Exit 0 when delivered, 1 otherwise, 2 for names that resolve to
+nothing."""
+
+import json
+import sys
+
+from podnet.diag.targets import TargetError
+
+
+def _endpoint(d):
+    port = d.get("port")
+    return "%s%s" % (d["ip"], ":%s" % port if port else "")
+
+
+def render(doc):
+    src, dst = doc["from"], doc["to"]
+    lines = [
+        "trace %s %s (%s) -> %s %s (%s), %s"
+        % (
+            src["kind"],
+            src["name"] or src["ip"],
+            src["ip"],
+            dst["kind"],
+            dst["name"] or dst["ip"],
+            _endpoint(dst),
+            doc["protocol"],
+        )
+    ]
+    for i, h in enumerate(doc["hops"], 1):
+        lines.append(
+            "%2d. %s: %s%s" % (i, h["where"], h["what"], "" if h["verdict"] == "continue" else "  [%s]" % h["verdict"])
+        )
+        if h["object"]:
+            lines.append("      %s" % h["object"])
+    lines.append("%s: %s" % (doc["verdict"].upper(), doc["reason"]))
+    c = doc["culprit"]
+    if c:
+        lines.append("culprit: %s %s on %s" % (c["kind"], c["object"], c["where"]))
+    lines.append("(%.2f s)" % doc["elapsed"])
+    return "\n".join(lines)
+
+
+def run(args):
+    from podnet.diag import trace
+    from podnet.lab import lab as labmod
+    from podnet.lab import topology as topo
+
+    lab = topo.pick_lab(args.lab)
+    client = labmod.objects_for(lab).client
+    try:
+        doc = trace.trace(
+            lab,
+            client,
+            args.source,
+            args.dest,
+            namespace=args.namespace or "default",
+            proto=args.proto or "tcp",
+            size=args.size,
+            sport=args.sport,
+            timeout=args.timeout,
+        )
+    except TargetError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps(doc, indent=1))
+    else:
+        print(render(doc))
+    return 0 if doc["verdict"] == "delivered" else 1

@@ -1,0 +1,145 @@
+"""nftables packet tracing for `podnet trace`: a small table that sets
+nf_trace on the probe's packets, and `nft monitor` processes that collect
+the kernel's trace events.
+
+nf_trace is a per-packet flag that the kernel clears when a packet crosses
+into another network namespace (veth, VXLAN decapsulation), so the trace
+table goes into every namespace on the path, not only the first one. Its
+chains hook prerouting and output at priority -400, before conntrack (-200)
+and every podnet table, so all later chains report what they did.
+
+A monitor is ready only once it has subscribed to netlink; `nft monitor`
+prints nothing until then and gives no sign, so we start the monitors
+before the trace table exists and wait until each one has printed the
+table's own "add table" event: from then on it also sees trace events.
+`nft -j monitor trace` is not JSON on nft 1.0.6, so the monitors print text
+that podnet/diag/tracewords.py parses.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from podnet.kernel.netns import Netns, entered
+from podnet.kernel.nft import NftError, apply
+
+FAMILY, TABLE = "inet", "podnet-trace"
+
+
+def trace_script(sport, proto):
+    """The trace table as an nft script (pure): mark packets from or to the
+    probe's source port (for ICMP: its echo identifier). Re-creating the
+    table replaces an old one left by a trace that was killed."""
+    if proto == "icmp":
+        match = ["icmp id %d" % sport]
+    elif proto == "tcp":
+        # only the SYN and its answer (SYN-ACK or RST): the rest of the
+        # handshake and the close would bury the story in repeats
+        match = [
+            "tcp sport %d tcp flags & (syn | ack) == syn" % sport,
+            "tcp dport %d tcp flags & (syn | rst) != 0" % sport,
+        ]
+    else:
+        match = ["udp sport %d" % sport, "udp dport %d" % sport]
+    lines = ["add table %s %s" % (FAMILY, TABLE), "delete table %s %s" % (FAMILY, TABLE)]
+    lines.append("table %s %s {" % (FAMILY, TABLE))
+    for chain, hook in (("pre", "prerouting"), ("out", "output")):
+        lines.append("  chain %s {" % chain)
+        lines.append("    type filter hook %s priority -400; policy accept;" % hook)
+        for m in match:
+            lines.append("    %s meta nftrace set 1" % m)
+        # ICMP errors about the probe (port unreachable, frag needed) carry
+        # its header inside, which no match above sees; mark them too: in
+        # a lab namespace during one trace there are next to no others.
+        lines.append("    icmp type { destination-unreachable, time-exceeded } meta nftrace set 1")
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def install(ns_name, sport, proto):
+    with Netns(ns_name) as h:
+        apply(trace_script(sport, proto), ns=h, what="add table %s %s in %s" % (FAMILY, TABLE, ns_name))
+
+
+def remove(ns_name):
+    """Delete the trace table; a namespace that is gone has none."""
+    try:
+        h = Netns(ns_name)
+    except OSError:
+        return
+    with h:
+        apply(
+            "add table %s %s\ndelete table %s %s\n" % (FAMILY, TABLE, FAMILY, TABLE),
+            ns=h,
+            what="delete table %s %s in %s" % (FAMILY, TABLE, ns_name),
+        )
+
+
+class Monitor:
+    """`nft monitor` inside one namespace, its lines collected by a thread."""
+
+    def __init__(self, ns_name):
+        self.ns = ns_name
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        with Netns(ns_name) as h, entered(h):
+            self.proc = subprocess.Popen(
+                ["nft", "monitor"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
+            )
+        self._reader = threading.Thread(target=self._read, name="nft-monitor " + ns_name, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("trace id "):
+                self.lines.append(line)
+            elif TABLE in line and line.startswith("add table"):
+                self.ready.set()
+
+    def stop(self):
+        """End the monitor by the PID we started (never by name) and reap it."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._reader.join(timeout=1)
+
+
+def start_monitors(ns_names):
+    return [Monitor(n) for n in ns_names]
+
+
+def wait_ready(monitors, timeout=3.0):
+    """Wait until every monitor has seen the trace table appear; NftError
+    naming the namespaces whose monitor did not."""
+    deadline = time.monotonic() + timeout
+    for m in monitors:
+        m.ready.wait(max(0.0, deadline - time.monotonic()))
+    late = [m.ns for m in monitors if not m.ready.is_set()]
+    if late:
+        raise NftError("monitor trace", "no event from nft monitor in %s after %.1f s" % (", ".join(late), timeout))
+
+
+def collect(monitors, settle=0.15):
+    """{netns: [trace lines]} after giving the monitors `settle` seconds to
+    print the last events (the kernel delivers them asynchronously)."""
+    time.sleep(settle)
+    return {m.ns: list(m.lines) for m in monitors}
