@@ -147,7 +147,8 @@ def check_vxlan_fdb(f: Facts) -> list[Finding]:
 def check_bgp(f: Facts) -> list[Finding]:
     if f.mode != "bgp":
         return []
-    out = []
+    out: list[Finding] = []
+    sessions: list[Finding] = []  # a stopped BIRD first: the sessions it breaks follow from it
     for node, b in sorted(f.bird.items()):
         if not f.in_scope_node(node):
             continue
@@ -165,7 +166,7 @@ def check_bgp(f: Facts) -> list[Finding]:
             continue
         for s in b.get("sessions", []):
             if s.get("state") != "Established":
-                out.append(
+                sessions.append(
                     Finding(
                         "bgp",
                         "error",
@@ -175,7 +176,7 @@ def check_bgp(f: Facts) -> list[Finding]:
                         node,
                     )
                 )
-    return out
+    return out + sessions
 
 
 def check_mtu(f: Facts) -> list[Finding]:
