@@ -243,7 +243,9 @@ def probe_icmp(ns, dst, ident, timeout, monitors, size=None):
 # ---- the whole trace ------------------------------------------------------------
 
 
-def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None, sport=None, timeout=3.0):
+def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None, sport=None, timeout=3.0, raw=None):
+    """The contract's document (podnet/cli/trace_cmd.py prints it); `raw`, a
+    dict, receives the monitors' lines per netns (for recording tests)."""
     t0 = time.monotonic()
     cl = tg.Cluster(lab, client)
     src = tg.resolve(cl, source, namespace, proto)
@@ -255,6 +257,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
     sport = sport or random.randint(33000, 60999)
     places = _path_namespaces(cl, src, dst)
     stale = _stale_conntrack(cl, src, dst, proto, sport)
+    eps = sorted(cl.endpoints(dst.obj)) if dst.kind == "service" and dst.obj is not None else []
     monitors: list[nfttrace.Monitor] = []
     installed: list[str] = []
     by_ns: dict[str, list[str]] = {}
@@ -262,7 +265,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
         monitors = nfttrace.start_monitors(list(places))
         with ThreadPoolExecutor(max_workers=8) as pool:
             installed = list(places)
-            list(pool.map(lambda ns: nfttrace.install(ns, sport, proto), places))
+            list(pool.map(lambda ns: nfttrace.install(ns, sport, proto, eps), places))
         nfttrace.wait_ready(monitors)
         assert src.netns is not None
         if proto == "tcp":
@@ -290,6 +293,8 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
     )
     if ctx.routing == "bgp":
         ctx.bird_down = [n for n, ns in cl.node_ns.items() if not lookup.running_in(ns, "bird")]
+    if raw is not None:
+        raw.update(by_ns)
     events = {ns: tw.parse(ns, lines) for ns, lines in by_ns.items()}
     story = tw.explain(probe, events, ctx, KernelLook())
     return {

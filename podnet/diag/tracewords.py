@@ -136,28 +136,44 @@ def _is_answer(probe, pkt):
 
 def probe_events(probe, by_ns, source_ns):
     """Forward events of the first transmission, per namespace, in order of
-    the path; and the answer events per namespace."""
+    the path; and the answer events per namespace. The probe's packets are
+    known by the IP id of the first one FROM sent (a masquerade may change
+    the source port, never the id); answers by going back to an address
+    and port a forward packet came from."""
     first_id = None
     for e in by_ns.get(source_ns, []):
         if e.kind == "packet" and _is_forward(probe, e.pkt):
             first_id = e.pkt.get("id")
             break
+
+    def forward(pkt):
+        if first_id is None:
+            return _is_forward(probe, pkt)
+        if pkt.get("id") != first_id or pkt.get("proto") != probe.proto:
+            return False
+        return probe.proto != "icmp" or pkt.get("icmp_type") == "echo-request"
+
     fwd: dict[str, list[Event]] = {}
+    senders = set()
+    for ns, events in by_ns.items():
+        for e in events:
+            if e.table != TRACE_TABLE and forward(e.pkt):
+                fwd.setdefault(ns, []).append(e)
+                senders.add((e.pkt.get("saddr"), e.pkt.get("sport")))
+        # a namespace with only the trace table's own events was still crossed
+        if ns not in fwd:
+            seen = [e for e in events if e.kind == "packet" and forward(e.pkt)]
+            if seen:
+                fwd[ns] = seen[:1]
+                senders.add((seen[0].pkt.get("saddr"), seen[0].pkt.get("sport")))
     ans: dict[str, list[Event]] = {}
     for ns, events in by_ns.items():
         for e in events:
-            if _is_answer(probe, e.pkt) or e.pkt.get("icmp_type") == "destination-unreachable":
-                ans.setdefault(ns, []).append(e)
-            elif e.table == TRACE_TABLE:
+            if forward(e.pkt):
                 continue
-            elif _is_forward(probe, e.pkt) and (first_id is None or e.pkt.get("id") == first_id):
-                fwd.setdefault(ns, []).append(e)
-        # a namespace with only the trace table's own events was still crossed
-        if ns not in fwd and any(
-            e.kind == "packet" and _is_forward(probe, e.pkt) and (first_id is None or e.pkt.get("id") == first_id)
-            for e in events
-        ):
-            fwd[ns] = [e for e in events if e.kind == "packet" and _is_forward(probe, e.pkt)][:1]
+            back = probe.proto != "icmp" and (e.pkt.get("daddr"), e.pkt.get("dport")) in senders
+            if back or _is_answer(probe, e.pkt) or e.pkt.get("icmp_type") == "destination-unreachable":
+                ans.setdefault(ns, []).append(e)
 
     def ttl(ns):
         return max((e.pkt.get("ttl", 0) for e in fwd[ns]), default=0)
@@ -191,6 +207,8 @@ def _route_hops(ctx, look, ns, place, dst, out_dev=None):
         return [_hop(place, ns, "bridge", "out on bridge cni0 to the pod's veth (%s is local)" % dst, line)], r
     if dev == "podnet.wg":
         return [_hop(place, ns, "wireguard", "encrypted by WireGuard podnet.wg", line)], r
+    if place.kind == "pod" and gw:
+        return [_hop(place, ns, "route", "leaves on %s via %s, its node's bridge cni0" % (dev, gw), line)], r
     if gw and r.get("proto") == "bird":
         what = "next hop %s (%s), a route BIRD learned over BGP (proto bird)" % (ctx.node_ips.get(gw, gw), gw)
         return [_hop(place, ns, "bgp", what, line)], r
@@ -224,7 +242,7 @@ def _nft_hop(ctx, place, e, state):
                 m.group(1),
             )
         else:
-            why = "the cascade's last rule (the only endpoint, or the one left after the random picks before it)"
+            why = "picked at random among the ready endpoints (the numgen cascade's last rule, or the only endpoint)"
         return _hop(place, e.ns, "nft", "DNAT to endpoint %s, %s" % (target, why), full, "dnat")
     if "no-endpoint" in e.text:
         return _hop(place, e.ns, "nft", "the Service has no usable endpoints here (%s)" % v, full, "reject")
@@ -267,7 +285,9 @@ def _stopper(events):
 
 def _culprit_for(ctx, place, e, events, state, probe):
     where = _where_short(place)
-    full = "%s %s %s: %s" % (e.family, e.table, e.chain, e.text or "policy " + e.verdict)
+    # counters change with every packet: leave their values out of the object
+    rule = re.sub(r"counter packets \d+ bytes \d+", "counter", e.text) if e.text else "policy " + e.verdict
+    full = "%s %s %s: %s" % (e.family, e.table, e.chain, rule)
     if not e.table.startswith("podnet-"):
         return (
             "dropped",

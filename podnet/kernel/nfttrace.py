@@ -30,10 +30,15 @@ from podnet.kernel.nft import NftError, apply
 FAMILY, TABLE = "inet", "podnet-trace"
 
 
-def trace_script(sport, proto):
+def trace_script(sport, proto, endpoints=()):
     """The trace table as an nft script (pure): mark packets from or to the
     probe's source port (for ICMP: its echo identifier). Re-creating the
-    table replaces an old one left by a trace that was killed."""
+    table replaces an old one left by a trace that was killed.
+
+    A node that masquerades (a NodePort or LoadBalancer reached from
+    outside) rewrites the source port, so with `endpoints` (a Service's
+    endpoint IPs) the first packets to and answers from those are marked
+    too; the explainer keeps the probe's own by its IP id."""
     if proto == "icmp":
         match = ["icmp id %d" % sport]
     elif proto == "tcp":
@@ -45,6 +50,11 @@ def trace_script(sport, proto):
         ]
     else:
         match = ["udp sport %d" % sport, "udp dport %d" % sport]
+    if endpoints and proto != "icmp":
+        eps = ", ".join(sorted(endpoints))
+        first = "tcp flags & (syn | ack) == syn" if proto == "tcp" else "meta l4proto udp"
+        answer = "tcp flags & (syn | rst) != 0" if proto == "tcp" else "meta l4proto udp"
+        match += ["ip daddr { %s } %s" % (eps, first), "ip saddr { %s } %s" % (eps, answer)]
     lines = ["add table %s %s" % (FAMILY, TABLE), "delete table %s %s" % (FAMILY, TABLE)]
     lines.append("table %s %s {" % (FAMILY, TABLE))
     for chain, hook in (("pre", "prerouting"), ("out", "output")):
@@ -61,9 +71,9 @@ def trace_script(sport, proto):
     return "\n".join(lines) + "\n"
 
 
-def install(ns_name, sport, proto):
+def install(ns_name, sport, proto, endpoints=()):
     with Netns(ns_name) as h:
-        apply(trace_script(sport, proto), ns=h, what="add table %s %s in %s" % (FAMILY, TABLE, ns_name))
+        apply(trace_script(sport, proto, endpoints), ns=h, what="add table %s %s in %s" % (FAMILY, TABLE, ns_name))
 
 
 def remove(ns_name):
