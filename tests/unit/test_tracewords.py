@@ -6,209 +6,212 @@ kernel's routing answers come from FakeLook, recorded from the same lab."""
 from podnet.diag import tracewords as tw
 
 OK = {
-    "pod-client": [
-        'trace id 1d6b4b82 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 1d6b4b82 inet podnet-trace out unknown rule handle 11 (verdict continue)",
-        "trace id 1d6b4b82 inet podnet-trace out policy accept ",
-        'trace id 4df6adec inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 22:a4:41:24:a2:79 ip saddr 10.96.0.2 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 80 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id 4df6adec inet podnet-trace pre unknown rule handle 4 (verdict continue)",
-        "trace id 4df6adec inet podnet-trace pre policy accept ",
-    ],
-    "node1": [
-        'trace id 974b1100 inet podnet-trace pre packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id 974b1100 inet podnet-trace pre unknown rule handle 6 (verdict continue)",
-        "trace id 974b1100 inet podnet-trace pre policy accept ",
-        'trace id 974b1100 ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id 974b1100 ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 974b1100 ip podnet-proxy nat-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id 974b1100 ip podnet-proxy nat-prerouting policy accept ",
-        'trace id 974b1100 ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id 974b1100 ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)",
-        "trace id 974b1100 ip podnet-proxy filter-forward policy accept ",
-        'trace id 974b1100 inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 inet podnet-policy egress policy accept ",
-        'trace id 974b1100 inet podnet-policy ingress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 inet podnet-policy ingress policy accept ",
-        'trace id 974b1100 ip podnet-proxy nat-postrouting packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 ip podnet-proxy nat-postrouting policy accept ",
-        'trace id 974b1100 inet podnet-node postrouting packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 974b1100 inet podnet-node postrouting policy accept ",
-        'trace id 50e9591e inet podnet-trace pre packet: iif "cni0" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id 50e9591e inet podnet-trace pre unknown rule handle 4 (verdict continue)",
-        "trace id 50e9591e inet podnet-trace pre unknown rule handle 8 (verdict continue)",
-        "trace id 50e9591e inet podnet-trace pre policy accept ",
-        'trace id 50e9591e ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id 50e9591e ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 0d0affd3 ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id 0d0affd3 ip podnet-proxy filter-forward policy accept ",
-        'trace id 0d0affd3 inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        'trace id 0d0affd3 inet podnet-policy egress rule ct state established,related accept comment "replies and open connections" (verdict accept)',
-        'trace id 0d0affd3 inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        'trace id 0d0affd3 inet podnet-policy ingress rule ct state established,related accept comment "replies and open connections" (verdict accept)',
-    ],
-    "node2": [
-        'trace id 75ae79b6 inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 75ae79b6 inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id 75ae79b6 inet podnet-trace pre policy accept ",
-        'trace id 75ae79b6 ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 75ae79b6 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id 75ae79b6 ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 75ae79b6 ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 75ae79b6 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id 75ae79b6 ip podnet-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto svc-EDE67E021A-default/web/tcp/80)",
-        "trace id 75ae79b6 ip podnet-proxy svc-EDE67E021A-default/web/tcp/80 rule numgen random mod 3 0 meta l4proto tcp dnat to 10.244.0.3:8080 (verdict accept)",
-        'trace id 25814e5e ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 25814e5e ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id 25814e5e ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)",
-        "trace id 25814e5e ip podnet-proxy filter-forward policy accept ",
-        'trace id 25814e5e inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 25814e5e inet podnet-policy egress policy accept ",
-        'trace id 25814e5e inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 25814e5e inet podnet-policy ingress policy accept ",
-        'trace id 25814e5e ip podnet-proxy nat-postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 25814e5e ip podnet-proxy nat-postrouting policy accept ",
-        'trace id 25814e5e inet podnet-node postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 25814e5e inet podnet-node postrouting policy accept ",
-        'trace id a4b3c745 inet podnet-trace pre packet: iif "podnet.1" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id a4b3c745 inet podnet-trace pre unknown rule handle 4 (verdict continue)",
-        "trace id a4b3c745 inet podnet-trace pre unknown rule handle 8 (verdict continue)",
-        "trace id a4b3c745 inet podnet-trace pre policy accept ",
-        'trace id a4b3c745 ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id a4b3c745 ip podnet-proxy filter-prerouting policy accept ",
-        'trace id a4b3c745 ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id a4b3c745 ip podnet-proxy filter-forward policy accept ",
-        'trace id a4b3c745 inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        'trace id a4b3c745 inet podnet-policy egress rule ct state established,related accept comment "replies and open connections" (verdict accept)',
-        'trace id a4b3c745 inet podnet-policy ingress packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        'trace id a4b3c745 inet podnet-policy ingress rule ct state established,related accept comment "replies and open connections" (verdict accept)',
-    ],
-    "pod-web1": [
-        'trace id b6409bee inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 1a:d1:5c:be:73:ff ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id b6409bee inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id b6409bee inet podnet-trace pre unknown rule handle 6 (verdict continue)",
-        "trace id b6409bee inet podnet-trace pre policy accept ",
-        'trace id 5d06af08 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308 ',
-        "trace id 5d06af08 inet podnet-trace out unknown rule handle 12 (verdict continue)",
-        "trace id 5d06af08 inet podnet-trace out unknown rule handle 16 (verdict continue)",
-        "trace id 5d06af08 inet podnet-trace out policy accept ",
-    ],
+    "pod-client": """\
+trace id 1d6b4b82 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 1d6b4b82 inet podnet-trace out unknown rule handle 11 (verdict continue)
+trace id 1d6b4b82 inet podnet-trace out policy accept
+trace id 4df6adec inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 22:a4:41:24:a2:79 ip saddr 10.96.0.2 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 80 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 4df6adec inet podnet-trace pre unknown rule handle 4 (verdict continue)
+trace id 4df6adec inet podnet-trace pre policy accept
+""",  # noqa: E501
+    "node1": """\
+trace id 974b1100 inet podnet-trace pre packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 974b1100 inet podnet-trace pre unknown rule handle 6 (verdict continue)
+trace id 974b1100 inet podnet-trace pre policy accept
+trace id 974b1100 ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id 974b1100 ip podnet-proxy filter-prerouting policy accept
+trace id 974b1100 ip podnet-proxy nat-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id 974b1100 ip podnet-proxy nat-prerouting policy accept
+trace id 974b1100 ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id 974b1100 ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id 974b1100 ip podnet-proxy filter-forward policy accept
+trace id 974b1100 inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 inet podnet-policy egress policy accept
+trace id 974b1100 inet podnet-policy ingress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 inet podnet-policy ingress policy accept
+trace id 974b1100 ip podnet-proxy nat-postrouting packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 ip podnet-proxy nat-postrouting policy accept
+trace id 974b1100 inet podnet-node postrouting packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 974b1100 inet podnet-node postrouting policy accept
+trace id 50e9591e inet podnet-trace pre packet: iif "cni0" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 50e9591e inet podnet-trace pre unknown rule handle 4 (verdict continue)
+trace id 50e9591e inet podnet-trace pre unknown rule handle 8 (verdict continue)
+trace id 50e9591e inet podnet-trace pre policy accept
+trace id 50e9591e ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 50e9591e ip podnet-proxy filter-prerouting policy accept
+trace id 0d0affd3 ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 0d0affd3 ip podnet-proxy filter-forward policy accept
+trace id 0d0affd3 inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 0d0affd3 inet podnet-policy egress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+trace id 0d0affd3 inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 1a:d1:5c:be:73:ff ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 0d0affd3 inet podnet-policy ingress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+""",  # noqa: E501
+    "node2": """\
+trace id 75ae79b6 inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 75ae79b6 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 75ae79b6 inet podnet-trace pre policy accept
+trace id 75ae79b6 ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 75ae79b6 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id 75ae79b6 ip podnet-proxy filter-prerouting policy accept
+trace id 75ae79b6 ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 1416 ip length 60 tcp sport 60864 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 75ae79b6 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id 75ae79b6 ip podnet-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto svc-EDE67E021A-default/web/tcp/80)
+trace id 75ae79b6 ip podnet-proxy svc-EDE67E021A-default/web/tcp/80 rule numgen random mod 3 0 meta l4proto tcp dnat to 10.244.0.3:8080 (verdict accept)
+trace id 25814e5e ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 25814e5e ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id 25814e5e ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id 25814e5e ip podnet-proxy filter-forward policy accept
+trace id 25814e5e inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 25814e5e inet podnet-policy egress policy accept
+trace id 25814e5e inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 25814e5e inet podnet-policy ingress policy accept
+trace id 25814e5e ip podnet-proxy nat-postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 25814e5e ip podnet-proxy nat-postrouting policy accept
+trace id 25814e5e inet podnet-node postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 25814e5e inet podnet-node postrouting policy accept
+trace id a4b3c745 inet podnet-trace pre packet: iif "podnet.1" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id a4b3c745 inet podnet-trace pre unknown rule handle 4 (verdict continue)
+trace id a4b3c745 inet podnet-trace pre unknown rule handle 8 (verdict continue)
+trace id a4b3c745 inet podnet-trace pre policy accept
+trace id a4b3c745 ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id a4b3c745 ip podnet-proxy filter-prerouting policy accept
+trace id a4b3c745 ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id a4b3c745 ip podnet-proxy filter-forward policy accept
+trace id a4b3c745 inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id a4b3c745 inet podnet-policy egress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+trace id a4b3c745 inet podnet-policy ingress packet: iif "podnet.1" oif "cni0" ether saddr 8e:07:ae:d0:b0:fc ether daddr fe:d7:d3:c8:95:22 ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id a4b3c745 inet podnet-policy ingress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+""",  # noqa: E501
+    "pod-web1": """\
+trace id b6409bee inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 1a:d1:5c:be:73:ff ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 1416 ip protocol tcp ip length 60 tcp sport 60864 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id b6409bee inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id b6409bee inet podnet-trace pre unknown rule handle 6 (verdict continue)
+trace id b6409bee inet podnet-trace pre policy accept
+trace id 5d06af08 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.0.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 60864 tcp flags == 0x12 tcp window 64308
+trace id 5d06af08 inet podnet-trace out unknown rule handle 12 (verdict continue)
+trace id 5d06af08 inet podnet-trace out unknown rule handle 16 (verdict continue)
+trace id 5d06af08 inet podnet-trace out policy accept
+""",  # noqa: E501
 }
 SPORT_OK = 60864
+
 POLICY = {
-    "pod-client": [
-        'trace id 93f96741 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 93f96741 inet podnet-trace out unknown rule handle 11 (verdict continue)",
-        "trace id 93f96741 inet podnet-trace out policy accept ",
-    ],
-    "node2": [
-        'trace id 5a3390fa inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id 5a3390fa inet podnet-trace pre policy accept ",
-        'trace id 5a3390fa ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id 5a3390fa ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 5a3390fa ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id 5a3390fa ip podnet-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto svc-EDE67E021A-default/web/tcp/80)",
-        "trace id 5a3390fa ip podnet-proxy svc-EDE67E021A-default/web/tcp/80 rule numgen random mod 2 0 meta l4proto tcp dnat to 10.244.1.3:8080 (verdict accept)",
-        'trace id 5a3390fa ip podnet-proxy filter-forward packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id 5a3390fa ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)",
-        "trace id 5a3390fa ip podnet-proxy filter-forward policy accept ",
-        'trace id 5a3390fa inet podnet-policy egress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa inet podnet-policy egress policy accept ",
-        'trace id 5a3390fa inet podnet-policy ingress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 5a3390fa inet podnet-policy ingress rule ip daddr vmap @ingress-pods (verdict goto ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj)",
-        "trace id 5a3390fa inet podnet-policy ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj rule jump policy-in-OSW5HWHH-default/deny-web (verdict jump policy-in-OSW5HWHH-default/deny-web)",
-        'trace id 5a3390fa inet podnet-policy ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj rule counter packets 0 bytes 0 drop comment "default/web-57bdf4545f-m8ctj: no NetworkPolicy allows this ingress" (verdict drop)',
-    ],
+    "pod-client": """\
+trace id 93f96741 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 93f96741 inet podnet-trace out unknown rule handle 11 (verdict continue)
+trace id 93f96741 inet podnet-trace out policy accept
+""",  # noqa: E501
+    "node2": """\
+trace id 5a3390fa inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5a3390fa inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 5a3390fa inet podnet-trace pre policy accept
+trace id 5a3390fa ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5a3390fa ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id 5a3390fa ip podnet-proxy filter-prerouting policy accept
+trace id 5a3390fa ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5a3390fa ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id 5a3390fa ip podnet-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto svc-EDE67E021A-default/web/tcp/80)
+trace id 5a3390fa ip podnet-proxy svc-EDE67E021A-default/web/tcp/80 rule numgen random mod 2 0 meta l4proto tcp dnat to 10.244.1.3:8080 (verdict accept)
+trace id 5a3390fa ip podnet-proxy filter-forward packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 5a3390fa ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id 5a3390fa ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id 5a3390fa ip podnet-proxy filter-forward policy accept
+trace id 5a3390fa inet podnet-policy egress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 5a3390fa inet podnet-policy egress policy accept
+trace id 5a3390fa inet podnet-policy ingress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 22807 ip protocol tcp ip length 60 tcp sport 41535 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 5a3390fa inet podnet-policy ingress rule ip daddr vmap @ingress-pods (verdict goto ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj)
+trace id 5a3390fa inet podnet-policy ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj rule jump policy-in-OSW5HWHH-default/deny-web (verdict jump policy-in-OSW5HWHH-default/deny-web)
+trace id 5a3390fa inet podnet-policy ingress-UWGMCNMK-default/web-57bdf4545f-m8ctj rule counter packets 0 bytes 0 drop comment "default/web-57bdf4545f-m8ctj: no NetworkPolicy allows this ingress" (verdict drop)
+""",  # noqa: E501
 }
 SPORT_POLICY = 41535
+
 NOEP = {
-    "pod-client": [
-        'trace id bbbf2723 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip protocol tcp ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id bbbf2723 inet podnet-trace out unknown rule handle 7 (verdict continue)",
-        "trace id bbbf2723 inet podnet-trace out policy accept ",
-        'trace id a5666218 inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip protocol icmp ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5 ',
-        "trace id a5666218 inet podnet-trace pre unknown rule handle 6 (verdict continue)",
-        "trace id a5666218 inet podnet-trace pre policy accept ",
-    ],
-    "node2": [
-        'trace id 5bae9f65 inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip protocol tcp ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5bae9f65 inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id 5bae9f65 inet podnet-trace pre policy accept ",
-        'trace id 5bae9f65 ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5bae9f65 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id 5bae9f65 ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 5bae9f65 ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 5bae9f65 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id 5bae9f65 ip podnet-proxy nat-prerouting policy accept ",
-        'trace id 17e8ad26 ip podnet-proxy filter-forward packet: iif "cni0" oif "eth0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860 ',
-        "trace id 17e8ad26 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id 17e8ad26 ip podnet-proxy service-endpoints-check rule ip daddr . meta l4proto . th dport vmap @no-endpoint-services (verdict goto reject-chain)",
-        'trace id 0029dae6 inet podnet-trace out packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip protocol icmp ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5 ',
-        "trace id 0029dae6 inet podnet-trace out unknown rule handle 10 (verdict continue)",
-        "trace id 0029dae6 inet podnet-trace out policy accept ",
-        'trace id 0029dae6 ip podnet-proxy filter-output packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5 ',
-        "trace id 0029dae6 ip podnet-proxy filter-output policy accept ",
-        'trace id 0029dae6 ip podnet-proxy filter-output-post-dnat packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5 ',
-        "trace id 0029dae6 ip podnet-proxy filter-output-post-dnat policy accept ",
-        "trace id 17e8ad26 ip podnet-proxy reject-chain rule reject (verdict drop)",
-    ],
+    "pod-client": """\
+trace id bbbf2723 inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip protocol tcp ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860
+trace id bbbf2723 inet podnet-trace out unknown rule handle 7 (verdict continue)
+trace id bbbf2723 inet podnet-trace out policy accept
+trace id a5666218 inet podnet-trace pre packet: iif "eth0" ether saddr 3e:28:c0:49:a5:66 ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip protocol icmp ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5
+trace id a5666218 inet podnet-trace pre unknown rule handle 6 (verdict continue)
+trace id a5666218 inet podnet-trace pre policy accept
+""",  # noqa: E501
+    "node2": """\
+trace id 5bae9f65 inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip protocol tcp ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5bae9f65 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 5bae9f65 inet podnet-trace pre policy accept
+trace id 5bae9f65 ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5bae9f65 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id 5bae9f65 ip podnet-proxy filter-prerouting policy accept
+trace id 5bae9f65 ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 5bae9f65 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id 5bae9f65 ip podnet-proxy nat-prerouting policy accept
+trace id 17e8ad26 ip podnet-proxy filter-forward packet: iif "cni0" oif "eth0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 31854 ip length 60 tcp sport 58000 tcp dport 80 tcp flags == syn tcp window 64860
+trace id 17e8ad26 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id 17e8ad26 ip podnet-proxy service-endpoints-check rule ip daddr . meta l4proto . th dport vmap @no-endpoint-services (verdict goto reject-chain)
+trace id 0029dae6 inet podnet-trace out packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip protocol icmp ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5
+trace id 0029dae6 inet podnet-trace out unknown rule handle 10 (verdict continue)
+trace id 0029dae6 inet podnet-trace out policy accept
+trace id 0029dae6 ip podnet-proxy filter-output packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5
+trace id 0029dae6 ip podnet-proxy filter-output policy accept
+trace id 0029dae6 ip podnet-proxy filter-output-post-dnat packet: oif "cni0" ip saddr 10.244.1.1 ip daddr 10.244.1.2 ip dscp cs6 ip ecn not-ect ip ttl 64 ip id 34899 ip length 88 icmp type destination-unreachable icmp code port-unreachable icmp id 0 icmp sequence 0 @th,64,96 0x4500003c7c6e40003f06a8f5
+trace id 0029dae6 ip podnet-proxy filter-output-post-dnat policy accept
+trace id 17e8ad26 ip podnet-proxy reject-chain rule reject (verdict drop)
+""",  # noqa: E501
 }
 SPORT_NOEP = 58000
+
 FOREIGN = {
-    "pod-client": [
-        'trace id b376f55c inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id b376f55c inet podnet-trace out unknown rule handle 7 (verdict continue)",
-        "trace id b376f55c inet podnet-trace out policy accept ",
-    ],
-    "node1": [
-        'trace id a852c38b inet podnet-trace pre packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id a852c38b inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id a852c38b inet podnet-trace pre policy accept ",
-        'trace id a852c38b ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id a852c38b ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id a852c38b ip podnet-proxy filter-prerouting policy accept ",
-        'trace id a852c38b ip podnet-proxy nat-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id a852c38b ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id a852c38b ip podnet-proxy nat-prerouting policy accept ",
-        'trace id a852c38b ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id a852c38b ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id a852c38b ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)",
-        "trace id a852c38b ip podnet-proxy filter-forward policy accept ",
-        'trace id a852c38b inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id a852c38b inet podnet-policy egress policy accept ",
-        'trace id a852c38b inet foreign filt packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        'trace id a852c38b inet foreign filt rule tcp dport 8080 counter packets 0 bytes 0 drop comment "foreign" (verdict drop)',
-    ],
-    "node2": [
-        'trace id 4911bdef inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 4911bdef inet podnet-trace pre unknown rule handle 3 (verdict continue)",
-        "trace id 4911bdef inet podnet-trace pre policy accept ",
-        'trace id 4911bdef ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 4911bdef ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)",
-        "trace id 4911bdef ip podnet-proxy filter-prerouting policy accept ",
-        'trace id 4911bdef ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 4911bdef ip podnet-proxy nat-prerouting rule jump services (verdict jump services)",
-        "trace id 4911bdef ip podnet-proxy nat-prerouting policy accept ",
-        'trace id 49564223 ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 49564223 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)",
-        "trace id 49564223 ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)",
-        "trace id 49564223 ip podnet-proxy filter-forward policy accept ",
-        'trace id 49564223 inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 49564223 inet podnet-policy egress policy accept ",
-        'trace id 49564223 inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 49564223 inet podnet-policy ingress policy accept ",
-        'trace id 49564223 ip podnet-proxy nat-postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 49564223 ip podnet-proxy nat-postrouting policy accept ",
-        'trace id 49564223 inet podnet-node postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860 ',
-        "trace id 49564223 inet podnet-node postrouting policy accept ",
-    ],
+    "pod-client": """\
+trace id b376f55c inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id b376f55c inet podnet-trace out unknown rule handle 7 (verdict continue)
+trace id b376f55c inet podnet-trace out policy accept
+""",  # noqa: E501
+    "node1": """\
+trace id a852c38b inet podnet-trace pre packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id a852c38b inet podnet-trace pre policy accept
+trace id a852c38b ip podnet-proxy filter-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id a852c38b ip podnet-proxy filter-prerouting policy accept
+trace id a852c38b ip podnet-proxy nat-prerouting packet: iif "podnet.1" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id a852c38b ip podnet-proxy nat-prerouting policy accept
+trace id a852c38b ip podnet-proxy filter-forward packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id a852c38b ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id a852c38b ip podnet-proxy filter-forward policy accept
+trace id a852c38b inet podnet-policy egress packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b inet podnet-policy egress policy accept
+trace id a852c38b inet foreign filt packet: iif "podnet.1" oif "cni0" ether saddr fe:d7:d3:c8:95:22 ether daddr 8e:07:ae:d0:b0:fc ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 62 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id a852c38b inet foreign filt rule tcp dport 8080 counter packets 0 bytes 0 drop comment "foreign" (verdict drop)
+""",  # noqa: E501
+    "node2": """\
+trace id 4911bdef inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 4911bdef inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 4911bdef inet podnet-trace pre policy accept
+trace id 4911bdef ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 4911bdef ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id 4911bdef ip podnet-proxy filter-prerouting policy accept
+trace id 4911bdef ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 4911bdef ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id 4911bdef ip podnet-proxy nat-prerouting policy accept
+trace id 49564223 ip podnet-proxy filter-forward packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 49564223 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id 49564223 ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id 49564223 ip podnet-proxy filter-forward policy accept
+trace id 49564223 inet podnet-policy egress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 49564223 inet podnet-policy egress policy accept
+trace id 49564223 inet podnet-policy ingress packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 49564223 inet podnet-policy ingress policy accept
+trace id 49564223 ip podnet-proxy nat-postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 49564223 ip podnet-proxy nat-postrouting policy accept
+trace id 49564223 inet podnet-node postrouting packet: iif "cni0" oif "podnet.1" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.244.0.3 ip dscp cs0 ip ecn not-ect ip ttl 63 ip id 8037 ip protocol tcp ip length 60 tcp sport 57353 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 49564223 inet podnet-node postrouting policy accept
+""",  # noqa: E501
 }
 SPORT_FOREIGN = 57353
 
@@ -287,7 +290,11 @@ def ctx():
 
 
 def events(recorded):
-    return {ns: tw.parse(ns, lines) for ns, lines in recorded.items()}
+    return {ns: tw.parse(ns, lines(text)) for ns, text in recorded.items()}
+
+
+def lines(text):
+    return text.splitlines()
 
 
 def probe(sport, dst, port, outcome, detail=""):
@@ -295,7 +302,7 @@ def probe(sport, dst, port, outcome, detail=""):
 
 
 def test_parse_rule_packet_and_policy_lines():
-    evs = tw.parse("node2", OK["node2"])
+    evs = tw.parse("node2", lines(OK["node2"]))
     dnat = [e for e in evs if "dnat to" in e.text]
     assert [(e.table, e.chain, e.verdict) for e in dnat] == [
         ("podnet-proxy", "svc-EDE67E021A-default/web/tcp/80", "accept")
@@ -363,15 +370,17 @@ def test_foreign_table_drop():
 def test_refused_when_the_pod_answers_rst():
     got = tw.explain(probe(SPORT_OK, "10.96.0.2", 80, "refused", "RST"), events(OK), ctx(), FakeLook())
     assert got["verdict"] == "refused"
-    assert got["culprit"] == {"where": "pod default/web-57bdf4545f-k6kgm", "kind": "listen", "object": "10.244.0.3:8080"}
+    web = "pod default/web-57bdf4545f-k6kgm"
+    assert got["culprit"] == {"where": web, "kind": "listen", "object": "10.244.0.3:8080"}
 
 
 def test_ip_forward_off_where_the_packet_stops():
     # the foreign recording without its drop rule: node1 saw the packet arrive, nothing after prerouting
-    stopped = {
-        ns: [ln for ln in lines if "foreign" not in ln and "filter-forward" not in ln] for ns, lines in FOREIGN.items()
+    kept = {
+        ns: [ln for ln in lines(t) if "foreign" not in ln and "filter-forward" not in ln] for ns, t in FOREIGN.items()
     }
-    stopped["node1"] = [ln for ln in stopped["node1"] if "prerouting" in ln or "podnet-trace" in ln]
+    kept["node1"] = [ln for ln in kept["node1"] if "prerouting" in ln or "podnet-trace" in ln]
+    stopped = {ns: "\n".join(ls) for ns, ls in kept.items()}
     look = FakeLook(sysctls={("node1", "net.ipv4.ip_forward"): "0"})
     got = tw.explain(probe(SPORT_FOREIGN, "10.244.0.3", 8080, "timeout"), events(stopped), ctx(), look)
     assert got["verdict"] == "dropped"
