@@ -7,6 +7,7 @@ import json
 import sys
 
 from podnet.diag.targets import TargetError
+from podnet.kernel.nft import NftError
 
 
 def _endpoint(d):
@@ -64,6 +65,9 @@ def run(args):
     except TargetError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
+    except (NftError, OSError) as exc:  # the kernel side of the trace itself failed
+        print("error: trace: %s" % exc, file=sys.stderr)
+        return 1
     if args.output == "json":
         print(json.dumps(doc, indent=1))
     else:

@@ -67,17 +67,11 @@ class Cluster:
         ns = self.node_ns.get(node) if host else self.pod_netns(pod)
         return Target("pod", "%s/%s" % (m["namespace"], m["name"]), pod["status"]["podIP"], node, ns, obj=pod)
 
-    def find_pod(self, ns, name):
-        for p in self.pods:
-            if p["metadata"]["name"] == name and p["metadata"]["namespace"] == ns:
-                return p
-        return None
+    def find_pod(self, ns, name, anywhere=False):
+        return _find(self.pods, ns, name, anywhere)
 
-    def find_service(self, ns, name):
-        for s in self.services:
-            if s["metadata"]["name"] == name and s["metadata"]["namespace"] == ns:
-                return s
-        return None
+    def find_service(self, ns, name, anywhere=False):
+        return _find(self.services, ns, name, anywhere)
 
     def endpoints(self, svc):
         """Ready endpoint IPs of a Service (its EndpointSlices)."""
@@ -112,6 +106,16 @@ class Cluster:
                     for nip in self.node_ip.values():
                         out["%s:%s" % (nip, p["nodePort"])] = key
         return out
+
+
+def _find(objs, ns, name, anywhere):
+    """The object ns/name; with `anywhere` (a bare name, no namespace given
+    with it) also the only object of that name in another namespace."""
+    same = [o for o in objs if o["metadata"]["name"] == name]
+    for o in same:
+        if o["metadata"]["namespace"] == ns:
+            return o
+    return same[0] if anywhere and len(same) == 1 else None
 
 
 def _split_port(text):
@@ -186,9 +190,10 @@ def resolve(cl, text, namespace, proto, source=None):
     if host.startswith(("svc/", "service/")):
         name = host.split("/", 1)[1]
         ns, name = name.split("/", 1) if "/" in name else (namespace, name)
-        svc = cl.find_service(ns, name)
+        svc = cl.find_service(ns, name, anywhere="/" not in host[4:])
         if svc is None:
             raise TargetError("service %s/%s not found" % (ns, name))
+        ns = svc["metadata"]["namespace"]
         ip = (svc.get("spec") or {}).get("clusterIP")
         if not ip or ip == "None":
             raise TargetError("service %s/%s has no ClusterIP (headless)" % (ns, name))
@@ -196,7 +201,7 @@ def resolve(cl, text, namespace, proto, source=None):
     if _is_ip(host):
         return by_ip(cl, host, port, proto)
     ns, name = host.split("/", 1) if "/" in host else (namespace, host)
-    pod = cl.find_pod(ns, name)
+    pod = cl.find_pod(ns, name, anywhere="/" not in host)
     if pod is not None:
         t = cl.pod_target(pod)
         t.port = port if port is not None else (None if proto == "icmp" else _pod_port(pod, proto))

@@ -266,7 +266,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
         with ThreadPoolExecutor(max_workers=8) as pool:
             installed = list(places)
             list(pool.map(lambda ns: nfttrace.install(ns, sport, proto, eps), places))
-        nfttrace.wait_ready(monitors)
+        nfttrace.wait_ready(monitors, lambda ns: nfttrace.install(ns, sport, proto, eps))
         assert src.netns is not None
         if proto == "tcp":
             outcome = probe_tcp(src.netns, dst.ip, dst.port, sport, timeout, monitors)
@@ -290,6 +290,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
         services=cl.fronts(),
         routing=cl.doc.get("routing", {}).get("mode", "vxlan"),
         stale_conntrack=stale,
+        ready_endpoints=len(eps) if dst.kind == "service" else None,
     )
     if ctx.routing == "bgp":
         ctx.bird_down = [n for n, ns in cl.node_ns.items() if not lookup.running_in(ns, "bird")]

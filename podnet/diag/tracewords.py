@@ -116,6 +116,7 @@ class Context:
     routing: str = "vxlan"
     bird_down: list[str] = field(default_factory=list)  # nodes where BIRD should run and does not
     stale_conntrack: str | None = None  # a conntrack entry DNATed to a non-endpoint
+    ready_endpoints: int | None = None  # of the Service traced to, when TO is one
 
 
 def _where_short(place):
@@ -241,8 +242,10 @@ def _nft_hop(ctx, place, e, state):
                 m.group(2),
                 m.group(1),
             )
+        elif ctx.ready_endpoints == 1:
+            why = "the Service's only ready endpoint"
         else:
-            why = "picked at random among the ready endpoints (the numgen cascade's last rule, or the only endpoint)"
+            why = "picked at random: the numgen rules before this last one passed it on"
         return _hop(place, e.ns, "nft", "DNAT to endpoint %s, %s" % (target, why), full, "dnat")
     if "no-endpoint" in e.text:
         return _hop(place, e.ns, "nft", "the Service has no usable endpoints here (%s)" % v, full, "reject")
@@ -440,10 +443,11 @@ def _no_route(ctx, place, dst, r):
 
 def _outcome(probe, ctx, look, state, ans, place, ns, route, hops):
     """No rule stopped the probe: the socket's answer decides."""
-    target = state.get("endpoint") or "%s:%s" % (probe.dst_ip, probe.dport)
+    target = state.get("endpoint") or ("%s:%s" % (probe.dst_ip, probe.dport) if probe.dport else probe.dst_ip)
     where = _where_short(place) if place else "?"
     if probe.outcome == "reply":
-        hops.append(_answer_hop(probe, ctx, ans, "a socket listens on %s and answered" % target, "accept"))
+        said = "its kernel answered the echo" if probe.proto == "icmp" else "a socket listens there and answered"
+        hops.append(_answer_hop(probe, ctx, ans, "%s: %s" % (target, said), "accept"))
         return "delivered", "delivered to %s; %s" % (target, _answer_word(probe)), None
     if probe.outcome == "refused":
         hops.append(_answer_hop(probe, ctx, ans, "nothing listens on %s: %s" % (target, probe.detail), "reject"))
@@ -452,14 +456,10 @@ def _outcome(probe, ctx, look, state, ans, place, ns, route, hops):
             "refused: nothing listens on %s (%s)" % (target, probe.detail),
             {"where": where, "kind": "listen", "object": target},
         )
-    if probe.outcome in ("frag-needed", "msgsize"):
-        dev = (route or {}).get("dev") or "?"
-        mtu = (route or {}).get("mtu")
-        return (
-            "dropped",
-            "dropped on %s: the %s-byte packet with DF does not fit %s (MTU %s)" % (where, probe.size, dev, mtu),
-            {"where": where, "kind": "mtu", "object": dev},
-        )
+    if probe.size and probe.outcome != "reply":
+        too_big = _mtu_culprit(probe, ctx, look, state)
+        if too_big:
+            return too_big
     if ctx.stale_conntrack:
         return (
             "dropped",
@@ -476,6 +476,34 @@ def _outcome(probe, ctx, look, state, ans, place, ns, route, hops):
     if bad:
         return "dropped", bad[0], bad[1]
     return "lost", "lost after %s: no answer within the timeout and no rule dropped it" % where, None
+
+
+def _mtu_culprit(probe, ctx, look, state):
+    """A DF probe bigger than a device on its way: FROM's own route, then
+    its node's route onward (a pod's eth0 MTU above the overlay's is
+    dropped where the veth enters the node, before any hook: no event)."""
+    dst = (state.get("endpoint") or probe.dst_ip).split(":")[0]
+    src = ctx.places.get(ctx.source_ns, Place(ctx.source_ns))
+    steps = [(ctx.source_ns, src)]
+    if src.kind == "pod":
+        steps += [(ns, p) for ns, p in ctx.places.items() if p.kind == "node" and p.node == src.node]
+    first_mtu = None
+    for ns, place in steps:
+        r = look.route(ns, dst)
+        mtu = r.get("mtu")
+        first_mtu = first_mtu or mtu
+        if mtu and probe.size > mtu:
+            where = _where_short(place)
+            more = "" if ns == ctx.source_ns else " (FROM's own %s allows %s)" % (steps[0][1].where, first_mtu)
+            reason = "dropped on %s: the %d-byte probe with DF does not fit %s (MTU %d)%s" % (
+                where,
+                probe.size,
+                r.get("dev"),
+                mtu,
+                more,
+            )
+            return "dropped", reason, {"where": where, "kind": "mtu", "object": r.get("dev")}
+    return None
 
 
 def _fdb_mismatch(ctx, hops, state, probe):

@@ -137,15 +137,24 @@ def start_monitors(ns_names):
     return [Monitor(n) for n in ns_names]
 
 
-def wait_ready(monitors, timeout=3.0):
+def wait_ready(monitors, reinstall, timeout=3.0):
     """Wait until every monitor has seen the trace table appear; NftError
-    naming the namespaces whose monitor did not."""
+    naming the namespaces whose monitor did not. Popen returns before nft
+    has subscribed, so a monitor may miss the first "add table": its
+    namespace's table is then installed again (`reinstall(ns)`, which
+    deletes and re-adds it) until the monitor reports it."""
     deadline = time.monotonic() + timeout
-    for m in monitors:
-        m.ready.wait(max(0.0, deadline - time.monotonic()))
-    late = [m.ns for m in monitors if not m.ready.is_set()]
-    if late:
-        raise NftError("monitor trace", "no event from nft monitor in %s after %.1f s" % (", ".join(late), timeout))
+    while True:
+        for m in monitors:
+            m.ready.wait(max(0.0, min(0.2, deadline - time.monotonic())))
+        late = [m for m in monitors if not m.ready.is_set()]
+        if not late:
+            return
+        if time.monotonic() >= deadline:
+            names = ", ".join(m.ns for m in late)
+            raise NftError("monitor trace", "no event from nft monitor in %s after %.1f s" % (names, timeout))
+        for m in late:
+            reinstall(m.ns)
 
 
 def collect(monitors, settle=0.15):
