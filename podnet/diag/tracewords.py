@@ -291,6 +291,8 @@ def _culprit_for(ctx, place, e, events, state, probe):
     # counters change with every packet: leave their values out of the object
     rule = re.sub(r"counter packets \d+ bytes \d+", "counter", e.text) if e.text else "policy " + e.verdict
     full = "%s %s %s: %s" % (e.family, e.table, e.chain, rule)
+    if e.table == "podnet-lab-router" and "fib daddr oif missing" in e.text:
+        return _no_route(ctx, place, probe.dst_ip, {"error": "the external host has no route (%s)" % full})
     if not e.table.startswith("podnet-"):
         return (
             "dropped",
@@ -403,6 +405,16 @@ def explain(probe, by_ns, ctx, look):
         hops += hs
         last_route = r
         if r.get("error"):
+            verdict, reason, culprit = _no_route(ctx, place, dst, r)
+            break
+        cidr, owner = _owner(ctx, dst)
+        if place.kind == "node" and owner and owner != place.node and r.get("prefix") == "default":
+            # a pod address left to the default route: this node lacks the route to its owner's podCIDR
+            r = dict(
+                r,
+                error="only the default route (%s) matches, no route to %s's podCIDR %s" % (r.get("line"), owner, cidr),
+            )
+            hops[-1]["verdict"] = "drop"
             verdict, reason, culprit = _no_route(ctx, place, dst, r)
             break
     if verdict is None:
