@@ -198,7 +198,7 @@ def check_mtu(f: Facts) -> list[Finding]:
                 "pod %s's eth0 MTU %d is above the path MTU %d of %s on %s: "
                 "full-size packets to other nodes are dropped" % (key, pk["mtu"], path_mtu, dev, node),
                 ["pod %s eth0 mtu %d" % (key, pk["mtu"]), "%s %s mtu %d" % (node, dev, path_mtu)],
-                "podnet exec %s -- ip link show eth0" % key,
+                "podnet exec -n %s %s -- ip link show eth0" % tuple(key.split("/", 1)),
                 node,
             )
         )

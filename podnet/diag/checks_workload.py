@@ -172,7 +172,7 @@ def check_service_selector(f: Facts) -> list[Finding]:
                 "error",
                 summary,
                 evidence,
-                "podnet get pods -n %s --show-labels; podnet describe svc %s -n %s" % (ns, svc["metadata"]["name"], ns),
+                "podnet describe svc %s -n %s; podnet get pods -n %s -o json" % (svc["metadata"]["name"], ns, ns),
             )
         )
     return out
@@ -263,7 +263,7 @@ def check_target_port(f: Facts) -> list[Finding]:
                         "Service %s port %s sends to %s:%d (%s), where nothing in pod %s listens"
                         % (key, port.get("port"), ip, tp, proto, pkey),
                         ["pod %s listens on: %s" % (pkey, ", ".join(socks) or "nothing")],
-                        "podnet exec %s -n %s -- ss -lntu" % (pkey.split("/")[1], pkey.split("/")[0]),
+                        "podnet exec -n %s %s -- ss -lntu" % tuple(pkey.split("/", 1)),
                         pod["spec"].get("nodeName"),
                     )
                 )
@@ -282,10 +282,7 @@ def check_dns(f: Facts) -> list[Finding]:
         pk = f.pod_kernel.get(key)
         if pk is None:
             continue
-        cmd = "podnet exec %s -n %s -- nslookup kubernetes.default" % (
-            pod["metadata"]["name"],
-            pod["metadata"].get("namespace", "default"),
-        )
+        cmd = "podnet exec -n %s %s -- nslookup kubernetes.default" % tuple(key.split("/", 1))
         if svc is None:
             out.append(
                 Finding(
