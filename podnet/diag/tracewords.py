@@ -543,7 +543,11 @@ def _answer_hop(probe, ctx, ans, what, verdict):
         place = ctx.places.get(ns, Place(ns))
         if place.kind == "pod" and ns != ctx.source_ns:
             pk = next((e.pkt for e in events if e.kind == "packet"), {})
-            flags = pk.get("flags") or pk.get("icmp_type") or ""
+            flags = pk.get("flags") or pk.get("icmp_type") or pk.get("proto") or ""
+            # nft prints TCP flags it has no single name for as hex
+            flags = {"0x12": "SYN-ACK", "0x14": "RST-ACK", "rst": "RST"}.get(flags, flags)
+            if pk.get("sport"):
+                flags = "port %s -> %s %s" % (pk["sport"], pk.get("dport"), flags)
             return _hop(
                 place, ns, "deliver", what, "reply %s -> %s %s" % (pk.get("saddr"), pk.get("daddr"), flags), verdict
             )

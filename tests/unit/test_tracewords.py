@@ -339,7 +339,7 @@ def test_delivered_across_nodes_over_vxlan():
     assert "VNI 1" in vx["what"] and "192.168.200.12 -> 192.168.200.11" in vx["what"] and "to node1" in vx["what"]
     assert "fdb 8e:07:ae:d0:b0:fc dst 192.168.200.11" in vx["object"]
     assert "numgen random mod 3" in got["hops"][3]["what"] and "Service default/web" in got["hops"][2]["what"]
-    assert "0x12" in got["hops"][-1]["object"]
+    assert "SYN-ACK" in got["hops"][-1]["object"]
 
 
 def test_policy_drop_names_the_policy():
