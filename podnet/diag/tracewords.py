@@ -473,10 +473,17 @@ def _outcome(probe, ctx, look, state, ans, place, ns, route, hops):
         if too_big:
             return too_big
     if ctx.stale_conntrack:
+        # the entry lives in the conntrack table of FROM's node (read there before the probe)
+        src = ctx.places.get(ctx.source_ns, Place(ctx.source_ns))
+        node = src.node or _where_short(src)
+        node_ns = next((ns for ns, p in ctx.places.items() if p.kind == "node" and p.node == node), ctx.source_ns)
+        what = "an existing conntrack entry for this 5-tuple sends it to an address that is no endpoint any more"
+        hops.append(_hop(ctx.places.get(node_ns, src), node_ns, "conntrack", what, ctx.stale_conntrack, "dnat"))
         return (
             "dropped",
-            "a stale conntrack entry steers the probe to a former endpoint: %s" % ctx.stale_conntrack,
-            {"where": where, "kind": "conntrack", "object": ctx.stale_conntrack},
+            "dropped after %s: a stale conntrack entry steers the probe to a former endpoint: %s"
+            % (node, ctx.stale_conntrack),
+            {"where": node, "kind": "conntrack", "object": ctx.stale_conntrack},
         )
     if probe.outcome == "unreachable":
         return (

@@ -418,3 +418,13 @@ def test_lost_when_nothing_explains_the_silence():
     stopped = {"pod-client": FOREIGN["pod-client"], "node2": FOREIGN["node2"]}
     got = tw.explain(probe(SPORT_FOREIGN, "10.244.0.3", 8080, "timeout"), events(stopped), ctx(), FakeLook())
     assert got["verdict"] == "lost" and got["culprit"] is None and "node2" in got["reason"]
+
+
+def test_stale_udp_conntrack_entry():
+    c = ctx()
+    orig = "src=10.244.1.2 dst=10.96.0.10 sport=45454 dport=53"
+    c.stale_conntrack = "udp 17 59 %s src=10.244.0.99 dst=10.244.1.2 sport=53 dport=45454" % orig
+    stopped = {"pod-client": FOREIGN["pod-client"], "node2": FOREIGN["node2"]}
+    got = tw.explain(probe(SPORT_FOREIGN, "10.244.0.3", 8080, "timeout"), events(stopped), c, FakeLook())
+    assert got["culprit"] == {"where": "node2", "kind": "conntrack", "object": c.stale_conntrack}
+    assert got["hops"][-1]["step"] == "conntrack" and got["hops"][-1]["where"] == "node node2"
