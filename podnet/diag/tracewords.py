@@ -234,8 +234,10 @@ def _nft_hop(ctx, place, e, state):
         target = e.text.split("dnat to", 1)[1].split()[0]
         state["endpoint"] = target
         m = re.search(r"numgen random mod (\d+) (\d+)", e.text)
-        if "@affinity" in e.text or "affinity" in e.chain:
-            why = "session affinity: this client's earlier choice"
+        if state.get("why"):  # the rule that sent it to this endpoint's chain (ep-...)
+            why = state.pop("why")
+        elif e.chain.startswith("ext-"):
+            why = "externalTrafficPolicy Local: an endpoint on this node, the client's address kept"
         elif m:
             why = "a random pick (numgen random mod %s == %s: 1 in %s of the endpoints left)" % (
                 m.group(1),
@@ -247,6 +249,17 @@ def _nft_hop(ctx, place, e, state):
         else:
             why = "picked at random: the numgen rules before this last one passed it on"
         return _hop(place, e.ns, "nft", "DNAT to endpoint %s, %s" % (target, why), full, "dnat")
+    if v.startswith("goto ep-"):  # affinity or the random pick, the dnat follows in ep-...
+        if "@affinity" in e.text:
+            state["why"] = (
+                "session affinity (ClientIP): this client's earlier choice, remembered in @%s"
+                % (e.text.split("@", 1)[1].split()[0])
+            )
+        else:
+            m = re.search(r"numgen random mod (\d+)", e.text)
+            n = m.group(1) if m else "N"
+            state["why"] = "a random pick (numgen random mod %s: 1 in %s of the endpoints left)" % (n, n)
+        return None
     if "no-endpoint" in e.text:
         return _hop(place, e.ns, "nft", "the Service has no usable endpoints here (%s)" % v, full, "reject")
     if v.startswith("goto") and named and e.table == "podnet-proxy":
@@ -318,6 +331,12 @@ def _culprit_for(ctx, place, e, events, state, probe):
         )
     svc = state.get("service") or ctx.services.get("%s:%s" % (probe.dst_ip, probe.dport)) or "?"
     no_ep = any("no-endpoint" in x.text for x in events)
+    if e.chain.startswith("ext-") and e.text.startswith("drop"):
+        reason = "dropped on %s: Service %s has externalTrafficPolicy Local and no ready endpoint on this node" % (
+            where,
+            svc,
+        )
+        return "dropped", reason, {"where": where, "kind": "service", "object": svc}
     if e.text.startswith("reject") or no_ep:
         return (
             "rejected",
