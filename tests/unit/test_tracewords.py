@@ -216,6 +216,88 @@ trace id 49564223 inet podnet-node postrouting policy accept
 SPORT_FOREIGN = 57353
 
 
+AFF = {
+    "pod-client": """\
+trace id d40a675e inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.2 ip daddr 10.96.0.6 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 80 tcp flags == syn tcp window 64860
+trace id d40a675e inet podnet-trace out unknown rule handle 11 (verdict continue)
+trace id d40a675e inet podnet-trace out policy accept
+trace id 5d147c8b inet podnet-trace pre packet: iif "eth0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.96.0.6 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 80 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 5d147c8b inet podnet-trace pre unknown rule handle 4 (verdict continue)
+trace id 5d147c8b inet podnet-trace pre policy accept
+""",  # noqa: E501
+    "node2": """\
+trace id fbf4bdd3 inet podnet-trace pre packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.6 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 80 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id fbf4bdd3 inet podnet-trace pre policy accept
+trace id fbf4bdd3 ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.6 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip length 60 tcp sport 33717 tcp dport 80 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id fbf4bdd3 ip podnet-proxy filter-prerouting policy accept
+trace id fbf4bdd3 ip podnet-proxy nat-prerouting packet: iif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 3e:28:c0:49:a5:66 ip saddr 10.244.1.2 ip daddr 10.96.0.6 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip length 60 tcp sport 33717 tcp dport 80 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id fbf4bdd3 ip podnet-proxy services rule ip daddr . meta l4proto . th dport vmap @service-ips (verdict goto svc-FBADC5F2F1-default/aff/tcp/80)
+trace id fbf4bdd3 ip podnet-proxy svc-FBADC5F2F1-default/aff/tcp/80 rule ip saddr @affinity-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080 goto ep-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080 (verdict goto ep-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080)
+trace id fbf4bdd3 ip podnet-proxy ep-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080 rule update @affinity-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080 { ip saddr } (verdict continue)
+trace id fbf4bdd3 ip podnet-proxy ep-3E0608BE2D-default/aff/tcp/80__10.244.1.3/8080 rule meta l4proto tcp dnat to 10.244.1.3:8080 (verdict accept)
+trace id fbf4bdd3 ip podnet-proxy filter-forward packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 ip podnet-proxy filter-forward rule ct state new jump service-endpoints-check (verdict jump service-endpoints-check)
+trace id fbf4bdd3 ip podnet-proxy filter-forward rule ct state new jump cluster-ips-check (verdict jump cluster-ips-check)
+trace id fbf4bdd3 ip podnet-proxy filter-forward policy accept
+trace id fbf4bdd3 inet podnet-policy egress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 inet podnet-policy egress policy accept
+trace id fbf4bdd3 inet podnet-policy ingress packet: iif "cni0" oif "cni0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 inet podnet-policy ingress policy accept
+trace id fbf4bdd3 ip podnet-proxy nat-postrouting packet: oif "cni0" @ll,0,112 0x866b848a655a22a44124a2790800 ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 ip podnet-proxy nat-postrouting policy accept
+trace id fbf4bdd3 inet podnet-node postrouting packet: oif "cni0" @ll,0,112 0x866b848a655a22a44124a2790800 ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id fbf4bdd3 inet podnet-node postrouting policy accept
+trace id 90d1c0ba inet podnet-trace pre packet: iif "cni0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 90d1c0ba inet podnet-trace pre unknown rule handle 4 (verdict continue)
+trace id 90d1c0ba inet podnet-trace pre unknown rule handle 8 (verdict continue)
+trace id 90d1c0ba inet podnet-trace pre policy accept
+trace id 90d1c0ba ip podnet-proxy filter-prerouting packet: iif "cni0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 90d1c0ba ip podnet-proxy filter-prerouting policy accept
+trace id 90d1c0ba ip podnet-proxy filter-forward packet: iif "cni0" oif "cni0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 90d1c0ba ip podnet-proxy filter-forward policy accept
+trace id 90d1c0ba inet podnet-policy egress packet: iif "cni0" oif "cni0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 90d1c0ba inet podnet-policy egress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+trace id 90d1c0ba inet podnet-policy ingress packet: iif "cni0" oif "cni0" ether saddr 86:6b:84:8a:65:5a ether daddr 22:a4:41:24:a2:79 ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id 90d1c0ba inet podnet-policy ingress rule ct state established,related accept comment "replies and open connections" (verdict accept)
+""",  # noqa: E501
+    "pod-web2": """\
+trace id 0c6c2a52 inet podnet-trace pre packet: iif "eth0" ether saddr 22:a4:41:24:a2:79 ether daddr 86:6b:84:8a:65:5a ip saddr 10.244.1.2 ip daddr 10.244.1.3 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 59621 ip protocol tcp ip length 60 tcp sport 33717 tcp dport 8080 tcp flags == syn tcp window 64860
+trace id 0c6c2a52 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id 0c6c2a52 inet podnet-trace pre unknown rule handle 6 (verdict continue)
+trace id 0c6c2a52 inet podnet-trace pre policy accept
+trace id f5693cde inet podnet-trace out packet: oif "eth0" ip saddr 10.244.1.3 ip daddr 10.244.1.2 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 0 ip protocol tcp ip length 60 tcp sport 8080 tcp dport 33717 tcp flags == 0x12 tcp window 64308
+trace id f5693cde inet podnet-trace out unknown rule handle 12 (verdict continue)
+trace id f5693cde inet podnet-trace out unknown rule handle 16 (verdict continue)
+trace id f5693cde inet podnet-trace out policy accept
+""",  # noqa: E501
+}
+SPORT_AFF = 33717
+
+LOCAL = {
+    "ext": """\
+trace id ec3af163 inet podnet-trace out packet: oif "eth0" ip saddr 192.168.200.100 ip daddr 192.168.200.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 15981 ip protocol tcp ip length 60 tcp sport 44844 tcp dport 30090 tcp flags == syn tcp window 64240
+trace id ec3af163 inet podnet-trace out unknown rule handle 9 (verdict continue)
+trace id ec3af163 inet podnet-trace out policy accept
+""",  # noqa: E501
+    "node1": """\
+trace id f5d94f58 inet podnet-trace pre packet: iif "eth0" ether saddr c6:76:71:18:47:95 ether daddr 02:b2:6c:a4:77:5d ip saddr 192.168.200.100 ip daddr 192.168.200.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 15981 ip protocol tcp ip length 60 tcp sport 44844 tcp dport 30090 tcp flags == syn tcp window 64240
+trace id f5d94f58 inet podnet-trace pre unknown rule handle 3 (verdict continue)
+trace id f5d94f58 inet podnet-trace pre policy accept
+trace id f5d94f58 ip podnet-proxy filter-prerouting packet: iif "eth0" ether saddr c6:76:71:18:47:95 ether daddr 02:b2:6c:a4:77:5d ip saddr 192.168.200.100 ip daddr 192.168.200.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 15981 ip length 60 tcp sport 44844 tcp dport 30090 tcp flags == syn tcp window 64240
+trace id f5d94f58 ip podnet-proxy filter-prerouting rule ct state new jump firewall-check (verdict jump firewall-check)
+trace id f5d94f58 ip podnet-proxy filter-prerouting policy accept
+trace id f5d94f58 ip podnet-proxy nat-prerouting packet: iif "eth0" ether saddr c6:76:71:18:47:95 ether daddr 02:b2:6c:a4:77:5d ip saddr 192.168.200.100 ip daddr 192.168.200.11 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 15981 ip length 60 tcp sport 44844 tcp dport 30090 tcp flags == syn tcp window 64240
+trace id f5d94f58 ip podnet-proxy nat-prerouting rule jump services (verdict jump services)
+trace id f5d94f58 ip podnet-proxy services rule fib daddr type local ip daddr != 127.0.0.0/8 ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports (verdict goto ext-85888ABE97-default/cl-local/tcp/80)
+trace id f5d94f58 ip podnet-proxy ext-85888ABE97-default/cl-local/tcp/80 rule drop (verdict drop)
+""",  # noqa: E501
+}
+SPORT_LOCAL = 44844
+
+
 ROUTES = {
     ("pod-client", "10.96.0.2"): {
         "gateway": "10.244.1.1",
@@ -428,3 +510,29 @@ def test_stale_udp_conntrack_entry():
     got = tw.explain(probe(SPORT_FOREIGN, "10.244.0.3", 8080, "timeout"), events(stopped), c, FakeLook())
     assert got["culprit"] == {"where": "node2", "kind": "conntrack", "object": c.stale_conntrack}
     assert got["hops"][-1]["step"] == "conntrack" and got["hops"][-1]["where"] == "node node2"
+
+
+def test_session_affinity_hit_explains_the_endpoint():
+    c = ctx()
+    c.places["pod-web2"] = tw.Place("pod default/web-57bdf4545f-m8ctj", "node2", "pod")
+    c.services["10.96.0.6:80"] = "default/aff"
+    routes = dict(ROUTES)
+    routes[("pod-client", "10.96.0.6")] = ROUTES[("pod-client", "10.96.0.2")]
+    routes[("node2", "10.244.1.3")] = {"gateway": None, "dev": "cni0", "line": "10.244.1.0/24 dev cni0 proto kernel"}
+    got = tw.explain(probe(SPORT_AFF, "10.96.0.6", 80, "reply", "SYN-ACK"), events(AFF), c, FakeLook(routes))
+    assert got["verdict"] == "delivered" and got["endpoint"] == "10.244.1.3:8080"
+    dnat = [h for h in got["hops"] if h["verdict"] == "dnat"]
+    assert len(dnat) == 1 and "session affinity (ClientIP)" in dnat[0]["what"]
+    assert [h["where"] for h in got["hops"]][-1] == "pod default/web-57bdf4545f-m8ctj"
+
+
+def test_external_traffic_policy_local_without_a_local_endpoint():
+    c = ctx()
+    c.source_ns = "ext"
+    c.places["ext"] = tw.Place("external", None, "external")
+    c.services["192.168.200.11:30090"] = "default/cl-local"
+    routes = {("ext", "192.168.200.11"): {"gateway": None, "dev": "eth0", "line": "192.168.200.0/24 dev eth0"}}
+    got = tw.explain(probe(SPORT_LOCAL, "192.168.200.11", 30090, "timeout"), events(LOCAL), c, FakeLook(routes))
+    assert got["verdict"] == "dropped"
+    assert got["culprit"] == {"where": "node1", "kind": "service", "object": "default/cl-local"}
+    assert "externalTrafficPolicy Local" in got["reason"]
