@@ -1,7 +1,20 @@
 """`podnet trace FROM TO[:PORT]`: the hops of one real probe in words, the
 kernel object under each, then the verdict (podnet/diag/trace.py does the
 work). Exit 0 when delivered, 1 otherwise, 2 for names that resolve to
-nothing."""
+nothing.
+
+`-o json` prints one object (other tools assert on these keys):
+  from/to   {kind: pod|node|external|ip|service, name, ip, node} (to: + port)
+  protocol  tcp|udp|icmp
+  verdict   delivered (an answer came back) | refused (the pod answered RST or
+            port unreachable) | rejected (an nftables reject) | dropped (an
+            nftables or kernel drop) | no-route | lost (cause unknown)
+  reason    one sentence; culprit null or {where, kind, object} with kind
+            service|policy|foreign-rule|route|sysctl|mtu|fdb|listen|conntrack|bgp
+  endpoint  the Service endpoint DNAT chose, or null
+  hops      [{where, netns, step, what, object, verdict}] in path order
+  elapsed   seconds
+"""
 
 import json
 import sys
