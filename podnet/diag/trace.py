@@ -262,7 +262,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
     installed: list[str] = []
     by_ns: dict[str, list[str]] = {}
     try:
-        monitors = nfttrace.start_monitors(list(places))
+        monitors = nfttrace.start_monitors(list(places), sport)
         with ThreadPoolExecutor(max_workers=8) as pool:
             installed = list(places)
             list(pool.map(lambda ns: nfttrace.install(ns, sport, proto, eps), places))
@@ -280,7 +280,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
             m.stop()
         if installed:
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(nfttrace.remove, installed))
+                list(pool.map(lambda ns: nfttrace.remove(ns, sport), installed))
     probe = tw.Probe(proto, sport, src.ip, dst.ip, dst.port, outcome[0], outcome[1], size)
     ctx = tw.Context(
         source_ns=src.netns,

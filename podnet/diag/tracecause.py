@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 
 from podnet.diag import tracemodel as tm
-from podnet.diag.traceparse import TRACE_TABLE
+from podnet.diag.traceparse import is_trace_table
 
 
 def stopper(events):
     """The first rule (or chain policy) that ended the packet."""
     for e in events:
-        if e.table == TRACE_TABLE:
+        if is_trace_table(e.table):
             continue
         if (e.kind == "rule" and (e.verdict in ("drop", "reject") or e.text.startswith("reject"))) or (
             e.kind == "policy" and e.verdict == "drop"

@@ -13,7 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-TRACE_TABLE = "podnet-trace"
+TRACE_TABLE = "podnet-trace"  # podnet/kernel/nfttrace.py: podnet-trace-<sport>
+
+
+def is_trace_table(name):
+    return name == TRACE_TABLE or name.startswith(TRACE_TABLE + "-")
 
 
 _LINE = re.compile(r"^trace id (\S+) (\S+) (\S+) (\S+) (.*)$")
@@ -107,7 +111,7 @@ def probe_events(probe, by_ns, source_ns):
     senders = set()
     for ns, events in by_ns.items():
         for e in events:
-            if e.table != TRACE_TABLE and forward(e.pkt):
+            if not is_trace_table(e.table) and forward(e.pkt):
                 fwd.setdefault(ns, []).append(e)
                 senders.add((e.pkt.get("saddr"), e.pkt.get("sport")))
         # a namespace with only the trace table's own events was still crossed

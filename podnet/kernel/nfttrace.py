@@ -27,7 +27,13 @@ import time
 from podnet.kernel.netns import Netns, entered
 from podnet.kernel.nft import NftError, apply
 
-FAMILY, TABLE = "inet", "podnet-trace"
+FAMILY, PREFIX = "inet", "podnet-trace"
+
+
+def table_name(sport):
+    """One table per trace (by its source port): two traces at once in one
+    lab do not remove each other's."""
+    return "%s-%d" % (PREFIX, sport)
 
 
 def trace_script(sport, proto, endpoints=()):
@@ -55,8 +61,9 @@ def trace_script(sport, proto, endpoints=()):
         first = "tcp flags & (syn | ack) == syn" if proto == "tcp" else "meta l4proto udp"
         answer = "tcp flags & (syn | rst) != 0" if proto == "tcp" else "meta l4proto udp"
         match += ["ip daddr { %s } %s" % (eps, first), "ip saddr { %s } %s" % (eps, answer)]
-    lines = ["add table %s %s" % (FAMILY, TABLE), "delete table %s %s" % (FAMILY, TABLE)]
-    lines.append("table %s %s {" % (FAMILY, TABLE))
+    table = table_name(sport)
+    lines = ["add table %s %s" % (FAMILY, table), "delete table %s %s" % (FAMILY, table)]
+    lines.append("table %s %s {" % (FAMILY, table))
     for chain, hook in (("pre", "prerouting"), ("out", "output")):
         lines.append("  chain %s {" % chain)
         lines.append("    type filter hook %s priority -400; policy accept;" % hook)
@@ -73,28 +80,30 @@ def trace_script(sport, proto, endpoints=()):
 
 def install(ns_name, sport, proto, endpoints=()):
     with Netns(ns_name) as h:
-        apply(trace_script(sport, proto, endpoints), ns=h, what="add table %s %s in %s" % (FAMILY, TABLE, ns_name))
+        what = "add table %s %s in %s" % (FAMILY, table_name(sport), ns_name)
+        apply(trace_script(sport, proto, endpoints), ns=h, what=what)
 
 
-def remove(ns_name):
+def remove(ns_name, sport):
     """Delete the trace table; a namespace that is gone has none."""
+    table = table_name(sport)
     try:
         h = Netns(ns_name)
     except OSError:
         return
     with h:
         apply(
-            "add table %s %s\ndelete table %s %s\n" % (FAMILY, TABLE, FAMILY, TABLE),
+            "add table %s %s\ndelete table %s %s\n" % (FAMILY, table, FAMILY, table),
             ns=h,
-            what="delete table %s %s in %s" % (FAMILY, TABLE, ns_name),
+            what="delete table %s %s in %s" % (FAMILY, table, ns_name),
         )
 
 
 class Monitor:
     """`nft monitor` inside one namespace, its lines collected by a thread."""
 
-    def __init__(self, ns_name):
-        self.ns = ns_name
+    def __init__(self, ns_name, table):
+        self.ns, self.table = ns_name, table
         self.lines: list[str] = []
         self.ready = threading.Event()
         with Netns(ns_name) as h, entered(h):
@@ -115,7 +124,7 @@ class Monitor:
             line = line.rstrip("\n")
             if line.startswith("trace id "):
                 self.lines.append(line)
-            elif TABLE in line and line.startswith("add table"):
+            elif line.split()[:4] == ["add", "table", FAMILY, self.table]:
                 self.ready.set()
 
     def stop(self):
@@ -133,8 +142,8 @@ class Monitor:
         self._reader.join(timeout=1)
 
 
-def start_monitors(ns_names):
-    return [Monitor(n) for n in ns_names]
+def start_monitors(ns_names, sport):
+    return [Monitor(n, table_name(sport)) for n in ns_names]
 
 
 def wait_ready(monitors, reinstall, timeout=3.0):
