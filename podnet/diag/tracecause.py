@@ -62,7 +62,17 @@ def culprit_for(ctx, place, e, events, state, probe):
             svc,
         )
         return "dropped", reason, {"where": where, "kind": "service", "object": svc}
-    if e.text.startswith("reject") or no_ep:
+    if e.chain == "cluster-ips-check":
+        owner_svc = next((v for k, v in ctx.services.items() if k.startswith("%s:" % probe.dst_ip)), "?")
+        reason = "rejected on %s: Service %s has no port %s/%s (only %s)" % (
+            where,
+            owner_svc,
+            probe.dport,
+            probe.proto,
+            ", ".join(sorted(k.split(":")[1] for k, v in ctx.services.items() if k.startswith(probe.dst_ip + ":"))),
+        )
+        return "rejected", reason, {"where": where, "kind": "service", "object": owner_svc}
+    if re.search(r"(^|\s)reject\b", e.text) or no_ep:
         return (
             "rejected",
             "rejected on %s: Service %s has no ready endpoints" % (where, svc),
