@@ -206,10 +206,12 @@ def resolve(cl, text, namespace, proto, source=None):
         t = cl.pod_target(pod)
         t.port = port if port is not None else (None if proto == "icmp" else _pod_port(pod, proto))
         return t
-    if source is not None and "." in host and "/" not in host:
+    if source is not None and "/" not in host:  # a DNS name (a bare one through the search list)
         ip = resolve_name(cl, source, host)
         if ip is None:
-            raise TargetError("%s: no such pod in namespace %s, and %s does not resolve it" % (host, ns, source.name))
+            raise TargetError(
+                "pod %s/%s not found, and the resolver of %s does not know %s" % (ns, name, source.name, host)
+            )
         return by_ip(cl, ip, port, proto)
     raise TargetError("pod %s/%s not found (nor a node, 'external', svc/NAME or an IP)" % (ns, name))
 

@@ -199,7 +199,7 @@ def test_external_to_load_balancer_ip(lab):
 
 def test_dns_name_resolved_as_the_pod_resolves_it(lab):
     cluster_ip = json.loads(lab.run("get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
-    for name in ("web.default.svc.cluster.local", "web.default"):  # the second through the pod's search list
+    for name in ("web.default.svc.cluster.local", "web.default", "web"):  # the last two through its search list
         doc = trace(lab, "client", name + ":80")
         assert doc["to"]["kind"] == "service" and doc["to"]["name"] == "default/web"
         assert doc["to"]["ip"] == cluster_ip and doc["verdict"] == "delivered"
