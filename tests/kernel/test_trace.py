@@ -38,6 +38,8 @@ WORKLOAD = "\n---\n".join(
         "  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]\n",
         "apiVersion: v1\nkind: Service\nmetadata: {name: web-lb}\nspec:\n  type: LoadBalancer\n"
         "  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: nobody}\nspec:\n  selector: {app: nobody}\n"
+        "  ports: [{port: 80, targetPort: 8080}]\n",
     ]
 )
 NODE_IP = {"node1": "192.168.200.11", "node2": "192.168.200.12", "node3": "192.168.200.13"}
@@ -215,6 +217,20 @@ def test_unknown_names_are_refused_with_exit_2(lab):
         res = lab.run("trace", *args, check=False)
         assert res.returncode == 2 and res.stdout == ""
         assert res.stderr.startswith("error: ") and word in res.stderr and "not" in res.stderr
+
+
+def test_nothing_listening_is_refused_by_the_pod(lab):
+    doc = trace(lab, "client", "srv3:9999", rc=1)
+    assert doc["verdict"] == "refused"
+    assert doc["culprit"] == {"where": "pod default/srv3", "kind": "listen", "object": "%s:9999" % lab.ip["srv3"]}
+    assert doc["hops"][-1]["where"] == "pod default/srv3" and "RST" in doc["hops"][-1]["object"]
+
+
+def test_a_service_without_endpoints_is_rejected_on_the_client_node(lab):
+    doc = trace(lab, "client", "svc/nobody", rc=1)
+    assert doc["verdict"] == "rejected" and doc["endpoint"] is None
+    assert doc["culprit"] == {"where": "node1", "kind": "service", "object": "default/nobody"}
+    assert doc["hops"][-1]["where"] == "node node1" and "reject" in doc["hops"][-1]["object"]
 
 
 def _lab_netns(lab):
