@@ -173,6 +173,8 @@ def explain(probe, by_ns, ctx, look):
                     )
                 )
             verdict, reason, culprit = tc.culprit_for(ctx, place, stop, events, state, probe)
+            if state.get("suspect") and verdict == "no-route":  # the node that sent it astray comes first
+                verdict, reason, culprit = tc.no_route(ctx, *state["suspect"])
             break
         routed = next((e.pkt.get("daddr") for e in reversed(events) if e.pkt.get("oif")), None)
         dst = routed or (state.get("endpoint") or probe.dst_ip).split(":")[0]
@@ -195,14 +197,14 @@ def explain(probe, by_ns, ctx, look):
             break
         cidr, owner = tm.owner(ctx, dst)
         if place.kind == "node" and owner and owner != place.node and r.get("prefix") == "default":
-            # a pod address left to the default route: this node lacks the route to its owner's podCIDR
-            r = dict(
-                r,
-                error="only the default route (%s) matches, no route to %s's podCIDR %s" % (r.get("line"), owner, cidr),
-            )
-            hops[-1]["verdict"] = "drop"
-            verdict, reason, culprit = tc.no_route(ctx, place, dst, r)
-            break
+            # a pod address left to the default route: this node lacks the route to its owner's
+            # podCIDR. The default router may still know the way (a BGP lab's external host),
+            # so this is the cause only if the probe fails.
+            why = "only the default route (%s) matches, no route to %s's podCIDR %s" % (r.get("line"), owner, cidr)
+            hops[-1]["what"] += "; %s" % why
+            state.setdefault("suspect", (place, dst, dict(r, error=why)))
+    if verdict is None and state.get("suspect") and probe.outcome != "reply":
+        verdict, reason, culprit = tc.no_route(ctx, *state["suspect"])
     if verdict is None:
         verdict, reason, culprit = tc.outcome(probe, ctx, look, state, ans, last_place, last_ns, last_route, hops)
     return {"verdict": verdict, "reason": reason, "culprit": culprit, "endpoint": state.get("endpoint"), "hops": hops}
