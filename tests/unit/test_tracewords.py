@@ -536,3 +536,29 @@ def test_external_traffic_policy_local_without_a_local_endpoint():
     assert got["verdict"] == "dropped"
     assert got["culprit"] == {"where": "node1", "kind": "service", "object": "default/cl-local"}
     assert "externalTrafficPolicy Local" in got["reason"]
+
+
+def _default_route_on_node2():
+    routes = dict(ROUTES)
+    routes[("node2", "10.244.0.3")] = {
+        "gateway": "192.168.200.100",
+        "dev": "eth0",
+        "prefix": "default",
+        "line": "default via 192.168.200.100 dev eth0 proto static",
+    }
+    return FakeLook(routes)
+
+
+def test_a_pod_address_left_to_the_default_route_is_the_missing_route():
+    stopped = {"pod-client": FOREIGN["pod-client"], "node2": FOREIGN["node2"]}
+    got = tw.explain(
+        probe(SPORT_FOREIGN, "10.244.0.3", 8080, "timeout"), events(stopped), ctx(), _default_route_on_node2()
+    )
+    assert got["verdict"] == "no-route"
+    assert got["culprit"] == {"where": "node2", "kind": "route", "object": "10.244.0.0/24"}
+    assert "node1's podCIDR 10.244.0.0/24" in got["reason"]
+
+
+def test_the_default_route_is_no_culprit_when_the_probe_gets_through():
+    got = tw.explain(probe(SPORT_OK, "10.96.0.2", 80, "reply", "SYN-ACK"), events(OK), ctx(), _default_route_on_node2())
+    assert got["verdict"] == "delivered" and got["culprit"] is None
