@@ -24,16 +24,29 @@ import subprocess
 import threading
 import time
 
-from podnet.kernel.netns import Netns, entered
+from podnet.kernel.netns import Netns, entered, run
 from podnet.kernel.nft import NftError, apply
 
 FAMILY, PREFIX = "inet", "podnet-trace"
 
 
-def table_name(sport):
-    """One table per trace (by its source port): two traces at once in one
-    lab do not remove each other's."""
-    return "%s-%d" % (PREFIX, sport)
+def table_name(sport, pid=None):
+    """One table per trace, named by the tracing process and the probe's
+    source port: two traces at once in one lab do not remove each other's,
+    and the table of a trace that was killed is known by its dead PID."""
+    return "%s-%d-%d" % (PREFIX, os.getpid() if pid is None else pid, sport)
+
+
+def stale_tables(names):
+    """The trace tables among `names` whose tracing process is gone (pure
+    but for the PID check)."""
+    out = []
+    for name in names:
+        parts = name.split("-")
+        if name.startswith(PREFIX + "-") and len(parts) == 4 and parts[2].isdigit():
+            if not os.path.exists("/proc/%s" % parts[2]):
+                out.append(name)
+    return out
 
 
 def trace_script(sport, proto, endpoints=()):
@@ -85,18 +98,30 @@ def install(ns_name, sport, proto, endpoints=()):
 
 
 def remove(ns_name, sport):
-    """Delete the trace table; a namespace that is gone has none."""
+    """Delete the trace table, and those that killed traces left (their
+    process is gone); a namespace that is gone has none."""
     table = table_name(sport)
     try:
         h = Netns(ns_name)
     except OSError:
         return
     with h:
-        apply(
-            "add table %s %s\ndelete table %s %s\n" % (FAMILY, table, FAMILY, table),
-            ns=h,
-            what="delete table %s %s in %s" % (FAMILY, table, ns_name),
+        res = run(["nft", "list", "tables", FAMILY], ns=h, check=False)
+        names = [ln.split()[-1] for ln in res.stdout.splitlines() if ln.startswith("table ")]
+        script = "".join(
+            "add table %s %s\ndelete table %s %s\n" % (FAMILY, t, FAMILY, t) for t in [table] + stale_tables(names)
         )
+        apply(script, ns=h, what="delete table %s %s in %s" % (FAMILY, table, ns_name))
+
+
+def _die_with_parent():
+    """In the monitor's child, before exec: SIGTERM when the process that
+    started it dies (a trace killed with SIGKILL leaves no monitor behind).
+    PR_SET_PDEATHSIG fires when the forking *thread* ends, so monitors are
+    started from the thread that runs the whole trace."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 class Monitor:
@@ -114,6 +139,7 @@ class Monitor:
                 stdin=subprocess.DEVNULL,
                 text=True,
                 bufsize=1,
+                preexec_fn=_die_with_parent,
             )
         self._reader = threading.Thread(target=self._read, name="nft-monitor " + ns_name, daemon=True)
         self._reader.start()

@@ -562,3 +562,29 @@ def test_a_pod_address_left_to_the_default_route_is_the_missing_route():
 def test_the_default_route_is_no_culprit_when_the_probe_gets_through():
     got = tw.explain(probe(SPORT_OK, "10.96.0.2", 80, "reply", "SYN-ACK"), events(OK), ctx(), _default_route_on_node2())
     assert got["verdict"] == "delivered" and got["culprit"] is None
+
+
+def test_trace_table_script_marks_the_probe_and_its_answer_only():
+    import os
+
+    from podnet.kernel import nfttrace
+
+    script = nfttrace.trace_script(40000, "tcp", endpoints=("10.244.0.3", "10.244.2.2"))
+    table = "podnet-trace-%d-40000" % os.getpid()
+    assert script.startswith("add table inet %s\ndelete table inet %s\ntable inet %s {" % (table, table, table))
+    assert "type filter hook prerouting priority -400" in script and "type filter hook output priority -400" in script
+    assert "tcp sport 40000 tcp flags & (syn | ack) == syn meta nftrace set 1" in script
+    assert "tcp dport 40000 tcp flags & (syn | rst) != 0 meta nftrace set 1" in script
+    assert "ip daddr { 10.244.0.3, 10.244.2.2 } tcp flags & (syn | ack) == syn meta nftrace set 1" in script
+    assert "icmp id 7" in nfttrace.trace_script(7, "icmp") and "udp dport 7" in nfttrace.trace_script(7, "udp")
+
+
+def test_stale_trace_tables_are_those_of_dead_tracers():
+    import os
+
+    from podnet.kernel import nfttrace
+
+    mine = nfttrace.table_name(1234)
+    dead = "podnet-trace-%d-1234" % (2**22 + 7)  # above pid_max's default ceiling
+    assert nfttrace.stale_tables([mine, dead, "podnet-policy", "podnet-trace"]) == [dead]
+    assert mine == "podnet-trace-%d-1234" % os.getpid()
