@@ -135,18 +135,7 @@ def outcome(probe, ctx, look, state, ans, place, ns, route, hops):
         if too_big:
             return too_big
     if ctx.stale_conntrack:
-        # the entry lives in the conntrack table of FROM's node (read there before the probe)
-        src = ctx.places.get(ctx.source_ns, tm.Place(ctx.source_ns))
-        node = src.node or tm.where_short(src)
-        node_ns = next((ns for ns, p in ctx.places.items() if p.kind == "node" and p.node == node), ctx.source_ns)
-        what = "an existing conntrack entry for this 5-tuple sends it to an address that is no endpoint any more"
-        hops.append(tm.hop(ctx.places.get(node_ns, src), node_ns, "conntrack", what, ctx.stale_conntrack, "dnat"))
-        return (
-            "dropped",
-            "dropped after %s: a stale conntrack entry steers the probe to a former endpoint: %s"
-            % (node, ctx.stale_conntrack),
-            {"where": node, "kind": "conntrack", "object": ctx.stale_conntrack},
-        )
+        return stale_conntrack(ctx, hops)
     if probe.outcome == "unreachable":
         return (
             "no-route",
@@ -221,3 +210,20 @@ def _answer_hop(probe, ctx, ans, what, verdict):
                 place, ns, "deliver", what, "reply %s -> %s %s" % (pk.get("saddr"), pk.get("daddr"), flags), verdict
             )
     return {"where": "?", "netns": "", "step": "deliver", "what": what, "object": probe.detail, "verdict": verdict}
+
+
+def stale_conntrack(ctx, hops):
+    """The probe followed an existing conntrack entry DNATed to an address
+    that is no endpoint any more: whatever happened after is its consequence."""
+    # the entry lives in the conntrack table of FROM's node (read there before the probe)
+    src = ctx.places.get(ctx.source_ns, tm.Place(ctx.source_ns))
+    node = src.node or tm.where_short(src)
+    node_ns = next((ns for ns, p in ctx.places.items() if p.kind == "node" and p.node == node), ctx.source_ns)
+    what = "an existing conntrack entry for this 5-tuple sends it to an address that is no endpoint any more"
+    hops.append(tm.hop(ctx.places.get(node_ns, src), node_ns, "conntrack", what, ctx.stale_conntrack, "dnat"))
+    return (
+        "dropped",
+        "dropped after %s: a stale conntrack entry steers the probe to a former endpoint: %s"
+        % (node, ctx.stale_conntrack),
+        {"where": node, "kind": "conntrack", "object": ctx.stale_conntrack},
+    )

@@ -203,6 +203,8 @@ def explain(probe, by_ns, ctx, look):
             why = "only the default route (%s) matches, no route to %s's podCIDR %s" % (r.get("line"), owner, cidr)
             hops[-1]["what"] += "; %s" % why
             state.setdefault("suspect", (place, dst, dict(r, error=why)))
+    if verdict is not None and ctx.stale_conntrack:  # the stale entry sent it there
+        verdict, reason, culprit = tc.stale_conntrack(ctx, hops)
     if verdict is None and state.get("suspect") and probe.outcome != "reply":
         verdict, reason, culprit = tc.no_route(ctx, *state["suspect"])
     if verdict is None:
