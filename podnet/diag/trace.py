@@ -17,6 +17,7 @@ tells nothing new.
 from __future__ import annotations
 
 import errno
+import os
 import random
 import re
 import select
@@ -151,12 +152,12 @@ def _errno_outcome(err):
     if err == errno.ECONNREFUSED:
         return "refused", "connection refused (RST or port unreachable)"
     if err in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return "unreachable", "%s" % __import__("os").strerror(err)
+        return "unreachable", os.strerror(err)
     if err == errno.EMSGSIZE:
         return "msgsize", "message too long for the path MTU"
     if err == errno.ETIMEDOUT:
         return "timeout", "connect timed out"
-    return "error", __import__("os").strerror(err)
+    return "error", os.strerror(err)
 
 
 def _udp_payload(port, size):
