@@ -20,7 +20,7 @@ import threading
 import time
 
 from podnet.client import loop
-from podnet.kernel import netns, nft
+from podnet.kernel import links, netns, nft
 from podnet.routing import apply as ap
 from podnet.routing.planner import (
     ANN_BACKEND,
@@ -51,6 +51,24 @@ def masq_script(cluster_cidr):
         )
         + "\n"
     )
+
+
+def ensure_forwarding():
+    """net.ipv4.ip_forward=1 in the agent's (the node's) namespace. Routing
+    pods' traffic is this loop's job, so it does not wait for the CNI plugin
+    to turn forwarding on at the node's first pod: a node without pods still
+    forwards NodePort and LoadBalancer traffic to pods elsewhere. Checked on
+    every pass, so a hand-made `sysctl -w net.ipv4.ip_forward=0` is undone."""
+    if links.read_sysctl(None, "net.ipv4.ip_forward") == "1":
+        return 0
+    if netns.ns_ident("self", "net") == netns.ns_ident(1, "net"):
+        # an agent started by hand in the machine's own namespace: the
+        # machine's forwarding is its owner's decision, not a lab's
+        log.warning("routing: net.ipv4.ip_forward is off in the machine's namespace; left alone")
+        return 0
+    links.write_sysctl(None, "net.ipv4.ip_forward", 1)
+    log.warning("routing: net.ipv4.ip_forward was off on this node; turned it on")
+    return 1
 
 
 class RoutingReconciler:
@@ -114,11 +132,12 @@ class RoutingReconciler:
             service_cidr=self.service_cidr,
             encryption=self.encryption,
         )
+        n = ensure_forwarding()
         ipr = netns.iproute()  # the agent runs in the node's namespace
         try:
-            n = 0
             if self.wg is not None:  # the interface first: the routes go through it
-                n, ann = self.wg.sync(ipr, nodes)
+                w, ann = self.wg.sync(ipr, nodes)
+                n += w
                 self._publish(nodes, ann)
             n += ap.apply(ipr, desired)
         finally:

@@ -375,7 +375,10 @@ def test_8_failing_readiness_probe(lab):
 
 
 def test_9_ip_forward_off_on_node2(lab):
+    """node2's agent turns forwarding back on within a routing pass, so it is
+    stopped while the fault stands (as a dead agent would leave it)."""
     try:
+        agent_stopped(lab, "node2")
         in_node(lab, "node2", "sysctl", "-qw", "net.ipv4.ip_forward=0")
         first = assert_first(doctor(lab), "sysctls", "net.ipv4.ip_forward", "node2")
         assert first["where"] == "node2"
@@ -383,7 +386,26 @@ def test_9_ip_forward_off_on_node2(lab):
         assert_culprit(t, "dropped", "sysctl", object="net.ipv4.ip_forward", where="node2")
     finally:
         in_node(lab, "node2", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        restart_agents(lab)
         healthy(lab)
+
+
+def test_a_running_agent_turns_forwarding_back_on(lab):
+    """Forwarding is the agent's to keep (level-triggered), on nodes with pods
+    or without: `sysctl -w net.ipv4.ip_forward=0` lasts one routing pass."""
+    for node in lab.ns:
+        assert in_node(lab, node, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1", node
+    try:
+        in_node(lab, "node3", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+        wait_for(
+            "node3 forwarding again",
+            lambda: in_node(lab, "node3", "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1",
+            30,
+            every=0.3,
+        )
+    finally:
+        in_node(lab, "node3", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    healthy(lab)
 
 
 FOREIGN = """table inet foreign {
