@@ -245,6 +245,13 @@ def main(argv=None):
         return _kube(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `podnet doctor | head`: the reader left; say nothing more (Python
+        # would print a traceback while flushing stdout at exit otherwise)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _kube(args):

@@ -28,20 +28,17 @@ def _endpoint(d):
     return "%s%s" % (d["ip"], ":%s" % port if port else "")
 
 
+def _who(d, addr):
+    """ "pod default/client (10.244.1.2)", "external (192.168.200.100)",
+    "ip 10.0.0.9": the kind is said once when it is the name too."""
+    name = d["name"] or d["ip"]
+    label = name if name == d["kind"] else "%s %s" % (d["kind"], name)
+    return label if addr == name else "%s (%s)" % (label, addr)
+
+
 def render(doc):
     src, dst = doc["from"], doc["to"]
-    lines = [
-        "trace %s %s (%s) -> %s %s (%s), %s"
-        % (
-            src["kind"],
-            src["name"] or src["ip"],
-            src["ip"],
-            dst["kind"],
-            dst["name"] or dst["ip"],
-            _endpoint(dst),
-            doc["protocol"],
-        )
-    ]
+    lines = ["trace %s -> %s, %s" % (_who(src, src["ip"]), _who(dst, _endpoint(dst)), doc["protocol"])]
     for i, h in enumerate(doc["hops"], 1):
         lines.append(
             "%2d. %s: %s%s" % (i, h["where"], h["what"], "" if h["verdict"] == "continue" else "  [%s]" % h["verdict"])
