@@ -261,3 +261,20 @@ def _cmdline(pid):
             return [w.decode() for w in f.read().split(b"\0") if w]
     except OSError:
         return []
+
+
+def doctor(lab, *args):
+    res = lab.run("doctor", *args, "-o", "json", check=False)
+    assert res.returncode in (0, 1), (args, res.stdout, res.stderr)
+    return json.loads(res.stdout)
+
+
+def test_doctor_finds_only_the_real_problem_in_every_mode(lab):
+    """The same healthy paths as the traces above give no finding in any
+    routing mode; the one Service that selects nobody is the whole lab's only
+    finding (no false one beside it)."""
+    for args in (("client", "--to", "svc/web"), ("svc/web",), ("svc/web-np",), ("node/node2",), ("srv3",)):
+        d = doctor(lab, *args)
+        assert d["findings"] == [], (args, d["findings"])
+    whole = doctor(lab)["findings"]
+    assert [(f["check"], "default/nobody" in f["summary"]) for f in whole] == [("service-selector", True)], whole
