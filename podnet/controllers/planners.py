@@ -149,7 +149,9 @@ def pod_ready(pod: Obj) -> bool:
 # ---- endpointslices ---------------------------------------------------------------
 
 
-def _resolve_port(svc_port: Obj, pod: Obj) -> int | None:
+def target_port(pod: Obj, svc_port: Obj) -> int | None:
+    """A Service port's targetPort in `pod`: a number, or a name looked up
+    among the pod's containerPorts of the same protocol (None: no such port)."""
     target = svc_port.get("targetPort", svc_port.get("port"))
     if isinstance(target, int):
         return target
@@ -191,7 +193,7 @@ def plan_endpointslices(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
             continue
         ports: list[Obj] = []
         for sp in spec.get("ports", []):
-            port = _resolve_port(sp, pod)
+            port = target_port(pod, sp)
             if port is not None:
                 ep_port = {"name": sp.get("name", ""), "port": port, "protocol": sp.get("protocol", "TCP")}
                 if sp.get("appProtocol"):  # carried over as the EndpointSlice controller does

@@ -7,6 +7,7 @@ against what the API says the nodes are (podCIDR, InternalIP, VTEP MAC).
 from __future__ import annotations
 
 from podnet.diag.checks_base import Facts, Finding, key_of
+from podnet.kernel.lookup import route_line
 
 # An agent that is not running leaves the data path as it was: routes, rules
 # and pods stay, nothing is repaired. That is worth saying, but what breaks a
@@ -90,16 +91,7 @@ def check_node_routes(f: Facts) -> list[Finding]:
 
 
 def _route_text(r: dict | None) -> str:
-    if not r:
-        return "-"
-    words = [r.get("dst", "?")]
-    if r.get("gateway"):
-        words += ["via", r["gateway"]]
-    if r.get("dev"):
-        words += ["dev", r["dev"]]
-    if r.get("protocol"):
-        words += ["proto", str(r["protocol"])]
-    return " ".join(words)
+    return route_line(r) if r else "-"
 
 
 def check_vxlan_fdb(f: Facts) -> list[Finding]:

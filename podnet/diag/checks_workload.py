@@ -7,15 +7,10 @@ target-port and dns, what the doctor read inside the pods' namespaces.
 from __future__ import annotations
 
 from podnet.api.selectors import format_labels, matches_map
+from podnet.controllers.planners import pod_ready, target_port
 from podnet.diag.checks_base import Facts, Finding, Obj, key_of
 
 KUBE_DNS = "kube-system/kube-dns"
-
-
-def _ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or []
-    )
 
 
 def _probe_text(probe: Obj) -> str:
@@ -67,7 +62,7 @@ def check_pod_status(f: Facts) -> list[Finding]:
                 )
             )
             continue
-        if not _ready(pod):
+        if not pod_ready(pod):
             evidence = []
             probes = []
             for c in pod["spec"].get("containers") or []:
@@ -196,26 +191,11 @@ def check_endpoints(f: Facts) -> list[Finding]:
                 "error",
                 "Service %s has no ready endpoints (%d pods selected, none Ready): connections to it are rejected"
                 % (key, len(pods)),
-                ["%s ready=%s" % (key_of(p), _ready(p)) for p in pods] or ["no pod selected"],
+                ["%s ready=%s" % (key_of(p), pod_ready(p)) for p in pods] or ["no pod selected"],
                 "podnet get endpointslices -n %s -l kubernetes.io/service-name=%s" % (ns, svc["metadata"]["name"]),
             )
         )
     return out
-
-
-def target_port(pod: Obj, port: Obj) -> int | None:
-    """A Service port's targetPort resolved in `pod` (a name -> its containerPort)."""
-    tp = port.get("targetPort", port.get("port"))
-    if isinstance(tp, int):
-        return tp
-    if isinstance(tp, str) and tp.isdigit():
-        return int(tp)
-    proto = port.get("protocol", "TCP")
-    for c in pod["spec"].get("containers") or []:
-        for cp in c.get("ports") or []:
-            if cp.get("name") == tp and cp.get("protocol", "TCP") == proto:
-                return int(cp["containerPort"])
-    return None
 
 
 def _listens(pk: Obj, proto: str, port: int) -> bool:
