@@ -18,11 +18,12 @@ ROOT=$PWD
 # carries pod traffic only encrypted), iperf3
 # (the dataplane benchmark), dnsperf + dnsmasq-base (the DNS benchmark; the
 # -base package has no system service) + dnsutils (dig, nslookup), netcat-openbsd
-# (nc -zv, the articles' port check, in docs/troubleshooting.md), and
+# (nc -zv, the articles' port check, in docs/troubleshooting.md), nginx-light
+# (the Ingress/Gateway data plane and the nginx image), and
 # kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd kubectl python3 python3-venv python3-pip)
+              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd nginx-light kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -32,7 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
   echo ">> apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # RUNLEVEL=1: invoke-rc.d starts no service (nginx-light's would listen on
+  # the machine's port 80; podnet runs nginx itself, inside lab pods)
+  RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # The Python interpreter: the machine's python3 (>= 3.11).
