@@ -292,6 +292,7 @@ def trace(lab, client, source, dest, namespace="default", proto="tcp", size=None
         routing=cl.doc.get("routing", {}).get("mode", "vxlan"),
         stale_conntrack=stale,
         ready_endpoints=len(eps) if dst.kind == "service" else None,
+        dest_ns=dst.netns if dst.kind in ("node", "external") else None,
     )
     if ctx.routing == "bgp":
         ctx.bird_down = [n for n, ns in cl.node_ns.items() if not lookup.running_in(ns, "bird")]

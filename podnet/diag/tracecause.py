@@ -64,6 +64,16 @@ def culprit_for(ctx, place, e, events, state, probe):
         return "dropped", reason, {"where": where, "kind": "service", "object": svc}
     if e.chain == "cluster-ips-check":
         owner_svc = next((v for k, v in ctx.services.items() if k.startswith("%s:" % probe.dst_ip)), "?")
+        ports = ", ".join(sorted(k.split(":")[1] for k, v in ctx.services.items() if k.startswith(probe.dst_ip + ":")))
+        if probe.proto == "icmp":
+            # kube-proxy's semantics: a ClusterIP is no host, it answers only its ports
+            reason = "rejected on %s: %s is Service %s's ClusterIP, which answers only on its ports (%s), not ping" % (
+                where,
+                probe.dst_ip,
+                owner_svc,
+                ports,
+            )
+            return "rejected", reason, {"where": where, "kind": "service", "object": owner_svc}
         reason = "rejected on %s: Service %s has no port %s/%s (only %s)" % (
             where,
             owner_svc,
@@ -197,9 +207,12 @@ def _answer_word(probe):
 
 
 def _answer_hop(probe, ctx, ans, what, verdict):
-    for ns, events in ans.items():
+    # the destination pod's view first; a node or the external host answers
+    # for itself when it is the destination
+    order = sorted(ans.items(), key=lambda kv: ctx.places.get(kv[0], tm.Place(kv[0])).kind != "pod")
+    for ns, events in order:
         place = ctx.places.get(ns, tm.Place(ns))
-        if place.kind == "pod" and ns != ctx.source_ns:
+        if ns != ctx.source_ns and (place.kind == "pod" or ns == ctx.dest_ns):
             pk = next((e.pkt for e in events if e.kind == "packet"), {})
             flags = pk.get("flags") or pk.get("icmp_type") or pk.get("proto") or ""
             # nft prints TCP flags it has no single name for as hex

@@ -47,6 +47,7 @@ class Context:
     bird_down: list[str] = field(default_factory=list)  # nodes where BIRD should run and does not
     stale_conntrack: str | None = None  # a conntrack entry DNATed to a non-endpoint
     ready_endpoints: int | None = None  # of the Service traced to, when TO is one
+    dest_ns: str | None = None  # the destination's namespace when it is a node or the external host
 
 
 def where_short(place):

@@ -35,6 +35,8 @@ def _route_hops(ctx, look, ns, place, dst, out_dev=None):
         ], r
     dev, gw = r.get("dev"), r.get("gateway")
     line = r.get("line") or ""
+    if r.get("type") == "local":
+        return [tm.hop(place, ns, "deliver", "for this host: %s is one of its own addresses" % dst, line)], r
     if dev == "podnet.1":
         mac = look.neighbour(ns, dev, gw) if gw else None
         outer = look.fdb(ns, dev).get(mac or "", None)

@@ -31,7 +31,7 @@ def _ip_json(ns_name, argv):
 
 
 def route_get(ns_name, dst):
-    """{"dst", "gateway", "dev", "prefsrc", "proto", "prefix", "mtu", "line"}
+    """{"dst", "gateway", "dev", "prefsrc", "proto", "prefix", "type", "mtu", "line"}
     for a packet to dst in this namespace, or {"error": text} when the
     kernel has no route (`ip route get` fails: unreachable, no route)."""
     got, err = _ip_json(ns_name, ["ip", "-j", "route", "get", dst])
@@ -47,9 +47,12 @@ def route_get(ns_name, dst):
         "prefsrc": r.get("prefsrc"),
         "proto": None,
         "prefix": None,
+        "type": r.get("type", "unicast"),
     }
-    matched = matching_route(ns_name, dst)
-    if matched:
+    matched = None if out["type"] == "local" else matching_route(ns_name, dst)
+    if out["type"] == "local":  # one of the namespace's own addresses (table local)
+        out["line"] = "local %s dev %s table local" % (dst, out["dev"])
+    elif matched:
         out["proto"] = matched.get("protocol")
         out["prefix"] = matched.get("dst")
         out["line"] = route_line(matched)

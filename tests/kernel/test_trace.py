@@ -278,3 +278,16 @@ def test_doctor_finds_only_the_real_problem_in_every_mode(lab):
         assert d["findings"] == [], (args, d["findings"])
     whole = doctor(lab)["findings"]
     assert [(f["check"], "default/nobody" in f["summary"]) for f in whole] == [("service-selector", True)], whole
+
+
+def test_a_cluster_ip_is_not_pingable_and_the_external_host_is(lab):
+    """kube-proxy's semantics: a ClusterIP answers only its Service's ports,
+    so an echo request is rejected on the client's node; the external host
+    answers its own echo, and the last hop says it is the host's address."""
+    doc = trace(lab, "client", "svc/web", "--icmp", rc=1)
+    assert doc["verdict"] == "rejected" and "not ping" in doc["reason"], doc["reason"]
+    assert doc["culprit"] == {"where": "node1", "kind": "service", "object": "default/web"}
+    doc = trace(lab, "client", "external", "--icmp")
+    assert doc["verdict"] == "delivered"
+    assert [h["where"] for h in doc["hops"][-2:]] == ["external", "external"], doc["hops"]
+    assert "table local" in doc["hops"][-2]["object"] and "echo-reply" in doc["hops"][-1]["object"]
