@@ -117,7 +117,10 @@ def _nft_hop(ctx, place, e, state):
         comment = e.text.split("comment", 1)[1].strip().strip('"')
         return tm.hop(place, e.ns, "nft", "NetworkPolicy allows it: %s" % comment, full, "accept")
     if v in ("drop", "reject") or e.text.startswith("reject"):
-        return tm.hop(place, e.ns, "nft", "%s by %s %s %s" % (_drop_word(e), e.family, e.table, e.chain), full, v)
+        word = _drop_word(e)
+        # nft reports a reject rule's verdict as drop; the hop says what the rule does
+        verdict = "reject" if word == "rejected" else v
+        return tm.hop(place, e.ns, "nft", "%s by %s %s %s" % (word, e.family, e.table, e.chain), full, verdict)
     if not e.table.startswith("podnet-") and v in ("accept",):
         return tm.hop(place, e.ns, "nft", "accepted by table %s %s chain %s" % (e.family, e.table, e.chain), full, v)
     return None

@@ -437,6 +437,8 @@ def test_no_endpoints_reject_names_the_service():
     assert got["culprit"] == {"where": "node2", "kind": "service", "object": "default/nosel"}
     assert got["reason"] == "rejected on node2: Service default/nosel has no ready endpoints"
     assert got["endpoint"] is None
+    # nft calls a reject rule's verdict "drop"; the hop says reject
+    assert got["hops"][-1]["verdict"] == "reject" and got["hops"][-1]["object"].endswith(": reject")
 
 
 def test_foreign_table_drop():
