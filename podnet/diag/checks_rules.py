@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from podnet.api.selectors import matches
+from podnet.api.selectors import format_labels, format_selector, matches
 from podnet.diag.checks_base import Facts, Finding, Obj, key_of
 from podnet.diag.checks_workload import target_port
 from podnet.policy.planner import policy_types
@@ -118,14 +118,15 @@ def check_network_policy(f: Facts) -> list[Finding]:
                         "policy %s: podSelector %s, policyTypes %s, %d %s rules"
                         % (
                             key_of(p),
-                            p["spec"].get("podSelector"),
-                            policy_types(p["spec"]),
+                            # {} selects every pod of the namespace
+                            format_selector(p["spec"].get("podSelector")).replace("<none>", "{} (all pods)"),
+                            ",".join(policy_types(p["spec"])),
                             len(p["spec"].get(d) or []),
                             d,
                         )
                         for p in pols
                     ]
-                    + ["pod %s labels %s" % (endkey, end["metadata"].get("labels"))],
+                    + ["pod %s labels %s" % (endkey, format_labels(end["metadata"].get("labels")))],
                     "podnet describe networkpolicy %s -n %s" % (pols[0]["metadata"]["name"], names.split("/")[0]),
                     end["spec"].get("nodeName"),
                 )

@@ -198,6 +198,16 @@ def check_endpoints(f: Facts) -> list[Finding]:
     return out
 
 
+def _ports_text(pod: Obj) -> str:
+    """'http=8080/TCP, 8081/UDP' (kubectl describe's way), '<none>'."""
+    words = [
+        "%s%s/%s" % (p["name"] + "=" if p.get("name") else "", p.get("containerPort"), p.get("protocol", "TCP"))
+        for c in pod["spec"].get("containers") or []
+        for p in c.get("ports") or []
+    ]
+    return ", ".join(words) or "<none>"
+
+
 def _listens(pk: Obj, proto: str, port: int) -> bool:
     socks = (pk.get("listening") or {}).get(proto.lower(), [])
     return any(p == port for _, p in socks)
@@ -227,7 +237,7 @@ def check_target_port(f: Facts) -> list[Finding]:
                             "error",
                             "Service %s port %s: targetPort %r names no %s port of pod %s"
                             % (key, port.get("port"), port.get("targetPort"), proto, pkey),
-                            ["containers' ports: %s" % [c.get("ports") for c in pod["spec"].get("containers") or []]],
+                            ["containers' ports: %s" % _ports_text(pod)],
                             "podnet describe svc %s -n %s" % (svc["metadata"]["name"], key.split("/")[0]),
                             pod["spec"].get("nodeName"),
                         )
