@@ -25,14 +25,22 @@ def _probe_text(probe: Obj) -> str:
 
 
 def _last_event(f: Facts, pod: Obj, word: str) -> str | None:
+    """The newest matching Event's message: a probe that first found no
+    server and now gets a 404 records two Events, and the 404 is the news."""
     meta = pod["metadata"]
-    last = None
+    found = []
     for e in f.events:
         obj = e.get("involvedObject") or {}
         if obj.get("name") == meta["name"] and obj.get("namespace") == meta.get("namespace"):
             if word in (e.get("message") or "") or word in (e.get("reason") or ""):
-                last = e.get("message")
-    return last
+                when = (
+                    e.get("lastTimestamp")
+                    or e.get("eventTime")
+                    or (e.get("metadata") or {}).get("creationTimestamp")
+                    or ""
+                )
+                found.append((when, e.get("message")))
+    return max(found, key=lambda x: x[0])[1] if found else None
 
 
 def check_pod_status(f: Facts) -> list[Finding]:

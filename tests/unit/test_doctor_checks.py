@@ -223,8 +223,15 @@ def test_pod_status_names_the_failing_probe_and_ranks_before_endpoints():
         {
             "involvedObject": {"name": "web-1", "namespace": "default"},
             "reason": "Unhealthy",
+            "lastTimestamp": "2026-12-02T03:24:40Z",
             "message": "Readiness probe failed: HTTP probe failed with statuscode: 404",
-        }
+        },
+        {  # older, listed later: the newest failure is the news
+            "involvedObject": {"name": "web-1", "namespace": "default"},
+            "reason": "Unhealthy",
+            "lastTimestamp": "2026-12-02T03:24:35Z",
+            "message": "Readiness probe failed: connect: connection refused",
+        },
     ]
     f.slices[0]["endpoints"] = []
     got = run_all(f)
