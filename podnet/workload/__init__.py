@@ -22,6 +22,8 @@ __all__ = ["command_for", "image_kind", "why_not", "WORKLOAD_ARGV"]
 WORKLOAD_ARGV = (sys.executable, "-m", "podnet.workload")
 # the cluster DNS image (podnet/dns, the kube-dns addon): podnet's DNS server
 DNS_ARGV = (sys.executable, "-m", "podnet.dns")
+# the ingress addon's image (podnet/ingress-nginx): the controller, which runs nginx as its child
+INGRESS_ARGV = (sys.executable, "-m", "podnet.ingress.controller")
 
 
 def _image_name(image):
@@ -32,10 +34,12 @@ def _image_name(image):
 
 
 def image_kind(image):
-    """'agnhost', 'pause', 'dns' or None: which built-in stands in for this image."""
+    """'agnhost', 'pause', 'dns', 'ingress-nginx' or None: which built-in stands in for this image."""
     name = _image_name(image)
     if (image or "").strip().split("@", 1)[0].split(":", 1)[0].endswith("podnet/dns"):
         return "dns"
+    if (image or "").strip().split("@", 1)[0].split(":", 1)[0].endswith("podnet/ingress-nginx"):
+        return "ingress-nginx"
     if "agnhost" in name:
         return "agnhost"
     if "pause" in name:
@@ -71,6 +75,8 @@ def command_for(container_spec):
         return list(WORKLOAD_ARGV) + ["pause"]
     if kind == "dns":
         return list(DNS_ARGV) + (args or ["serve"])
+    if kind == "ingress-nginx":
+        return list(INGRESS_ARGV) + args
     return None
 
 
