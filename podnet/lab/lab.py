@@ -165,6 +165,9 @@ def up(
 
     say("kube-dns addon (Service kube-system/kube-dns, %s)" % addon.CLUSTER_DNS)
     apply_text(objects, addon.manifest_text(control.token_kubeconfig(lab, "coredns", COREDNS_USER)), "kube-dns addon")
+    from podnet.ingress import addon as ingress_addon
+
+    ingress_addon.install(lab, apply_text, objects, say)
     applied = []
     for text, source in manifests:
         applied += apply_text(objects, text, source)
