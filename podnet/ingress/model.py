@@ -19,6 +19,7 @@ in a Problem, so nginx keeps serving every other one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,8 +123,11 @@ class Model:
             return None, "Secret %s/%s: tls.crt or tls.key is not base64" % (ns, name)
         if b"-----BEGIN CERTIFICATE-----" not in crt or b"PRIVATE KEY-----" not in key:
             return None, "Secret %s/%s: tls.crt and tls.key must hold a PEM certificate and key" % (ns, name)
-        fname = "%s_%s.pem" % (ns, name)
-        self.files[fname] = key.rstrip(b"\n") + b"\n" + crt.rstrip(b"\n") + b"\n"
+        pem = key.rstrip(b"\n") + b"\n" + crt.rstrip(b"\n") + b"\n"
+        # the content's hash in the name: a changed Secret is a new file, so the
+        # file a live config (or a rejected new one) reads is never rewritten
+        fname = "%s_%s-%s.pem" % (ns, name, hashlib.sha256(pem).hexdigest()[:12])
+        self.files[fname] = pem
         return fname, None
 
 
