@@ -34,6 +34,7 @@ from podnet.agent import (
     lifecycle,
     logrotate,
     metrics,
+    oci,
     podrun,
     podstatus,
     prober,
@@ -138,7 +139,7 @@ class Agent:
         rp.prober = prober.PodProber(
             rp.name,
             self.dirty,
-            lambda _name, spec: self._probe(pod, rp, spec),
+            lambda name, spec: self._probe(pod, rp, spec, name),
             lambda etype, reason, message: self.event(pod, etype, reason, message),
             lambda name, kind: lifecycle.probe_kill(self, rp, name, kind),
         )
@@ -163,7 +164,13 @@ class Agent:
         stops = [
             threading.Thread(
                 target=lifecycle.stop_container,
-                args=(sup, specs.get(name, {}), grace, lifecycle.hook(self, rp), lifecycle.hook_failed(self, rp, name)),
+                args=(
+                    sup,
+                    specs.get(name, {}),
+                    grace,
+                    lifecycle.hook(self, rp, name),
+                    lifecycle.hook_failed(self, rp, name),
+                ),
                 daemon=True,
             )
             for name, sup in list(rp.supervisors.items()) + list(rp.init_sups.items())
@@ -190,8 +197,14 @@ class Agent:
                 rp.prober.kick(name)  # started or exited: the verdicts are about another instance
         podstatus.write(self.objects, pod, rp, self.node_ip)
 
-    def _probe(self, pod, rp, spec):
+    def _probe(self, pod, rp, spec, name=None):
         """One probe from the node, as kubelet probes: through the bridge to the pod IP."""
+        if spec.get("exec") is not None and name is not None:  # an image container: podman exec
+            done = oci.run_exec_handler(
+                rp.log_dir, name, spec["exec"].get("command"), float(probes._num(spec, "timeoutSeconds"))
+            )
+            if done is not None:
+                return done
         return probes.probe(
             probes.resolve_named_ports(spec, pod),
             rp.ip,

@@ -236,6 +236,8 @@ def stop(proc, grace=10.0):
     """Stop a container we started: SIGTERM to its process group, up to
     `grace` seconds for the group to go, then SIGKILL to the group.
     Returns proc.returncode (negative = killed by that signal)."""
+    if getattr(proc, "oci_stop", None) is not None:  # an image container: podman stops it (oci.py)
+        return proc.oci_stop(grace)
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
     proc.poll()
     if proc.returncode is not None and not group_alive(pgid):
@@ -263,6 +265,10 @@ def stop(proc, grace=10.0):
 def kill_leftovers(proc):
     """After a container's main process exited: SIGKILL what it left in its
     group (a runtime tears the whole container down when pid 1 exits)."""
+    if getattr(proc, "oci_cleanup", None) is not None:  # an image container: podman rm (oci.py)
+        if proc.poll() is not None:
+            proc.oci_cleanup()
+        return
     if proc.poll() is not None and group_alive(proc.pid):
         signal_group(proc.pid, signal.SIGKILL)
     if proc.poll() is not None:  # daemonised children left the group: find them by namespace
@@ -407,6 +413,8 @@ class Supervisor:
         self._next_start = clock()  # due at the first tick
         self._started_mono = None
         self._started_at = None
+        self._pull_backoff = None  # (ImagePullBackOff still to show, delay) after a failed pull
+        self.on_event = None  # on_event(type, reason, message): image pull Events
 
     # -- the loop ------------------------------------------------------------
 
@@ -425,7 +433,11 @@ class Supervisor:
                 self.proc = None
                 changed = True
             if self._next_start is not None and now >= self._next_start:
-                self._start(now)
+                if self._pull_backoff is not None and self._pull_backoff[0]:
+                    self._back_off_pull(now)
+                else:
+                    self._pull_backoff = None
+                    self._start(now)
                 changed = True
             return changed
 
@@ -438,6 +450,9 @@ class Supervisor:
         try:
             proc = self.start_fn()
         except Exception as e:  # noqa: BLE001 - any failure to start is the container's StartError
+            if getattr(e, "waiting_reason", None):  # the image cannot be had (oci.ImageError)
+                self._image_failed(e, now)
+                return
             state = {
                 "exitCode": 128,
                 "reason": "StartError",
@@ -448,11 +463,36 @@ class Supervisor:
             self._exited(state, now)
             return
         self.proc, self.pid = proc, proc.pid
+        self.image_id = getattr(proc, "image_id", "")
         self.state = {"running": {"startedAt": self._started_at}}
         if self.on_exit is not None:
             threading.Thread(
                 target=_wait_exit, args=(proc, self.on_exit), daemon=True, name="exit-%s" % self.name
             ).start()
+
+    def _back_off_pull(self, now):
+        delay = self._pull_backoff[1]
+        message = 'Back-off pulling image "%s"' % self.image
+        self.state = {"waiting": {"reason": "ImagePullBackOff", "message": message}}
+        if self.on_event is not None:
+            self.on_event("Normal", "BackOff", message)
+        self._pull_backoff = (False, delay)
+        self._next_start = now + max(0.0, delay - 1.0)
+
+    def _image_failed(self, e, now):
+        """ErrImagePull (or ErrImageNeverPull, InvalidImageName) now, then
+        ImagePullBackOff until the next attempt, as kubelet shows them; the
+        container never ran, so no restart is counted."""
+        self._attempts -= 1
+        if self._attempts:  # _start counted this attempt as a restart
+            self.restart_count -= 1
+        reason = e.waiting_reason
+        self.state = {"waiting": {"reason": reason, "message": str(e)}}
+        if self.on_event is not None:
+            self.on_event("Warning", "Failed", str(e))
+        delay, self._delay = self._delay, min(self._delay * 2, self.backoff_max)
+        self._pull_backoff = (reason == "ErrImagePull", delay)
+        self._next_start = now + (min(1.0, delay) if reason == "ErrImagePull" else delay)
 
     def _exited(self, terminated, now):
         code = terminated["exitCode"]
@@ -534,7 +574,7 @@ class Supervisor:
                 "image": self.image,
                 # required by the API (clients such as the Python client insist);
                 # a host program has no image digest
-                "imageID": "",
+                "imageID": getattr(self, "image_id", ""),
                 "ready": bool(self.running and self.ready),
                 "started": self.running,
                 "restartCount": self.restart_count,

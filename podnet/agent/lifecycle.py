@@ -87,13 +87,21 @@ def probe_kill(agent, rp, name, kind):
     if grace is None:
         grace = pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE)
     agent.event(pod, "Normal", "Killing", "Container %s failed %s probe, will be restarted" % (name, kind))
-    stop_container(rp.supervisors[name], spec, grace, hook(agent, rp), hook_failed(agent, rp, name), kill_only=True)
+    stop_container(
+        rp.supervisors[name], spec, grace, hook(agent, rp, name), hook_failed(agent, rp, name), kill_only=True
+    )
 
 
-def hook(agent, rp):
+def hook(agent, rp, name=None):
     """The pod's handler runner: hook(handler, timeout) -> (ok, message)."""
 
     def run(handler, timeout):
+        if handler.get("exec") is not None and name is not None:  # an image container: podman exec
+            from podnet.agent import oci
+
+            done = oci.run_exec_handler(rp.log_dir, name, handler["exec"].get("command"), max(0.0, float(timeout)))
+            if done is not None:
+                return done
         spec = probes.resolve_named_ports(handler, rp.pod)
         return run_handler(spec, rp.ip, netns.path_of(rp.netns), rp.name, timeout, rp.resolv)
 

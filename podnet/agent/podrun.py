@@ -10,7 +10,7 @@ import os
 import time
 
 from podnet.agent import adopt as adopt_mod
-from podnet.agent import containers, reap
+from podnet.agent import containers, oci, reap
 from podnet.api import downward
 from podnet.kernel import netns
 from podnet.workload import command_for
@@ -49,7 +49,7 @@ def start_apps(agent, pod, rp):
     policy = pod["spec"].get("restartPolicy", "Always")
     previous = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses", [])}
     for c in pod["spec"]["containers"]:
-        if command_for(c) is None:
+        if command_for(c) is None and not oci.runs_as_image(c):
             rp.errors[c["name"]] = (
                 "image %r cannot run in podnet: give the container a command, "
                 "or use the agnhost image for the built-in workload" % c.get("image")
@@ -78,12 +78,22 @@ def supervisor(agent, rp, c, policy):
     argv = None if argv is None else [downward.expand(a, env) for a in argv]
     path = netns.path_of(rp.netns)
     log_dir = rp.log_dir
-    found = [adopt_mod.find(log_dir, c["name"], path)] if rp.adopt else [None]
+    image = oci.runs_as_image(c)
+    found = [adopt_mod.find(log_dir, c["name"], path)] if rp.adopt and not image else [None]
 
     def start():
         if found[0] is not None:  # once: the process the previous agent started
             proc, found[0] = adopt_mod.Adopted(found[0]), None
             return reap.recall(log_dir, c["name"], proc)  # the namespaces recorded at its start
+        if image:  # through podman (oci.py): pull per imagePullPolicy, run in the pod's netns
+            return oci.start(
+                oci.images_for(agent),
+                rp,
+                c,
+                env,
+                lambda a: downward.expand(a, env),
+                os.path.join(log_dir, c["name"] + ".log"),
+            )
         if argv is None:
             raise containers.ContainerError(why_not(c))
         proc = containers.start(
@@ -102,4 +112,5 @@ def supervisor(agent, rp, c, policy):
 
     sup = containers.Supervisor(c, start, policy, on_exit=agent.dirty.set)
     sup.adopted = found[0] is not None
+    sup.on_event = lambda etype, reason, message: agent.event(rp.pod, etype, reason, message)
     return sup

@@ -121,6 +121,11 @@ class LabStreams:
         )
         if tty:
             env.setdefault("TERM", "xterm")
+        from podnet.agent import oci
+
+        in_image = oci.exec_argv(self.pod_dir(pod), container, command, query.bool_param(q.get("stdin")), tty)
+        if in_image is not None:  # an image container: podman exec, with the image's own environment
+            argv, env = in_image, None
         return await streams.serve_exec(
             request,
             argv,

@@ -221,6 +221,9 @@ def build_parser():
     from podnet.cli import docker_cmds  # argparse only: keeps `podnet --help` quick
 
     docker_cmds.add_parsers(sub, _lab_arg)
+    from podnet.cli import image_cmds  # podnet image build|ls|import
+
+    image_cmds.add_parsers(sub)
     d = sub.add_parser("demo", help="the CNI demo: two pods on a bridge in throwaway namespaces")
     d.add_argument("--keep", action="store_true", help="leave the demo namespaces for poking around")
     return parser
@@ -238,6 +241,8 @@ def main(argv=None):
             from podnet.cli import cni_cmds
 
             return cni_cmds.run(args)
+        if args.cmd == "image":
+            return args.image_run(args)
         if args.cmd == "demo":
             from podnet.cli import demo
 

@@ -132,6 +132,9 @@ def up(
     from podnet.cni.install import install
 
     install(os.path.join(sdir, "bin"))
+    from podnet.image.build import ensure_built
+
+    ensure_built(say)  # busybox and nginx images, once per machine (podnet/image/build.py)
     from podnet.lab import control
 
     control.ensure_credentials(lab, doc)

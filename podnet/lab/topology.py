@@ -266,8 +266,11 @@ def kill_inside(lab):
 
 def destroy(lab):
     """Everything of the lab: processes, namespaces, state. Safe after a crash."""
+    from podnet.image.store import cleanup_lab
+
     stop_recorded(lab)
     kill_inside(lab)
+    cleanup_lab(state_dir(lab))  # image containers (no agent left to restart them), conmon, overlay mounts
     for name in sorted(lab_namespaces(lab), reverse=True):
         netns.delete(name)
     shutil.rmtree(state_dir(lab), ignore_errors=True)

@@ -1,16 +1,15 @@
 """The built-in test workload: what podnet runs for agnhost and pause images.
 
-podnet has no image store and no root filesystems: a container is a host
-process in the pod's network (and UTS) namespace. Two kinds of container can
-run that way:
+Without an image a container is a host process in the pod's network (and
+UTS) namespace. Two kinds of container run that way:
 
-* a spec with `command`: a host program, run as Kubernetes would run it
-  (`command` + `args`);
-* an agnhost or pause image without `command`: our stdlib look-alike,
+* the reserved image `podnet.io/host` (never pulled) with `command`: a host
+  program, run as Kubernetes would run it (`command` + `args`);
+* an agnhost or pause image: our stdlib look-alike,
   `python -m podnet.workload <args>` (see podnet.workload.agnhost).
 
-Anything else (an nginx image without a command, say) cannot run here;
-`command_for` returns None and `why_not` says so in words for the pod status.
+Every other image (nginx, busybox, ...) runs as an image through podman
+(podnet.agent.oci): `command_for` returns None for it.
 """
 
 import os
@@ -47,6 +46,9 @@ def image_kind(image):
     return None
 
 
+HOST_IMAGE = "podnet.io/host"  # podnet.image.refs.HOST_IMAGE: command is a program of the machine
+
+
 def command_for(container_spec):
     """The argv that runs this pod container spec, or None when podnet cannot.
 
@@ -62,6 +64,9 @@ def command_for(container_spec):
     command = list(spec.get("command") or [])
     args = [str(a) for a in (spec.get("args") or [])]
     kind = image_kind(spec.get("image"))
+    host = (spec.get("image") or "").strip().split(":", 1)[0] == HOST_IMAGE
+    if not host and kind is None:  # an image: podman runs it, command and all
+        return None
     if command:
         binary = os.path.basename(str(command[0]))
         if kind == "agnhost" and binary == "agnhost":
@@ -85,7 +90,7 @@ def why_not(container_spec):
     if command_for(container_spec) is not None:
         return None
     spec = container_spec or {}
-    return (
-        "image %r cannot run in podnet without a command: podnet runs host programs "
-        "(set `command`), or agnhost/pause images with its built-in workload" % (spec.get("image") or "")
+    return "image %r cannot run in podnet without a command: image %s runs the host program its `command` names" % (
+        spec.get("image") or "",
+        HOST_IMAGE,
     )
