@@ -114,7 +114,7 @@ spec:
   nodeName: %s
   containers:
   - name: main
-    image: busybox
+    image: podnet.io/host
     command: ["sleep", "infinity"]
 ---
 """

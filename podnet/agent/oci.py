@@ -45,7 +45,9 @@ def runs_as_image(spec):
     from podnet.workload import image_kind
 
     image = (spec or {}).get("image") or ""
-    if refs.is_host_program(image) or image_kind(image) is not None:
+    if not image.strip() or refs.is_host_program(image):  # no image: `command` is a host program
+        return False
+    if image_kind(image) is not None:
         return False
     return not _podnet_image(image)
 

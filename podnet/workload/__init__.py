@@ -64,7 +64,7 @@ def command_for(container_spec):
     command = list(spec.get("command") or [])
     args = [str(a) for a in (spec.get("args") or [])]
     kind = image_kind(spec.get("image"))
-    host = (spec.get("image") or "").strip().split(":", 1)[0] == HOST_IMAGE
+    host = (spec.get("image") or "").strip().split(":", 1)[0] in ("", HOST_IMAGE)
     if not host and kind is None:  # an image: podman runs it, command and all
         return None
     if command:

@@ -272,7 +272,7 @@ def test_start_refuses_a_missing_program_and_exec_in_times_out(running, pod):
 
 
 def exiting(running, pod, code, name="app"):
-    spec = {"name": name, "image": "busybox", "command": ["sh", "-c", "exit %d" % code]}
+    spec = {"name": name, "image": "podnet.io/host", "command": ["sh", "-c", "exit %d" % code]}
     return spec, containers.starter(spec, pod, "web-0", running.log(name))
 
 
@@ -345,7 +345,7 @@ def test_supervised_container_status_and_stop(running, pod):
 
 
 def test_start_errors_are_reported(running, pod):
-    spec = {"name": "app", "image": "busybox", "command": ["podnet-no-such-program"]}
+    spec = {"name": "app", "image": "podnet.io/host", "command": ["podnet-no-such-program"]}
     sup = running.supervise(spec, containers.starter(spec, pod, "web-0", running.log("app")), restart_policy="Never")
     sup.tick()
     term = sup.status()["state"]["terminated"]
@@ -468,7 +468,7 @@ def test_a_container_exit_calls_on_exit_at_once(running, pod):
     import threading
 
     exited = threading.Event()
-    spec = {"name": "app", "image": "busybox", "command": ["sh", "-c", "sleep 0.3; exit 3"]}
+    spec = {"name": "app", "image": "podnet.io/host", "command": ["sh", "-c", "sleep 0.3; exit 3"]}
     start_fn = containers.starter(spec, pod, "web-0", running.log("app"))
     sup = running.supervise(spec, start_fn, restart_policy="Never", on_exit=exited.set)
     assert sup.tick() and sup.running

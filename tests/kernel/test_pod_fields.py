@@ -25,7 +25,7 @@ spec:
   nodeName: node1
   containers:
   - name: c
-    image: busybox
+    image: podnet.io/host
     workingDir: /tmp
     command: [sh, -c, 'echo "wd=$(pwd) arg=$0 a=$A b=$B ip=$MYIP node=$NODE ns=$NS app=$APP"; exec sleep 3600']
     args: [hello]

@@ -97,7 +97,7 @@ def read(p):
 
 def marker(lab, name, out, mode="exit", port=8080):
     """A container spec (flow YAML) that runs MARKER into `out`."""
-    return "{name: %s, image: python, command: [%s, %s, %s, '%d', %s], ports: [{containerPort: %d}]}" % (
+    return "{name: %s, image: podnet.io/host, command: [%s, %s, %s, '%d', %s], ports: [{containerPort: %d}]}" % (
         name,
         sys.executable,
         lab.marker,
@@ -192,7 +192,7 @@ spec:
   terminationGracePeriodSeconds: 60
   containers:
   - name: app
-    image: python
+    image: podnet.io/host
     command: [%s, %s, %s, "8080", ignore]
     livenessProbe:
       exec: {command: [sh, -c, "! test -f %s"]}
@@ -292,12 +292,12 @@ metadata: {name: inits}
 spec:
   nodeName: node1
   initContainers:
-  - {name: first, image: busybox, command: [sh, -c, "echo first >> %(out)s"]}
+  - {name: first, image: podnet.io/host, command: [sh, -c, "echo first >> %(out)s"]}
   - name: second
-    image: busybox
+    image: podnet.io/host
     command: [sh, -c, "while [ ! -f %(gate)s ]; do sleep 0.1; done; echo second >> %(out)s"]
   containers:
-  - {name: app, image: busybox, command: [sh, -c, "cat %(out)s > %(seen)s; exec sleep 3600"]}
+  - {name: app, image: podnet.io/host, command: [sh, -c, "cat %(out)s > %(seen)s; exec sleep 3600"]}
 """
         % {"out": out, "gate": gate, "seen": seen},
     )
@@ -338,7 +338,7 @@ kind: Pod
 metadata: {name: adopted}
 spec:
   nodeName: node1
-  initContainers: [{name: init, image: busybox, command: [sh, -c, "echo init >> %s"]}]
+  initContainers: [{name: init, image: podnet.io/host, command: [sh, -c, "echo init >> %s"]}]
   containers:
   - name: app
     image: agnhost
@@ -377,8 +377,8 @@ metadata: {name: init-fails}
 spec:
   nodeName: node2
   restartPolicy: Never
-  initContainers: [{name: bad, image: busybox, command: [sh, -c, "exit 3"]}]
-  containers: [{name: app, image: busybox, command: [sh, -c, "echo ran > %s; exec sleep 3600"]}]
+  initContainers: [{name: bad, image: podnet.io/host, command: [sh, -c, "exit 3"]}]
+  containers: [{name: app, image: podnet.io/host, command: [sh, -c, "echo ran > %s; exec sleep 3600"]}]
 """
         % ran,
     )
@@ -398,7 +398,7 @@ kind: Pod
 metadata: {name: init-retries}
 spec:
   nodeName: node2
-  initContainers: [{name: bad, image: busybox, command: [sh, -c, "exit 1"]}]
+  initContainers: [{name: bad, image: podnet.io/host, command: [sh, -c, "exit 1"]}]
   containers: [{name: app, image: agnhost, args: [pause]}]
 """,
     )
@@ -430,7 +430,7 @@ spec:
   subdomain: web
   hostAliases:
   - {ip: 10.1.2.3, hostnames: [foo.local, bar.local]}
-  containers: [{name: app, image: busybox, command: [sh, -c, "cat /etc/hosts > %s; exec sleep 3600"]}]
+  containers: [{name: app, image: podnet.io/host, command: [sh, -c, "cat /etc/hosts > %s; exec sleep 3600"]}]
 ---
 apiVersion: v1
 kind: Pod

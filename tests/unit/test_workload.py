@@ -26,8 +26,8 @@ def test_workload_argv_is_this_interpreter():
 @pytest.mark.parametrize(
     "spec,argv",
     [
-        ({"image": "busybox", "command": ["sh", "-c", "echo hi"]}, ["sh", "-c", "echo hi"]),
-        ({"image": "busybox", "command": ["sleep"], "args": [3600]}, ["sleep", "3600"]),
+        ({"image": "podnet.io/host", "command": ["sh", "-c", "echo hi"]}, ["sh", "-c", "echo hi"]),
+        ({"image": "podnet.io/host", "command": ["sleep"], "args": [3600]}, ["sleep", "3600"]),
         ({"image": AGNHOST, "command": ["sleep", "1"]}, ["sleep", "1"]),  # command wins
         ({"image": AGNHOST, "args": ["netexec", "--http-port=8080"]}, W + ["netexec", "--http-port=8080"]),
         ({"image": "agnhost", "args": ["serve-hostname"]}, W + ["serve-hostname"]),
