@@ -60,9 +60,35 @@ NETWORKPOLICY = Kind("NetworkPolicy", "networkpolicies", True, "networking.k8s.i
 ENDPOINTS = Kind("Endpoints", "endpoints", True, "v1", ["ep"])
 EVENT = Kind("Event", "events", True, "v1", ["ev"])
 
+# HTTP from outside (issue 14): certificates, Ingress and the Gateway API.
+SECRET = Kind("Secret", "secrets", True, "v1", [])
+INGRESSCLASS = Kind("IngressClass", "ingressclasses", False, "networking.k8s.io/v1", [])
+INGRESS = Kind("Ingress", "ingresses", True, "networking.k8s.io/v1", ["ing"])
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+GATEWAYCLASS = Kind("GatewayClass", "gatewayclasses", False, GATEWAY_API, ["gc"])
+GATEWAY = Kind("Gateway", "gateways", True, GATEWAY_API, ["gtw"])
+HTTPROUTE = Kind("HTTPRoute", "httproutes", True, GATEWAY_API, [])
+
 KINDS: dict[str, Kind] = {
     k.kind: k
-    for k in (NAMESPACE, NODE, POD, DEPLOYMENT, REPLICASET, SERVICE, ENDPOINTSLICE, ENDPOINTS, NETWORKPOLICY, EVENT)
+    for k in (
+        NAMESPACE,
+        NODE,
+        POD,
+        DEPLOYMENT,
+        REPLICASET,
+        SERVICE,
+        ENDPOINTSLICE,
+        ENDPOINTS,
+        NETWORKPOLICY,
+        EVENT,
+        SECRET,
+        INGRESSCLASS,
+        INGRESS,
+        GATEWAYCLASS,
+        GATEWAY,
+        HTTPROUTE,
+    )
 }
 
 _BY_NAME: dict[str, Kind] = {}

@@ -50,6 +50,39 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "DeploymentSpec": "replicas selector template strategy minReadySeconds revisionHistoryLimit paused"
         " progressDeadlineSeconds",
         "ReplicaSetSpec": "replicas selector template minReadySeconds",
+        # Ingress (networking.k8s.io/v1): what podnet's nginx data plane implements
+        "IngressClassSpec": "controller",
+        "IngressSpec": "ingressClassName defaultBackend rules tls",
+        "IngressBackend": "service",
+        "IngressServiceBackend": "name port",
+        "ServiceBackendPort": "name number",
+        "IngressRule": "host http",
+        "HTTPIngressRuleValue": "paths",
+        "HTTPIngressPath": "path pathType backend",
+        "IngressTLS": "hosts secretName",
+        # the Gateway API (gateway.networking.k8s.io/v1)
+        "GatewayClassSpec": "controllerName description",
+        "GatewaySpec": "gatewayClassName listeners",
+        "Listener": "name hostname port protocol tls allowedRoutes",
+        "GatewayTLSConfig": "mode certificateRefs",
+        "SecretObjectReference": "group kind name namespace",
+        "AllowedRoutes": "namespaces kinds",
+        "RouteNamespaces": "from",
+        "RouteGroupKind": "group kind",
+        "HTTPRouteSpec": "parentRefs hostnames rules",
+        "ParentReference": "group kind namespace name sectionName",
+        "HTTPRouteRule": "matches filters backendRefs",
+        "HTTPRouteMatch": "path headers queryParams method",
+        "HTTPPathMatch": "type value",
+        "HTTPHeaderMatch": "type name value",
+        "HTTPQueryParamMatch": "type name value",
+        "HTTPRouteFilter": "type requestHeaderModifier urlRewrite requestRedirect",
+        "HTTPHeaderFilter": "set add remove",
+        "HTTPHeader": "name value",
+        "HTTPURLRewriteFilter": "hostname path",
+        "HTTPPathModifier": "type replaceFullPath replacePrefixMatch",
+        "HTTPRequestRedirectFilter": "scheme hostname port statusCode",
+        "HTTPBackendRef": "group kind name namespace port weight",
     }.items()
 }
 
@@ -133,6 +166,63 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "ServicePort": {},
     "DeploymentSpec": {},
     "ReplicaSetSpec": {},
+    "IngressClassSpec": {"parameters": "podnet's ingress controller takes no parameters"},
+    "IngressSpec": {},
+    "IngressBackend": {"resource": "podnet's ingress sends to Services only"},
+    "IngressServiceBackend": {},
+    "ServiceBackendPort": {},
+    "IngressRule": {},
+    "HTTPIngressRuleValue": {},
+    "HTTPIngressPath": {},
+    "IngressTLS": {},
+    "GatewayClassSpec": {"parametersRef": "podnet's gateway controller takes no parameters"},
+    "GatewaySpec": {
+        "addresses": "podnet's gateway takes its address from the lab's load balancer pool",
+        "infrastructure": "podnet labels and annotates its gateway's resources itself",
+        "allowedListeners": "podnet has no ListenerSets",
+        "backendTLS": "podnet's gateway speaks plain HTTP to backends",
+        "tls": "podnet's gateway has no gateway-wide TLS settings",
+    },
+    "Listener": {},
+    "GatewayTLSConfig": {"options": "podnet's gateway has no TLS options"},
+    "SecretObjectReference": {},
+    "AllowedRoutes": {},
+    "RouteNamespaces": {"selector": "podnet's gateway admits routes from Same or All namespaces"},
+    "RouteGroupKind": {},
+    "HTTPRouteSpec": {},
+    "ParentReference": {"port": "podnet's routes attach to a Gateway or one of its listeners by sectionName"},
+    "HTTPRouteRule": {
+        "name": "podnet has no policies that name a rule",
+        "timeouts": "podnet's HTTPRoute has no timeouts",
+        "retry": "podnet's HTTPRoute does not retry",
+        "sessionPersistence": "podnet's HTTPRoute has no session persistence",
+    },
+    "HTTPRouteMatch": {},
+    "HTTPPathMatch": {},
+    "HTTPHeaderMatch": {},
+    "HTTPQueryParamMatch": {},
+    "HTTPRouteFilter": {
+        "responseHeaderModifier": "podnet's HTTPRoute modifies request headers only",
+        "requestMirror": "podnet does not mirror requests",
+        "extensionRef": "podnet has no filter extensions",
+        "cors": "podnet does not answer CORS requests",
+        "externalAuth": "podnet has no external authorization",
+    },
+    "HTTPHeaderFilter": {},
+    "HTTPHeader": {},
+    "HTTPURLRewriteFilter": {},
+    "HTTPPathModifier": {},
+    "HTTPRequestRedirectFilter": {"path": "podnet's redirect keeps the request's path"},
+    "HTTPBackendRef": {"filters": "podnet's HTTPRoute has filters per rule, not per backend"},
+}
+
+# The structures that are not Kubernetes' own (for the error of an unknown field).
+_SCHEMA = {
+    t: "the Gateway API"
+    for t in SUPPORTED
+    if t.startswith(("Gateway", "HTTPRoute", "HTTPHeader", "HTTPPath", "HTTPQuery", "HTTPURL", "HTTPRequest"))
+    or t in ("Listener", "SecretObjectReference", "AllowedRoutes", "RouteNamespaces", "RouteGroupKind")
+    or t in ("ParentReference", "HTTPBackendRef")
 }
 
 # Kubernetes' own defaults for fields podnet does not implement: a manifest
@@ -190,7 +280,7 @@ def check(struct: Obj, path: str, type_name: str) -> None:
         if key in supported:
             continue
         if key not in unsupported:
-            fail(join(path, key), "unknown field (not in Kubernetes' %s)" % type_name)
+            fail(join(path, key), "unknown field (not in %s's %s)" % (_SCHEMA.get(type_name, "Kubernetes"), type_name))
         default = DEFAULTS.get((type_name, key))
         if empty(value) or (default is not None and default(value, struct)):
             continue

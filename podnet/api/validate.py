@@ -14,6 +14,8 @@ import yaml
 
 from podnet.api.events import endpoints, event
 from podnet.api.fields import Check, join, opt_map, opt_str, shown, str_map, typename
+from podnet.api.gateway import gateway, gateway_class, http_route
+from podnet.api.ingress import ingress, ingress_class, secret
 from podnet.api.kinds import KINDS, Kind, resolve_kind
 from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
@@ -74,6 +76,12 @@ _BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "NetworkPolicy": network_policy,
     "Endpoints": endpoints,
     "Event": event,
+    "Secret": secret,
+    "IngressClass": ingress_class,
+    "Ingress": ingress,
+    "GatewayClass": gateway_class,
+    "Gateway": gateway,
+    "HTTPRoute": http_route,
 }
 
 

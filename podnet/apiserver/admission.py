@@ -78,7 +78,11 @@ class Admission:
             meta.pop(f, None)
         stamp(obj)
         meta["generation"] = 1
-        if obj["kind"] not in ("Namespace", "Event", "Endpoints", "EndpointSlice") or "status" in obj:
+        # kinds without status (Secret, IngressClass, ...) get none, as in kube-apiserver
+        if (
+            obj["kind"] not in ("Namespace", "Event", "Endpoints", "EndpointSlice", "Secret", "IngressClass")
+            or "status" in obj
+        ):
             obj.setdefault("status", {})
         if obj["kind"] == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])

@@ -20,6 +20,7 @@ field podnet does not decode, fails the whole body with its field path
 
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import Iterator
 from typing import Any
@@ -177,6 +178,8 @@ class _Decoder:
         if t == "IntOrString":  # {1: type (0 int, 1 string), 2: intVal, 3: strVal}
             d = self.plain(v, path, {1: "i", 2: "i", 3: "s"})
             return d.get(3, "") if d.get(1) == 1 else d.get(2, 0)
+        if t == "Bytes":  # a Secret's data: JSON has it in base64
+            return base64.b64encode(v if isinstance(v, bytes) else b"").decode()
         if t == "Quantity":  # {1: the canonical string}
             return self.plain(v, path, {1: "s"}).get(1, "0")
         return self.message(v, t, path)

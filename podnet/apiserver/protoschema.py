@@ -46,6 +46,7 @@ MESSAGES: dict[str, str] = {
     "Event": "1 metadata:ObjectMeta, 2 involvedObject:ObjectReference, 3 reason, 4 message, 5 source:EventSource, "
     "6 firstTimestamp:Time, 7 lastTimestamp:Time, 8 count:i, 9 type, 10 eventTime:MicroTime, 11 series:EventSeries, "
     "12 action, 13 related:ObjectReference, 14 reportingComponent!, 15 reportingInstance!",
+    "Secret": "1 metadata:ObjectMeta, 5 immutable!:b, 2 data:{Bytes}, 4 stringData:{s}, 3 type",
     # ---- core/v1: pods ----------------------------------------------------------
     "PodTemplateSpec": "1 metadata:ObjectMeta, 2 spec:PodSpec",
     "PodSpec": "1 volumes:[Volume], 20 initContainers:[Container], 2 containers:[Container], "
@@ -198,6 +199,22 @@ MESSAGES: dict[str, str] = {
     "NetworkPolicyPort": "1 protocol!, 2 port:IntOrString, 3 endPort!:i",
     "NetworkPolicyPeer": "1 podSelector:LabelSelector, 2 namespaceSelector:LabelSelector, 3 ipBlock:IPBlock",
     "IPBlock": "1 cidr!, 2 except:[s]",
+    "Ingress": "1 metadata:ObjectMeta, 2 spec:IngressSpec, 3 status:IngressStatus",
+    "IngressSpec": "4 ingressClassName!, 1 defaultBackend:IngressBackend, 2 tls:[IngressTLS], 3 rules:[IngressRule]",
+    "IngressBackend": "4 service:IngressServiceBackend, 3 resource:-",
+    "IngressServiceBackend": "1 name!, 2 port:ServiceBackendPort",
+    "ServiceBackendPort": "1 name, 2 number:i",
+    "IngressTLS": "1 hosts:[s], 2 secretName",
+    "IngressRule": "1 host, 2 ingressRuleValue:^IngressRuleValue",
+    "IngressRuleValue": "1 http:HTTPIngressRuleValue",
+    "HTTPIngressRuleValue": "1 paths:[HTTPIngressPath]",
+    "HTTPIngressPath": "1 path, 3 pathType!, 2 backend:IngressBackend",
+    "IngressStatus": "1 loadBalancer:IngressLoadBalancerStatus",
+    "IngressLoadBalancerStatus": "1 ingress:[IngressLoadBalancerIngress]",
+    "IngressLoadBalancerIngress": "1 ip, 2 hostname, 4 ports:[IngressPortStatus]",
+    "IngressPortStatus": "1 port!:i, 2 protocol!, 3 error!",
+    "IngressClass": "1 metadata:ObjectMeta, 2 spec:IngressClassSpec",
+    "IngressClassSpec": "1 controller, 2 parameters:-",
     # ---- discovery/v1 ---------------------------------------------------------------------
     "EndpointSlice": "1 metadata:ObjectMeta, 4 addressType!, 2 endpoints:[Endpoint], 3 ports:[SlicePort]",
     "Endpoint": "1 addresses:[s], 2 conditions:EndpointConditions, 3 hostname!, 4 targetRef:ObjectReference, "
@@ -221,11 +238,14 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "Deployment",
     ("apps/v1", "ReplicaSet"): "ReplicaSet",
     ("networking.k8s.io/v1", "NetworkPolicy"): "NetworkPolicy",
+    ("v1", "Secret"): "Secret",
+    ("networking.k8s.io/v1", "Ingress"): "Ingress",
+    ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
 }
 
 # The messages podnet.apiserver.protobuf turns into a JSON scalar itself.
-SPECIAL = ("Time", "MicroTime", "IntOrString", "Quantity")
+SPECIAL = ("Time", "MicroTime", "IntOrString", "Quantity", "Bytes")
 SCALARS = ("s", "i", "b")
 DROP, REFUSE = "~", "-"
 

@@ -26,6 +26,10 @@ _SUBRESOURCES: dict[str, tuple[str, ...]] = {
     "Deployment": ("status", "scale"),
     "ReplicaSet": ("status", "scale"),
     "NetworkPolicy": (),
+    "Ingress": ("status",),
+    "GatewayClass": ("status",),
+    "Gateway": ("status",),
+    "HTTPRoute": ("status",),
 }
 
 

@@ -23,7 +23,7 @@ import re
 import threading
 from typing import Any
 
-from podnet.apiserver import resources
+from podnet.apiserver import openapi_gateway, resources
 
 Obj = dict[str, Any]
 REF = "#/components/schemas/"
@@ -38,7 +38,10 @@ for _pkg, _names in {
     "autoscaling": "Scale ScaleSpec ScaleStatus",
     "discovery": "EndpointSlice Endpoint EndpointConditions EndpointHints ForNode ForZone",
     "networking": "NetworkPolicy NetworkPolicySpec NetworkPolicyIngressRule NetworkPolicyEgressRule"
-    " NetworkPolicyPeer NetworkPolicyPort IPBlock",
+    " NetworkPolicyPeer NetworkPolicyPort IPBlock"
+    " Ingress IngressSpec IngressBackend IngressServiceBackend ServiceBackendPort IngressRule HTTPIngressRuleValue"
+    " HTTPIngressPath IngressTLS IngressStatus IngressLoadBalancerStatus IngressLoadBalancerIngress IngressPortStatus"
+    " IngressClass IngressClassSpec IngressClassParametersReference",
     "meta": "ObjectMeta ListMeta LabelSelector LabelSelectorRequirement OwnerReference ManagedFieldsEntry Condition"
     " Status StatusDetails StatusCause DeleteOptions Preconditions ShardInfo WatchEvent",
 }.items():
@@ -231,13 +234,13 @@ def _roots() -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
     gvs = [("", "v1")]
     for r in resources.RESOURCES:
-        names = [n for n in model_name(r.kind.kind, r.group, r.version) if n in known]
-        if not names:
-            continue  # a kind the Python client has no model for: served, but without a schema
-        for suffix in ("", "List"):
-            out[names[0] + suffix] = [{"group": r.group, "kind": r.kind.kind + suffix, "version": r.version}]
         if (r.group, r.version) not in gvs:
             gvs.append((r.group, r.version))
+        names = [n for n in model_name(r.kind.kind, r.group, r.version) if n in known]
+        if not names:
+            continue  # a kind the Python client has no model for: openapi_gateway's, or served without a schema
+        for suffix in ("", "List"):
+            out[names[0] + suffix] = [{"group": r.group, "kind": r.kind.kind + suffix, "version": r.version}]
     out["V1Status"] = [{"group": "", "kind": "Status", "version": "v1"}]
     out["V1Scale"] = [{"group": "autoscaling", "kind": "Scale", "version": "v1"}]
     for meta in ("DeleteOptions", "WatchEvent"):  # every group-version decodes these
@@ -268,6 +271,9 @@ def _build() -> Schema:
             if len(roots[n]) == 1:
                 gvk = roots[n][0]
                 kinds[(gvk["group"], gvk["version"], gvk["kind"])] = name
+    gateway_defs, gateway_kinds = openapi_gateway.definitions()  # the kinds the client has no models for
+    defs.update(gateway_defs)
+    kinds.update(gateway_kinds)
     return Schema(defs, kinds)
 
 

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from podnet.apiserver import resources, schema
+from podnet.apiserver import openapi_gateway, resources, schema
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi-schema.json")
 
@@ -28,8 +28,11 @@ def fingerprint() -> str:
         client = version("kubernetes")
     except Exception:  # no client: nothing to build from either way
         client = "?"
-    with open(schema.__file__, "rb") as f:
-        mine = hashlib.sha256(f.read()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for source in (schema.__file__, openapi_gateway.__file__):  # both build the schema
+        with open(source, "rb") as f:
+            digest.update(f.read())
+    mine = digest.hexdigest()[:16]
     kinds = ",".join(sorted("%s/%s/%s" % (r.group, r.version, r.kind.kind) for r in resources.RESOURCES))
     return "%s/%s/%s" % (client, mine, hashlib.sha256(kinds.encode()).hexdigest()[:16])
 

@@ -188,13 +188,20 @@ def error_of(obj):
         ("no", "Node"),
         ("ns", "Namespace"),
         ("namespaces", "Namespace"),
+        ("ing", "Ingress"),
+        ("ingresses.networking.k8s.io", "Ingress"),
+        ("ingressclass", "IngressClass"),
+        ("secrets", "Secret"),
+        ("gtw", "Gateway"),
+        ("httproutes.gateway.networking.k8s.io", "HTTPRoute"),
+        ("gc", "GatewayClass"),
     ],
 )
 def test_resolve_kind_accepts_kubectl_spellings(spelling, kind):
     assert resolve_kind(spelling) is KINDS[kind]
 
 
-@pytest.mark.parametrize("spelling", ["x", "", "pods.apps", "deploymentz", "ingress"])
+@pytest.mark.parametrize("spelling", ["x", "", "pods.apps", "deploymentz", "ingress.apps", "grpcroutes"])
 def test_resolve_kind_refuses_unknown(spelling):
     with pytest.raises(ApiError, match="unknown resource type '%s'" % re.escape(spelling)):
         resolve_kind(spelling)
@@ -245,6 +252,12 @@ def test_kind_table():
         "Endpoints",
         "Event",
         "NetworkPolicy",
+        "Secret",
+        "IngressClass",
+        "Ingress",
+        "GatewayClass",
+        "Gateway",
+        "HTTPRoute",
     }
     assert KINDS["Deployment"].api_version == "apps/v1"
     assert KINDS["NetworkPolicy"].api_version == "networking.k8s.io/v1"

@@ -436,7 +436,11 @@ def test_unknown_fields_are_named_by_their_path():
     ]
     # the kind (and apiVersion) of the URL, whatever the body says
     assert schema.unknown_fields({"spec": {"foo": 1}}, "Service", "v1") == ["spec.foo"]
-    assert schema.unknown_fields({"kind": "Secret", "spec": {"foo": 1}}) == []  # no schema: nothing to say
+    assert schema.unknown_fields({"kind": "Secret", "apiVersion": "v1", "spec": {"foo": 1}}) == ["spec"]
+    # the Gateway API's hand-written schema (openapi_gateway) is checked the same way
+    route = {"kind": "HTTPRoute", "apiVersion": "gateway.networking.k8s.io/v1", "spec": {"rules": [{"matchs": []}]}}
+    assert schema.unknown_fields(route) == ["spec.rules[0].matchs"]
+    assert schema.unknown_fields({"kind": "Nothing", "spec": {"foo": 1}}) == []  # no schema: nothing to say
 
 
 def res(kind):
