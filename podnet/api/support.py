@@ -128,7 +128,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "Container": {
         "envFrom": "podnet has no ConfigMaps or Secrets to take variables from",
-        "imagePullPolicy": "podnet pulls no images",
         "resizePolicy": "podnet does not enforce resources",
         "resources": "podnet does not enforce resource requests or limits",
         "restartPolicy": "podnet has no sidecar containers; the pod's restartPolicy applies",
