@@ -141,6 +141,10 @@ def _env(c: Obj, path: str) -> None:
         check_field_path(ref.get("fieldPath"), join(rp, "fieldPath"))
 
 
+def _pull_policy(v: str) -> str | None:
+    return None if v in ("Always", "IfNotPresent", "Never") else "must be Always, IfNotPresent or Never"
+
+
 def container(c: object, path: str, names: set[str], host_network: bool, init: bool = False) -> Obj:
     c = need_map(c, path)
     support.check(c, path, "Container")
@@ -153,6 +157,7 @@ def container(c: object, path: str, names: set[str], host_network: bool, init: b
     if not image and not command:
         fail(path, "needs command or image")
     str_list(c, "args", path)
+    opt_str(c, "imagePullPolicy", path, check=_pull_policy)
     opt_str(c, "workingDir", path, check=lambda v: None if v.startswith("/") else "must be an absolute path")
     _env(c, path)
     port_names: set[str] = set()

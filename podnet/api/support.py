@@ -33,7 +33,8 @@ SUPPORTED: dict[str, frozenset[str]] = {
     for k, v in {
         "PodSpec": "containers initContainers restartPolicy terminationGracePeriodSeconds nodeName nodeSelector"
         " hostNetwork hostname subdomain dnsPolicy dnsConfig hostAliases",
-        "Container": "name image command args workingDir env ports readinessProbe livenessProbe startupProbe lifecycle",
+        "Container": "name image imagePullPolicy command args workingDir env ports readinessProbe livenessProbe"
+        " startupProbe lifecycle",
         "ContainerPort": "containerPort protocol name hostPort hostIP",
         "EnvVar": "name value valueFrom",
         "EnvVarSource": "fieldRef",
@@ -243,7 +244,6 @@ DEFAULTS: dict[tuple[str, str], Callable[[JSON, Obj], bool]] = {
     ("PodSpec", "enableServiceLinks"): lambda v, _: v is False,
     ("Container", "terminationMessagePath"): lambda v, _: v == "/dev/termination-log",
     ("Container", "terminationMessagePolicy"): lambda v, _: v == "File",
-    ("Container", "imagePullPolicy"): lambda v, c: v == default_pull_policy(c.get("image")),
     ("ServiceSpec", "allocateLoadBalancerNodePorts"): lambda v, _: v is True,
     ("Container", "stdin"): lambda v, _: v is False,
     ("Container", "stdinOnce"): lambda v, _: v is False,

@@ -82,6 +82,7 @@ EVIDENCE = {
     "PodSpec.hostAliases": K + "test_pod_lifecycle.py::test_host_aliases_are_in_the_pods_etc_hosts",
     "Container.name": A + "test_kubectl_lab.py::test_exec_runs_in_the_container_environment",
     "Container.image": K + "test_lab.py::test_an_image_podnet_cannot_run_says_so_on_the_pod",
+    "Container.imagePullPolicy": K + "test_images.py::test_image_errors_are_kubernetes_and_a_local_image_fixes_them",
     "Container.command": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
     "Container.args": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
     "Container.workingDir": K + "test_pod_fields.py::test_working_dir_command_args_and_env_as_kubernetes_runs_them",
@@ -476,13 +477,13 @@ def test_values_that_ask_for_nothing_are_kept():
     c.update(terminationMessagePolicy="File", imagePullPolicy="Always", stdin=False, tty=False)
     out = validate(pod)
     assert out["spec"]["containers"][0]["resources"] == {"limits": {}, "requests": {}}
-    # the default pull policy depends on the tag, as in Kubernetes
+    # podnet pulls images (issue 20): any of Kubernetes' three policies
     c["image"] = "nginx:1.25"
+    validate(pod)
+    c["imagePullPolicy"] = "Sometimes"
     with pytest.raises(FieldError) as e:
         validate(pod)
     assert e.value.path == "spec.containers[0].imagePullPolicy"
-    c["imagePullPolicy"] = "IfNotPresent"
-    validate(pod)
 
 
 def test_a_field_not_in_the_schema_is_refused_as_unknown():
