@@ -113,7 +113,7 @@ class Renderer:
     def location(self, kind: str, path: str, cands: list[Route], fallback: Backend | None) -> list[str]:
         head = "location = %s {" % q(path) if kind == "exact" else "location %s {" % q(path)
         out = ["    " + head]
-        jumps = []
+        jumps: list[int] = []
         body: list[str] | None = None
         for r in cands:
             if not r.conditions:
