@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from podnet.api.types import JSON, Obj
+from podnet.apiserver import httpcolumns
 from podnet.apiserver.columns import (
     age,
     containers_images,
@@ -146,6 +147,7 @@ _COLUMNS: dict[str, list[_Column]] = {
         ("Name", "string", 1, _NAME[3]),
     ],
 }
+_COLUMNS.update(httpcolumns.COLUMNS)  # Secret, Ingress and the Gateway API (issue 14)
 _GENERIC = [_NAME, _AGE]
 _BY_LOWER = {k.lower(): k for k in _COLUMNS}
 
@@ -344,6 +346,7 @@ _ROWS: dict[str, Callable[[Obj, datetime | None], Cells]] = {
     "Namespace": _namespace,
     "Event": _event,
 }
+_ROWS.update(httpcolumns.ROWS)
 
 # printPod marks pods that have finished (podSuccessConditions / podFailedConditions).
 _POD_DONE = {

@@ -863,5 +863,10 @@ def render_describe(obj, events=None, related=None, now=None):
     core/v1 Event dicts about it (None or [] -> "Events: <none>"); related:
     see the module docstring; now: clock for ages (datetime, None = now)."""
     w = _Out()
-    _DESCRIBERS.get(obj.get("kind"), _generic)(w, obj, events, related, now)
+    describer = _DESCRIBERS.get(obj.get("kind"))
+    if describer is None and obj.get("kind") in ("Ingress", "HTTPRoute"):
+        from podnet.cli.describe_http import DESCRIBERS  # it builds on this module's helpers
+
+        describer = DESCRIBERS[obj["kind"]]
+    (describer or _generic)(w, obj, events, related, now)
     return w.text()

@@ -153,6 +153,10 @@ def cmd_describe(args):
             ]
         if kind.kind == "Node":
             related["pods"] = [p for p in pods if p["spec"].get("nodeName") == obj["metadata"]["name"]]
+        if kind.kind in ("Ingress", "HTTPRoute"):  # each backend's endpoints
+            ons = obj["metadata"]["namespace"]
+            related["services"] = {s["metadata"]["name"]: s for s in objects.list("Service", ons)}
+            related["slices"] = objects.list("EndpointSlice", ons)
         if kind.kind == "Deployment":  # OldReplicaSets / NewReplicaSet
             related["replicasets"] = objects.list("ReplicaSet", obj["metadata"]["namespace"])
         uid = obj["metadata"].get("uid")

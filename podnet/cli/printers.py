@@ -57,6 +57,12 @@ _KINDS = {
     "Node": (False, ""),
     "NetworkPolicy": (True, "networking.k8s.io"),
     "Namespace": (False, ""),
+    "Secret": (True, ""),
+    "IngressClass": (False, "networking.k8s.io"),
+    "Ingress": (True, "networking.k8s.io"),
+    "GatewayClass": (False, "gateway.networking.k8s.io"),
+    "Gateway": (True, "gateway.networking.k8s.io"),
+    "HTTPRoute": (True, "gateway.networking.k8s.io"),
 }
 _BY_LOWER = {k.lower(): k for k in _KINDS}
 

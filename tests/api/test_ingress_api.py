@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from podnet.api import FieldError, validate
+from podnet.apiserver.table import to_table
+from podnet.cli.printers import render_describe
 from tests.api.conftest import kube_lab_fixture
 
 
@@ -195,6 +197,57 @@ def test_secrets_merge_string_data_and_tls_secrets_need_a_matching_pem_pair():
     validate(dict(secret, immutable=False))
 
 
+def test_columns_and_describe_as_kubectl_prints_them():
+    ing = validate(copy.deepcopy(INGRESS))
+    ing["spec"]["rules"] += [{"host": "h%d.example.com" % i} for i in range(3)]
+    ing["spec"]["tls"] = [{"hosts": ["foo.example.com"], "secretName": "foo-tls"}]
+    ing["status"] = {"loadBalancer": {"ingress": [{"ip": "192.168.200.241"}, {"ip": "192.168.200.242"}]}}
+    table = to_table("Ingress", [ing])
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Class", "Hosts", "Address", "Ports", "Age"]
+    # formatHosts: three, then how many more; the address cut at 16 characters; 443 with TLS
+    cells = table["rows"][0]["cells"]
+    assert cells[:5] == [
+        "web",
+        "other",
+        "foo.example.com,h0.example.com,h1.example.com + 1 more...",
+        "192.168.200.2...",
+        "80, 443",
+    ]
+    ing["spec"] = {"defaultBackend": backend()}
+    assert to_table("ingress", [ing])["rows"][0]["cells"][1:5] == ["<none>", "*", "192.168.200.2...", "80"]
+    crt, key = self_signed("foo.example.com")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t"}, "type": "kubernetes.io/tls"}
+    secret["stringData"] = {"tls.crt": crt, "tls.key": key}
+    table = to_table("Secret", [validate(secret)])
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Type", "Data", "Age"]
+    assert table["rows"][0]["cells"][:3] == ["t", "kubernetes.io/tls", 2]
+    ic = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "podnet"}}
+    ic["spec"] = {"controller": "podnet.io/ingress-nginx"}
+    table = to_table("IngressClass", [validate(ic)])
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Controller", "Parameters", "Age"]
+    assert table["rows"][0]["cells"][:3] == ["podnet", "podnet.io/ingress-nginx", "<none>"]
+    # describe: kubectl's layout, each backend with its Service's ready endpoints
+    ing = validate(copy.deepcopy(INGRESS))
+    ing["spec"]["tls"] = [{"hosts": ["foo.example.com"], "secretName": "foo-tls"}]
+    services = {"web": {"spec": {"ports": [{"port": 80, "name": "http"}]}}}
+    slices = [
+        {
+            "metadata": {"labels": {"kubernetes.io/service-name": "web"}},
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [
+                {"addresses": ["10.244.0.5"], "conditions": {"ready": True}},
+                {"addresses": ["10.244.1.5"], "conditions": {"ready": False}},
+            ],
+        }
+    ]
+    text = render_describe(ing, events=[], related={"services": services, "slices": slices})
+    assert "Ingress Class:    other" in text and "foo-tls terminates foo.example.com" in text
+    assert "web:80 (10.244.0.5:8080)" in text and "10.244.1.5" not in text
+    assert "Default backend:  <default>" in text
+    text = render_describe(ing, events=[], related={"services": {}, "slices": []})
+    assert 'web:80 (<error: services "web" not found>)' in text
+
+
 # ---- through the API server ----------------------------------------------------------
 
 
@@ -235,6 +288,12 @@ def test_kubectl_creates_tls_and_generic_secrets_shown_in_base64(ingress_lab):
     res = lab.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert res.returncode != 0 and "data[tls.key]: Required value" in res.stderr, res.stderr
     assert lab.kubectl("get", "secret", "half", check=False).returncode != 0
+    out = lab.kubectl("get", "secret", "foo-tls").stdout.splitlines()
+    assert out[0].split() == ["NAME", "TYPE", "DATA", "AGE"] and out[1].split()[:3] == [
+        "foo-tls",
+        "kubernetes.io/tls",
+        "2",
+    ]
     for name in ("foo-tls", "gen", "mixed"):
         lab.kubectl("delete", "secret", name)
     assert lab.kjson("get", "secrets")["items"] == []
@@ -286,9 +345,18 @@ def test_ingress_and_ingress_class_create_get_watch_update_delete(ingress_lab, b
     res = lab.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert res.returncode != 0
     assert 'spec.rules[0].http.paths[0].path: Invalid value: "foo": must be an absolute path' in res.stderr
+    # kubectl's columns come from the server's Table
+    out = lab.kubectl("get", "ingress", "web").stdout.splitlines()
+    assert out[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    assert out[1].split()[:5] == ["web", "other", "foo.example.com", "192.168.200.240", "80"]
+    out = lab.kubectl("get", "ingressclass", "other").stdout.splitlines()
+    assert out[0].split() == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
+    assert out[1].split()[:3] == ["other", "example.com/other", "<none>"]
     # podnet's own CLI sees and deletes them too
     out = lab.run("get", "ingress").stdout
     assert "web" in out and "made" in out
+    text = lab.run("describe", "ingress", "web").stdout
+    assert "Ingress Class:    other" in text and "192.168.200.240" in text
     lab.run("delete", "ingress", "made")
     lab.kubectl("delete", "ingress", "web")
     lab.kubectl("delete", "ingressclass", "other")
