@@ -1,7 +1,7 @@
 """`podnet trace FROM TO[:PORT]`: the hops of one real probe in words, the
 kernel object under each, then the verdict (podnet/diag/trace.py does the
 work). Exit 0 when delivered, 1 otherwise, 2 for names that resolve to
-nothing.
+nothing, 3 when the trace itself could not run (a kernel error: no verdict).
 
 `-o json` prints one object (other tools assert on these keys):
   from/to   {kind: pod|node|external|ip|service, name, ip, node} (to: + port)
@@ -77,7 +77,7 @@ def run(args):
         return 2
     except (NftError, OSError) as exc:  # the kernel side of the trace itself failed
         print("error: trace: %s" % exc, file=sys.stderr)
-        return 1
+        return 3
     if args.output == "json":
         print(json.dumps(doc, indent=1))
     else:

@@ -81,7 +81,10 @@ def bgplab(request, tmp_path_factory):
 def doctor(lab, *args):
     res = lab.run("doctor", *args, "-o", "json", check=False)
     assert res.returncode in (0, 1), "podnet doctor %s -> %d\n%s%s" % (args, res.returncode, res.stdout, res.stderr)
-    out = json.loads(res.stdout)
+    try:
+        out = json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError("podnet doctor %s: not JSON\n%s%s" % (args, res.stdout, res.stderr)) from None
     assert res.returncode == (1 if any(f["severity"] == "error" for f in out["findings"]) else 0)
     return out
 
@@ -89,7 +92,10 @@ def doctor(lab, *args):
 def trace(lab, *args):
     res = lab.run("trace", *args, "-o", "json", check=False)
     assert res.returncode in (0, 1), "podnet trace %s -> %d\n%s%s" % (args, res.returncode, res.stdout, res.stderr)
-    return json.loads(res.stdout)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError("podnet trace %s: not JSON\n%s%s" % (args, res.stdout, res.stderr)) from None
 
 
 def healthy(lab, timeout=60):
