@@ -150,9 +150,20 @@ def secret(obj: Obj) -> Obj:
         fail("data", "Too long: must have at most %d bytes" % SECRET_MAX)
     if stype == TLS:
         _pem(decoded, "stringData" if plain and ("tls.crt" in plain or "tls.key" in plain) else "data")
-    if opt_bool(obj, "immutable", ""):
-        fail("immutable", "not supported by podnet: podnet does not enforce immutable Secrets (got True)")
+    opt_bool(obj, "immutable", "")  # enforced on update: secret_update
     return obj
+
+
+def secret_update(old: Obj, new: Obj) -> None:
+    """kube-apiserver's ValidateSecretUpdate: the type never changes; an
+    immutable Secret keeps its data and stays immutable. (Both validated.)"""
+    if new.get("type") != old.get("type"):
+        invalid("type", new.get("type"), "field is immutable")
+    if old.get("immutable"):
+        if not new.get("immutable"):
+            fail("immutable", "Forbidden: field is immutable when `immutable` is set")
+        if (new.get("data") or {}) != (old.get("data") or {}):
+            fail("data", "Forbidden: field is immutable when `immutable` is set")
 
 
 # ---- IngressClass -------------------------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from podnet.api import ApiError, FieldError, stamp, validate
+from podnet.api.ingress import secret_update
 
 Obj = dict[str, Any]
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
@@ -114,6 +115,11 @@ class Admission:
             meta["generation"] = int(ometa.get("generation") or 1) + 1
         if new["kind"] == "Service":
             self._keep_allocations(old, new)
+        if new["kind"] == "Secret":
+            try:
+                secret_update(old, new)
+            except FieldError as exc:
+                raise Invalid(exc.path, exc.reason) from None
         return new
 
     # ---- Services -------------------------------------------------------------

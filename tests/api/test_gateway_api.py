@@ -151,6 +151,12 @@ ROUTE_ERRORS = [
         "Forbidden",
     ),
     (
+        ("spec", "rules", 1, "filters", 1, "urlRewrite", "path"),
+        {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"},
+        "spec.rules[1].matches[0].path.type",
+        "must be PathPrefix",
+    ),
+    (
         ("spec", "rules", 1, "filters", 0, "type"),
         "URLRewrite",
         "spec.rules[1].filters[0].requestHeaderModifier",

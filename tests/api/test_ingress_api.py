@@ -192,9 +192,7 @@ def test_secrets_merge_string_data_and_tls_secrets_need_a_matching_pem_pair():
     assert validate(by_string)["data"]["tls.key"] == b64(key)
     e = refused(dict(secret, type="kubernetes.io/dockerconfigjson"))
     assert e.path == "type" and "not supported by podnet" in str(e)
-    e = refused(dict(secret, immutable=True))
-    assert e.path == "immutable"
-    validate(dict(secret, immutable=False))
+    validate(dict(secret, immutable=True))
 
 
 def test_columns_and_describe_as_kubectl_prints_them():
@@ -294,7 +292,15 @@ def test_kubectl_creates_tls_and_generic_secrets_shown_in_base64(ingress_lab):
         "kubernetes.io/tls",
         "2",
     ]
-    for name in ("foo-tls", "gen", "mixed"):
+    # an immutable Secret keeps its data, and the type of any Secret stays (kube-apiserver's update rules)
+    frozen = dict(manifest, metadata={"name": "frozen"}, immutable=True)
+    lab.kubectl("apply", "-f", "-", input=json.dumps(frozen))
+    res = lab.kubectl("apply", "-f", "-", input=json.dumps(dict(frozen, data={"a": b64("changed")})), check=False)
+    assert res.returncode != 0 and "data: Forbidden: field is immutable when `immutable` is set" in res.stderr
+    res = lab.kubectl("patch", "secret", "gen", "--type=merge", "-p", '{"type": "example.com/other"}', check=False)
+    assert res.returncode != 0 and "type: Invalid value" in res.stderr and "field is immutable" in res.stderr
+    assert lab.kjson("get", "secret", "frozen")["data"] == {"a": b64("one"), "b": b64("two")}
+    for name in ("foo-tls", "gen", "mixed", "frozen"):
         lab.kubectl("delete", "secret", name)
     assert lab.kjson("get", "secrets")["items"] == []
 
