@@ -358,6 +358,22 @@ def test_a_bad_ingress_is_refused_or_left_out_and_the_rest_is_served(lab):
         assert "Secret default/missing not found" in evs[0]["message"]
         served_by(lab, "good.example.com", "/hostname", "a")
         assert lab.curl("m.example.com", "/hostname")[0] == 404
+        # a host name nginx cannot hash (195 characters: more than the
+        # server_names_hash_bucket_size of 128): only nginx -t sees it; the
+        # controller leaves that Ingress out, says why, and reloads the rest
+        long_host = ".".join(c * 60 for c in "lmn") + ".example.com"
+        lab.apply(ingress("toolong", [{"host": long_host, "http": {"paths": [path("/", "b")]}}]))
+        lab.apply(ingress("after", [{"host": "after.example.com", "http": {"paths": [path("/", "b")]}}]))
+
+        def rejected():
+            evs = [e for e in lab.get("events") if e["involvedObject"].get("name") == "toolong"]
+            return [e for e in evs if e["reason"] == "Rejected"]
+
+        evs = lab.until("a Rejected Event on Ingress toolong", rejected)
+        assert "nginx -t" in evs[0]["message"] and "server_names_hash" in evs[0]["message"]
+        served_by(lab, "after.example.com", "/hostname", "b")  # later changes still load
+        served_by(lab, "good.example.com", "/hostname", "a")
+        assert lab.curl(long_host, "/hostname")[0] == 404
     finally:
-        for n in ("good", "relative", "nosecret"):
+        for n in ("good", "relative", "nosecret", "toolong", "after"):
             lab.delete("ingress", n)
