@@ -47,6 +47,7 @@ class Controller:
         self.workers = workers
         self.live: str | None = None  # the text nginx serves
         self.left_out: dict[tuple[str, str, str], str] = {}  # object -> why nginx rejected it
+        self.refused: str | None = None  # the last full text nginx -t rejected
         self.dirty = threading.Event()
         self.stop = cluster.stop
 
@@ -67,30 +68,42 @@ class Controller:
         return rnd.render(inp, self.nginx.run_dir, self.nginx.cert_dir, without, self.workers)
 
     def sync(self) -> None:
+        """Render everything; when that text is new, nginx -t it; a rejected
+        text is retried without what was left out before, then without each
+        object in turn (the culprit). The text nginx refused last time is
+        remembered, so a pass with nothing new runs no nginx -t."""
         inp = self.inputs()
-        without = frozenset(self.left_out)
-        r = self.render(inp, without)
-        if r.text != self.live or not self.nginx.alive():
+        r = self.render(inp, frozenset())
+        if r.text != self.refused and (r.text != self.live or not self.nginx.alive()):
             self.nginx.write_files(r.files)
             why = self.nginx.test(r.text)
-            if why and without:  # a change may have fixed what was left out: try with everything
-                full = self.render(inp, frozenset())
-                self.nginx.write_files(full.files)
-                if self.nginx.test(full.text) is None:
-                    r, why, self.left_out = full, None, {}
-            if why:
-                r = self._without_culprit(inp, r, why)
-            elif not without:
+            if why is None:
                 self.left_out = {}
-            if r.text != self.live or not self.nginx.alive():
-                self.nginx.load(r.text)
-                self.live = r.text
-                self.nginx.prune_files(set(r.files))
-                log.info("nginx: loaded (%d reloads), %d bytes", self.nginx.reloads, len(r.text))
+            else:
+                self.refused = r.text
+                r = self._without_culprit(inp, r, why)
+            self._load(r)
+        elif r.text == self.refused:
+            r = self.render(inp, frozenset(self.left_out))
+            if not self.nginx.alive():
+                self._load(r)
         self._report(inp, r)
 
+    def _load(self, r: rnd.Rendered) -> None:
+        if r.text != self.live or not self.nginx.alive():
+            self.nginx.load(r.text)
+            self.live = r.text
+            self.nginx.prune_files(set(r.files))
+            log.info("nginx: loaded (%d reloads), %d bytes", self.nginx.reloads, len(r.text))
+
     def _without_culprit(self, inp: rnd.Inputs, r: rnd.Rendered, why: str) -> rnd.Rendered:
-        """nginx rejected r: leave out the first served object whose absence fixes it."""
+        """nginx rejected r: keep out what was out before if that is enough,
+        else also the first served object whose absence fixes it."""
+        if self.left_out:
+            trial = self.render(inp, frozenset(self.left_out))
+            self.nginx.write_files(trial.files)
+            if self.nginx.test(trial.text) is None:
+                return trial
         for key in r.served:
             trial = self.render(inp, frozenset(self.left_out) | {key})
             self.nginx.write_files(trial.files)
@@ -173,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = os.path.join(args.run_dir, os.environ.get("HOSTNAME") or str(os.getpid()))
     stop = threading.Event()
     cluster = connect(args.kubeconfig, "podnet-ingress-nginx", stop)
-    nginx = Nginx(run_dir)
+    dirty = threading.Event()
+    nginx = Nginx(run_dir, on_exit=dirty)  # nginx gone: the next pass (now) starts it again
     ns, _, name = args.publish_service.partition("/")
     ctl = Controller(cluster, nginx, (ns, name), Recorder(cluster.client, "ingress-nginx"), args.workers)
+    ctl.dirty = dirty
 
     def quit_(signum: int, frame: Any) -> None:
         stop.set()

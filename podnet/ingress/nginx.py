@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 NGINX = "/usr/sbin/nginx"
@@ -25,13 +26,15 @@ class NginxError(Exception):
 
 
 class Nginx:
-    def __init__(self, run_dir: str, binary: str = NGINX):
+    def __init__(self, run_dir: str, binary: str = NGINX, on_exit: threading.Event | None = None):
         self.run_dir = run_dir
+        self.on_exit = on_exit  # set when the master exits, so the controller starts it again now
         self.binary = binary
         self.conf = os.path.join(run_dir, "nginx.conf")
         self.cert_dir = os.path.join(run_dir, "certs")
         self.proc: subprocess.Popen[bytes] | None = None
         self.reloads = 0
+        self.stopping = False
         for d in (run_dir, self.cert_dir, os.path.join(run_dir, "tmp")):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
@@ -86,16 +89,24 @@ class Nginx:
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             self.proc = None  # it died: start a new one
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             [self.binary, "-p", self.run_dir, "-e", "stderr", "-c", self.conf],
             stdin=subprocess.DEVNULL,
         )
+        if self.on_exit is not None:
+            threading.Thread(target=self._watch, args=(proc,), daemon=True, name="nginx-exit").start()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.wait()
+        if self.on_exit is not None and not self.stopping:
+            self.on_exit.set()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGQUIT (graceful: finish the requests in flight), SIGKILL after timeout."""
+        self.stopping = True
         p = self.proc
         if p is None or p.poll() is not None:
             return

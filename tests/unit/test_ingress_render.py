@@ -293,3 +293,100 @@ def test_rendering_is_deterministic():
     one = render(inputs(ings), "/r", "/c").text
     two = render(inputs(list(reversed(ings))), "/r", "/c").text
     assert one == two
+
+
+# ---- the controller's pass, on fakes ---------------------------------------------------
+
+
+class FakeCluster:
+    def __init__(self, objects):
+        import threading
+
+        self.objects = objects  # kind -> [obj]
+        self.stop = threading.Event()
+        self.writes = []
+
+    def list(self, kind):
+        return self.objects.get(kind, [])
+
+    def find(self, kind, ns, name):
+        return next((o for o in self.objects.get(kind, []) if o["metadata"]["name"] == name), None)
+
+    def mutate(self, kind, ns, name, fn, status=False):
+        obj = self.find(kind, ns, name)
+        fn(obj)
+        self.writes.append((kind, name, status))
+        return obj
+
+
+class FakeNginx:
+    """nginx -t refuses any text holding `refuse`; load records what went live."""
+
+    def __init__(self, refuse="bad.example.com"):
+        self.refuse, self.loaded, self.run_dir, self.cert_dir = refuse, [], "/r", "/r/certs"
+        self.reloads = 0
+
+    def write_files(self, files):
+        pass
+
+    def prune_files(self, keep):
+        pass
+
+    def test(self, text):
+        return "nginx: [emerg] refused %s" % self.refuse if self.refuse in text else None
+
+    def load(self, text):
+        self.loaded.append(text)
+
+    def alive(self):
+        return bool(self.loaded)
+
+
+class FakeRecorder:
+    def __init__(self):
+        self.events = []
+
+    def event(self, obj, etype, reason, message):
+        self.events.append((obj["metadata"]["name"], etype, reason, message))
+
+
+def test_controller_reloads_only_on_change_and_leaves_out_what_nginx_rejects():
+    from podnet.ingress.controller import Controller
+
+    inp = inputs([ing("good", [rule("good.example.com", ("/", "Prefix", "a"))])])
+    lb = {
+        "kind": "Service",
+        "metadata": meta("ingress-nginx"),
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.168.200.241"}]}},
+    }
+    objects = {
+        "IngressClass": inp.ingress_classes,
+        "Ingress": inp.ingresses,
+        "Service": inp.services + [lb],
+        "EndpointSlice": inp.slices,
+    }
+    cluster, nginx, rec = FakeCluster(objects), FakeNginx(), FakeRecorder()
+    ctl = Controller(cluster, nginx, ("default", "ingress-nginx"), rec)
+    ctl.sync()
+    ctl.sync()
+    assert len(nginx.loaded) == 1  # the same text twice: one load
+    assert objects["Ingress"][0]["status"] == {"loadBalancer": {"ingress": [{"ip": "192.168.200.241"}]}}
+    assert cluster.writes == [("Ingress", "good", True)]  # and the status written once
+    objects["Ingress"].append(ing("bad", [rule("bad.example.com", ("/", "Prefix", "b"))], ts="2026-01-02T00:00:00Z"))
+    objects["Ingress"].append(
+        ing("later", [rule("later.example.com", ("/", "Prefix", "c"))], ts="2026-01-03T00:00:00Z")
+    )
+    ctl.sync()
+    assert len(nginx.loaded) == 2
+    live = nginx.loaded[-1]
+    assert "good.example.com" in live and "later.example.com" in live and "bad.example.com" not in live
+    assert (
+        "bad",
+        "Warning",
+        "Rejected",
+        "nginx -t rejects this object's configuration: nginx: [emerg] refused bad.example.com",
+    ) in rec.events
+    # fixed: served again, and no longer left out
+    objects["Ingress"][1] = ing("bad", [rule("fixed.example.com", ("/", "Prefix", "b"))], ts="2026-01-02T00:00:00Z")
+    ctl.sync()
+    assert "fixed.example.com" in nginx.loaded[-1] and ctl.left_out == {}
