@@ -153,6 +153,9 @@ class Store:
         res = self.run("load %s" % tarball, "load", "--input", tarball, timeout=300)
         return [line.split(":", 1)[1].strip() for line in res.stdout.splitlines() if line.startswith("Loaded image")]
 
+    def remove_image(self, name):
+        self.run("remove image %s" % name, "rmi", "--force", name, check=False)
+
     # ---- containers ---------------------------------------------------------------
 
     def remove_container(self, name, timeout=0):
