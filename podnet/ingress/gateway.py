@@ -36,6 +36,7 @@ from podnet.ingress.model import (
 Obj = dict[str, Any]
 
 GATEWAY_CONTROLLER = "podnet.io/gateway-nginx"
+_ARG_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 @dataclass
@@ -193,6 +194,9 @@ def _route_problem(route: Obj) -> str | None:
                     if (h.get("type") or "Exact") != "Exact":
                         return "%s.%s[%d].type: podnet supports Exact" % (where, key, k)
                     why = check_header_name(h.get("name")) or check_value(h.get("value"))
+                    if key == "queryParams" and not why and not _ARG_NAME.match(h["name"]):
+                        # nginx's $arg_<name> ends at the first character outside [A-Za-z0-9_]
+                        why = "podnet matches query parameters named with letters, digits and '_': %r" % h["name"]
                     if why:
                         return "%s.%s[%d]: %s" % (where, key, k, why)
         for k, f in enumerate(rule.get("filters") or []):

@@ -390,3 +390,29 @@ def test_controller_reloads_only_on_change_and_leaves_out_what_nginx_rejects():
     objects["Ingress"][1] = ing("bad", [rule("fixed.example.com", ("/", "Prefix", "b"))], ts="2026-01-02T00:00:00Z")
     ctl.sync()
     assert "fixed.example.com" in nginx.loaded[-1] and ctl.left_out == {}
+
+
+def test_a_route_nginx_could_not_express_is_not_accepted_and_says_why():
+    rules = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "queryParams": [{"name": "a-b", "value": "1"}]}],
+            "backendRefs": [{"name": "a", "port": 80}],
+        }
+    ]
+    r = render(inputs(routes=[route("q", rules, hostnames=("q.example.com",))]), "/r", "/c")
+    (parent,) = r.routes[("default", "q")].parents
+    assert not parent.accepted and parent.reason == "UnsupportedValue" and "'a-b'" in parent.message
+    assert "q.example.com" not in r.text
+
+
+def test_https_listener_serves_the_route_with_the_listener_certificate():
+    inp = inputs(routes=[route("s", [{"backendRefs": [{"name": "a", "port": 80}]}], hostnames=("s.example.com",))])
+    inp.secrets = [tls_secret("gw-cert")]
+    inp.gateways[0]["spec"]["listeners"].append(
+        {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "gw-cert"}]}}
+    )
+    r = render(inp, "/r", "/c")
+    (fname,) = r.files
+    secure = [b for b in re.split(r"\n  server \{\n", r.text) if "listen 443 ssl;" in b and "s.example.com" in b]
+    assert secure and "ssl_certificate /c/%s;" % fname in secure[0]
+    assert r.gateways[("default", "gw")].attached == {"http": 1, "https": 1}
