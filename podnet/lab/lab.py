@@ -384,6 +384,9 @@ def remove_node(lab, node):
     netns.kill_processes_in(names)
     for name in reversed(names):
         netns.delete(name)
+    from podnet.image import store as image_store
+
+    image_store.cleanup(image_store.Store(os.path.join(topo.state_dir(lab), "nodes", node, "podman")))
     for p in pods:
         try:
             objects.delete("Pod", p["metadata"]["namespace"], p["metadata"]["name"], grace=0)

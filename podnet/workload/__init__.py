@@ -52,8 +52,8 @@ HOST_IMAGE = "podnet.io/host"  # podnet.image.refs.HOST_IMAGE: command is a prog
 def command_for(container_spec):
     """The argv that runs this pod container spec, or None when podnet cannot.
 
-    - `command` given: command + args, host programs (like Kubernetes, where
-      command replaces the image's entrypoint). In an agnhost/pause image a
+    - image podnet.io/host (or none) and `command`: command + args, host
+      programs (like Kubernetes, where command replaces the image's entrypoint). In an agnhost/pause image a
       command naming the image's own binary (`/agnhost`, `/pause`) maps to
       the built-in.
     - agnhost image, no command: python -m podnet.workload *args.
