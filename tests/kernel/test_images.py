@@ -260,6 +260,10 @@ spec:
     readinessProbe:
       exec: {command: [cat, /tmp/ready]}
       periodSeconds: 1
+    lifecycle:  # fails on purpose: its Event shows it ran inside the image
+      preStop:
+        exec: {command: [sh, -c, "test -e /app.sh && echo prestop-in-image-on-$(hostname); exit 3"]}
+  terminationGracePeriodSeconds: 2
 """
         % ref
     )
@@ -278,6 +282,12 @@ spec:
         st = lab.wait("a restart after the exit", restarted, timeout=60)
         assert st["lastState"]["terminated"]["exitCode"] == 7
         assert "app exits" in lab.run("logs", "app").stdout
+        lab.run("delete", "pod", "app", "--wait")
+        hooks = [m for r, m in events_of(lab, "app") if r == "FailedPreStopHook"]
+        assert any("prestop-in-image-on-app" in m for m in hooks), hooks
+        for node in ("node1", "node2"):  # the pod's container went with it
+            base = os.path.join(lab.root, lab.name, "nodes", node, "podman")
+            assert not os.path.isdir(base) or store_mod.Store(base, shared=store_mod.machine()).container_ids() == []
     finally:
         lab.run("delete", "pod", "app", "--wait", check=False)
         store_mod.machine().remove_image(ref)
