@@ -125,8 +125,10 @@ class Images:
             self._reach[domain] = (ok, time.monotonic())
         return ok
 
-    def ensure(self, spec):
-        """The image of `spec` present in the store -> (Ref, config); ImageError otherwise."""
+    def ensure(self, spec, event=None):
+        """The image of `spec` present in the store -> (Ref, config); ImageError
+        otherwise. event(reason, message): kubelet's Normal Pulling/Pulled."""
+        event = event or (lambda reason, message: None)
         image = spec.get("image") or ""
         try:
             ref = refs.parse(image)
@@ -145,18 +147,23 @@ class Images:
                 % ((image,) + registry_address(ref.domain) + (ref.name,)),
             )
         if what == "pull":
+            event("Pulling", 'Pulling image "%s"' % image)
             try:
                 self.store.pull(ref.name)
+                event("Pulled", 'Successfully pulled image "%s"' % image)
             except store_mod.StoreError as e:
                 if not present:
                     raise ImageError("ErrImagePull", "Failed to pull image %r: %s" % (image, e)) from e
+                event("Pulled", 'Pulling image "%s" failed (%s); using the local one' % (image, e))
+        else:
+            event("Pulled", 'Container image "%s" already present on machine' % image)
         return ref, self.store.inspect(ref.name)
 
 
-def start(images, rp, spec, env, expand, log_path):
+def start(images, rp, spec, env, expand, log_path, event=None):
     """Start container `spec` of pod `rp` -> Popen of `podman run`, with
     oci_stop/oci_cleanup for containers.stop and kill_leftovers."""
-    ref, config = images.ensure(spec)
+    ref, config = images.ensure(spec, event)
     command = [expand(str(a)) for a in spec.get("command") or []]
     args = [expand(str(a)) for a in spec.get("args") or []]
     argv = refs.container_argv(command, args, config["Entrypoint"], config["Cmd"])

@@ -93,6 +93,7 @@ def supervisor(agent, rp, c, policy):
                 env,
                 lambda a: downward.expand(a, env),
                 os.path.join(log_dir, c["name"] + ".log"),
+                lambda reason, message: agent.event(rp.pod, "Normal", reason, message),
             )
         if argv is None:
             raise containers.ContainerError(why_not(c))

@@ -273,6 +273,7 @@ spec:
         out = lab.run("exec", "app", "--", "sh", "-c", "echo from-exec; hostname").stdout
         assert out.split() == ["from-exec", "app"]
         assert "app on app args=hello" in lab.run("logs", "app").stdout
+        assert ("Pulled", 'Container image "%s" already present on machine' % ref) in events_of(lab, "app")
         lab.run("exec", "app", "--", "touch", "/tmp/exit")
 
         def restarted():
