@@ -24,7 +24,6 @@ from typing import Any
 from podnet.ingress.model import (
     Backend,
     Model,
-    Problem,
     Route,
     check_header_name,
     check_host,
@@ -36,6 +35,7 @@ from podnet.ingress.model import (
 Obj = dict[str, Any]
 
 GATEWAY_CONTROLLER = "podnet.io/gateway-nginx"
+SERVED_PORTS = {"HTTP": (80,), "HTTPS": (443,)}
 _ARG_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -63,6 +63,7 @@ class GatewayResult:
     reason: str = "Accepted"
     message: str = "accepted by podnet's nginx"
     attached: dict[str, int] = field(default_factory=dict)  # listener name -> routes attached
+    listeners: dict[str, tuple[str, str]] = field(default_factory=dict)  # listener name -> (reason, why not served)
 
 
 def our_gateway_classes(classes: list[Obj]) -> set[str]:
@@ -98,35 +99,16 @@ def add_gateway(model: Model, gw: Obj, routes: list[Obj], results: dict[tuple[st
     res = GatewayResult()
     listeners = []
     for i, lis in enumerate((gw.get("spec") or {}).get("listeners") or []):
-        proto = lis.get("protocol") or "HTTP"
-        res.attached[lis.get("name") or str(i)] = 0
-        if proto not in ("HTTP", "HTTPS"):
-            model.problems.append(
-                Problem(
-                    "Gateway", gns, gname, "UnsupportedProtocol", "listener %s: protocol %s" % (lis.get("name"), proto)
-                )
-            )
+        name = lis.get("name") or str(i)
+        res.attached[name] = 0
+        why, cert = _listener(model, gns, lis)
+        if why:
+            res.listeners[name] = why
+            res.reason, res.message = "ListenersNotValid", "listener %s: %s" % (name, why[1])
             continue
-        cert = None
-        if proto == "HTTPS":
-            refs = (lis.get("tls") or {}).get("certificateRefs") or []
-            if not refs:
-                res.accepted, res.reason = False, "InvalidCertificateRef"
-                res.message = "listener %s: HTTPS needs tls.certificateRefs" % lis.get("name")
-                continue
-            cert, why = model.certificate(refs[0].get("namespace") or gns, refs[0].get("name") or "")
-            if why:
-                res.accepted, res.reason, res.message = (
-                    False,
-                    "InvalidCertificateRef",
-                    "listener %s: %s"
-                    % (
-                        lis.get("name"),
-                        why,
-                    ),
-                )
-                continue
-        listeners.append((lis, proto == "HTTPS", cert))
+        listeners.append((lis, lis.get("protocol") == "HTTPS", cert))
+    # the spec: ListenersNotValid with Accepted True while some listener is served
+    res.accepted = bool(listeners)
     for route in routes:
         rns, rname = route["metadata"].get("namespace") or "default", route["metadata"]["name"]
         result = results.setdefault((rns, rname), RouteResult())
@@ -167,6 +149,30 @@ def add_gateway(model: Model, gw: Obj, routes: list[Obj], results: dict[tuple[st
                 pr.accepted, pr.reason = False, "NoMatchingListenerHostname"
                 pr.message = "no listener hostname matches the route's hostnames"
     return res
+
+
+def _listener(model: Model, gns: str, lis: Obj) -> tuple[tuple[str, str] | None, str | None]:
+    """-> ((reason, message) if podnet cannot serve this listener, certificate file)."""
+    proto = lis.get("protocol") or "HTTP"
+    if proto not in ("HTTP", "HTTPS"):
+        return ("UnsupportedProtocol", "podnet serves HTTP and HTTPS listeners, not %s" % proto), None
+    if lis.get("port") not in SERVED_PORTS.get(proto, ()):
+        # the ingress-nginx Service publishes 80 and 443 only
+        return ("PortUnavailable", "podnet's gateway publishes %s on port %d" % (proto, SERVED_PORTS[proto][0])), None
+    if proto == "HTTP":
+        return None, None
+    refs = (lis.get("tls") or {}).get("certificateRefs") or []
+    if not refs:
+        return ("InvalidCertificateRef", "HTTPS needs tls.certificateRefs"), None
+    ref = refs[0]
+    if (ref.get("group") or "") != "" or (ref.get("kind") or "Secret") != "Secret":
+        return ("InvalidCertificateRef", "certificateRefs[0]: podnet takes kubernetes.io/tls Secrets"), None
+    if (ref.get("namespace") or gns) != gns:
+        return ("RefNotPermitted", "certificateRefs[0]: a Secret in another namespace needs a ReferenceGrant"), None
+    cert, why = model.certificate(gns, ref.get("name") or "")
+    if why:
+        return ("InvalidCertificateRef", why), None
+    return None, cert
 
 
 def _allows(lis: Obj, gns: str, rns: str) -> bool:

@@ -78,16 +78,25 @@ def gateway_status(gw: Obj, res: GatewayResult, ips: list[str], problem: str | N
                 "name": name,
                 "attachedRoutes": res.attached.get(name, 0),
                 "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
-                "conditions": [
-                    _condition(lold, "Accepted", res.accepted, res.reason, res.message, gen, now),
-                    _condition(
-                        lold, "Programmed", programmed, "Programmed" if programmed else "Invalid", why, gen, now
-                    ),
-                ],
+                "conditions": _listener_conditions(lold, res.listeners.get(name), programmed, why, gen, now),
             }
         )
     st["listeners"] = listeners
     return st
+
+
+def _listener_conditions(
+    old: list[Obj], bad: tuple[str, str] | None, programmed: bool, why: str, gen: Any, now: str
+) -> list[Obj]:
+    if bad:
+        return [
+            _condition(old, "Accepted", False, bad[0], bad[1], gen, now),
+            _condition(old, "Programmed", False, "Invalid", bad[1], gen, now),
+        ]
+    return [
+        _condition(old, "Accepted", True, "Accepted", "accepted by podnet's nginx", gen, now),
+        _condition(old, "Programmed", programmed, "Programmed" if programmed else "Invalid", why, gen, now),
+    ]
 
 
 def route_status(route: Obj, res: RouteResult, problem: str | None, now: str) -> Obj:

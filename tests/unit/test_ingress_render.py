@@ -416,3 +416,15 @@ def test_https_listener_serves_the_route_with_the_listener_certificate():
     secure = [b for b in re.split(r"\n  server \{\n", r.text) if "listen 443 ssl;" in b and "s.example.com" in b]
     assert secure and "ssl_certificate /c/%s;" % fname in secure[0]
     assert r.gateways[("default", "gw")].attached == {"http": 1, "https": 1}
+
+
+def test_a_listener_on_a_port_the_service_does_not_publish_is_not_accepted():
+    inp = inputs(routes=[route("p", [{"backendRefs": [{"name": "a", "port": 80}]}], hostnames=("p.example.com",))])
+    inp.gateways[0]["spec"]["listeners"] = [{"name": "alt", "port": 8080, "protocol": "HTTP"}]
+    r = render(inp, "/r", "/c")
+    res = r.gateways[("default", "gw")]
+    assert not res.accepted and res.reason == "ListenersNotValid"
+    assert res.listeners["alt"][0] == "PortUnavailable" and "listen 8080" not in r.text
+    gst = status.gateway_status(inp.gateways[0], res, ["192.168.200.241"], None, "now")
+    conds = {c["type"]: c for c in gst["listeners"][0]["conditions"]}
+    assert conds["Accepted"]["reason"] == "PortUnavailable" and conds["Programmed"]["status"] == "False"
