@@ -130,9 +130,9 @@ def add_gateway(model: Model, gw: Obj, routes: list[Obj], results: dict[tuple[st
                 pr.accepted, pr.reason = False, "NotAllowedByListeners" if chosen else "NoMatchingParent"
                 pr.message = "no listener of Gateway %s/%s takes routes from namespace %s" % (gns, gname, rns)
                 continue
-            why = _route_problem(route)
-            if why:
-                pr.accepted, pr.reason, pr.message = False, "UnsupportedValue", why
+            unsupported = _route_problem(route)
+            if unsupported:
+                pr.accepted, pr.reason, pr.message = False, "UnsupportedValue", unsupported
                 continue
             hosts_any = False
             for lis, tls, cert in allowed:
