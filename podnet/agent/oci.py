@@ -197,9 +197,19 @@ def start(images, rp, spec, env, expand, log_path, event=None):
         )
     finally:
         log.close()
+    from podnet.agent import adopt as adopt_mod
+
+    adopt_mod.record_pid(rp.log_dir, spec["name"], proc.pid)  # a restarted agent adopts it (adopt below)
     proc.container_argv = argv
     proc.log_path = log_path
     proc.image_id = "%s@sha256:%s" % (ref.repository, config["Id"]) if config["Id"] else ""
+
+    return _attach(proc, store, name)
+
+
+def _attach(proc, store, name):
+    """proc (a Popen of `podman run`, or an adopted container's init) with
+    oci_stop and oci_cleanup, which containers.stop and kill_leftovers use."""
 
     def oci_stop(grace):
         # podman stop: SIGTERM (the image's STOPSIGNAL) to the container, SIGKILL after grace
@@ -217,6 +227,35 @@ def start(images, rp, spec, env, expand, log_path, event=None):
     proc.oci_stop = oci_stop
     proc.oci_cleanup = lambda: store.remove_container(name)
     return proc
+
+
+def adopt(images, rp, spec):
+    """The `podman run` a previous agent started for `spec` (its recorded PID,
+    alive, naming the container), which outlived that agent and still feeds
+    the log, as an adopt.Adopted: same containerID, no restart. None when
+    there is none (the container is started afresh)."""
+    from podnet.agent import adopt as adopt_mod
+
+    name = container_name(rp.uid, spec["name"])
+    try:
+        with open(adopt_mod.pid_file(rp.log_dir, spec["name"])) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            if name.encode() not in f.read().split(b"\0"):
+                return None
+    except (OSError, ValueError):
+        return None
+    proc = adopt_mod.Adopted(pid)
+    if proc.poll() is not None:
+        return None
+    store = images.store.ensure()
+    res = store.run(
+        "inspect %s" % name, "container", "inspect", "--format", "{{.ImageName}} {{.Image}}", name, check=False
+    )
+    fields = res.stdout.split()
+    if len(fields) == 2:
+        proc.image_id = "%s@sha256:%s" % (refs.parse(fields[0]).repository, fields[1])
+    return _attach(proc, store, name)
 
 
 def exec_argv(log_dir, container, argv, interactive=False, tty=False):

@@ -79,9 +79,15 @@ def supervisor(agent, rp, c, policy):
     path = netns.path_of(rp.netns)
     log_dir = rp.log_dir
     image = oci.runs_as_image(c)
-    found = [adopt_mod.find(log_dir, c["name"], path)] if rp.adopt and not image else [None]
+    if rp.adopt and image:  # the container by its name (oci.py)
+        found = [oci.adopt(oci.images_for(agent), rp, c)]
+    else:
+        found = [adopt_mod.find(log_dir, c["name"], path)] if rp.adopt else [None]
 
     def start():
+        if found[0] is not None and image:  # once: the container the previous agent started
+            proc, found[0] = found[0], None
+            return proc
         if found[0] is not None:  # once: the process the previous agent started
             proc, found[0] = adopt_mod.Adopted(found[0]), None
             return reap.recall(log_dir, c["name"], proc)  # the namespaces recorded at its start

@@ -326,3 +326,28 @@ def test_time_to_ready_image_against_host_program(lab):
         "\ntime from creation to Ready: "
         + "; ".join("%s %s" % (image, ", ".join("%.2fs" % t for t in ts)) for image, ts in times.items())
     )
+
+
+def test_a_restarted_agent_adopts_an_image_container(lab):
+    from tests.kernel.test_pod_lifecycle import restart_agent, syncs_or_none
+
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: kept}\nspec:\n  nodeName: node2\n"
+    pod += "  terminationGracePeriodSeconds: 1\n  containers:\n"
+    pod += "  - {name: c, image: busybox, command: [sh, -c, 'echo kept-started; exec sleep 3600']}\n"
+    lab.run("apply", "-f", "-", input=pod)
+    try:
+        lab.wait("kept ready", lambda: ready(lab.pod("kept")), timeout=60)
+        before = lab.pod("kept")["status"]["containerStatuses"][0]
+        restart_agent(lab, "node2")
+        lab.wait(
+            "kept ready under the new agent",
+            lambda: ready(lab.pod("kept")) and lab.pod("kept")["status"]["containerStatuses"][0],
+            timeout=60,
+        )
+        lab.wait("the new agent's first pass", lambda: syncs_or_none(lab, "node2"), timeout=60)
+        after = lab.pod("kept")["status"]["containerStatuses"][0]
+        assert (after["containerID"], after["restartCount"]) == (before["containerID"], 0)
+        assert after["imageID"] == before["imageID"] != ""
+        assert lab.run("logs", "kept").stdout.count("kept-started") == 1
+    finally:
+        lab.run("delete", "pod", "kept", "--wait", check=False)
