@@ -9,11 +9,6 @@ schema podnet serves (podnet.apiserver.openapi_gateway, every field of the v1
 standard channel). For each field podnet implements, EVIDENCE names the test
 that sees what it does; the test must exist. Every other field, given a value
 that asks for something, is refused by validate() at its own path.
-
-PENDING: fields of issue 14 that its data plane (nginx) implements but no
-test observes yet; each names the test proposed for it in
-tests/kernel/test_gateway.py. An entry moves to EVIDENCE when its test
-exists; only issue 14's structures may be pending.
 """
 
 import ast
@@ -56,8 +51,6 @@ MODELS = {
 }
 # The Gateway API's structures: {field: type code} (openapi_gateway's table).
 GATEWAY_TYPES = openapi_gateway.table()
-ISSUE_14 = {t for t in MODELS if t.startswith(("Ingress", "HTTPIngress", "ServiceBackend"))}
-ISSUE_14 |= {t for t in SUPPORTED if t in GATEWAY_TYPES}
 
 U = "tests/unit/"
 K = "tests/kernel/"
@@ -244,30 +237,32 @@ EVIDENCE.update(
         "HTTPBackendRef.namespace": GA + "test_http_route_refusals_name_the_field",
     }
 )
-# issue 14's data plane, while its tests are being written (see the module doc)
-PENDING = {
-    "Listener.hostname": KG + "test_a_route_attaches_to_a_listener_by_section_name",
-    "Listener.tls": KG + "test_https_listener_terminates_tls",
-    "Listener.allowedRoutes": KG + "test_allowed_routes_from_same_or_all_namespaces",
-    "GatewayTLSConfig.mode": KG + "test_https_listener_terminates_tls",
-    "GatewayTLSConfig.certificateRefs": KG + "test_https_listener_terminates_tls",
-    "SecretObjectReference.group": KG + "test_https_listener_terminates_tls",
-    "SecretObjectReference.kind": KG + "test_https_listener_terminates_tls",
-    "SecretObjectReference.name": KG + "test_https_listener_terminates_tls",
-    "SecretObjectReference.namespace": KG + "test_https_listener_terminates_tls",
-    "AllowedRoutes.namespaces": KG + "test_allowed_routes_from_same_or_all_namespaces",
-    "RouteNamespaces.from": KG + "test_allowed_routes_from_same_or_all_namespaces",
-    "ParentReference.namespace": KG + "test_allowed_routes_from_same_or_all_namespaces",
-    "ParentReference.sectionName": KG + "test_a_route_attaches_to_a_listener_by_section_name",
-    "HTTPRouteMatch.queryParams": KG + "test_header_and_query_parameter_matches",
-    "HTTPRouteMatch.method": KG + "test_header_and_query_parameter_matches",
-    "HTTPQueryParamMatch.name": KG + "test_header_and_query_parameter_matches",
-    "HTTPQueryParamMatch.value": KG + "test_header_and_query_parameter_matches",
-    "HTTPHeaderFilter.add": KG + "test_header_modifier_rewrite_and_redirect_filters",
-    "HTTPURLRewriteFilter.hostname": KG + "test_header_modifier_rewrite_and_redirect_filters",
-    "HTTPPathModifier.replaceFullPath": KG + "test_header_modifier_rewrite_and_redirect_filters",
-    "HTTPRequestRedirectFilter.port": KG + "test_header_modifier_rewrite_and_redirect_filters",
-}
+# issue 14's data plane: listeners, TLS, attachment and the rest of the matches
+EVIDENCE.update(
+    {
+        "Listener.hostname": KG + "test_a_route_attaches_to_a_listener_by_section_name",
+        "Listener.tls": KG + "test_https_listener_terminates_tls",
+        "Listener.allowedRoutes": KG + "test_allowed_routes_from_same_or_all_namespaces",
+        "GatewayTLSConfig.mode": KG + "test_https_listener_terminates_tls",
+        "GatewayTLSConfig.certificateRefs": KG + "test_https_listener_terminates_tls",
+        "SecretObjectReference.group": KG + "test_https_listener_terminates_tls",
+        "SecretObjectReference.kind": KG + "test_https_listener_terminates_tls",
+        "SecretObjectReference.name": KG + "test_https_listener_terminates_tls",
+        "SecretObjectReference.namespace": KG + "test_https_listener_terminates_tls",
+        "AllowedRoutes.namespaces": KG + "test_allowed_routes_from_same_or_all_namespaces",
+        "RouteNamespaces.from": KG + "test_allowed_routes_from_same_or_all_namespaces",
+        "ParentReference.namespace": KG + "test_allowed_routes_from_same_or_all_namespaces",
+        "ParentReference.sectionName": KG + "test_a_route_attaches_to_a_listener_by_section_name",
+        "HTTPRouteMatch.queryParams": KG + "test_header_and_query_parameter_matches",
+        "HTTPRouteMatch.method": KG + "test_header_and_query_parameter_matches",
+        "HTTPQueryParamMatch.name": KG + "test_header_and_query_parameter_matches",
+        "HTTPQueryParamMatch.value": KG + "test_header_and_query_parameter_matches",
+        "HTTPHeaderFilter.add": KG + "test_header_modifier_rewrite_and_redirect_filters",
+        "HTTPURLRewriteFilter.hostname": KG + "test_header_modifier_rewrite_and_redirect_filters",
+        "HTTPPathModifier.replaceFullPath": KG + "test_header_modifier_rewrite_and_redirect_filters",
+        "HTTPRequestRedirectFilter.port": KG + "test_header_modifier_rewrite_and_redirect_filters",
+    }
+)
 
 
 def _fields(type_name):
@@ -295,11 +290,8 @@ def _test_names(path):
 
 def test_every_supported_field_names_a_test_that_exists():
     wanted = {"%s.%s" % (t, f) for t, fields in SUPPORTED.items() for f in fields}
-    named = set(EVIDENCE) | set(PENDING)
-    assert not set(EVIDENCE) & set(PENDING), sorted(set(EVIDENCE) & set(PENDING))
+    named = set(EVIDENCE)
     assert named == wanted, (sorted(wanted - named), sorted(named - wanted))
-    # only issue 14's structures may wait for their data plane's tests
-    assert {f.split(".")[0] for f in PENDING} <= ISSUE_14, sorted({f.split(".")[0] for f in PENDING} - ISSUE_14)
     missing = []
     names = {}
     for field, ref in sorted(EVIDENCE.items()):
