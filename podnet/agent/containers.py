@@ -477,7 +477,7 @@ class Supervisor:
         if self.on_event is not None:
             self.on_event("Normal", "BackOff", message)
         self._pull_backoff = (False, delay)
-        self._next_start = now + max(0.0, delay - 1.0)
+        self._next_start = now + delay
 
     def _image_failed(self, e, now):
         """ErrImagePull (or ErrImageNeverPull, InvalidImageName) now, then
