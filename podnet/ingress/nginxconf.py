@@ -58,7 +58,11 @@ class Renderer:
             body += self.server(default, default_server=True, fallback=fallback)
             for s in sorted(servers, key=lambda s: (s.port, s.tls, s.host)):
                 if (s.port, s.tls) == (port, tls) and s.host:
-                    body += self.server(s, default_server=False, fallback=None)
+                    # the Ingress spec: defaultBackend takes every request no rule
+                    # matches, a known host's unmatched path too; a Gateway's
+                    # host answers 404 (the Gateway API has no default backend)
+                    ingress_host = any(r.source[0] == "Ingress" for r in s.routes)
+                    body += self.server(s, default_server=False, fallback=fallback if ingress_host else None)
         head = [
             "# rendered by podnet's ingress controller: do not edit (it is rewritten on every change)",
             "worker_processes %d;" % self.workers,

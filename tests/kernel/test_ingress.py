@@ -184,6 +184,7 @@ def test_host_and_path_routing_with_precedence_and_wildcards(lab):
                     "host": "b.example.com",
                     "http": {"paths": [path("/host", "c"), path("/", "a", "ImplementationSpecific")]},
                 },
+                {"host": "c.example.com", "http": {"paths": [path("/echo", "c", "Exact")]}},
             ],
         )
     )
@@ -195,11 +196,13 @@ def test_host_and_path_routing_with_precedence_and_wildcards(lab):
         # /host is no element-wise prefix of /hostname: the "/" rule serves it
         served_by(lab, "b.example.com", "/hostname", "a")
         assert lab.curl("unknown.example.com", "/hostname")[0] == 404  # no host, no default backend
+        assert lab.curl("c.example.com", "/hostname")[0] == 404  # a known host, no path of it matches
         st = json.loads(lab.run("get", "ingress", "routes", "-o", "json").stdout)["status"]
         assert st["loadBalancer"]["ingress"] == [{"ip": lab.lbip}]
         # a default backend takes every request no rule takes
         lab.apply(ingress("fallback", [], default="b"))
         served_by(lab, "unknown.example.com", "/hostname", "b")
+        served_by(lab, "c.example.com", "/hostname", "b")  # a known host's unmatched path too (the spec)
         lab.delete("ingress", "fallback")
         lab.until("404 again", lambda: lab.curl("unknown.example.com", "/hostname")[0] == 404)
         # an Ingress of another class is not ours

@@ -143,6 +143,9 @@ def test_wildcard_host_is_one_label_and_unknown_hosts_get_404_or_the_default_bac
     assert "listen 80 default_server;" in default and "return 404;" in location(default, '"/"')
     r = render(inputs([ing("i", [], default="b"), ing("j", [], default="c", ts="2026-02-01T00:00:00Z")]), "/r", "/c")
     assert "proxy_pass http://pn-default-b-80;" in location(server_block(r.text, '""'), '"/"')  # the oldest's
+    # a known host whose paths do not match: the default backend as well (the Ingress spec)
+    r = render(inputs([ing("i", [rule("k.example.com", ("/only", "Exact", "a"))], default="b")]), "/r", "/c")
+    assert "proxy_pass http://pn-default-b-80;" in location(server_block(r.text, "k.example.com"), '"/"')
 
 
 def test_other_class_is_ignored_and_no_class_is_the_default_class():
