@@ -20,11 +20,12 @@ ROOT=$PWD
 # -base package has no system service) + dnsutils (dig, nslookup), netcat-openbsd
 # (nc -zv, the articles' port check, in docs/troubleshooting.md), nginx-light
 # (the Ingress/Gateway data plane and the nginx image), wrk (bench/ingress.py's
-# load generator), and
+# load generator), chromium + chromium-driver (the web view's tests drive a real
+# headless browser), and
 # kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd nginx-light wrk kubectl python3 python3-venv python3-pip)
+              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd nginx-light wrk chromium chromium-driver kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
