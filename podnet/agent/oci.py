@@ -149,7 +149,7 @@ class Images:
         if what == "pull":
             event("Pulling", 'Pulling image "%s"' % image)
             try:
-                self.store.pull(ref.name)
+                self.store.pull(ref.name, plain_http=refs.plain_http_ok(ref.domain))
                 event("Pulled", 'Successfully pulled image "%s"' % image)
             except store_mod.StoreError as e:
                 if not present:

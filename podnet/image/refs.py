@@ -103,6 +103,22 @@ def pull_policy(spec):
     return policy
 
 
+def plain_http_ok(domain):
+    """A registry on localhost or a private address (a lab's own, like the
+    external host's) may be plain HTTP, as containerd's and podman's
+    configs usually allow; every other registry must speak TLS."""
+    import ipaddress
+
+    host = domain.rsplit(":", 1)[0] if domain.count(":") == 1 else domain
+    if host == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return addr.is_private or addr.is_loopback
+
+
 def is_host_program(image):
     """The reserved image name: the container's command is a program of the machine."""
     return (image or "").strip().split(":", 1)[0] == HOST_IMAGE

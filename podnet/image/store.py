@@ -112,8 +112,10 @@ class Store:
             "WorkingDir": cfg.get("WorkingDir") or "",
         }
 
-    def pull(self, name, timeout=300.0):
-        self.run("pull image %s" % name, "pull", "--quiet", name, timeout=timeout)
+    def pull(self, name, timeout=300.0, plain_http=False):
+        """plain_http: the registry may answer without TLS (a lab's own registry)."""
+        flags = ["--tls-verify=false"] if plain_http else []
+        self.run("pull image %s" % name, "pull", "--quiet", *flags, name, timeout=timeout)
 
     def images(self):
         """[{name, id, size, created, readonly}] one per tag."""

@@ -4,10 +4,13 @@ Kubernetes shows them, an imported OCI tarball with exec, logs, a readiness
 probe and a restart, and nothing of the lab's podman left after `lab down`."""
 
 import hashlib
+import http.server
 import io
 import json
 import os
+import re
 import tarfile
+import threading
 import time
 
 import pytest
@@ -102,6 +105,16 @@ def _layer():
 
 def oci_archive(path, ref):
     """An OCI image layout in a tarball, made by hand (no registry, no podman)."""
+    blobs, mdesc = oci_image(ref)
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+        _add(tar, "index.json", json.dumps({"schemaVersion": 2, "manifests": [mdesc]}).encode())
+        for digest, data in blobs.items():
+            _add(tar, "blobs/sha256/" + digest, data)
+
+
+def oci_image(ref):
+    """-> ({sha256 hex: blob}, the manifest's descriptor): the app image."""
     blobs = {}
 
     def blob(data, media):
@@ -121,11 +134,54 @@ def oci_archive(path, ref):
     manifest.update(config=cdesc, layers=[layer])
     mdesc = blob(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json")
     mdesc["annotations"] = {"org.opencontainers.image.ref.name": ref}
-    with tarfile.open(path, "w") as tar:
-        _add(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-        _add(tar, "index.json", json.dumps({"schemaVersion": 2, "manifests": [mdesc]}).encode())
-        for digest, data in blobs.items():
-            _add(tar, "blobs/sha256/" + digest, data)
+    return blobs, mdesc
+
+
+class Registry(http.server.BaseHTTPRequestHandler):
+    """The read side of the OCI distribution API over plain HTTP: /v2/,
+    manifests by tag or digest, blobs (what `podman pull` asks for)."""
+
+    blobs: dict = {}
+    manifests: dict = {}  # tag -> manifest digest
+
+    def _answer(self, body):
+        m = re.match(r"^/v2/(.+)/(manifests|blobs)/([^/]+)$", self.path)
+        if self.path == "/v2/":
+            data, ctype, digest = b"{}", "application/json", None
+        elif m and m.group(2) == "manifests" and m.group(3) in self.manifests:
+            digest = self.manifests[m.group(3)]
+            data, ctype = self.blobs[digest.split(":", 1)[1]], "application/vnd.oci.image.manifest.v1+json"
+        elif m and m.group(3).startswith("sha256:") and m.group(3).split(":", 1)[1] in self.blobs:
+            digest = m.group(3)
+            data = self.blobs[digest.split(":", 1)[1]]
+            ctype = (
+                "application/vnd.oci.image.manifest.v1+json"
+                if m.group(2) == "manifests"
+                else "application/octet-stream"
+            )
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        if digest:
+            self.send_header("Docker-Content-Digest", digest)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer(True)
+
+    def do_HEAD(self):
+        self._answer(False)
+
+    def log_message(self, *args):
+        pass
 
 
 def runtime_leftovers(root):
@@ -351,3 +407,32 @@ def test_a_restarted_agent_adopts_an_image_container(lab):
         assert lab.run("logs", "kept").stdout.count("kept-started") == 1
     finally:
         lab.run("delete", "pod", "kept", "--wait", check=False)
+
+
+def test_an_image_is_pulled_from_a_registry_that_answers(lab):
+    """A registry in the external host (plain HTTP, a private address): the
+    node pulls what it does not have (IfNotPresent), with Pulling/Pulled."""
+    from podnet.kernel import netns
+
+    ext = json.loads(open(os.path.join(lab.root, lab.name, "lab.json")).read())["external"]
+    blobs, mdesc = oci_image("app")
+    handler = type("R", (Registry,), {"blobs": blobs, "manifests": {"v1": mdesc["digest"]}})
+    with netns.Netns(ext["netns"]) as ns, netns.entered(ns):  # the socket stays in the external host
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", 5000), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    image = "%s:5000/%s/app:v1" % (ext["ip"], lab.name)
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: pulled}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+    pod += "  containers:\n  - {name: app, image: '%s'}\n" % image
+    try:
+        lab.run("apply", "-f", "-", input=pod)
+        lab.wait("pulled running", lambda: ready(lab.pod("pulled")), timeout=60)
+        events = events_of(lab, "pulled")
+        assert ("Pulling", 'Pulling image "%s"' % image) in events, events
+        assert ("Pulled", 'Successfully pulled image "%s"' % image) in events, events
+        st = lab.pod("pulled")["status"]["containerStatuses"][0]
+        assert st["imageID"].startswith("%s:5000/%s/app@sha256:" % (ext["ip"], lab.name))
+        assert "app on pulled args=default" in lab.run("logs", "pulled").stdout
+    finally:
+        lab.run("delete", "pod", "pulled", "--wait", check=False)
+        server.shutdown()
+        server.server_close()

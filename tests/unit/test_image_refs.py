@@ -173,3 +173,17 @@ def test_never_pull_keeps_its_reason():
     sup.tick()
     assert sup.status()["state"]["waiting"]["reason"] == "ErrImageNeverPull"
     assert sup.status()["restartCount"] == 0
+
+
+@pytest.mark.parametrize(
+    "domain,ok",
+    [
+        ("localhost:5000", True),
+        ("192.168.200.100:5000", True),
+        ("10.0.0.1", True),
+        ("docker.io", False),
+        ("8.8.8.8:5000", False),
+    ],
+)
+def test_plain_http_only_for_local_and_private_registries(domain, ok):
+    assert refs.plain_http_ok(domain) is ok
