@@ -69,6 +69,9 @@ GATEWAYCLASS = Kind("GatewayClass", "gatewayclasses", False, GATEWAY_API, ["gc"]
 GATEWAY = Kind("Gateway", "gateways", True, GATEWAY_API, ["gtw"])
 HTTPROUTE = Kind("HTTPRoute", "httproutes", True, GATEWAY_API, [])
 
+# Node heartbeats (issue 12): each agent renews kube-node-lease/<node>, as kubelet does.
+LEASE = Kind("Lease", "leases", True, "coordination.k8s.io/v1", [])
+
 KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
@@ -88,6 +91,7 @@ KINDS: dict[str, Kind] = {
         GATEWAYCLASS,
         GATEWAY,
         HTTPROUTE,
+        LEASE,
     )
 }
 

@@ -17,6 +17,7 @@ from podnet.api.fields import Check, join, opt_map, opt_str, shown, str_map, typ
 from podnet.api.gateway import gateway, gateway_class, http_route
 from podnet.api.ingress import ingress, ingress_class, secret
 from podnet.api.kinds import KINDS, Kind, resolve_kind
+from podnet.api.lease import lease
 from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
 from podnet.api.podspec import pod_spec, workload
@@ -82,6 +83,7 @@ _BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "GatewayClass": gateway_class,
     "Gateway": gateway,
     "HTTPRoute": http_route,
+    "Lease": lease,
 }
 
 

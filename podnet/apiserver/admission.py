@@ -81,7 +81,7 @@ class Admission:
         meta["generation"] = 1
         # kinds without status (Secret, IngressClass, ...) get none, as in kube-apiserver
         if (
-            obj["kind"] not in ("Namespace", "Event", "Endpoints", "EndpointSlice", "Secret", "IngressClass")
+            obj["kind"] not in ("Namespace", "Event", "Endpoints", "EndpointSlice", "Secret", "IngressClass", "Lease")
             or "status" in obj
         ):
             obj.setdefault("status", {})

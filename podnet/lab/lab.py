@@ -340,7 +340,7 @@ def apply_text(objects, text, source):
 
 
 def ensure_default_namespaces(objects):
-    for ns in ("default", "kube-system"):
+    for ns in ("default", "kube-system", "kube-node-lease"):
         if objects.find("Namespace", None, ns) is None:
             objects.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 

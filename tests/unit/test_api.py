@@ -258,6 +258,7 @@ def test_kind_table():
         "GatewayClass",
         "Gateway",
         "HTTPRoute",
+        "Lease",
     }
     assert KINDS["Deployment"].api_version == "apps/v1"
     assert KINDS["NetworkPolicy"].api_version == "networking.k8s.io/v1"
