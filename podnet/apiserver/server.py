@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podnet.apiserver import errors, openapi, tlsauth
+from podnet.apiserver import bootstrap, errors, openapi, tlsauth
 from podnet.apiserver.cache import Cache
 from podnet.apiserver.certs import Pki
 from podnet.apiserver.errors import StatusError
@@ -36,7 +36,7 @@ from podnet.apiserver.handlers import Handlers, json_response
 from podnet.apiserver.registry import Registry
 
 log = logging.getLogger("podnet.apiserver")
-PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
+PUBLIC = ("/healthz", "/livez", "/readyz", "/version") + bootstrap.PATHS  # the join endpoints check their token
 VERSION = {
     "major": "1",
     "minor": "32",
@@ -123,6 +123,7 @@ def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Applicati
     app.router.add_route("*", "/api/{tail:.*}", h.core)
     app.router.add_route("*", "/apis/{tail:.*}", h.grouped)
     openapi.add_routes(app)  # /openapi/v2, /openapi/v3[/...]; built in a thread at start-up
+    bootstrap.add_routes(app, pki)  # `podnet agent join`: discovery and the token exchange
     app.router.add_route("*", "/{tail:.*}", not_found)
     app["handlers"] = h
     return app
