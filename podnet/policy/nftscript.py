@@ -14,11 +14,13 @@ so "did the policy change?" is a string comparison.
 import hashlib
 import re
 
+from podnet.kernel.flowsrc import NFLOG_GROUP
 from podnet.kernel.nft import quote
 
 TABLE = "podnet-policy"
 FAMILY = "inet"
 COMMENT_MAX = 120  # the kernel keeps 128 bytes of comment
+LOG_PREFIX, LOG_PREFIX_MAX = "pn:np:", 63  # NFLOG prefixes: 64 bytes with the NUL
 
 
 def _c(text):
@@ -44,7 +46,16 @@ def _pairs(ref):
     return "@" + ref if isinstance(ref, str) else _set("%s . %d" % pair for pair in ref)
 
 
-def rule_text(rule):
+def drop_log_prefix(chain_name, chain):
+    """The NFLOG prefix of a pod chain's final drop, for the flow log
+    (podnet.flows): "pn:np:<direction>:" and the policies that isolate the
+    pod (its chain's jumps, "ns/name"), cut to the kernel's 64 bytes."""
+    direction = "ingress" if chain_name.startswith("ingress-") else "egress"
+    pols = [r.verdict.split(" ", 1)[1].split("-", 3)[-1] for r in chain.rules if r.verdict.startswith("jump policy-")]
+    return (LOG_PREFIX + "%s:%s" % (direction, ",".join(pols)))[:LOG_PREFIX_MAX]
+
+
+def rule_text(rule, log_prefix=None):
     # cheap compares first: a packet for another port or protocol leaves the
     # rule before the set lookup (bench/policy.py: connection latency)
     parts = []
@@ -62,6 +73,8 @@ def rule_text(rule):
         parts.append("ip daddr . th dport %s" % _pairs(rule.daddr_dport))
     if rule.counter:
         parts.append("counter")
+    if log_prefix is not None:  # a copy of the dropped packet to the agent's flow log
+        parts.append("log prefix %s group %d" % (quote(log_prefix), NFLOG_GROUP))
     parts.append(rule.verdict)
     if rule.comment:
         parts.append("comment %s" % _c(rule.comment))
@@ -119,7 +132,10 @@ def render(plan, table=TABLE):
         "add rule %s ingress ip daddr vmap @ingress-pods" % T,
     ]
     for name, chain in plan.chains.items():
-        out += ["add rule %s %s %s" % (T, name, rule_text(r)) for r in chain.rules]
+        prefix = drop_log_prefix(name, chain) if name.startswith(("ingress-", "egress-")) else None
+        out += [
+            "add rule %s %s %s" % (T, name, rule_text(r, prefix if r.verdict == "drop" else None)) for r in chain.rules
+        ]
     body = "\n".join(out) + "\n"
     # the table's comment names the plan, for people reading `nft list table`;
     # nft -j (1.0.6) leaves a table's comment out, so an empty set carries it

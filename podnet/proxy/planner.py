@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from podnet.api.types import Obj
+from podnet.kernel.flowsrc import NFLOG_GROUP
 from podnet.proxy.inputs import (
     Endpoint,
     affinity_timeout,
@@ -301,9 +302,10 @@ def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = (
         ),
         "service-endpoints-check": ("ip daddr . meta l4proto . th dport vmap @no-endpoint-services",),
         "nodeport-endpoints-check": (np_match + " meta l4proto . th dport vmap @no-endpoint-nodeports",),
-        "cluster-ips-check": ("ip daddr @cluster-ips reject",),
+        # the log rules copy the refused packet to the agent's flow log (podnet.flows), with the reason
+        "cluster-ips-check": ('ip daddr @cluster-ips log prefix "pn:rej:unknown-port" group %d reject' % NFLOG_GROUP,),
         "firewall-check": ("ip daddr . meta l4proto . th dport vmap @firewall-ips",),
-        "reject-chain": ("reject",),
+        "reject-chain": ('log prefix "pn:rej:no-endpoints" group %d' % NFLOG_GROUP, "reject"),
     }
     for ip in ips:
         frag.add("nodeport-ips", str(ip))

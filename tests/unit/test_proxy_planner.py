@@ -89,7 +89,9 @@ def test_clusterip_three_ready_endpoints():
     assert "add rule %s nat-postrouting meta mark & 0x4000 == 0x4000 masquerade fully-random" % T in s
     assert "add element %s cluster-ips { 10.96.0.10 }" % T in s
     assert "add rule %s services ip daddr . meta l4proto . th dport vmap @service-ips" % T in s
-    assert "add rule %s cluster-ips-check ip daddr @cluster-ips reject" % T in s
+    assert (
+        'add rule %s cluster-ips-check ip daddr @cluster-ips log prefix "pn:rej:unknown-port" group 100 reject' % T in s
+    )
     # off-cluster clients of the ClusterIP are masqueraded
     assert rules[0] == "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000"
 
@@ -138,6 +140,7 @@ def test_no_endpoints_rejected():
         assert "add element %s no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }" % T in s
         assert "service-ips {" not in s.replace("add map %s service-ips {" % T, "")
         assert not rules_of(s, "svc-") and not rules_of(s, "ep-")
+        assert 'add rule %s reject-chain log prefix "pn:rej:no-endpoints" group 100' % T in s
         assert "add rule %s reject-chain reject" % T in s
         assert (
             "add rule %s service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services" % T in s
