@@ -97,6 +97,27 @@ def _kube_parsers(sub):
         help="where the API server keeps the state: an embedded sqlite file (default) or a real etcd",
     )
     up.add_argument(
+        "--etcd-members",
+        type=int,
+        choices=[1, 3, 5],
+        default=None,
+        help="--store etcd: members of the etcd cluster, each in its own namespace (default 1)",
+    )
+    up.add_argument(
+        "--node-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a node whose lease is not renewed for this long becomes NotReady (default 40)",
+    )
+    up.add_argument(
+        "--pod-toleration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="pods on an unreachable node are deleted after this long (default 300)",
+    )
+    up.add_argument(
         "--lb-pool",
         metavar="CIDR",
         default=None,
@@ -121,9 +142,9 @@ def _kube_parsers(sub):
     rk.add_argument("node")
     ctl = ls.add_parser("controllers", help=argparse.SUPPRESS)
     _lab_arg(ctl)
-    ag = sub.add_parser("agent", help="the node agent (started by 'lab up')")
+    ag = sub.add_parser("agent", help="the node agent: in a lab (started by 'lab up') or on a host (--kubeconfig)")
     _lab_arg(ag)
-    ag.add_argument("--node", required=True)
+    ag.add_argument("--node", default=None, help="the node's name (a host's default: its hostname)")
     ag.add_argument(
         "--kubeconfig", default=None, help="the API server and credentials (default: the lab's node kubeconfig)"
     )
@@ -133,8 +154,16 @@ def _kube_parsers(sub):
         default=None,
         help="pod traffic to other nodes inside WireGuard (default: the lab's setting)",
     )
+    from podnet.hosts import agent as host_agent  # argparse only: host options and `agent join`
+    from podnet.hosts import server as host_server
+
+    host_agent.add_arguments(ag)
+    host_server.add_parser(sub)
     kc = ls.add_parser("kubeconfig", help="print the path of the lab's kubeconfig (for kubectl)")
     _lab_arg(kc)
+    from podnet.cli import ui_cmd  # argparse only: `podnet lab ui`, the web view
+
+    ui_cmd.add_parser(ls, _lab_arg)
     sub.add_parser("apiserver", help="the Kubernetes API server (started by 'lab up'; see --help)", add_help=False)
 
     ap = sub.add_parser("apply", help="create or update objects from YAML (-f FILE|DIR|-)")
@@ -265,6 +294,8 @@ def _kube(args):
     from podnet.store.base import StoreError
 
     try:
+        if getattr(args, "ui_run", None):  # podnet lab ui (podnet/cli/ui_cmd.py)
+            return args.ui_run(args)
         if args.cmd == "lab":
             from podnet.cli import lab_cmds
 
@@ -273,7 +304,19 @@ def _kube(args):
             from podnet.cli import docker_cmds
 
             return docker_cmds.run(args)
+        if args.cmd == "server":  # podnet server (podnet/hosts/server.py)
+            return args.server_run(args)
+        if args.cmd == "agent" and args.agent_cmd == "join":
+            from podnet.hosts import join
+
+            return join.run(args)
+        if args.cmd == "agent" and args.kubeconfig and not args.lab:  # a host no lab built
+            from podnet.hosts import agent as host_agent
+
+            return host_agent.run(args)
         if args.cmd == "agent":
+            if not args.node:
+                raise LabError("podnet agent --lab: --node is required")
             from podnet.lab.lab import run_agent
             from podnet.lab.topology import pick_lab
 
