@@ -226,7 +226,7 @@ def _kube_parsers(sub):
     dr = sub.add_parser("doctor", help="run the troubleshooting checklist; the root cause comes first")
     _lab_arg(dr)
     _ns_args(dr)
-    dr.add_argument("target", nargs="?", help="POD, svc/NAME or node/NAME (default: the whole lab)")
+    dr.add_argument("target", nargs="?", help="POD, svc/NAME, node/NAME or ing/NAME (default: the whole lab)")
     dr.add_argument("--to", default=None, metavar="TARGET", help="check the path from TARGET's pod to this one")
     dr.add_argument("-o", "--output", choices=["json"], default=None)
     lg = sub.add_parser("logs", help="a container's output")

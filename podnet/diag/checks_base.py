@@ -36,6 +36,7 @@ RANK = [
     "target-port",
     "dns",
     "endpoints",
+    "ingress",
     "conntrack",
 ]
 
@@ -89,12 +90,18 @@ class Facts:
     policies: list[Obj] = field(default_factory=list)
     namespaces: list[Obj] = field(default_factory=list)
     events: list[Obj] = field(default_factory=list)
+    ingresses: list[Obj] = field(default_factory=list)
+    ingress_classes: list[Obj] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # "ns/name" -> type (never the data)
+    # "ns/name" of an Ingress -> [{"host", "path", "ip", "status", "detail"}] (real GETs from outside)
+    ingress_probes: dict[str, list[Obj]] = field(default_factory=dict)
     # "ns/name" -> inspect.pod_facts(...) plus "resolv" (resolv.conf text) and "dns" ({"ok", "detail"})
     pod_kernel: dict[str, Obj] = field(default_factory=dict)
     # scope: None = everything of that kind
     scope_pods: set[str] | None = None
     scope_services: set[str] | None = None
     scope_nodes: set[str] | None = None
+    scope_ingresses: set[str] | None = None
     path: Path | None = None
 
     # ---- lookups the checks share -------------------------------------------
@@ -135,6 +142,9 @@ class Facts:
 
     def in_scope_service(self, key: str) -> bool:
         return self.scope_services is None or key in self.scope_services
+
+    def in_scope_ingress(self, key: str) -> bool:
+        return self.scope_ingresses is None or key in self.scope_ingresses
 
     def in_scope_node(self, name: str) -> bool:
         return self.scope_nodes is None or name in self.scope_nodes

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from podnet.api.selectors import matches_map
-from podnet.diag import checks_node, checks_rules, checks_workload
+from podnet.diag import checks_ingress, checks_node, checks_rules, checks_workload
 from podnet.diag.checks_base import Facts, Finding, Path, key_of, rank
 from podnet.kernel import inspect
 from podnet.lab import topology as topo
@@ -27,6 +27,7 @@ CHECKS = [
     ("pod-status", checks_workload.check_pod_status),
     ("service-selector", checks_workload.check_service_selector),
     ("endpoints", checks_workload.check_endpoints),
+    ("ingress", checks_ingress.check_ingress),
     ("target-port", checks_workload.check_target_port),
     ("dns", checks_workload.check_dns),
     ("node-routes", checks_node.check_node_routes),
@@ -57,6 +58,10 @@ def api_facts(lab, client):
     f.policies = client.list("NetworkPolicy")
     f.namespaces = client.list("Namespace")
     f.events = client.list("Event")
+    f.ingresses = client.list("Ingress")
+    f.ingress_classes = client.list("IngressClass")
+    # the type is all a check needs; the data is dropped here and never printed
+    f.secrets = {key_of(x): x.get("type") or "Opaque" for x in client.list("Secret")}
     netns = {n["name"]: n["netns"] for n in doc["nodes"]}
     for n in client.list("Node"):
         name = n["metadata"]["name"]
@@ -83,7 +88,14 @@ def _split(text, namespace):
 
 
 def _kind_and_name(text):
-    for prefix, kind in (("svc/", "svc"), ("service/", "svc"), ("node/", "node"), ("pod/", "pod")):
+    for prefix, kind in (
+        ("svc/", "svc"),
+        ("service/", "svc"),
+        ("node/", "node"),
+        ("pod/", "pod"),
+        ("ing/", "ingress"),
+        ("ingress/", "ingress"),
+    ):
         if text.startswith(prefix):
             return kind, text[len(prefix) :]
     return "pod", text
@@ -100,7 +112,8 @@ def _selected(f, svc):
 
 
 def _target(f, text, namespace):
-    """-> (label, pods, services, nodes) of one TARGET."""
+    """-> (label, pods, services, nodes) of one TARGET (an Ingress sets
+    f.scope_ingresses too)."""
     kind, rest = _kind_and_name(text)
     if kind == "node":
         if rest not in f.nodes:
@@ -109,6 +122,17 @@ def _target(f, text, namespace):
         return "node " + rest, pods, set(), {rest}
     ns, name = _split(rest, namespace)
     key = "%s/%s" % (ns, name)
+    if kind == "ingress":
+        ing = next((i for i in f.ingresses if key_of(i) == key), None)
+        if ing is None:
+            raise NotFoundError("ingress %s not found" % key)
+        f.scope_ingresses = {key}
+        # the path end to end: the controller's pods and every backend's
+        services = {checks_ingress.CONTROLLER_SVC}
+        services |= {"%s/%s" % (ns, b.get("name")) for _, b in checks_ingress.backends(ing)}
+        pods = {p for s_key in services if (svc := f.service(s_key)) is not None for p in _selected(f, svc)}
+        nodes = {f.pod(p)["spec"].get("nodeName") for p in pods} - {None}
+        return "ingress " + key, pods, services & {key_of(s) for s in f.services}, nodes
     if kind == "svc":
         svc = f.service(key)
         if svc is None:
@@ -135,9 +159,10 @@ def resolve(f, target, to, namespace):
         if to is not None:
             raise NotFoundError("--to needs a TARGET pod to start from")
         return "lab " + f.lab
+    f.scope_ingresses = set()  # a TARGET that is no Ingress: no Ingress findings
     label, pods, services, nodes = _target(f, target, namespace)
     if to is not None:
-        if not label.startswith(("node ", "svc ")):
+        if not label.startswith(("node ", "svc ", "ingress ")):
             src = label
         else:
             raise NotFoundError("--to starts from a pod, not %s" % label)
@@ -231,6 +256,34 @@ def kernel_facts(f):
         for job in pod_jobs:
             key, pk = job.result()
             f.pod_kernel[key] = pk
+        probe_ingresses(f, pool)
+
+
+def _probe_targets(f):
+    """[(ingress key, host, path, ip)]: each rule's first path, through the
+    Ingress's address (a wildcard host gets a name under it)."""
+    out = []
+    for ing in f.ingresses:
+        key = key_of(ing)
+        lb = ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if not f.in_scope_ingress(key) or not lb or not lb[0].get("ip"):
+            continue
+        for rule in (ing.get("spec") or {}).get("rules") or []:
+            paths = (rule.get("http") or {}).get("paths") or []
+            if not paths:
+                continue
+            host = (rule.get("host") or lb[0]["ip"]).replace("*", "doctor", 1)
+            out.append((key, host, paths[0].get("path") or "/", lb[0]["ip"]))
+    return out
+
+
+def probe_ingresses(f, pool):
+    """Real GETs from the external host (as a user outside would send them)."""
+    ext = topo.load(f.lab).get("external", {}).get("netns")
+    targets = _probe_targets(f) if ext else []
+    jobs = [(t, pool.submit(inspect.http_get, ext, t[3], t[1], t[2])) for t in targets]
+    for (key, host, path, ip), job in jobs:
+        f.ingress_probes.setdefault(key, []).append(dict(job.result(), host=host, path=path, ip=ip))
 
 
 # ---- the run -------------------------------------------------------------------------------------

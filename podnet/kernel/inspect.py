@@ -163,6 +163,26 @@ def dns_query(ns, server, name, timeout=1.0):
     }
 
 
+def http_get(ns, ip, host, path, port=80, timeout=2.0):
+    """A real HTTP GET from inside `ns` to ip:port with Host: host ->
+    {"status": int | None, "detail": words}. The socket is made inside the
+    namespace, so the request takes that host's own path."""
+    import http.client
+
+    conn = http.client.HTTPConnection(ip, port, timeout=timeout)
+    try:
+        with Netns(_path(ns)) as h, entered(h):
+            conn.connect()
+        conn.request("GET", path, headers={"Host": host, "User-Agent": "podnet-doctor"})
+        r = conn.getresponse()
+        r.read()
+        return {"status": r.status, "detail": "HTTP %d %s" % (r.status, r.reason)}
+    except (OSError, http.client.HTTPException) as exc:
+        return {"status": None, "detail": "no answer: %s" % (getattr(exc, "strerror", None) or exc)}
+    finally:
+        conn.close()
+
+
 def node_facts(ns, vxlan=True):
     """Everything the node checks read from one node namespace."""
     facts = {"netns": ns}

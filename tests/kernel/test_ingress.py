@@ -380,3 +380,41 @@ def test_a_bad_ingress_is_refused_or_left_out_and_the_rest_is_served(lab):
     finally:
         for n in ("good", "relative", "nosecret", "toolong", "after"):
             lab.delete("ingress", n)
+
+
+def _doctor(lab, *args):
+    res = lab.run("doctor", *args, "-o", "json", check=False)
+    assert res.returncode in (0, 1), (args, res.stdout, res.stderr)
+    return json.loads(res.stdout)
+
+
+def test_doctor_checks_an_ingress_path_end_to_end(lab):
+    """`podnet doctor ing/NAME`: the controller, the backends, the address
+    and a real GET from the external host; a backend that goes away is the
+    first finding, and a backend scaled to zero is its empty Service."""
+    lab.apply(ingress("dr", [{"host": "dr.example.com", "http": {"paths": [path("/", "a")]}}]))
+    try:
+        lab.until("dr served", lambda: lab.curl("dr.example.com", "/hostname")[0] == 200)
+        lab.until("dr has an address", lambda: _doctor(lab, "ing/dr")["findings"] == [])
+        d = _doctor(lab, "ing/dr")
+        assert d["target"] == "ingress default/dr" and "ingress" in d["checked"]
+        lab.apply(ingress("dr", [{"host": "dr.example.com", "http": {"paths": [path("/", "gone")]}}]))
+        first = lab.until("a finding", lambda: (_doctor(lab, "ing/dr")["findings"] or [None])[0])
+        assert first["check"] == "ingress" and "default/gone, which does not exist" in first["summary"], first
+        lab.apply(ingress("dr", [{"host": "dr.example.com", "http": {"paths": [path("/", "a")]}}]))
+        lab.apply(app("a", replicas=0))
+        d = lab.until(
+            "the empty backend found",
+            lambda: (lambda d: d if any("HTTP 503" in f["summary"] for f in d["findings"]) else None)(
+                _doctor(lab, "ing/dr")
+            ),
+        )
+        # the Service that selects no pod any more is the cause; the 503 outside follows from it
+        first = d["findings"][0]
+        assert first["check"] in ("service-selector", "endpoints") and "default/a" in first["summary"], d["findings"]
+        assert [f["check"] for f in d["findings"]][-1] == "ingress", d["findings"]
+    finally:
+        lab.apply(app("a"))
+        lab.delete("ingress", "dr")
+        lab.until("a ready again", lambda: all(_ready(p) for p in lab.get("pods")), timeout=60)
+    assert lab.run("doctor", "ing/nope", check=False).returncode == 2
