@@ -139,3 +139,22 @@ def end_entries(ns_name, src_ip):
             ns.close()
     if res.returncode not in (0, 1):
         raise FlowSourceError(0, "conntrack delete -s %s in %s: %s" % (src_ip, ns_name, res.stderr.strip()))
+
+
+def connect(ns_name, addr, port, timeout):
+    """A TCP socket connected to addr:port from inside `ns_name` (the agents'
+    endpoints listen on node addresses only reachable there)."""
+    ns = _ns(ns_name)
+    try:
+        with entered(ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    finally:
+        if ns is not None:
+            ns.close()
+    s.settimeout(timeout)
+    try:
+        s.connect((addr, port))
+    except OSError as exc:
+        s.close()
+        raise FlowSourceError(exc.errno or 0, "connect to %s:%d in %s: %s" % (addr, port, ns_name, exc)) from exc
+    return s
