@@ -321,6 +321,10 @@ class Agent:
         for t in extras:
             t.start()
         metrics.serve(self.node_ip)
+        # the flow log (conntrack + NFLOG of this node's namespace), served beside /metrics
+        from podnet.flows.collector import Collector
+
+        Collector(self.node, self.node_ns_name(), self.objects, metrics.REGISTRY, self.node_ip).start(stop)
         # no dirty event of its own: _on_pod wakes the loop for this node's pods only;
         # the first list is waited for however long the API server takes
         while not stop.is_set():
