@@ -324,7 +324,10 @@ class Agent:
         # the flow log (conntrack + NFLOG of this node's namespace), served beside /metrics
         from podnet.flows.collector import Collector
 
-        Collector(self.node, self.node_ns_name(), self.objects, metrics.REGISTRY, self.node_ip).start(stop)
+        try:  # diagnostics: a failure here must never stop the node's pods
+            Collector(self.node, self.node_ns_name(), self.objects, metrics.REGISTRY, self.node_ip).start(stop)
+        except Exception:
+            log.exception("flow log not started")
         # no dirty event of its own: _on_pod wakes the loop for this node's pods only;
         # the first list is waited for however long the API server takes
         while not stop.is_set():
