@@ -30,7 +30,6 @@ NFULNL_CFG_CMD_BIND = 1
 NFULNL_COPY_PACKET = 2
 NLM_F_REQUEST, NLM_F_ACK = 1, 4
 SO_RCVBUFFORCE = 33  # not in Python's socket module
-SO_RCVBUFFORCE = 33  # not in Python's socket module
 SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NETLINK_NO_ENOBUFS = 270, 1, 5
 RCVBUF = 4 << 20  # bursts of short connections: a lost event is a lost flow
 NFLOG_GROUP = 100  # podnet's drop and reject rules log here (`log group 100`)
