@@ -89,6 +89,9 @@ def _up(args):
             lb_pool=args.lb_pool,
             store=args.store,
             encryption=args.encryption,
+            node_grace=args.node_grace,
+            pod_toleration=args.pod_toleration,
+            etcd_members=args.etcd_members,
         )
     for obj, what in applied:
         print("%s/%s %s" % (obj["kind"].lower(), obj["metadata"]["name"], what))

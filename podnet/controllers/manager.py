@@ -16,7 +16,7 @@ import threading
 import time
 
 from podnet.client import AlreadyExists, Conflict, NotFound, events, loop
-from podnet.controllers import planners, replicaset, rollout
+from podnet.controllers import nodelifecycle, planners, replicaset, rollout
 
 log = logging.getLogger("podnet.controllers")
 RESYNC = 5.0
@@ -44,9 +44,19 @@ class Manager:
     informers only wake the loop."""
 
     def __init__(
-        self, cluster, cluster_cidr=planners.CLUSTER_CIDR, node_prefix=planners.NODE_PREFIX, lb_pool=planners.LB_POOL
+        self,
+        cluster,
+        cluster_cidr=planners.CLUSTER_CIDR,
+        node_prefix=planners.NODE_PREFIX,
+        lb_pool=planners.LB_POOL,
+        node_grace=nodelifecycle.GRACE,
+        node_toleration=nodelifecycle.TOLERATION,
     ):
         self.cluster = cluster
+        # its own loop: liveness is a matter of time, not of watch events
+        self.lifecycle = nodelifecycle.NodeLifecycle(
+            cluster, node_grace, node_toleration, events.Recorder(cluster.client, "node-controller")
+        )
         self.objects = cluster.client
         self.recorder = events.Recorder(cluster.client, "podnet-controllers")
         # the sources kubectl describe shows for these events in Kubernetes
@@ -354,4 +364,5 @@ class Manager:
     def run(self, stop):
         for kind in ("Node", "Pod", "Deployment", "ReplicaSet", "Service", "EndpointSlice", "Endpoints"):
             self.cluster.watch_dirty(kind, self.dirty)
+        threading.Thread(target=self.lifecycle.run, args=(stop,), daemon=True, name="node-lifecycle").start()
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "controller sync")

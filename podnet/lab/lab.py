@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from podnet.controllers.nodelifecycle import GRACE, TOLERATION
 from podnet.lab import topology as topo
 from podnet.lab.topology import LabError
 
@@ -85,6 +86,9 @@ def up(
     lb_pool=None,
     store=None,
     encryption=None,
+    node_grace=None,
+    pod_toleration=None,
+    etcd_members=None,
 ):
     """-> the lab document. `progress(msg)` reports each step. store:
     "sqlite" (default) or "etcd" (a real etcd for the lab), chosen once;
@@ -109,7 +113,11 @@ def up(
             "underlay": {"netns": topo.ns_name(lab, "u"), "cidr": str(topo.UNDERLAY)},
             "storeBackend": store or "sqlite",
             "encryption": _check_encryption(encryption),
+            # node lifecycle (issue 12): heartbeat grace and the unreachable toleration, seconds
+            "nodeLifecycle": {"grace": float(node_grace or GRACE), "toleration": float(pod_toleration or TOLERATION)},
         }
+        if etcd_members:
+            doc["etcdMembers"] = int(etcd_members)
         topo.save(lab, doc)
     else:
         have_store = doc.get("storeBackend", "sqlite")
@@ -449,7 +457,14 @@ def run_controllers(lab):
     logrotate.start_for_lab(os.path.join(topo.state_dir(lab), "logs"), stop)
     from podnet.controllers.planners import LB_POOL
 
-    Manager(objects, lb_pool=topo.load(lab).get("loadBalancerPool", LB_POOL)).run(stop)
+    doc = topo.load(lab)
+    life = doc.get("nodeLifecycle") or {}
+    Manager(
+        objects,
+        lb_pool=doc.get("loadBalancerPool", LB_POOL),
+        node_grace=life.get("grace", GRACE),
+        node_toleration=life.get("toleration", TOLERATION),
+    ).run(stop)
 
 
 def rotate_keys(lab, node, timeout=30.0):
@@ -534,6 +549,12 @@ def run_agent(lab, node, kubeconfig=None, encryption=None):
         ProxyReconciler(node, objects, cluster_cidr, node_dir, mode=r.get("mode", "vxlan")),
         PolicyReconciler(node, objects, cluster_cidr),
     ]
+    from podnet.agent.lease import LeaseRenewer
+
+    # the heartbeat; after a gap longer than the grace it fences the node's LoadBalancer IPs first
+    renewer = LeaseRenewer(objects, node, (doc.get("nodeLifecycle") or {}).get("grace", GRACE), fence=extras[0].fence)
+    extras[0].may_announce = renewer.may_announce
+    extras.append(renewer)
     agent = Agent(
         lab, node, ip, objects, node_dir, os.path.join(topo.state_dir(lab), "bin"), routing=routing, extras=extras
     )

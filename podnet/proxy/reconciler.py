@@ -71,6 +71,9 @@ class ProxyReconciler:
         self.announcer = announce.L2Announcer(uplink)
         self.health = healthcheck.HealthServers()
         self.lb_owned = set()
+        # the node's lease renewer says whether this node may answer for
+        # LoadBalancer IPs (not while it is fencing after a heartbeat gap)
+        self.may_announce = lambda: True
         self._node_sig = None
         self._counts = None
         for i, gauge in enumerate((RULES, CHAINS, ELEMENTS, ENDPOINTS, SERVICES)):
@@ -163,7 +166,8 @@ class ProxyReconciler:
         self._conntrack(old, plan)
         # LoadBalancer owners and health-check ports look at every Service:
         # only when one that can matter changed, or the live nodes did
-        node_sig = tuple(sorted((n["metadata"]["name"], announce.node_alive(n)) for n in nodes))
+        # (and when this node may answer again after a fence: the periodic pass sees it)
+        node_sig = (tuple(sorted((n["metadata"]["name"], announce.node_alive(n)) for n in nodes)), self.may_announce())
         if full or node_sig != self._node_sig or any(_external(self.services.get(SVC_PREFIX + k)) for k in keys):
             self._node_sig = node_sig
             services, slices = self.services.values(), self.slices.values()
@@ -201,7 +205,7 @@ class ProxyReconciler:
         if self.mode == "bgp":
             return  # BIRD announces LoadBalancer IPs (routing reconciler)
         owners = announce.elect(services, slices, nodes)
-        mine = {ip for ip, n in owners.items() if n == self.node}
+        mine = {ip for ip, n in owners.items() if n == self.node} if self.may_announce() else set()
         if mine != self.lb_owned:
             added, removed = self.announcer.ensure(mine)
             for ip in added:
@@ -209,6 +213,14 @@ class ProxyReconciler:
             for ip in removed:
                 log.info("loadbalancer: no longer answering for %s", ip)
             self.lb_owned = mine
+
+    def fence(self):
+        """After a heartbeat gap (podnet/agent/lease.py): drop every
+        LoadBalancer IP now and elect again on the next pass."""
+        self.announcer.release()
+        self.lb_owned = set()
+        self._node_sig = None
+        self.dirty.set()
 
     def run(self, stop):
         o = self.objects
