@@ -164,6 +164,9 @@ def _kube_parsers(sub):
     from podnet.cli import ui_cmd  # argparse only: `podnet lab ui`, the web view
 
     ui_cmd.add_parser(ls, _lab_arg)
+    from podnet.cli import flows_cmd  # argparse only: `podnet flows`
+
+    flows_cmd.add_parser(sub, _lab_arg)
     sub.add_parser("apiserver", help="the Kubernetes API server (started by 'lab up'; see --help)", add_help=False)
 
     ap = sub.add_parser("apply", help="create or update objects from YAML (-f FILE|DIR|-)")
@@ -296,6 +299,8 @@ def _kube(args):
     try:
         if getattr(args, "ui_run", None):  # podnet lab ui (podnet/cli/ui_cmd.py)
             return args.ui_run(args)
+        if getattr(args, "flows_run", None):  # podnet flows (podnet/cli/flows_cmd.py)
+            return args.flows_run(args)
         if args.cmd == "lab":
             from podnet.cli import lab_cmds
 
