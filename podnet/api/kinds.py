@@ -72,6 +72,14 @@ HTTPROUTE = Kind("HTTPRoute", "httproutes", True, GATEWAY_API, [])
 # Node heartbeats (issue 12): each agent renews kube-node-lease/<node>, as kubelet does.
 LEASE = Kind("Lease", "leases", True, "coordination.k8s.io/v1", [])
 
+# Authorization (issue 12): RBAC, enforced by the API server; ServiceAccounts name identities.
+RBAC_API = "rbac.authorization.k8s.io/v1"
+ROLE = Kind("Role", "roles", True, RBAC_API, [])
+CLUSTERROLE = Kind("ClusterRole", "clusterroles", False, RBAC_API, [])
+ROLEBINDING = Kind("RoleBinding", "rolebindings", True, RBAC_API, [])
+CLUSTERROLEBINDING = Kind("ClusterRoleBinding", "clusterrolebindings", False, RBAC_API, [])
+SERVICEACCOUNT = Kind("ServiceAccount", "serviceaccounts", True, "v1", ["sa"])
+
 KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
@@ -92,6 +100,11 @@ KINDS: dict[str, Kind] = {
         GATEWAY,
         HTTPROUTE,
         LEASE,
+        ROLE,
+        CLUSTERROLE,
+        ROLEBINDING,
+        CLUSTERROLEBINDING,
+        SERVICEACCOUNT,
     )
 }
 

@@ -21,10 +21,18 @@ from podnet.api.lease import lease
 from podnet.api.meta import ApiError, FieldError, ManifestError, dns1035_label, dns_label, dns_subdomain, fail
 from podnet.api.network import endpoint_slice, network_policy, node, service
 from podnet.api.podspec import pod_spec, workload
+from podnet.api.rbac import binding, cluster_role, path_segment_name, role, service_account
 from podnet.api.types import JSON, Obj
 
 # Object names: Kubernetes' ValidateObjectMeta name function per kind.
-_NAME_RULES: dict[str, Check] = {"Namespace": dns_label, "Service": dns1035_label}
+_NAME_RULES: dict[str, Check] = {
+    "Namespace": dns_label,
+    "Service": dns1035_label,
+    "Role": path_segment_name,
+    "ClusterRole": path_segment_name,
+    "RoleBinding": path_segment_name,
+    "ClusterRoleBinding": path_segment_name,
+}
 
 
 def _copy(v: object, path: str = "", depth: int = 0) -> JSON:
@@ -84,6 +92,11 @@ _BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "Gateway": gateway,
     "HTTPRoute": http_route,
     "Lease": lease,
+    "Role": role,
+    "ClusterRole": cluster_role,
+    "RoleBinding": binding,
+    "ClusterRoleBinding": binding,
+    "ServiceAccount": service_account,
 }
 
 

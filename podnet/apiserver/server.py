@@ -10,7 +10,8 @@ Authentication (anything else gets 401): a client certificate signed by the
 cluster CA (CN = user, O = groups; checked after the handshake, see
 tlsauth.py), or a bearer token from the tokens file. /healthz, /livez,
 /readyz and /version answer anyone, as kube-apiserver's public-info role
-allows.
+allows. Authorization: the Node authorizer, then RBAC (rbacpolicy.py,
+authz.py); the default policy is written at start-up.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podnet.apiserver import bootstrap, errors, openapi, tlsauth
+from podnet.apiserver import bootstrap, errors, openapi, rbacpolicy, tlsauth
 from podnet.apiserver.cache import Cache
 from podnet.apiserver.certs import Pki
 from podnet.apiserver.errors import StatusError
@@ -76,6 +77,7 @@ def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Applicati
     except ImportError:  # built in parallel; lists work without Tables
         table = None  # type: ignore[assignment]
     h = Handlers(registry, table, streams)
+    authorizer = rbacpolicy.Authorizer(registry)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -93,6 +95,7 @@ def make_app(registry: Registry, pki: Pki, streams: Any = None) -> web.Applicati
                 if who is None:
                     raise errors.unauthorized()
                 request["user"] = who
+                await authorizer.check(request, who)  # Node, then RBAC: a 403 naming what was refused
             resp: web.StreamResponse = await handler(request)
             return resp
         except StatusError as exc:
@@ -185,6 +188,8 @@ async def serve(
     registry = Registry(store, cache, service_cidr=service_cidr, node_ports=node_ports)
     if n := registry.record_allocations():
         log.info("recorded the allocations of %d Services stored without them", n)
+    if n := rbacpolicy.ensure_bootstrap(registry):
+        log.info("wrote %d default RBAC objects", n)
     collector = Collector(registry)
     app = make_app(registry, pki, streams)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

@@ -259,6 +259,11 @@ def test_kind_table():
         "Gateway",
         "HTTPRoute",
         "Lease",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "ServiceAccount",
     }
     assert KINDS["Deployment"].api_version == "apps/v1"
     assert KINDS["NetworkPolicy"].api_version == "networking.k8s.io/v1"
