@@ -9,6 +9,7 @@ let state = null;
 let flows = [];           // newest last
 let lastTrace = null;     // the last trace document, redrawn after each render
 let pick = { from: null, to: null };
+let traceSeq = 0;         // #trace-result's data-seq: one more per answer (tests wait on it)
 
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs, ...kids) {
@@ -127,14 +128,22 @@ async function runTrace() {
     const r = await fetch("/api/trace", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ from: from, to: traceTarget(to, port, proto), protocol: proto, namespace: ns }) });
     const doc = await r.json();
-    if (!r.ok) { out.className = "failed"; out.textContent = doc.error || ("HTTP " + r.status); lastTrace = null; }
+    if (!r.ok) { traceFailed(doc.error || ("HTTP " + r.status)); }
     else showTrace(doc);
   } catch (e) {
-    out.className = "failed"; out.textContent = "trace: " + e;
+    traceFailed("trace: " + e);
   } finally {
     $("#trace-run").disabled = false;
+    out.setAttribute("data-seq", String(++traceSeq));
   }
   drawOverlay();
+}
+
+function traceFailed(text) {
+  const out = $("#trace-result");
+  lastTrace = null;
+  out.className = "failed"; out.textContent = text; out.setAttribute("data-verdict", "error");
+  $("#trace-hops").replaceChildren();
 }
 
 function showTrace(doc) {
