@@ -2,7 +2,9 @@
 `podnet flows` and of the lab's web view.
 
   fetch(lab, node=None, since=None, wait=0, **filters) -> (records, cursor)
-      records of every node (or one), merged and sorted by time;
+      records of every node (or one), merged and sorted by time (a
+      connection dropped on another node than its source's shows once, as
+      the drop: model.merge);
       cursor {node: last seq} for the next call's `since`.
   follow(lab, node=None, stop=None, **filters) -> iterator of records
       as they come (long polls of every node in threads).
@@ -17,6 +19,7 @@ import queue
 import threading
 from urllib.parse import urlencode
 
+from podnet.flows import model
 from podnet.flows.collector import FLOWS_PORT
 from podnet.kernel import flowsrc
 from podnet.lab import topology
@@ -76,7 +79,7 @@ def fetch(lab, node=None, since=None, wait=0, **filters):
         doc = get_node(ns, ip, _query((since or {}).get(name, 0), wait, filters), timeout=wait + 10)
         cursor[name] = doc["last"]
         recs += doc["flows"]
-    return sorted(recs, key=lambda r: (r["time"], r["node"], r["seq"])), cursor
+    return model.merge(recs), cursor
 
 
 def follow(lab, node=None, stop=None, since=None, **filters):

@@ -228,3 +228,27 @@ def matches(rec, pod=None, namespace=None, verdict=None, node=None):
         if not any(e.get("pod") == name and (not ns or e.get("namespace") == ns) for e in ends):
             return False
     return True
+
+
+def _wire_key(rec):
+    """The 5-tuple as the destination node sees it: after the source node's DNAT."""
+    dst = rec.get("endpoint") or rec["dst"]
+    return rec["proto"], rec["src"]["ip"], rec["src"]["port"], dst["ip"], dst["port"]
+
+
+def merge(recs):
+    """Every node's records as one list by time. A connection the source
+    node forwarded and another node's policy dropped (its SYN crossed the
+    source node's conntrack first) is shown once, as the drop, which names
+    the forwarding node in `via`."""
+    drops = {_wire_key(r): r for r in recs if r["verdict"] != "forwarded"}
+    out = []
+    for r in recs:
+        d = drops.get(_wire_key(r)) if r["verdict"] == "forwarded" else None
+        if d is not None and d["node"] != r["node"]:
+            d["via"] = r["node"]
+            if r.get("service"):
+                d.setdefault("service", r["service"])
+            continue
+        out.append(r)
+    return sorted(out, key=lambda r: (r["time"], r["node"], r["seq"]))
