@@ -205,23 +205,22 @@ def test_a_pods_byte_counters_match_an_iperf3_transfer(lab):
         nsenter(ns) + ["iperf3", "-s", "-1", "-p", "5201"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        res = lab.wait(
-            "an iperf3 transfer",
-            lambda: (
-                subprocess.run(
-                    nsenter(prober_ns) + ["iperf3", "-c", target["status"]["podIP"], "-p", "5201", "-n", "20M", "-J"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                ).stdout
-                or None
-            ),
-            60,
-        )
+
+        def transfer():  # the server may not listen yet: iperf3 -J then answers {"error": ...}
+            out = subprocess.run(
+                nsenter(prober_ns) + ["iperf3", "-c", target["status"]["podIP"], "-p", "5201", "-n", "20M", "-J"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            doc = json.loads(out or "{}")
+            return None if doc.get("error") or not doc else doc
+
+        res = lab.wait("an iperf3 transfer", transfer, 60)
     finally:
         srv.kill()  # our own child, by PID
         srv.wait(5)
-    sent = json.loads(res)["end"]["sum_sent"]["bytes"]
+    sent = res["end"]["sum_sent"]["bytes"]
     flowsrc.end_entries(node_ns(lab, "node2"), prober_ip)
 
     def counted():
