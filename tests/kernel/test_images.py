@@ -239,6 +239,13 @@ def test_the_articles_nginx_serves_its_page_through_the_service(lab):
         st = pods[0]["status"]["containerStatuses"][0]
         assert st["image"] == "nginx" and st["imageID"].startswith("docker.io/library/nginx@sha256:")
         lab.wait("client ready", lambda: ready(lab.pod("bbclient")))
+        # the pods' endpoints reach every node's proxy a moment after Ready
+        lab.wait(
+            "the Service answering",
+            lambda: (
+                lab.run("exec", "bbclient", "--", "wget", "-qO-", "http://nginx-service/", check=False).returncode == 0
+            ),
+        )
         seen = set()
         for _ in range(12):  # the Service spreads requests over both pods
             page = lab.run("exec", "bbclient", "--", "wget", "-qO-", "http://nginx-service/").stdout
