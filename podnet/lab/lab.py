@@ -117,6 +117,8 @@ def up(
             "nodeLifecycle": {"grace": float(node_grace or GRACE), "toleration": float(pod_toleration or TOLERATION)},
         }
         if etcd_members:
+            if store != "etcd":
+                raise LabError("--etcd-members needs --store etcd")
             doc["etcdMembers"] = int(etcd_members)
         topo.save(lab, doc)
     else:
@@ -146,7 +148,13 @@ def up(
     from podnet.lab import control
 
     control.ensure_credentials(lab, doc)
-    if doc.get("storeBackend") == "etcd":
+    if doc.get("storeBackend") == "etcd" and doc.get("etcdMembers"):
+        from podnet.lab import etcdcluster
+
+        say("etcd cluster of %d members, each in its own namespace" % doc["etcdMembers"])
+        doc["store"] = etcdcluster.start(lab, doc, _spawn)
+        topo.save(lab, doc)
+    elif doc.get("storeBackend") == "etcd":
         say("etcd (the lab's store)")
         doc["store"] = control.start_etcd(lab, doc, _spawn)
         topo.save(lab, doc)

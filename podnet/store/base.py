@@ -94,7 +94,8 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """sqlite:///abs/path.db or etcd://host:port[,host:port]."""
+    """sqlite:///abs/path.db or etcd://host:port[,host:port][?netns=NAME]
+    (netns: connect to etcd from inside that network namespace)."""
     if url.startswith("sqlite://"):
         from podnet.store.sqlite import SqliteStore
 
@@ -102,5 +103,9 @@ def open_store(url: str) -> Store:
     if url.startswith("etcd://"):
         from podnet.store.etcd import EtcdStore
 
-        return EtcdStore(url[len("etcd://") :].split(","))
+        hosts, _, query = url[len("etcd://") :].partition("?")
+        from urllib.parse import parse_qs
+
+        ns = parse_qs(query).get("netns", [None])[0]
+        return EtcdStore(hosts.split(","), netns=ns)
     raise StoreError("unknown store URL %r: use sqlite:///path or etcd://host:port" % url)

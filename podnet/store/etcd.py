@@ -80,8 +80,25 @@ class _NotSent(Exception):
     """The request never reached etcd: safe to retry anywhere."""
 
 
+def _in_netns(netns_name: str | None, connect):  # type: ignore[no-untyped-def]
+    """connect() with the socket made inside the named network namespace
+    (a socket stays in the namespace it was made in): the lab's API server
+    reaches its etcd members from the control-plane namespace."""
+    if not netns_name:
+        return connect()
+    from podnet.kernel import netns
+
+    ns = netns.Netns(netns_name)
+    try:
+        with netns.entered(ns):
+            return connect()
+    finally:
+        ns.close()
+
+
 class EtcdStore:
-    def __init__(self, endpoints, timeout: float = 10.0):
+    def __init__(self, endpoints, timeout: float = 10.0, netns: str | None = None):
+        self.netns = netns
         self.endpoints = []
         for e in endpoints:
             e = e.strip().rstrip("/")
@@ -110,7 +127,7 @@ class EtcdStore:
         if conn is None:
             conn = http.client.HTTPConnection(*self.endpoints[ep], timeout=self.timeout)
             try:
-                conn.connect()
+                _in_netns(self.netns, conn.connect)
             except OSError as exc:
                 raise _NotSent(exc) from exc
             self._local.conn, self._local.ep = conn, ep
@@ -281,7 +298,7 @@ class EtcdStore:
         last, delay, ep = from_rev, 0.05, self._good
         stopped = lambda: self._closed.is_set() or (stop is not None and stop.is_set())  # noqa: E731
         while not stopped():
-            stream = _Stream(self.endpoints[ep], self.timeout)
+            stream = _Stream(self.endpoints[ep], self.timeout, self.netns)
             try:
                 if not stream.open("/v3/watch", {"create_request": dict(create, start_revision=last + 1)}, stopped):
                     return
@@ -334,14 +351,16 @@ class EtcdStore:
 class _Stream:
     """A streaming HTTP/1.1 POST on a raw socket: one JSON object per line."""
 
-    def __init__(self, endpoint, timeout):
-        self.endpoint, self.timeout, self.sock = endpoint, timeout, None
+    def __init__(self, endpoint, timeout, netns=None):
+        self.endpoint, self.timeout, self.sock, self.netns = endpoint, timeout, None, netns
         self.raw, self.body, self.chunked, self.left = bytearray(), bytearray(), False, 0
         self.ended = False
 
     def open(self, path, body, stopped) -> bool:
         """Send the request, read the response head; False if stopped meanwhile."""
-        self.sock = socket.create_connection(self.endpoint, timeout=min(self.timeout, 3.0))
+        self.sock = _in_netns(
+            self.netns, lambda: socket.create_connection(self.endpoint, timeout=min(self.timeout, 3.0))
+        )
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for opt, val in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, opt):
