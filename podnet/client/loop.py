@@ -44,6 +44,7 @@ class ThreadErrors:
 
 
 THREAD_ERRORS = ThreadErrors()
+SYNCS = ThreadErrors()  # passes of loop.run that ended well, per `what` (podnet_reconciler_syncs_total)
 
 
 def run(
@@ -66,6 +67,7 @@ def run(
                 dirty.clear()
                 last = time.monotonic()
                 sync()
+                SYNCS.note(what)
                 backoff = BACKOFF[0]
         except Exception as exc:  # retried in full on the next pass
             THREAD_ERRORS.note(what)
