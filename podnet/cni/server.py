@@ -15,8 +15,32 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 
 from podnet.cni import dispatch, thin
+
+
+class Ops:
+    """CNI calls served, by command (ADD, DEL, CHECK, ...) and result (ok,
+    error): count and seconds. A plain table here (the agent's metrics page
+    reads it: podnet/agent/metrics.py), so the CNI code needs no metrics library."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.table = {}  # (command, result) -> [count, seconds]
+
+    def note(self, command, result, seconds):
+        with self.lock:
+            row = self.table.setdefault((command, result), [0, 0.0])
+            row[0] += 1
+            row[1] += seconds
+
+    def items(self):
+        with self.lock:
+            return sorted((k, tuple(v)) for k, v in self.table.items())
+
+
+OPS = Ops()
 
 
 def _peer_pid(sock):
@@ -44,11 +68,14 @@ class _Handler(socketserver.BaseRequestHandler):
                 host_ns = peer
         except NetnsError:
             pass  # the caller already exited: serve it in our own namespace
+        t0 = time.monotonic()
+        rc = 1
         try:
             rc, out, err = dispatch.run(plugin, env, raw, host_ns=host_ns)
         finally:
             if host_ns is not None:
                 host_ns.close()
+            OPS.note(str(env.get("CNI_COMMAND", "?"))[:16], "ok" if rc == 0 else "error", time.monotonic() - t0)
         if err and self.server.verbose:
             sys.stderr.write(err.decode(errors="replace"))
             sys.stderr.flush()
