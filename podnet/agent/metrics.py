@@ -11,7 +11,8 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import CounterMetricFamily
 
-from podnet.client.loop import THREAD_ERRORS
+from podnet.client.loop import SYNCS, THREAD_ERRORS
+from podnet.cni.server import OPS
 
 log = logging.getLogger("podnet.agent")
 METRICS_PORT = 10249
@@ -30,6 +31,23 @@ class ThreadErrorsCollector:
         for component, n in THREAD_ERRORS.items():
             c.add_metric([component], n)
         yield c
+        s = CounterMetricFamily(
+            "podnet_reconciler_syncs", "Passes of a reconcile loop that ended well", labels=["component"]
+        )
+        for component, n in SYNCS.items():
+            s.add_metric([component], n)
+        yield s
+        ops = CounterMetricFamily(
+            "podnet_cni_operations", "CNI calls the agent's daemon served", labels=["command", "result"]
+        )
+        secs = CounterMetricFamily(
+            "podnet_cni_operation_seconds", "Time spent serving CNI calls", labels=["command", "result"]
+        )
+        for (command, result), (n, seconds) in OPS.items():
+            ops.add_metric([command, result], n)
+            secs.add_metric([command, result], seconds)
+        yield ops
+        yield secs
 
 
 REGISTRY.register(ThreadErrorsCollector())
