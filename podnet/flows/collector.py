@@ -48,6 +48,20 @@ class Metrics:
             "podnet_flow_events_lost", "Kernel events lost (socket buffer overrun)", ["source"], registry=registry
         )
 
+        self.pods = set()  # (namespace, pod) with series, pruned when the pod is gone
+
+    def prune(self, live):
+        """Drop the series of pods that no longer exist: the label set stays
+        the size of the cluster's pods, not of every pod there ever was."""
+        for ns, pod in self.pods - live:
+            for direction in ("sent", "received"):
+                for c in (self.pod_bytes, self.pod_packets):
+                    try:
+                        c.remove(ns, pod, direction)
+                    except KeyError:
+                        pass
+        self.pods &= live
+
     def on_record(self, rec, new):
         if new:
             self.flows.labels(rec["verdict"]).inc()
@@ -65,6 +79,7 @@ class Metrics:
             e = rec.get("endpoint") or rec["dst"] if end == "dst" else rec["src"]
             if not e.get("pod"):
                 continue
+            self.pods.add((e["namespace"], e["pod"]))
             for direction, key in (("sent", sent), ("received", received)):
                 self.pod_bytes.labels(e["namespace"], e["pod"], direction).inc(rec["bytes"][key])
                 self.pod_packets.labels(e["namespace"], e["pod"], direction).inc(rec["packets"][key])
@@ -115,6 +130,7 @@ class Collector:
                 continue
             self.names_dirty.clear()
             self.flowlog.names.update(*(self.objects.informer(k).values() for k in kinds))
+            self.metrics.prune({(p["namespace"], p["pod"]) for p in self.flowlog.names.pods.values()})
 
     def _read(self, stop, sock, what, handle):
         while not stop.is_set():

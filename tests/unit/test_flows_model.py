@@ -159,3 +159,37 @@ def test_filters_and_query_parameters(flowlog):
         http.parse_query("verdict=lost")
     with pytest.raises(ValueError, match="since"):
         http.parse_query("since=x")
+
+
+def test_pod_series_end_with_their_pod_and_bytes_count_both_ends():
+    from prometheus_client import CollectorRegistry
+
+    from podnet.flows.collector import Metrics
+
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    rec = {
+        "verdict": "forwarded",
+        "state": "ended",
+        "node": "node2",
+        "src": {"ip": "10.244.1.2", "port": 1, "pod": "client", "namespace": "default"},
+        "dst": {"ip": "10.96.0.20", "port": 80},
+        "endpoint": {"ip": "10.244.0.3", "port": 8080, "pod": "web-1", "namespace": "default"},
+        "bytes": {"orig": 1300, "reply": 400},
+        "packets": {"orig": 5, "reply": 4},
+    }
+    m.on_record(rec, False)
+
+    def val(pod, direction):
+        return reg.get_sample_value(
+            "podnet_flow_pod_bytes_total", {"namespace": "default", "pod": pod, "direction": direction}
+        )
+
+    assert (val("client", "sent"), val("client", "received"), val("web-1", "sent"), val("web-1", "received")) == (
+        1300,
+        400,
+        400,
+        1300,
+    )
+    m.prune({("default", "web-1")})
+    assert val("client", "sent") is None and val("web-1", "sent") == 400
