@@ -137,7 +137,7 @@ def add_routes(app: Any, pki: Pki) -> None:
         try:
             # token_for takes a file lock: off the event loop
             creds = await asyncio.to_thread(
-                exchange, pki, auth[7:].strip() if auth.startswith("Bearer ") else "", body.get("node")
+                exchange, pki, auth[7:].strip() if auth.startswith("Bearer ") else "", str(body.get("node") or "")
             )
         except JoinRefused as exc:
             return _status(401, "Unauthorized", "join refused: %s" % exc)
