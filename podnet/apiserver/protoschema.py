@@ -215,6 +215,14 @@ MESSAGES: dict[str, str] = {
     "IngressPortStatus": "1 port!:i, 2 protocol!, 3 error!",
     "IngressClass": "1 metadata:ObjectMeta, 2 spec:IngressClassSpec",
     "IngressClassSpec": "1 controller, 2 parameters:-",
+    # ---- rbac.authorization.k8s.io/v1 (kubectl create role/clusterrole/rolebinding/...) ----------------
+    "Role": "1 metadata:ObjectMeta, 2 rules:[PolicyRule]",
+    "ClusterRole": "1 metadata:ObjectMeta, 2 rules:[PolicyRule], 3 aggregationRule:-",
+    "PolicyRule": "1 verbs:[s], 2 apiGroups:[s], 3 resources:[s], 4 resourceNames:[s], 5 nonResourceURLs:[s]",
+    "RoleBinding": "1 metadata:ObjectMeta, 2 subjects:[Subject], 3 roleRef:RoleRef",
+    "Subject": "1 kind, 2 apiGroup, 3 name, 4 namespace",
+    "RoleRef": "1 apiGroup, 2 kind, 3 name",
+    "ServiceAccount": "1 metadata:ObjectMeta, 2 secrets:-, 3 imagePullSecrets:-, 4 automountServiceAccountToken!:b",
     # ---- discovery/v1 ---------------------------------------------------------------------
     "EndpointSlice": "1 metadata:ObjectMeta, 4 addressType!, 2 endpoints:[Endpoint], 3 ports:[SlicePort]",
     "Endpoint": "1 addresses:[s], 2 conditions:EndpointConditions, 3 hostname!, 4 targetRef:ObjectReference, "
@@ -242,6 +250,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "RoleBinding",
+    ("v1", "ServiceAccount"): "ServiceAccount",
 }
 
 # The messages podnet.apiserver.protobuf turns into a JSON scalar itself.
