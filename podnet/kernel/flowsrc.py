@@ -5,8 +5,7 @@ Only sockets and bytes here; podnet.flows.netlink parses what they return.
 A netlink socket stays in the namespace it was created in, so each is opened
 inside `entered(ns)` and read from any thread afterwards.
 
-- conntrack: multicast groups NEW and DESTROY (and UPDATE, for the TCP
-  state), with nf_conntrack_acct=1 in the node namespace so a DESTROY carries
+- conntrack: multicast groups NEW and DESTROY, with nf_conntrack_acct=1 in the node namespace so a DESTROY carries
   packets and bytes (set per namespace, never in the root one).
 - NFLOG: one group bound with NFULNL_CFG_CMD_BIND and COPY_PACKET of the
   first bytes (the IP and L4 headers are what the parser needs); podnet's drop
@@ -73,9 +72,10 @@ def enable_acct(ns_name):
 
 
 def open_conntrack(ns_name):
-    """A socket that receives conntrack NEW, UPDATE and DESTROY events of `ns_name`."""
+    """A socket that receives conntrack NEW and DESTROY events of `ns_name`
+    (not UPDATE: every TCP state change is one, twice the events for little)."""
     s = _socket(ns_name, "conntrack events")
-    for group in (NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY):
+    for group in (NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY):
         s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
     return s
 
