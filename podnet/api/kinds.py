@@ -79,6 +79,8 @@ CLUSTERROLE = Kind("ClusterRole", "clusterroles", False, RBAC_API, [])
 ROLEBINDING = Kind("RoleBinding", "rolebindings", True, RBAC_API, [])
 CLUSTERROLEBINDING = Kind("ClusterRoleBinding", "clusterrolebindings", False, RBAC_API, [])
 SERVICEACCOUNT = Kind("ServiceAccount", "serviceaccounts", True, "v1", ["sa"])
+# Served for deploy/kubernetes/'s --dry-run=server only (podnet/api/daemonset.py).
+DAEMONSET = Kind("DaemonSet", "daemonsets", True, "apps/v1", ["ds"])
 
 KINDS: dict[str, Kind] = {
     k.kind: k
@@ -105,6 +107,7 @@ KINDS: dict[str, Kind] = {
         ROLEBINDING,
         CLUSTERROLEBINDING,
         SERVICEACCOUNT,
+        DAEMONSET,
     )
 }
 

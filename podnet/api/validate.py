@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import yaml
 
+from podnet.api.daemonset import daemon_set
 from podnet.api.events import endpoints, event
 from podnet.api.fields import Check, join, opt_map, opt_str, shown, str_map, typename
 from podnet.api.gateway import gateway, gateway_class, http_route
@@ -97,6 +98,7 @@ _BY_KIND: dict[str, Callable[[Obj], Obj]] = {
     "RoleBinding": binding,
     "ClusterRoleBinding": binding,
     "ServiceAccount": service_account,
+    "DaemonSet": daemon_set,
 }
 
 

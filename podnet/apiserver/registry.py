@@ -129,6 +129,10 @@ class Registry:
 
     def create(self, res: Resource, ns: str | None, body: Any, dry_run: bool = False) -> Obj:
         obj = self._check_kind(res, body, ns)
+        if res.kind.kind == "DaemonSet" and not dry_run:
+            from podnet.api.daemonset import REFUSED
+
+            raise errors.StatusError(405, "MethodNotAllowed", REFUSED)
         name = obj["metadata"].get("name")
         if not name and obj["metadata"].get("generateName"):
             import secrets

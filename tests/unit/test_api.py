@@ -264,6 +264,7 @@ def test_kind_table():
         "RoleBinding",
         "ClusterRoleBinding",
         "ServiceAccount",
+        "DaemonSet",
     }
     assert KINDS["Deployment"].api_version == "apps/v1"
     assert KINDS["NetworkPolicy"].api_version == "networking.k8s.io/v1"
