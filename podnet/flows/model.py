@@ -2,7 +2,7 @@
 turn kernel events (podnet.flows.netlink) into records.
 
 A record is a dict (JSON as served):
-  seq, time, node, proto, verdict (forwarded|dropped|rejected), reason,
+  id (node/n, stable), seq (changes with the record), time, node, proto, verdict (forwarded|dropped|rejected), reason,
   src {ip, port, pod?, namespace?, node?}, dst {...}, service {namespace,
   name}?, endpoint {ip, port}?, packets, bytes ({"orig": n, "reply": n} once
   the connection ended), state (open|closed|ended).
@@ -102,6 +102,7 @@ class FlowLog:
         with self.cond:
             self.seq += 1
             rec["seq"] = self.seq
+            rec["id"] = "%s/%d" % (self.node, self.seq)  # stays when the record changes (seq does not)
             self.ring.append(rec)
             self.cond.notify_all()
         for fn in self.listeners:
