@@ -171,3 +171,24 @@ def _children(pid: int) -> list[int]:
         except (OSError, ValueError, IndexError):
             pass
     return out
+
+
+def start_etcd(members: list[Host], logdir: str) -> str:
+    """A real etcd cluster (Debian's etcd-server), one member per host, its
+    data in the host's private /var/lib. -> the store URL for podnet server."""
+    cluster = ",".join("%s=http://%s:2380" % (h.name, h.ip) for h in members)
+    for h in members:
+        h.start(
+            "exec etcd --name %s --data-dir /var/lib/etcd-%s --listen-client-urls http://%s:2379"
+            " --advertise-client-urls http://%s:2379 --listen-peer-urls http://%s:2380"
+            " --initial-advertise-peer-urls http://%s:2380 --initial-cluster %s"
+            " --initial-cluster-token hx-hosts --initial-cluster-state new"
+            % (h.name, h.name, h.ip, h.ip, h.ip, h.ip, cluster),
+            os.path.join(logdir, h.name + ".log"),
+        )
+    deadline = time.time() + 60
+    for h in members:
+        while '"health":"true"' not in h.run("curl -s -m 2 http://%s:2379/health" % h.ip, check=False).stdout:
+            assert time.time() < deadline, "etcd member %s not healthy in 60 s" % h.name
+            time.sleep(0.3)
+    return "etcd://" + ",".join("%s:2379" % h.ip for h in members)

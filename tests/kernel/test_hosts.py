@@ -4,7 +4,8 @@ Three hosts on one underlay (tests/kernel/hosts_sim.py: each a netns with a
 private mount namespace, its own /etc/cni/net.d, /opt/cni/bin, /var/lib/cni,
 /run). `podnet server` runs on one, the two others join it and run their
 agents with the README's own commands (read from the README, so the
-documentation is what is tested). Then, in each routing mode: pods on the two
+documentation is what is tested), its state in a 3-member etcd cluster on
+three more such hosts. Then, in each routing mode: pods on the two
 hosts reach each other, a Service answers from the pods of both hosts, and a
 NetworkPolicy holds traffic across them. Bad joins (wrong token, expired
 token, wrong CA hash) are refused and change nothing.
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from tests.kernel.hosts_sim import Underlay
+from tests.kernel.hosts_sim import Underlay, start_etcd
 
 pytestmark = pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root (namespaces)")
 SERVER_IP = "192.168.211.1"
@@ -78,7 +79,12 @@ def test_hosts_join_and_talk(mode, tmp_path):
         net.create()
         srv = net.host("srv", 1)
         h1, h2 = net.host("h1", 11), net.host("h2", 12)
-        srv.start(cmds["server"].replace("ADDR", SERVER_IP), str(tmp_path / "server.log"))
+        # the server's state in a 3-member etcd cluster on three more hosts
+        store = start_etcd([net.host("e%d" % k, 20 + k) for k in (1, 2, 3)], str(tmp_path))
+        server = cmds["server"].replace("ADDR", SERVER_IP)
+        server = re.sub(r"--store \S+", "--store " + store, server)
+        assert store in server, server
+        srv.start(server, str(tmp_path / "server.log"))
         join = wait(
             "join command", lambda: srv.run("cat /var/lib/podnet-server/join-command", check=False).stdout.strip()
         )
