@@ -315,7 +315,7 @@ def _kube(args):
             from podnet.hosts import join
 
             return join.run(args)
-        if args.cmd == "agent" and args.kubeconfig and not args.lab:  # a host no lab built
+        if args.cmd == "agent" and (args.kubeconfig or args.in_cluster) and not args.lab:  # a host no lab built
             from podnet.hosts import agent as host_agent
 
             return host_agent.run(args)

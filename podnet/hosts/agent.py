@@ -60,7 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     node = args.node or socket.gethostname()
-    node_ip = args.node_ip or source_ip(server_address(args.kubeconfig))
+    if args.in_cluster:  # the DaemonSet's way: client-go's InClusterConfig
+        from podnet.client import Client, Cluster, in_cluster
+
+        config = in_cluster()
+        url = urllib.parse.urlsplit(config.server)
+        node_ip = args.node_ip or source_ip((url.hostname or "127.0.0.1", url.port or 443))
+    else:
+        node_ip = args.node_ip or source_ip(server_address(args.kubeconfig))
     underlay = args.underlay_cidr or hostns.prefix_of(node_ip)
     state = os.path.join(args.state_dir, node)
     os.makedirs(state, mode=0o700, exist_ok=True)
@@ -70,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     wake = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: wake.set())
-    objects = connect(args.kubeconfig, "podnet-agent/" + node, stop)
+    if args.in_cluster:
+        objects = Cluster(Client(config, user_agent="podnet-agent/" + node), stop)
+    else:
+        objects = connect(args.kubeconfig, "podnet-agent/" + node, stop)
     objects.client.wait_ready(stop)
     routing = RoutingReconciler(
         args.routing,
@@ -154,6 +164,11 @@ def add_arguments(ag: argparse.ArgumentParser) -> None:
         "--underlay-cidr", default=None, help="the nodes' segment (default: the prefix of --node-ip's interface)"
     )
     ag.add_argument("--no-kubelet", action="store_true", help="no pods: routing, Services and NetworkPolicy only")
+    ag.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="the pod's service account (KUBERNETES_SERVICE_HOST/_PORT, token and CA), as in deploy/kubernetes/",
+    )
     sub = ag.add_subparsers(dest="agent_cmd")
     j = sub.add_parser("join", help="exchange a bootstrap token for this node's credentials (kubeadm join)")
     j.add_argument("server", help="https://ADDR:PORT of podnet server")
