@@ -3,6 +3,7 @@ http://127.0.0.1:P/ (podnet/ui/server.py serves it; docs/ui.md shows it).
 It runs until interrupted; --port 0 takes any free port and prints it."""
 
 import asyncio
+import logging
 import sys
 
 DEFAULT_PORT = 8765
@@ -23,6 +24,7 @@ def run(args):
     from podnet.ui import flowsrc
     from podnet.ui.server import View, serve
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     lab = topo.pick_lab(args.lab)
     if not 0 <= args.port <= 65535:
         print("error: --port %d: not a TCP port" % args.port, file=sys.stderr)

@@ -31,9 +31,14 @@ class Feed:
         self._lock = threading.Lock()  # filled from the flow poller's thread, read from the loop
 
     def add(self, record: Obj) -> Obj:
+        """Append `record` with the next seq; a record with the `id` of one
+        in the feed (its connection ended: now with bytes) replaces it."""
         with self._lock:
             self._seq += 1
             item = dict(record, seq=self._seq)
+            if item.get("id") is not None:
+                for old in [i for i in self._items if i.get("id") == item["id"]]:
+                    self._items.remove(old)
             self._items.append(item)
             return item
 

@@ -14,6 +14,7 @@ wrong, only late.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from podnet.api.selectors import matches
@@ -55,6 +56,15 @@ def bgp_sessions(text: str | None) -> list[Obj]:
     return out
 
 
+def gateway(cidr: str | None) -> str | None:
+    """The node's own address on its pods' bridge (the CIDR's first): what
+    kubelet's probes come from."""
+    try:
+        return str(ipaddress.ip_network(cidr or "")[1])
+    except (ValueError, IndexError):
+        return None
+
+
 def node_view(node: Obj) -> Obj:
     m = _meta(node)
     ann = m.get("annotations") or {}
@@ -65,6 +75,7 @@ def node_view(node: Obj) -> Obj:
         "ip": ip,
         "ready": _condition(node, "Ready"),
         "podCIDR": (node.get("spec") or {}).get("podCIDR"),
+        "gateway": gateway((node.get("spec") or {}).get("podCIDR")),
         "backend": ann.get(ANN_BACKEND),
         "bgp": bgp_sessions(ann.get(ANN_BGP)),
         "pods": [],

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import threading
 from typing import Any
 
@@ -178,6 +179,9 @@ async def _trace(request: web.Request) -> web.Response:
             return web.json_response(
                 {"error": "trace %s -> %s: the kernel side failed: %s" % (src, dst, exc)}, status=500
             )
+        except Exception as exc:  # a bug or the API away: the page shows it, the log has the traceback
+            log.exception("ui: trace %s -> %s", src, dst)
+            return web.json_response({"error": "trace %s -> %s failed: %r" % (src, dst, exc)}, status=500)
     return web.json_response(doc)
 
 
@@ -207,10 +211,18 @@ async def serve(view: View, port: int, ready: Any = None, stop: asyncio.Event | 
     await site.start()
     bound = bind["port"] = runner.addresses[0][1]
     pump = asyncio.create_task(view.pump())
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM and SIGINT end the server cleanly (SIGINT even where a shell
+    # started us in the background with it ignored)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         if ready is not None:
             ready("http://%s:%d/" % (HOST, bound))
-        await (stop or asyncio.Event()).wait()
+        await stop.wait()
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         pump.cancel()
         await runner.cleanup()

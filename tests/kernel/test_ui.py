@@ -62,28 +62,34 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def url(lab):
-    """`podnet lab ui --port 0` as a person starts it; its first line names the URL."""
+def url(lab, tmp_path_factory):
+    """`podnet lab ui --port 0` as a person starts it; its first line names the
+    URL; its log goes to a file (printed at the end, shown when a test fails)."""
+    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    errf = open(log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "podnet.cli.main", "lab", "ui", "--lab", lab.name, "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=errf,
         text=True,
         env=lab.env,
     )
     try:
         ready_, _, _ = select.select([proc.stdout], [], [], WAIT)
         line = proc.stdout.readline() if ready_ else ""
-        assert line.startswith("podnet lab ui: http://127.0.0.1:"), line
+        assert line.startswith("podnet lab ui: http://127.0.0.1:"), line + log.read_text()
         yield line.split()[3]
     finally:
-        proc.send_signal(signal.SIGINT)
+        print("podnet lab ui's log:\n" + log.read_text())
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            code = proc.wait(30)  # SIGTERM ends it cleanly: exit 0
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-        assert not process_running(proc.pid)
+            code = proc.wait()
+        proc.stdout.close()
+        errf.close()
+        assert code == 0 and not process_running(proc.pid)
 
 
 def _descendants(pid):
@@ -154,6 +160,11 @@ def _shot(driver, tmp_path, name):
 
 def _present(driver, css):
     return driver.find_elements("css selector", css)
+
+
+def _rgb(css):
+    """(r, g, b) of "rgb(1, 2, 3)" or "rgba(1, 2, 3, 1)" (browsers give either)."""
+    return tuple(int(v) for v in css[css.index("(") + 1 : -1].split(",")[:3])
 
 
 def _key(obj):
@@ -289,17 +300,17 @@ def test_a_policy_shows_as_badges_and_its_drop_in_red(lab, browser, tmp_path):
         assert "failed" in result.get_attribute("class")
         assert _present(browser, "#edges .hop-mark.drop") and _present(browser, "#edges polyline.trace-path.failed")
         red = browser.find_element("css selector", "#edges .hop-mark.drop circle").value_of_css_property("fill")
-        assert red == "rgb(211, 47, 47)"
+        assert _rgb(red) == (211, 47, 47)
         # the flow log: the denied connection in the feed, red
         code = "import socket; socket.create_connection(('%s', 8080), timeout=2)" % web["status"]["podIP"]
         lab.run("exec", "client", "--", "python3", "-c", code, check=False)
         drop = wait_for(
             "a dropped flow in the feed",
-            lambda: [e for e in _present(browser, "#flow-feed .flow.dropped") if web["status"]["podIP"] in e.text],
+            lambda: [e for e in _present(browser, "#flow-feed .flow.dropped") if _key(web) + ":8080" in e.text],
             WAIT,
         )[0]
         assert "deny-web" in drop.text
-        assert drop.value_of_css_property("color") == "rgb(179, 38, 30)"
+        assert _rgb(drop.value_of_css_property("color")) == (179, 38, 30)
         assert _present(browser, "#edges line.edge.dropped")
         _shot(browser, tmp_path, "drop")
     finally:

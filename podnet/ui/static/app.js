@@ -187,7 +187,7 @@ function drawOverlay() {
   const g = $("#edges");
   g.replaceChildren();
   document.querySelectorAll(".on-path").forEach((e) => e.classList.remove("on-path"));
-  for (const f of flows.slice(-EDGES_MAX)) {
+  for (const f of flows.filter(shown).slice(-EDGES_MAX)) {
     const a = flowEnd(f.src), b = flowEnd(f.endpoint || f.dst);
     if (!a || !b || a === b) continue;
     const [x1, y1] = center(a), [x2, y2] = center(b);
@@ -195,8 +195,9 @@ function drawOverlay() {
     line.append(svg("title", {}));
     line.firstChild.textContent = f.verdict + (f.reason ? ": " + f.reason : "");
     g.append(line);
-    if (f.verdict !== "forwarded") {
-      const m = svg("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2, class: "drop-mark", "data-seq": f.seq });
+    if (f.verdict !== "forwarded") {  // the mark near the end whose node dropped it
+      const k = f.dropAt === "dst" ? 0.8 : 0.2;
+      const m = svg("text", { x: x1 + (x2 - x1) * k, y: y1 + (y2 - y1) * k, class: "drop-mark", "data-seq": f.seq });
       m.textContent = "\u2715";
       g.append(m);
     }
@@ -226,6 +227,21 @@ function drawOverlay() {
   });
 }
 
+let overlayPending = false;
+function scheduleOverlay() {  // a burst of flows: one redraw
+  if (overlayPending) return;
+  overlayPending = true;
+  setTimeout(() => { overlayPending = false; if (state) drawOverlay(); }, 200);
+}
+
+function fromNode(f) {  // kubelet's probes: from a node, or from its address on the pods' bridge
+  return !!f.src && (f.src.kind === "node" || (!!state && state.nodes.some((n) => n.gateway === f.src.ip)));
+}
+
+function shown(f) {  // a node's own connections are hidden unless asked for; drops never
+  return $("#show-probes").checked || f.verdict !== "forwarded" || !fromNode(f);
+}
+
 // ---- flows ------------------------------------------------------------------
 
 function endText(e) {
@@ -233,17 +249,26 @@ function endText(e) {
   return (e.name || e.ip || "?") + (e.port ? ":" + e.port : "");
 }
 
+function flowText(f) {
+  return (f.time ? f.time.slice(11, 19) + " " : "") + (f.protocol || "") + " " + endText(f.src) + " \u2192 " + endText(f.dst) +
+    (f.endpoint ? " (\u2192 " + endText(f.endpoint) + ")" : "") + " " + f.verdict.toUpperCase() +
+    (f.reason ? ": " + f.reason : "") + (f.node ? " on " + f.node : "") + (f.via ? " via " + f.via : "") +
+    (f.bytes !== null && f.bytes !== undefined ? " \u00b7 " + f.packets + " pkts " + f.bytes + " B" : "");
+}
+
 function addFlow(f) {
   if (flows.length && f.seq <= flows[flows.length - 1].seq) return;  // already shown (a reconnect replays the feed)
+  const feed = $("#flow-feed");
+  const i = flows.findIndex((o) => o.id === f.id);  // the same connection again, now ended
+  if (i >= 0) {
+    flows.splice(i, 1);
+    const old = feed.querySelector('[data-id="' + CSS.escape(f.id) + '"]');
+    if (old) old.remove();
+  }
   flows.push(f);
   if (flows.length > FEED_MAX) flows.shift();
-  const li = el("li", { class: "flow " + f.verdict, "data-seq": f.seq, "data-verdict": f.verdict },
-    (f.time ? f.time.slice(11, 19) + " " : "") + (f.protocol || "") + " " + endText(f.src) + " \u2192 " + endText(f.dst) +
-    (f.endpoint ? " (\u2192 " + endText(f.endpoint) + ")" : "") + " " + f.verdict.toUpperCase() +
-    (f.reason ? ": " + f.reason : "") + (f.node ? " on " + f.node : "") +
-    (f.bytes ? " \u00b7 " + f.packets + " pkts " + f.bytes + " B" : ""));
-  const feed = $("#flow-feed");
-  feed.prepend(li);
+  feed.prepend(el("li", { class: "flow " + f.verdict + (shown(f) ? "" : " probe"), "data-seq": f.seq, "data-id": f.id, "data-verdict": f.verdict,
+    title: f.policies.length ? "NetworkPolicy " + f.policies.join(", ") : "" }, flowText(f)));
   while (feed.children.length > FEED_MAX) feed.lastChild.remove();
 }
 
@@ -254,11 +279,15 @@ function connect() {
   es.addEventListener("open", () => { $("#live").className = "live on"; $("#live").textContent = "live"; });
   es.addEventListener("error", () => { $("#live").className = "live off"; $("#live").textContent = "reconnecting"; });
   es.addEventListener("state", (ev) => { state = JSON.parse(ev.data); render(); });
-  es.addEventListener("flow", (ev) => { addFlow(JSON.parse(ev.data)); if (state) drawOverlay(); });
+  es.addEventListener("flow", (ev) => { addFlow(JSON.parse(ev.data)); scheduleOverlay(); });
 }
 
 $("#trace-run").addEventListener("click", runTrace);
 $("#trace-from").addEventListener("change", (e) => { pick.from = e.target.value || null; render(); });
 $("#trace-to").addEventListener("change", (e) => { pick.to = e.target.value || null; render(); });
+$("#show-probes").addEventListener("change", (e) => {
+  $("#flow-feed").classList.toggle("with-probes", e.target.checked);
+  scheduleOverlay();
+});
 window.addEventListener("resize", () => { if (state) drawOverlay(); });
 connect();
