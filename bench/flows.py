@@ -23,8 +23,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from podnet.lab import topology  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "lab.yaml")
@@ -70,8 +72,10 @@ def podnet(env, *args, input=None, timeout=180):
     return res.stdout
 
 
-def agent_cpu(root, lab):
-    procs = json.load(open(os.path.join(root, lab, "procs.json")))
+def agent_cpu(lab):
+    # the labs live in the default state root, where every lab sees the
+    # others' API ports (a private root would hand out a port in use)
+    procs = json.load(open(os.path.join(topology.state_dir(lab), "procs.json")))
     rec = procs["agent-node1"] if isinstance(procs, dict) else next(p for p in procs if p["role"] == "agent-node1")
     with open("/proc/%d/stat" % rec["pid"]) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -84,10 +88,9 @@ def main():
     p.add_argument("--seconds", type=float, default=10.0, help="length of a round")
     p.add_argument("--rounds", type=int, default=3, help="rounds per side")
     args = p.parse_args()
-    root = tempfile.mkdtemp(prefix="pnflb-")
     labs = {"on": "flb%don" % (os.getpid() % 10000), "off": "flb%doff" % (os.getpid() % 10000)}
     envs = {
-        side: dict(os.environ, PODNET_STATE_ROOT=root, PODNET_LAB=name, PODNET_FLOWS="1" if side == "on" else "0")
+        side: dict(os.environ, PODNET_LAB=name, PODNET_FLOWS="1" if side == "on" else "0")
         for side, name in labs.items()
     }
     try:
@@ -103,7 +106,7 @@ def main():
         for i in range(args.rounds * 2):
             side = "on" if i % 2 == 0 else "off"
             ns, ip = targets[side]
-            before = agent_cpu(root, labs[side])
+            before = agent_cpu(labs[side])
             out = subprocess.run(
                 [
                     "nsenter",
@@ -122,7 +125,7 @@ def main():
                 check=True,
             ).stdout.split()
             time.sleep(SETTLE)
-            used = agent_cpu(root, labs[side]) - before
+            used = agent_cpu(labs[side]) - before
             cpu[side].append(used)
             done, failed, took = int(out[0]), int(out[1]), float(out[2])
             print(
