@@ -145,6 +145,28 @@ def test_hosts_join_and_talk(mode, tmp_path):
             60,
         )
 
+        if mode == "vxlan":
+            # a host whose pods another kubelet runs: `--no-kubelet` joins, installs
+            # the CNI plugins and conflist, and routes and load-balances for it
+            h3 = net.host("h3", 13)
+            h3.run(join + " --node h3")
+            h3.start(cmds["agent"] + " --node h3 --no-kubelet", str(tmp_path / "h3.log"))
+            wait("h3 Ready", lambda: " Ready " in kubectl(srv, "get node h3", check=False).stdout)
+            wait(
+                "h3's conflist",
+                lambda: h3.run("test -s /etc/cni/net.d/10-podnet.conflist", check=False).returncode == 0,
+            )
+            h3.run("test -x /opt/cni/bin/podnet-ipam")
+            url = "http://%s:8080/hostname" % b["status"]["podIP"]
+            wait(
+                "h3 -> a pod on h2", lambda: h3.run("curl -s -m 5 " + url, check=False).stdout == b["metadata"]["name"]
+            )
+            names = {p["metadata"]["name"] for p in web}
+            wait(
+                "h3 -> the Service",
+                lambda: h3.run("curl -s -m 5 http://%s/hostname" % svc, check=False).stdout in names,
+            )
+
         # a NetworkPolicy on h2's pods: web only from app=client; a web pod on h1 is held
         policy = tmp_path / "policy.yaml"
         policy.write_text(
