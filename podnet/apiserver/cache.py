@@ -103,9 +103,52 @@ class Cache:
         self.rev = rev
         self.history.clear()
 
+    def prime(self, timeout: float = 10.0) -> int:
+        """Fill the history from the store's own (etcd keeps one), so that a
+        client's watch resumes across an API server restart instead of
+        getting 410 and listing everything again: the keys as they were
+        `history` revisions ago, then the store's changes since, applied as
+        the live watch would apply them. -> changes kept (0: the store has
+        no history to give, or it was compacted; the cache is as load() left it)."""
+        list_at = getattr(self.store, "list_at", None)
+        want = self.rev
+        base = max(0, want - (self.history.maxlen or 0))
+        if list_at is None or base >= want:
+            return 0
+        current = self.objects
+        listeners, self.listeners = self.listeners, []  # old news: no reactions (GC) to them
+        stop = threading.Event()
+        timer = threading.Timer(timeout, stop.set)
+        timer.start()
+        try:
+            self.objects = collections.defaultdict(dict)
+            for key, obj, _ in list_at("/registry/", base) if base else []:
+                self.objects[resource_of(key)][key] = obj
+            self.rev = base
+            for ev in self.store.watch("/registry/", base, stop=stop):
+                self._apply(ev.rev, ev.type, ev.key, ev.value)
+                if ev.rev >= want:
+                    break
+            if self.rev != want:
+                raise StoreError("replay stopped at revision %d of %d" % (self.rev, want))
+        except (StoreError, OSError) as exc:
+            log.warning("watch cache: no history from the store (%s); watches from before start get 410", exc)
+            self.objects, self.rev = current, want
+            self.history.clear()
+            return 0
+        finally:
+            stop.set()
+            timer.cancel()
+            self.listeners = listeners
+        log.info(
+            "watch cache: %d changes of history from the store (revisions %d-%d)", len(self.history), base + 1, want
+        )
+        return len(self.history)
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.load()
+        self.prime()
         threading.Thread(target=self._watch, daemon=True, name="store-watch").start()
 
     def stop(self) -> None:

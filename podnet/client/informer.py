@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from podnet.api import ApiError, Kind, key_of, stored_kind
-from podnet.client.loop import THREAD_ERRORS
+from podnet.client.loop import THREAD_ERRORS, ThreadErrors
 from podnet.client.rest import Client, Gone
 
 log = logging.getLogger("podnet.informer")
@@ -36,6 +36,12 @@ BACKOFF = (0.5, 5.0)  # seconds before re-listing after an unexpected error: fir
 
 class Malformed(ValueError):
     """A watch event the informer cannot apply."""
+
+
+# full lists and resumed watches per resource ("list/pods", "resume/pods"):
+# after an API server restart a watch resumes from its resourceVersion, and
+# only a 410 Gone (or a malformed event) costs a list
+WATCHES = ThreadErrors()
 
 
 class Informer:
@@ -97,6 +103,7 @@ class Informer:
         changes = [(k, old.get(k), fresh.get(k)) for k in set(old) | set(fresh) if old.get(k) != fresh.get(k)]
         self.rv = rv
         self.relists += 1
+        WATCHES.note("list/" + self.kind.plural)
         self.synced.set()
         self._notify(changes)
         for d in list(self.dirties):
@@ -132,6 +139,8 @@ class Informer:
             try:
                 if self.rv is None:
                     self._relist()
+                else:  # a watch picked up where the last one ended: no list
+                    WATCHES.note("resume/" + self.kind.plural)
                 for etype, obj in self.client.watch(self.kind, self.namespace, self.rv, stop=stop):
                     self._event(etype, obj)
                 backoff = BACKOFF[0]

@@ -557,6 +557,7 @@ def run_agent(lab, node, kubeconfig=None, encryption=None):
         ProxyReconciler(node, objects, cluster_cidr, node_dir, mode=r.get("mode", "vxlan")),
         PolicyReconciler(node, objects, cluster_cidr),
     ]
+    from podnet.agent import watchmetrics  # noqa: F401 - registers the informer counters on /metrics
     from podnet.agent.lease import LeaseRenewer
 
     # the heartbeat; after a gap longer than the grace it fences the node's LoadBalancer IPs first

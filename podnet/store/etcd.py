@@ -23,6 +23,7 @@ Design, and why:
 """
 
 import base64
+import builtins
 import http.client
 import json
 import logging
@@ -205,6 +206,20 @@ class EtcdStore:
             out += [(base64.b64decode(kv["key"]).decode(), _load(kv), int(kv["mod_revision"])) for kv in kvs]
             if not doc.get("more") or not kvs:
                 return out, rev
+            body["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
+
+    def list_at(self, prefix: str, rev: int) -> builtins.list[tuple[str, Obj, int]]:
+        """The keys under prefix as they were at revision rev (etcd keeps
+        the history until a compaction: Compacted past it). The API server
+        replays from here into its watch cache's history at start-up."""
+        out: list[tuple[str, Obj, int]] = []
+        body = dict(_range(prefix), limit=PAGE, revision=rev)
+        while True:
+            doc = self._call("/v3/kv/range", body, idempotent=True)
+            kvs = doc.get("kvs") or []
+            out += [(base64.b64decode(kv["key"]).decode(), _load(kv), int(kv["mod_revision"])) for kv in kvs]
+            if not doc.get("more") or not kvs:
+                return out
             body["key"] = _b64(base64.b64decode(kvs[-1]["key"]) + b"\0")
 
     def put(self, key: str, value: Obj, expect_rev: int | None = None) -> int:
