@@ -2,7 +2,7 @@
 
 Each host is a network namespace (hx-<tag>-<host>) with one veth on an
 underlay bridge (namespace hx-<tag>-u), and every command run "on" it runs
-in a private mount namespace of that host where /run, /etc/cni, /opt,
+in a private mount namespace (and UTS namespace: its hostname is its name) of that host where /run, /etc/cni, /opt,
 /var/lib are fresh tmpfs: its own /etc/cni/net.d, /opt/cni/bin,
 /var/lib/cni, /var/lib/podnet and /run (so its named pod namespaces), as
 on a separate machine. The machine's own directories are never written.
@@ -22,7 +22,7 @@ import subprocess
 import time
 
 SETUP = (
-    "set -e; mount --make-rprivate /; "
+    'set -e; hostname "$1"; mount --make-rprivate /; '
     "for d in /run /etc/cni /opt /var/lib; do mount -t tmpfs -o mode=0755 hx-host $d; done; "
     "mkdir -p /etc/cni/net.d /opt/cni/bin /var/lib/cni /var/lib/podnet /run/netns; "
     "exec sleep infinity"
@@ -50,7 +50,8 @@ class Host:
         sh("ip", "-n", self.ns, "link", "set", "lo", "up")
         sh("ip", "-n", self.ns, "route", "add", "default", "via", self.net.gateway)
         self.holder = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", SETUP],
+            ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--uts", "--propagation", "private"]
+            + ["sh", "-c", SETUP, "setup", self.name],
             start_new_session=True,
         )
         deadline = time.time() + 20
@@ -85,7 +86,7 @@ class Host:
         return os.readlink("/proc/%d/ns/mnt" % self._sleeper())
 
     def argv(self, script: str) -> list[str]:
-        return ["nsenter", "-t", str(self._sleeper()), "-m", "-n", "sh", "-c", script]
+        return ["nsenter", "-t", str(self._sleeper()), "-m", "-n", "-u", "sh", "-c", script]
 
     def run(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(".venv/bin/podnet")) + ":" + os.environ["PATH"])

@@ -94,22 +94,23 @@ def test_hosts_join_and_talk(mode, tmp_path):
         # bad input: each join refused with its reason, nothing written, no identity made
         token = re.search(r"--token (\S+)", join).group(1)
         bad_token = join.replace(token, token.split(".")[0] + ".zzzzzzzzzzzzzzzz")
-        r = h1.run(bad_token + " --node h1", check=False)
+        r = h1.run(bad_token, check=False)
         assert r.returncode == 1 and "is not valid" in r.stderr, r.stderr
         bad_hash = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, join)
-        r = h1.run(bad_hash + " --node h1", check=False)
+        r = h1.run(bad_hash, check=False)
         assert r.returncode == 1 and "refusing to trust it" in r.stderr, r.stderr
         short = srv.run("podnet server token create --data-dir /var/lib/podnet-server --ttl 1s").stdout.strip()
         time.sleep(1.5)  # the token's whole life
-        r = h1.run(short + " --node h1", check=False)
+        r = h1.run(short, check=False)
         assert r.returncode == 1 and "expired at" in r.stderr, r.stderr
         assert h1.run("test -e /var/lib/podnet/node.kubeconfig", check=False).returncode == 1
         assert "system:node:h1" not in srv.run("cat /var/lib/podnet-server/pki/tokens.yaml").stdout
 
         # the README's join and agent commands on both hosts
         for h in (h1, h2):
-            h.run(join + " --node " + h.name)
-            h.start(cmds["agent"] + " --node %s --routing %s" % (h.name, mode), str(tmp_path / (h.name + ".log")))
+            # the node's name: the host's hostname, as on a real machine
+            h.run(join)
+            h.start(cmds["agent"] + " --routing " + mode, str(tmp_path / (h.name + ".log")))
         wait("2 Ready nodes", lambda: kubectl(srv, "get nodes", check=False).stdout.count(" Ready") == 2)
         for h in (h1, h2):  # installed where a CRI runtime looks
             h.run("test -x /opt/cni/bin/podnet && test -s /etc/cni/net.d/10-podnet.conflist")
@@ -149,7 +150,8 @@ def test_hosts_join_and_talk(mode, tmp_path):
             # a host whose pods another kubelet runs: `--no-kubelet` joins, installs
             # the CNI plugins and conflist, and routes and load-balances for it
             h3 = net.host("h3", 13)
-            h3.run(join + " --node h3")
+            h3.run(join + " --node h3")  # its name given (--node), not the hostname
+            h3.run("hostname not-h3")
             h3.start(cmds["agent"] + " --node h3 --no-kubelet", str(tmp_path / "h3.log"))
             wait("h3 Ready", lambda: " Ready " in kubectl(srv, "get node h3", check=False).stdout)
             wait(
