@@ -193,7 +193,7 @@ def node_name(a: Attrs) -> str | None:
 
 def node_decide(a: Attrs, node: str, pod_node: Callable[[str, str], str | None], body_name: str = "") -> Decision:
     """The Node authorizer. `pod_node(ns, name)` -> the node a pod is bound to
-    (None: no such pod); `body_name` is the object's name on a create."""
+    ("" unbound, None: no such pod); `body_name` is the object's name on a create."""
     if not a.resource_request:
         return Decision(a.verb == "get", "")
     target = a.name or body_name
@@ -217,7 +217,9 @@ def node_decide(a: Attrs, node: str, pod_node: Callable[[str, str], str | None],
         and (a.subresource == "status" and a.verb in ("update", "patch") or a.verb == "delete" and not a.subresource)
     ):
         bound = pod_node(a.namespace, a.name)
-        if bound == node:
+        # No such pod: nothing to change, so the request goes on to its 404
+        # (a kubelet's last delete of a pod already gone is not an error).
+        if bound == node or bound is None:
             return Decision(True)
         return Decision(
             False, "node '%s' can only modify pods bound to it, not pod %s/%s" % (node, a.namespace, a.name)
@@ -230,7 +232,7 @@ def node_decide(a: Attrs, node: str, pod_node: Callable[[str, str], str | None],
 
 
 def decide(
-    a: Attrs, policy: Policy, pod_node: Callable[[str, str], str | None] = lambda ns, n: None, body_name: str = ""
+    a: Attrs, policy: Policy, pod_node: Callable[[str, str], str | None] = lambda ns, n: "", body_name: str = ""
 ) -> Decision:
     if MASTERS in a.groups:
         return Decision(True)

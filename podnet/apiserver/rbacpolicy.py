@@ -181,7 +181,7 @@ class Authorizer:
             pod = self.registry.get(resources.BY_KIND["Pod"], ns, name)
         except StatusError:
             return None
-        return str((pod.get("spec") or {}).get("nodeName") or "") or None
+        return str((pod.get("spec") or {}).get("nodeName") or "")  # "": not bound to any node
 
     async def check(self, request: web.Request, who: dict[str, Any]) -> None:
         groups = list(who.get("groups") or ()) + ["system:authenticated"]

@@ -75,7 +75,7 @@ def test_masters_may_do_anything_and_nobody_else_by_default():
 
 def test_node_authorizer_own_node_lease_and_bound_pods():
     def pod_node(ns, name):
-        return {"web-1": "n1", "web-2": "n2"}.get(name)
+        return {"web-1": "n1", "web-2": "n2", "pending": ""}.get(name)
 
     def node(method, path, who="n1", body_name=""):
         a = request_attrs(method, path, {}, "system:node:" + who, NODE)
@@ -93,6 +93,8 @@ def test_node_authorizer_own_node_lease_and_bound_pods():
     assert node("PATCH", "/api/v1/namespaces/default/pods/web-1/status").allowed
     assert not node("PATCH", "/api/v1/namespaces/default/pods/web-2/status").allowed
     assert not node("PATCH", "/api/v1/namespaces/default/pods/web-1").allowed  # the spec is not the node's
+    assert not node("PATCH", "/api/v1/namespaces/default/pods/pending/status").allowed  # bound to no node
+    assert node("DELETE", "/api/v1/namespaces/default/pods/gone").allowed  # no such pod: the 404 answers
     assert node("GET", "/apis/networking.k8s.io/v1/networkpolicies").allowed
     assert not node("POST", "/api/v1/namespaces/default/services").allowed
     assert not node("GET", "/api/v1/namespaces/default/secrets").allowed
