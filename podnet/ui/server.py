@@ -51,6 +51,7 @@ class View:
         self.feed, self.hub = feed or Feed(), hub or Hub()
         self.dirty = threading.Event()
         self.trace_lock = asyncio.Lock()
+        self.streams: set[asyncio.Task[Any]] = set()  # open /api/events handlers, ended at shutdown
 
     def start_watch(self) -> None:
         for kind in KINDS:
@@ -119,6 +120,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     q = view.hub.subscribe()
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if task is not None:
+        view.streams.add(task)
     try:
         await resp.write(_sse("state", await loop.run_in_executor(None, view.snapshot)))
         for item in view.feed.since(0):
@@ -136,6 +140,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         view.hub.unsubscribe(q)
+        if task is not None:
+            view.streams.discard(task)
     return resp
 
 
@@ -225,4 +231,8 @@ async def serve(view: View, port: int, ready: Any = None, stop: asyncio.Event | 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         pump.cancel()
+        # an open event stream never ends by itself: without this, shutdown
+        # would wait for the browser to go away (aiohttp's shutdown timeout)
+        for t in list(view.streams):
+            t.cancel()
         await runner.cleanup()

@@ -3,6 +3,7 @@ chromedriver (selenium), with networking to anything but 127.0.0.1 turned
 off. One 3-node lab, one UI server and one browser for the module; every
 test leaves a screenshot in its tmp dir."""
 
+import contextlib
 import json
 import os
 import select
@@ -61,11 +62,11 @@ def lab(tmp_path_factory):
         assert leftovers(lab.name, root) == []
 
 
-@pytest.fixture(scope="module")
-def url(lab, tmp_path_factory):
+@contextlib.contextmanager
+def ui_server(lab, logdir):
     """`podnet lab ui --port 0` as a person starts it; its first line names the
     URL; its log goes to a file (printed at the end, shown when a test fails)."""
-    log = tmp_path_factory.mktemp("ui") / "ui.log"
+    log = logdir / "ui.log"
     errf = open(log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "podnet.cli.main", "lab", "ui", "--lab", lab.name, "--port", "0"],
@@ -90,6 +91,12 @@ def url(lab, tmp_path_factory):
         proc.stdout.close()
         errf.close()
         assert code == 0 and not process_running(proc.pid)
+
+
+@pytest.fixture(scope="module")
+def url(lab, tmp_path_factory):
+    with ui_server(lab, tmp_path_factory.mktemp("ui")) as u:
+        yield u
 
 
 def _descendants(pid):
@@ -162,6 +169,20 @@ def _present(driver, css):
     return driver.find_elements("css selector", css)
 
 
+def _wait(what, fn, timeout=WAIT):
+    """wait_for, where an element replaced while being read (the page
+    re-renders on changes) is a "not yet", not a failure."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt():
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            return None
+
+    return wait_for(what, attempt, timeout)
+
+
 def _rgb(css):
     """(r, g, b) of "rgb(1, 2, 3)" or "rgba(1, 2, 3, 1)" (browsers give either)."""
     return tuple(int(v) for v in css[css.index("(") + 1 : -1].split(",")[:3])
@@ -175,8 +196,8 @@ def test_page_shows_every_node_pod_and_service(lab, browser, tmp_path):
     nodes = [n["metadata"]["name"] for n in lab.get("nodes")]
     pods = lab.get("pods", "-A")
     services = lab.get("services", "-A")
-    wait_for("the page live", lambda: "live on" in browser.find_element("id", "live").get_attribute("class"), WAIT)
-    wait_for("every pod on the page", lambda: all(_present(browser, '[data-pod="%s"]' % _key(p)) for p in pods), WAIT)
+    _wait("the page live", lambda: "live on" in browser.find_element("id", "live").get_attribute("class"), WAIT)
+    _wait("every pod on the page", lambda: all(_present(browser, '[data-pod="%s"]' % _key(p)) for p in pods), WAIT)
     assert (
         sorted(e.get_attribute("data-node") for e in _present(browser, ".node"))
         == sorted(nodes)
@@ -206,23 +227,21 @@ def test_a_new_pod_appears_and_a_deleted_service_goes_without_a_reload(lab, brow
     browser.execute_script("window.__sameDocument = 1")  # gone if the page reloads
     try:
         lab.run("apply", "-f", "-", input=EXTRA_POD + "---\n" + EXTRA_SVC)
-        wait_for(
+        _wait(
             "pod extra Ready on node3 in the page",
             lambda: _present(browser, '.node[data-node="node3"] .pod.ready[data-pod="default/extra"]'),
             WAIT,
         )
-        wait_for(
+        _wait(
             "Service extra with its endpoint",
             lambda: _present(browser, '[data-service="default/extra"] .endpoint[data-ip]'),
             WAIT,
         )
         _shot(browser, tmp_path, "extra")
         lab.run("delete", "service", "extra")
-        wait_for(
-            "Service extra gone from the page", lambda: not _present(browser, '[data-service="default/extra"]'), WAIT
-        )
+        _wait("Service extra gone from the page", lambda: not _present(browser, '[data-service="default/extra"]'), WAIT)
         lab.run("delete", "pod", "extra", "--wait")
-        wait_for("pod extra gone from the page", lambda: not _present(browser, '[data-pod="default/extra"]'), WAIT)
+        _wait("pod extra gone from the page", lambda: not _present(browser, '[data-pod="default/extra"]'), WAIT)
         assert browser.execute_script("return window.__sameDocument") == 1
         assert _present(browser, '[data-service="default/web"]')
     finally:
@@ -240,7 +259,7 @@ def _run_trace(browser, src, dst, port="8080"):
     field.clear()
     field.send_keys(port)
     browser.find_element("id", "trace-run").click()
-    wait_for(
+    _wait(
         "the trace's answer on the page",
         lambda: browser.find_element("id", "trace-result").get_attribute("data-seq") not in (None, before),
         WAIT,
@@ -279,7 +298,7 @@ def test_a_policy_shows_as_badges_and_its_drop_in_red(lab, browser, tmp_path):
     webs = [p for p in lab.get("pods") if p["metadata"]["name"].startswith("web-")]
     lab.run("apply", "-f", "-", input=DENY_WEB)
     try:
-        wait_for(
+        _wait(
             "deny-web badges on the web pods",
             lambda: all(
                 _present(browser, '[data-pod="%s"] .badge[data-policy="default/deny-web"]' % _key(p)) for p in webs
@@ -289,7 +308,7 @@ def test_a_policy_shows_as_badges_and_its_drop_in_red(lab, browser, tmp_path):
         assert not _present(browser, '[data-pod="default/client"] .badge.policy')
         web = _web_pod(lab, "node1")
         # a trace into the denied pod: the drop is drawn red on the hop where it happens
-        result = wait_for(
+        result = _wait(
             "the policy in force (the trace dropped)",
             lambda: (
                 (r := _run_trace(browser, "default/client", _key(web))).get_attribute("data-verdict") == "dropped" and r
@@ -299,12 +318,14 @@ def test_a_policy_shows_as_badges_and_its_drop_in_red(lab, browser, tmp_path):
         assert "deny-web" in result.text
         assert "failed" in result.get_attribute("class")
         assert _present(browser, "#edges .hop-mark.drop") and _present(browser, "#edges polyline.trace-path.failed")
-        red = browser.find_element("css selector", "#edges .hop-mark.drop circle").value_of_css_property("fill")
+        red = browser.execute_script(
+            "return getComputedStyle(document.querySelector('#edges .hop-mark.drop circle')).fill"
+        )
         assert _rgb(red) == (211, 47, 47)
         # the flow log: the denied connection in the feed, red
         code = "import socket; socket.create_connection(('%s', 8080), timeout=2)" % web["status"]["podIP"]
         lab.run("exec", "client", "--", "python3", "-c", code, check=False)
-        drop = wait_for(
+        drop = _wait(
             "a dropped flow in the feed",
             lambda: [e for e in _present(browser, "#flow-feed .flow.dropped") if _key(web) + ":8080" in e.text],
             WAIT,
@@ -332,3 +353,30 @@ def test_the_server_answers_only_loopback_names_and_bad_trace_requests(url):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(post, timeout=10)
     assert err.value.code == 400 and "protocol" in json.loads(err.value.read())["error"]
+
+
+def test_a_bgp_lab_shows_its_routing_mode_and_sessions(browser, tmp_path):
+    """A second lab, with BIRD: each node's sessions as the Node's
+    podnet.io/bgp-sessions annotation says, Established in the page."""
+    root = tmp_path / "labs"
+    root.mkdir()
+    bgp = Lab("gb%d" % (os.getpid() % 10000), str(root))
+    try:
+        bgp.run("lab", "up", "--name", bgp.name, "--nodes", "2", "--routing", "bgp", "--timeout", "90", timeout=150)
+        with ui_server(bgp, tmp_path) as u:
+            browser.get(u)
+            _wait("routing: bgp", lambda: browser.find_element("id", "routing").text == "routing: bgp", WAIT)
+            for n in ("node1", "node2"):
+                # the other node and the external host's router, both Established
+                _wait(
+                    "%s's BGP sessions Established in the page" % n,
+                    lambda n=n: len(_present(browser, '.node[data-node="%s"] .bgp .session.Established' % n)) == 2,
+                    WAIT,
+                )
+            other = browser.find_element("css selector", '.node[data-node="node1"] .bgp')
+            assert "node2 Established" in other.text and "external Established" in other.text
+            _shot(browser, tmp_path, "bgp")
+            browser.get("about:blank")
+    finally:
+        bgp.run("lab", "down", "--name", bgp.name, check=False)
+        assert leftovers(bgp.name, str(root)) == []

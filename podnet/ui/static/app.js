@@ -9,6 +9,9 @@ let state = null;
 let flows = [];           // newest last
 let lastTrace = null;     // the last trace document, redrawn after each render
 let pick = { from: null, to: null };
+let stateText = "";       // the last state event's text, to skip identical ones
+let renders = 0;          // bumps on every render: the overlay must follow the boxes
+let overlayKey = "";      // what the overlay was last drawn from
 let traceSeq = 0;         // #trace-result's data-seq: one more per answer (tests wait on it)
 
 const $ = (sel) => document.querySelector(sel);
@@ -184,10 +187,15 @@ function flowEnd(end) {
 }
 
 function drawOverlay() {
+  const shownFlows = flows.filter(shown).slice(-EDGES_MAX);
+  const key = [renders, traceSeq, window.innerWidth, window.innerHeight, $("#show-probes").checked,
+    ...shownFlows.map((f) => f.seq)].join(",");
+  if (key === overlayKey) return;  // nothing moved: keep the elements (and whoever looks at them)
+  overlayKey = key;
   const g = $("#edges");
   g.replaceChildren();
   document.querySelectorAll(".on-path").forEach((e) => e.classList.remove("on-path"));
-  for (const f of flows.filter(shown).slice(-EDGES_MAX)) {
+  for (const f of shownFlows) {
     const a = flowEnd(f.src), b = flowEnd(f.endpoint || f.dst);
     if (!a || !b || a === b) continue;
     const [x1, y1] = center(a), [x2, y2] = center(b);
@@ -278,7 +286,13 @@ function connect() {
   const es = new EventSource("/api/events");
   es.addEventListener("open", () => { $("#live").className = "live on"; $("#live").textContent = "live"; });
   es.addEventListener("error", () => { $("#live").className = "live off"; $("#live").textContent = "reconnecting"; });
-  es.addEventListener("state", (ev) => { state = JSON.parse(ev.data); render(); });
+  es.addEventListener("state", (ev) => {
+    if (ev.data === stateText) return;  // a change the picture does not show (a heartbeat): nothing to redo
+    stateText = ev.data;
+    state = JSON.parse(ev.data);
+    renders++;
+    render();
+  });
   es.addEventListener("flow", (ev) => { addFlow(JSON.parse(ev.data)); scheduleOverlay(); });
 }
 
