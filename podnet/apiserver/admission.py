@@ -39,6 +39,23 @@ _SERVER_META = (
 )
 
 
+# Kinds without a status in kube-apiserver: none is added on create (an
+# RBAC object given one would then fail its own update's validation).
+NO_STATUS = (
+    "Namespace",
+    "Event",
+    "Endpoints",
+    "EndpointSlice",
+    "Secret",
+    "IngressClass",
+    "Lease",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+)
+
+
 class Invalid(ApiError):
     """422: the object is not valid; .path names the field."""
 
@@ -80,10 +97,7 @@ class Admission:
         stamp(obj)
         meta["generation"] = 1
         # kinds without status (Secret, IngressClass, ...) get none, as in kube-apiserver
-        if (
-            obj["kind"] not in ("Namespace", "Event", "Endpoints", "EndpointSlice", "Secret", "IngressClass", "Lease")
-            or "status" in obj
-        ):
+        if obj["kind"] not in NO_STATUS or "status" in obj:
             obj.setdefault("status", {})
         if obj["kind"] == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
