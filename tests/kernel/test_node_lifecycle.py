@@ -70,7 +70,12 @@ def lb_holders(lab, ip):
     """The nodes with the LoadBalancer IP on lo (the kernel answers ARP for it there)."""
     out = []
     for n in ("node1", "node2", "node3"):
-        addrs = lab.run("lab", "exec", n, "--", "ip", "-4", "-o", "addr", "show", "dev", "lo").stdout
+        for _attempt in range(3):  # a look that failed to run is looked again, not counted as "none"
+            res = lab.run("lab", "exec", n, "--", "ip", "-4", "-o", "addr", "show", "dev", "lo", check=False)
+            if res.returncode == 0:
+                break
+        assert res.returncode == 0, "ip addr in %s -> %d: %s" % (n, res.returncode, res.stderr)
+        addrs = res.stdout
         if " %s/32 " % ip in addrs:
             out.append(n)
     return out
