@@ -128,13 +128,16 @@ class NodeLifecycle:
         self.grace = grace
         self.toleration = toleration
         self.recorder = recorder
-        self.renewals: dict[str, tuple[str, float]] = {}  # node -> (renewTime seen, when seen)
+        self.renewals: dict[str, tuple[str, float]] = {}  # node -> (heartbeats seen, when seen)
         self.tainted_since: dict[str, float] = {}
         self.evicted = 0
 
     def observe(self, now: float) -> dict[str, float]:
-        """Lease renewTime changes -> probe times. A node with no Lease yet
-        is probed from when we first saw its Node."""
+        """Heartbeats -> probe times: a change of the Lease's renewTime or of
+        the Node's Ready lastHeartbeatTime (as the node lifecycle controller
+        takes either: an agent that renews no Lease still posts its status
+        every 10 s). A node never seen beating is probed from when we first
+        saw it."""
         leases = {
             le["metadata"]["name"]: (le.get("spec") or {}).get("renewTime") or ""
             for le in self.cluster.list("Lease", NODE_LEASE_NAMESPACE)
@@ -142,7 +145,15 @@ class NodeLifecycle:
         probe = {}
         for n in self.cluster.list("Node"):
             name = n["metadata"]["name"]
-            renew = leases.get(name, "")
+            beat = next(
+                (
+                    c.get("lastHeartbeatTime")
+                    for c in (n.get("status") or {}).get("conditions") or []
+                    if c.get("type") == "Ready"
+                ),
+                None,
+            )
+            renew = "%s|%s" % (leases.get(name, ""), beat or "")
             seen = self.renewals.get(name)
             if seen is None or seen[0] != renew:
                 seen = (renew, now)

@@ -115,3 +115,26 @@ def test_a_failed_renewal_names_the_lease():
 def test_micro_time_round_trips():
     assert abs(parse_micro_time(micro_time(1700000000.25)) - 1700000000.25) < 1e-5
     assert parse_micro_time("2026-01-02T03:04:05Z") == parse_micro_time("2026-01-02T03:04:05.000000Z")
+
+
+class FakeCluster:
+    def __init__(self, nodes, leases):
+        self.nodes, self.leases = nodes, leases
+        self.client = None
+
+    def list(self, kind, namespace=None):
+        return {"Node": self.nodes, "Lease": self.leases}[kind]
+
+
+def test_either_heartbeat_counts_a_lease_or_the_node_status():
+    beat = {"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"}
+    n = {"metadata": {"name": "a"}, "spec": {}, "status": {"conditions": [beat]}}
+    lease = {"metadata": {"name": "a"}, "spec": {"renewTime": micro_time(1.0)}}
+    c = FakeCluster([n], [lease])
+    life = nl.NodeLifecycle(c, grace=6)
+    assert life.observe(100.0) == {"a": 100.0}
+    assert life.observe(110.0) == {"a": 100.0}  # nothing beat: the probe stays
+    beat["lastHeartbeatTime"] = "2026-01-01T00:00:10Z"  # an agent without a Lease still posts its status
+    assert life.observe(111.0) == {"a": 111.0}
+    lease["spec"]["renewTime"] = micro_time(2.0)
+    assert life.observe(112.0) == {"a": 112.0}
