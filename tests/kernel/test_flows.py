@@ -121,7 +121,8 @@ def node_ns(lab, node):
 
 def metrics(lab, node):
     ip = next(n["ip"] for n in lab.doc["nodes"] if n["name"] == node)
-    return lab.run("lab", "exec", node, "--", "curl", "-sS", "-m", "5", "http://%s:10249/metrics" % ip).stdout
+    res = lab.run("lab", "exec", node, "--", "curl", "-sS", "-m", "5", "http://%s:10249/metrics" % ip, check=False)
+    return res.stdout if res.returncode == 0 else None  # the waits below ask again
 
 
 def sample(page, name, **labels):
@@ -187,7 +188,7 @@ def test_each_connection_is_one_record_with_names_verdict_reason_and_bytes(lab):
     # the denied and refused attempts made no conntrack connection
     assert not [r for r in mine() if r["verdict"] == "forwarded" and r["dst"]["ip"] in (secret_ip, svc["nothing"])]
 
-    page = metrics(lab, "node1")
+    page = lab.wait("node1's metrics", lambda: metrics(lab, "node1"), 30)
     drop_count = sample(page, "podnet_flow_drops_total", reason="NetworkPolicy", policy="default/deny-secret")
     assert drop_count == DROPPED_PROBES
 
@@ -198,7 +199,12 @@ def test_a_pods_byte_counters_match_an_iperf3_transfer(lab):
     prober_ns = pod_netns(lab.name, lab.pod("prober")["metadata"]["uid"])
     prober_ip = lab.pod("prober")["status"]["podIP"]
     before = sum(
-        sample(metrics(lab, n), "podnet_flow_pod_bytes_total", pod="prober", direction="sent")
+        sample(
+            lab.wait("%s's metrics" % n, lambda n=n: metrics(lab, n), 30),
+            "podnet_flow_pod_bytes_total",
+            pod="prober",
+            direction="sent",
+        )
         for n in ("node1", "node2")
     )
     srv = subprocess.Popen(
@@ -225,8 +231,16 @@ def test_a_pods_byte_counters_match_an_iperf3_transfer(lab):
 
     def counted():
         pages = [metrics(lab, n) for n in ("node1", "node2")]
+        if None in pages:
+            return None
         got = sum(sample(p, "podnet_flow_pod_bytes_total", pod="prober", direction="sent") for p in pages) - before
+        seen.append(got)
         return got if got >= sent else None
 
-    got = lab.wait("the transfer counted", counted, 30)
+    seen = []
+
+    try:
+        got = lab.wait("the transfer counted", counted, 60)
+    except AssertionError as exc:
+        raise AssertionError("%s: counted %s of %d bytes sent" % (exc, seen[-3:], sent)) from None
     assert abs(got - sent) / sent < 0.01, (got, sent)
