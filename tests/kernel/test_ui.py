@@ -249,12 +249,30 @@ def test_a_new_pod_appears_and_a_deleted_service_goes_without_a_reload(lab, brow
         lab.run("delete", "pod", "extra", "--ignore-not-found", check=False)
 
 
-def _run_trace(browser, src, dst, port="8080"):
+def _run_trace(browser, src, dst, port="8080", click=False):
+    """FROM and TO picked in the lists, or (click) by clicking the two pods on the picture."""
     from selenium.webdriver.support.ui import Select
 
     before = browser.find_element("id", "trace-result").get_attribute("data-seq")
-    Select(browser.find_element("id", "trace-from")).select_by_value(src)
-    Select(browser.find_element("id", "trace-to")).select_by_value(dst)
+    if click:
+        for key in (src, dst):
+            browser.find_element("css selector", '.pod[data-pod="%s"]' % key).click()
+        _wait(
+            "the clicked pods as FROM and TO",
+            lambda: (
+                (
+                    Select(browser.find_element("id", "trace-from")).first_selected_option.get_attribute("value"),
+                    Select(browser.find_element("id", "trace-to")).first_selected_option.get_attribute("value"),
+                )
+                == (src, dst)
+            ),
+        )
+        assert _present(browser, '.pod.sel-from[data-pod="%s"]' % src) and _present(
+            browser, '.pod.sel-to[data-pod="%s"]' % dst
+        )
+    else:
+        Select(browser.find_element("id", "trace-from")).select_by_value(src)
+        Select(browser.find_element("id", "trace-to")).select_by_value(dst)
     field = browser.find_element("id", "trace-port")
     field.clear()
     field.send_keys(port)
@@ -277,7 +295,7 @@ def test_a_trace_from_the_page_is_drawn_hop_by_hop(lab, browser, tmp_path):
     client = next(p for p in lab.get("pods") if p["metadata"]["name"] == "client")
     other = next(n for n in ("node1", "node2", "node3") if n != client["spec"]["nodeName"])
     web = _web_pod(lab, other)
-    result = _run_trace(browser, "default/client", _key(web))
+    result = _run_trace(browser, "default/client", _key(web), click=True)
     assert result.get_attribute("data-verdict") == "delivered", result.text
     hops = [h.get_attribute("data-where") for h in _present(browser, "#trace-hops .hop")]
     # the same hops as `podnet trace -o json` gives for that path

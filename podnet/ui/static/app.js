@@ -195,6 +195,19 @@ function drawOverlay() {
   const g = $("#edges");
   g.replaceChildren();
   document.querySelectorAll(".on-path").forEach((e) => e.classList.remove("on-path"));
+  // the underlay: every node's (and the external host's) link to the shared bridge
+  const pic = $("#picture").getBoundingClientRect(), u = $("#underlay").getBoundingClientRect();
+  for (const h of document.querySelectorAll(".node-head, #external")) {
+    const r = h.getBoundingClientRect();
+    const x = Math.min(Math.max(r.left + r.width / 2, u.left + 8), u.right - 8) - pic.left;
+    const top = h.id === "external" ? r.top : r.top - 8;
+    if (h.id === "external") {
+      g.append(svg("line", { x1: r.right - pic.left, y1: r.top + r.height / 2 - pic.top, x2: u.left - pic.left,
+        y2: u.top + u.height / 2 - pic.top, class: "wire" }));
+    } else {
+      g.append(svg("line", { x1: x, y1: u.bottom - pic.top, x2: x, y2: top - pic.top, class: "wire" }));
+    }
+  }
   for (const f of shownFlows) {
     const a = flowEnd(f.src), b = flowEnd(f.endpoint || f.dst);
     if (!a || !b || a === b) continue;
