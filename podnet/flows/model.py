@@ -12,6 +12,7 @@ of the same 5-tuple within DROP_DEDUP seconds add to its packet count).
 """
 
 import collections
+import ipaddress
 import threading
 
 RING = 10000
@@ -61,6 +62,9 @@ class Names:
             for a in (node.get("status") or {}).get("addresses") or []:
                 if a.get("type") == "InternalIP":
                     n[a["address"]] = node["metadata"]["name"]
+            cidr = (node.get("spec") or {}).get("podCIDR")
+            if cidr:  # the bridge's gateway address: the node's own probes come from it
+                n[str(ipaddress.ip_network(cidr, strict=False).network_address + 1)] = node["metadata"]["name"]
         self.pods, self.services, self.nodes = p, s, n
 
     def end(self, ip, port):

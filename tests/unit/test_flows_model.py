@@ -69,6 +69,7 @@ def flowlog():
         nodes=[
             {
                 "metadata": {"name": "node1"},
+                "spec": {"podCIDR": "10.244.0.0/24"},
                 "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.11"}]},
             }
         ],
@@ -98,6 +99,10 @@ def test_a_connection_through_a_service_is_one_record_named_and_counted_at_its_e
     assert len(recs) == 1 and recs[0]["bytes"] == {"orig": 1300, "reply": 400} and recs[0]["state"] == "ended"
     assert recs[0]["packets"] == {"orig": 5, "reply": 4} and last == recs[0]["seq"] == 2
     assert recs[0]["id"] == "node2/1"  # the record's id stays while its seq moves on
+
+
+def test_the_bridge_gateway_is_its_node(flowlog):
+    assert flowlog.names.end("10.244.0.1", 5) == {"ip": "10.244.0.1", "port": 5, "node": "node1"}
 
 
 def test_a_connection_from_another_nodes_pod_is_left_to_that_node(flowlog):
