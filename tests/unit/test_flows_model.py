@@ -199,3 +199,18 @@ def test_pod_series_end_with_their_pod_and_bytes_count_both_ends():
     )
     m.prune({("default", "web-1")})
     assert val("client", "sent") is None and val("web-1", "sent") == 400
+
+
+def test_a_long_poll_answers_with_the_first_new_record():
+    import threading
+
+    fl = model.FlowLog("node1")
+    pkt = netlink.ip_packet(ipv4("1.2.3.4", "10.96.0.9", 6, 1, 80))
+    fl.nflog({"prefix": "pn:rej:no-endpoints", "packet": pkt})
+    first = http.answer(fl, "")
+    assert first["node"] == "node1" and first["last"] == 1 and len(first["flows"]) == 1
+    later = threading.Timer(0.2, fl.nflog, [{"prefix": "pn:rej:unknown-port", "packet": pkt}])
+    later.start()
+    got = http.answer(fl, "since=1&wait=30")  # returns when the record comes, not after 30 s
+    later.join()
+    assert got["last"] == 2 and [r["reason"] for r in got["flows"]] == ["unknown port"]
