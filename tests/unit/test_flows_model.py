@@ -209,7 +209,8 @@ def test_a_long_poll_answers_with_the_first_new_record():
     fl.nflog({"prefix": "pn:rej:no-endpoints", "packet": pkt})
     first = http.answer(fl, "")
     assert first["node"] == "node1" and first["last"] == 1 and len(first["flows"]) == 1
-    later = threading.Timer(0.2, fl.nflog, [{"prefix": "pn:rej:unknown-port", "packet": pkt}])
+    other = netlink.ip_packet(ipv4("1.2.3.4", "10.96.0.9", 6, 2, 81))
+    later = threading.Timer(0.2, fl.nflog, [{"prefix": "pn:rej:unknown-port", "packet": other}])
     later.start()
     got = http.answer(fl, "since=1&wait=30")  # returns when the record comes, not after 30 s
     later.join()
