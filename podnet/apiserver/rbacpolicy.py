@@ -30,46 +30,43 @@ Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io/v1"
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 R = ["get", "list", "watch"]
-ALL_GROUPS_READ = {"apiGroups": ["*"], "resources": ["*"], "verbs": R}
 
 
 def _rule(groups: list[str], res: list[str], verbs: list[str]) -> Obj:
     return {"apiGroups": groups, "resources": res, "verbs": verbs}
 
 
+# Read from the API server's decisions while a lab ran examples/lab.yaml,
+# a scale, a rollout, a deleted pod, a LoadBalancer Service, an Ingress and a
+# Gateway (and from the code: the node lifecycle controller's writes). Every
+# write is a read-modify-write (get + update), never a patch.
 CONTROLLERS_RULES = [
-    _rule([""], ["pods", "services", "nodes", "namespaces", "endpoints", "events"], R),
-    _rule([""], ["pods"], ["create", "delete", "update", "patch"]),
-    _rule([""], ["namespaces"], ["create"]),
-    _rule(
-        [""], ["pods/status", "pods/binding", "nodes", "nodes/status", "services/status"], ["create", "update", "patch"]
-    ),
-    _rule([""], ["endpoints", "events"], ["create", "update", "patch", "delete"]),
-    _rule(["discovery.k8s.io"], ["endpointslices"], R + ["create", "update", "patch", "delete"]),
+    _rule([""], ["pods", "services", "nodes", "namespaces", "endpoints"], R),
+    _rule([""], ["pods"], ["create", "update", "delete"]),
+    _rule([""], ["pods/status", "nodes", "nodes/status", "services/status"], ["update"]),
+    _rule([""], ["pods/binding", "namespaces"], ["create"]),
+    _rule([""], ["endpoints"], ["create", "update", "delete"]),
+    _rule([""], ["events"], ["get", "create", "update"]),
+    _rule(["discovery.k8s.io"], ["endpointslices"], R + ["create", "update", "delete"]),
     _rule(["apps"], ["deployments", "replicasets"], R),
-    _rule(["apps"], ["replicasets"], ["create", "update", "patch", "delete"]),
-    _rule(["apps"], ["deployments"], ["update", "patch"]),
-    _rule(["apps"], ["deployments/status", "replicasets/status"], ["update", "patch"]),
-    _rule(["coordination.k8s.io"], ["leases"], R),
-    _rule(["networking.k8s.io"], ["ingresses", "ingressclasses", "networkpolicies"], R),
-    _rule(["events.k8s.io"], ["events"], ["create", "update", "patch"]),
+    _rule(["apps"], ["replicasets"], ["create", "update", "delete"]),
+    _rule(["apps"], ["deployments", "deployments/status", "replicasets/status"], ["update"]),
+    _rule(["coordination.k8s.io"], ["leases"], ["list", "watch"]),
 ]
 DNS_RULES = [
-    _rule([""], ["services", "endpoints", "pods", "namespaces"], ["list", "watch"]),
+    _rule([""], ["services"], ["list", "watch"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
 ]
+GATEWAYS = ["gatewayclasses", "gateways", "httproutes"]
 INGRESS_RULES = [
-    _rule([""], ["services", "secrets", "endpoints"], R),
-    _rule(["discovery.k8s.io"], ["endpointslices"], R),
-    _rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], R),
-    _rule(["networking.k8s.io"], ["ingresses/status"], ["update", "patch"]),
-    _rule(["gateway.networking.k8s.io"], ["gatewayclasses", "gateways", "httproutes"], R),
-    _rule(
-        ["gateway.networking.k8s.io"],
-        ["gatewayclasses/status", "gateways/status", "httproutes/status"],
-        ["update", "patch"],
-    ),
-    _rule(["", "events.k8s.io"], ["events"], ["create", "update", "patch"]),
+    _rule([""], ["services", "secrets"], ["list", "watch"]),
+    _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+    _rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], ["list", "watch"]),
+    _rule(["networking.k8s.io"], ["ingresses"], ["get"]),
+    _rule(["networking.k8s.io"], ["ingresses/status"], ["update"]),
+    _rule(["gateway.networking.k8s.io"], GATEWAYS, R),
+    _rule(["gateway.networking.k8s.io"], [g + "/status" for g in GATEWAYS], ["update"]),
+    _rule([""], ["events"], ["get", "create", "update"]),
 ]
 DISCOVERY = [
     {
