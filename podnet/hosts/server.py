@@ -45,6 +45,21 @@ def store_url(spec: str, data_dir: str) -> str:
     raise ValueError("--store %r: use sqlite:PATH or etcd://host:2379[,host:2379...]" % spec)
 
 
+def with_etcd_tls(url: str, cafile: str | None, certfile: str | None, keyfile: str | None) -> str:
+    """--etcd-cafile/--etcd-certfile/--etcd-keyfile as the store URL's query (podnet.store.base.open_store)."""
+    files = [("cacert", cafile), ("cert", certfile), ("key", keyfile)]
+    if not any(v for _, v in files):
+        return url
+    if not url.startswith("etcd://"):
+        raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile: the store is not etcd")
+    if not cafile:
+        raise ValueError("--etcd-certfile/--etcd-keyfile need --etcd-cafile (the CA of etcd's certificate)")
+    from urllib.parse import quote
+
+    query = "&".join("%s=%s" % (k, quote(os.path.abspath(v))) for k, v in files if v)
+    return url + ("&" if "?" in url else "?") + query
+
+
 def split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
@@ -123,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     os.umask(0o077)  # the store, keys and tokens: root only
     try:
         url_of_store = store_url(args.store or "sqlite:store.db", args.data_dir)
+        url_of_store = with_etcd_tls(url_of_store, args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
         ttl = bootstrap.parse_ttl(args.token_ttl)
         paths = prepare(args.data_dir, args.bind, args.advertise_address)
     except ValueError as exc:
@@ -164,6 +180,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--store", default=None, help="sqlite:PATH (default sqlite:store.db in the data dir) or etcd://h:2379,..."
     )
+    p.add_argument("--etcd-cafile", default=None, help="TLS to etcd: the CA of its serving certificate")
+    p.add_argument("--etcd-certfile", default=None, help="TLS to etcd: this server's client certificate")
+    p.add_argument("--etcd-keyfile", default=None, help="TLS to etcd: its key")
     p.add_argument("--bind", default=DEFAULT_BIND, help="ADDR:PORT to serve HTTPS on (default %(default)s)")
     p.add_argument("--advertise-address", default=None, help="the address nodes reach the server on")
     p.add_argument("--token-ttl", default="24h", help="how long the printed join token lasts (default %(default)s)")

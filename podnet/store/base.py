@@ -95,7 +95,8 @@ class Store(Protocol):
 
 def open_store(url: str) -> Store:
     """sqlite:///abs/path.db or etcd://host:port[,host:port][?netns=NAME]
-    (netns: connect to etcd from inside that network namespace)."""
+    (netns: connect to etcd from inside that network namespace;
+    cacert=PATH[&cert=PATH&key=PATH]: TLS to etcd, with a client certificate)."""
     if url.startswith("sqlite://"):
         from podnet.store.sqlite import SqliteStore
 
@@ -106,6 +107,24 @@ def open_store(url: str) -> Store:
         hosts, _, query = url[len("etcd://") :].partition("?")
         from urllib.parse import parse_qs
 
-        ns = parse_qs(query).get("netns", [None])[0]
-        return EtcdStore(hosts.split(","), netns=ns)
+        q = parse_qs(query)
+        ns = q.get("netns", [None])[0]
+        return EtcdStore(hosts.split(","), netns=ns, tls=_etcd_tls(q))
     raise StoreError("unknown store URL %r: use sqlite:///path or etcd://host:port" % url)
+
+
+def _etcd_tls(q: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    """The client TLS context an etcd URL's cacert/cert/key ask for, or None."""
+    if not q.get("cacert"):
+        if q.get("cert") or q.get("key"):
+            raise StoreError("etcd URL: cert and key need cacert (the CA of etcd's serving certificate)")
+        return None
+    import ssl
+
+    try:
+        ctx = ssl.create_default_context(cafile=q["cacert"][0])
+        if q.get("cert"):
+            ctx.load_cert_chain(q["cert"][0], q["key"][0] if q.get("key") else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError("etcd URL: TLS files: %s" % exc) from None
+    return ctx

@@ -29,6 +29,7 @@ import json
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -98,14 +99,15 @@ def _in_netns(netns_name: str | None, connect):  # type: ignore[no-untyped-def]
 
 
 class EtcdStore:
-    def __init__(self, endpoints, timeout: float = 10.0, netns: str | None = None):
+    def __init__(self, endpoints, timeout: float = 10.0, netns: str | None = None, tls: ssl.SSLContext | None = None):
         self.netns = netns
+        self.tls = tls  # client TLS (etcd's --client-cert-auth): every endpoint is https then
         self.endpoints = []
         for e in endpoints:
             e = e.strip().rstrip("/")
-            if e.startswith("https://"):
-                raise StoreError("etcd endpoint %s: TLS is not supported" % e)
-            host, _, port = e.removeprefix("http://").rpartition(":")
+            if e.startswith("https://") and tls is None:
+                raise StoreError("etcd endpoint %s: https needs the CA (etcd://...?cacert=PATH)" % e)
+            host, _, port = e.removeprefix("http://").removeprefix("https://").rpartition(":")
             self.endpoints.append((host.strip("[]"), int(port)))
         if not self.endpoints:
             raise StoreError("no etcd endpoints")
@@ -126,7 +128,11 @@ class EtcdStore:
             conn.close()  # another endpoint, or idle and closed by the peer
             conn = None
         if conn is None:
-            conn = http.client.HTTPConnection(*self.endpoints[ep], timeout=self.timeout)
+            host, port = self.endpoints[ep]
+            if self.tls is not None:
+                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.tls)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             try:
                 _in_netns(self.netns, conn.connect)
             except OSError as exc:
@@ -313,7 +319,7 @@ class EtcdStore:
         last, delay, ep = from_rev, 0.05, self._good
         stopped = lambda: self._closed.is_set() or (stop is not None and stop.is_set())  # noqa: E731
         while not stopped():
-            stream = _Stream(self.endpoints[ep], self.timeout, self.netns)
+            stream = _Stream(self.endpoints[ep], self.timeout, self.netns, self.tls)
             try:
                 if not stream.open("/v3/watch", {"create_request": dict(create, start_revision=last + 1)}, stopped):
                     return
@@ -366,8 +372,8 @@ class EtcdStore:
 class _Stream:
     """A streaming HTTP/1.1 POST on a raw socket: one JSON object per line."""
 
-    def __init__(self, endpoint, timeout, netns=None):
-        self.endpoint, self.timeout, self.sock, self.netns = endpoint, timeout, None, netns
+    def __init__(self, endpoint, timeout, netns=None, tls=None):
+        self.endpoint, self.timeout, self.sock, self.netns, self.tls = endpoint, timeout, None, netns, tls
         self.raw, self.body, self.chunked, self.left = bytearray(), bytearray(), False, 0
         self.ended = False
 
@@ -376,6 +382,8 @@ class _Stream:
         self.sock = _in_netns(
             self.netns, lambda: socket.create_connection(self.endpoint, timeout=min(self.timeout, 3.0))
         )
+        if self.tls is not None:
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.endpoint[0])
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for opt, val in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, opt):
@@ -404,7 +412,9 @@ class _Stream:
 
     def _recv(self, wait):
         """Read what is there (up to `wait` seconds); False if nothing came."""
-        if not select.select([self.sock], [], [], wait)[0]:
+        # TLS: records already decrypted wait in the SSL object, not the socket
+        pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+        if not pending and not select.select([self.sock], [], [], wait)[0]:
             return False
         data = self.sock.recv(65536)
         if not data:

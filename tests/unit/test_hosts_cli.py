@@ -19,6 +19,16 @@ def test_store_url():
         server.store_url("postgres://x", "/d")
 
 
+def test_etcd_tls_flags():
+    assert server.with_etcd_tls("etcd://a:2379", None, None, None) == "etcd://a:2379"
+    url = server.with_etcd_tls("etcd://a:2379,b:2379", "/p/ca.crt", "/p/c.crt", "/p/c.key")
+    assert url == "etcd://a:2379,b:2379?cacert=/p/ca.crt&cert=/p/c.crt&key=/p/c.key"
+    with pytest.raises(ValueError, match="the store is not etcd"):
+        server.with_etcd_tls("sqlite:///x.db", "/p/ca.crt", None, None)
+    with pytest.raises(ValueError, match="need --etcd-cafile"):
+        server.with_etcd_tls("etcd://a:2379", None, "/p/c.crt", "/p/c.key")
+
+
 def test_bind_and_addresses():
     assert server.split_bind("10.0.0.2:6443") == ("10.0.0.2", 6443)
     assert server.split_bind("[::1]:6443") == ("::1", 6443)
