@@ -17,6 +17,7 @@ authorizer (authz.py), not by a binding.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -110,19 +111,25 @@ CLUSTER_BINDINGS: dict[str, tuple[str, list[Obj]]] = {
 
 
 def bootstrap_objects() -> list[Obj]:
-    meta = {"annotations": {AUTOUPDATE: "true"}, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}
+    def meta(name: str) -> Obj:  # fresh each time: the objects share nothing
+        return {
+            "name": name,
+            "annotations": {AUTOUPDATE: "true"},
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        }
+
     out: list[Obj] = []
     for name, rules in CLUSTER_ROLES.items():
-        out.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": dict(meta, name=name), "rules": rules})
+        out.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": meta(name), "rules": copy.deepcopy(rules)})
     for name, (role, subjects) in CLUSTER_BINDINGS.items():
-        for s in subjects:
-            if s["kind"] != "ServiceAccount":
-                s.setdefault("apiGroup", "rbac.authorization.k8s.io")
+        subjects = copy.deepcopy(subjects)
+        for s in subjects:  # as validation defaults them, so a restart finds nothing to update
+            s.setdefault("apiGroup", "" if s["kind"] == "ServiceAccount" else "rbac.authorization.k8s.io")
         out.append(
             {
                 "apiVersion": RBAC,
                 "kind": "ClusterRoleBinding",
-                "metadata": dict(meta, name=name),
+                "metadata": meta(name),
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
                 "subjects": subjects,
             }

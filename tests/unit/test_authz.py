@@ -2,6 +2,8 @@
 URLs, RBAC rules and bindings, the Node authorizer, kube-apiserver's 403 text,
 and the bootstrap policy's identities."""
 
+import json
+
 import pytest
 
 from podnet.api import ApiError, validate
@@ -160,3 +162,38 @@ def test_rbac_objects_refuse_what_would_not_be_enforced():
             dict(base, kind="RoleBinding", roleRef=ref, subjects=bad_subject, metadata={"name": "b", "namespace": "x"})
         )
     assert authz.node_name(Attrs("system:node:n1", ("system:nodes",), "get")) == "n1"
+
+
+class _Registry:
+    """Just what ensure_bootstrap uses: get, create, update by (kind, name)."""
+
+    def __init__(self):
+        self.objs = {}
+
+    def get(self, res, ns, name):
+        from podnet.apiserver.errors import StatusError
+
+        try:
+            return json.loads(json.dumps(self.objs[(res.kind.kind, name)]))
+        except KeyError:
+            raise StatusError(404, "NotFound", "not found") from None
+
+    def create(self, res, ns, obj):
+        self.objs[(res.kind.kind, obj["metadata"]["name"])] = json.loads(json.dumps(obj))
+
+    def update(self, res, ns, name, obj):
+        self.objs[(res.kind.kind, name)] = json.loads(json.dumps(obj))
+
+
+def test_bootstrap_policy_written_restored_and_an_opted_out_edit_kept():
+    reg = _Registry()
+    n = rbacpolicy.ensure_bootstrap(reg)
+    assert n == len(rbacpolicy.bootstrap_objects()) and rbacpolicy.ensure_bootstrap(reg) == 0
+    view = reg.objs[("ClusterRole", "view")]
+    view["rules"] = []  # someone emptied it: the next start brings the rules back
+    dns = reg.objs[("ClusterRole", "system:coredns")]
+    dns["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    dns["metadata"]["annotations"][rbacpolicy.AUTOUPDATE] = "false"  # an operator's own: kept
+    assert rbacpolicy.ensure_bootstrap(reg) == 1
+    assert reg.objs[("ClusterRole", "view")]["rules"] == rbacpolicy.VIEW_RULES
+    assert reg.objs[("ClusterRole", "system:coredns")]["rules"][0]["resources"] == ["pods"]
