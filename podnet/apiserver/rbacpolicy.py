@@ -46,6 +46,9 @@ CONTROLLERS_RULES = [
     _rule([""], ["pods"], ["create", "update", "delete"]),
     _rule([""], ["pods/status", "nodes", "nodes/status", "services/status"], ["update"]),
     _rule([""], ["pods/binding", "namespaces"], ["create"]),
+    # `podnet server`'s controllers install the `kubernetes` and `kube-dns`
+    # Services (kube-apiserver makes `kubernetes` itself) with their slices
+    _rule([""], ["services"], ["create", "update"]),
     _rule([""], ["endpoints"], ["create", "update", "delete"]),
     _rule([""], ["events"], ["get", "create", "update"]),
     _rule(["discovery.k8s.io"], ["endpointslices"], R + ["create", "update", "delete"]),
