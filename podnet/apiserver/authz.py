@@ -232,8 +232,13 @@ def node_decide(a: Attrs, node: str, pod_node: Callable[[str, str], str | None],
 
 
 def decide(
-    a: Attrs, policy: Policy, pod_node: Callable[[str, str], str | None] = lambda ns, n: "", body_name: str = ""
+    a: Attrs,
+    policy: Policy | Callable[[], Policy],
+    pod_node: Callable[[str, str], str | None] = lambda ns, n: "",
+    body_name: str = "",
 ) -> Decision:
+    """policy may be a function: the RBAC objects are then read only when
+    the Node authorizer has not decided (most of an agent's requests)."""
     if MASTERS in a.groups:
         return Decision(True)
     node = node_name(a)
@@ -241,7 +246,7 @@ def decide(
         d = node_decide(a, node, pod_node, body_name)
         if d.allowed or d.reason:
             return d
-    return Decision(rbac_allows(a, policy))
+    return Decision(rbac_allows(a, policy if isinstance(policy, Policy) else policy()))
 
 
 # ---- the refusal --------------------------------------------------------------

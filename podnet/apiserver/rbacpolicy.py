@@ -198,7 +198,7 @@ class Authorizer:
         body_name = ""
         if a.verb == "create" and a.resource_request and not a.name and authz.node_name(a) is not None:
             body_name = await _body_name(request)
-        d = authz.decide(a, self._policy(), self._pod_node, body_name)
+        d = authz.decide(a, self._policy, self._pod_node, body_name)
         if d.allowed:
             return
         msg = authz.forbidden_message(a, d.reason)
