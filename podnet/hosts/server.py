@@ -28,6 +28,7 @@ import threading
 
 from podnet.apiserver import bootstrap
 from podnet.apiserver.certs import Pki, kubeconfig, write_kubeconfig
+from podnet.hosts import clusterdns
 
 log = logging.getLogger("podnet.server")
 DEFAULT_DIR = "/var/lib/podnet-server"
@@ -108,7 +109,10 @@ def prepare(data_dir: str, bind: str, advertise_address: str | None = None) -> d
     ctl = os.path.join(data_dir, "controllers.kubeconfig")
     token = pki.token_for("system:kube-controller-manager")
     write_kubeconfig(ctl, kubeconfig(local_server(host, port), pki.ca_cert, "controllers", token=token))
-    return {"pki": pki.dir, "url": url, "admin": admin, "controllers": ctl}
+    dns = os.path.join(data_dir, "coredns.kubeconfig")
+    dns_token = pki.token_for(clusterdns.COREDNS_USER)
+    write_kubeconfig(dns, kubeconfig(local_server(host, port), pki.ca_cert, "coredns", token=dns_token))
+    return {"pki": pki.dir, "url": url, "addr": addr, "port": str(port), "admin": admin, "controllers": ctl, "dns": dns}
 
 
 def join_command(data_dir: str, url: str, ttl: float) -> str:
@@ -118,7 +122,7 @@ def join_command(data_dir: str, url: str, ttl: float) -> str:
     return "podnet agent join %s --token %s --ca-cert-hash %s" % (url, token, pki.ca_hash())
 
 
-def _controllers(kubeconfig_path: str, lb_pool: str, stop: threading.Event) -> None:
+def _controllers(kubeconfig_path: str, lb_pool: str, stop: threading.Event, dns: tuple[str, int] | None) -> None:
     from podnet.client import connect
     from podnet.controllers.manager import Manager
     from podnet.lab.lab import ensure_default_namespaces
@@ -126,6 +130,8 @@ def _controllers(kubeconfig_path: str, lb_pool: str, stop: threading.Event) -> N
     objects = connect(kubeconfig_path, "podnet-controllers", stop)
     objects.client.wait_ready(stop)
     ensure_default_namespaces(objects)
+    if dns:
+        clusterdns.install(objects, *dns)
     Manager(objects, lb_pool=lb_pool).run(stop)
 
 
@@ -151,14 +157,28 @@ def run(args: argparse.Namespace) -> int:
     print("join a node with (the token expires in %s):\n\n  %s\n" % (args.token_ttl, cmd), flush=True)
     stop = threading.Event()
     t = threading.Thread(
-        target=_controllers, args=(paths["controllers"], args.lb_pool or LB_POOL, stop), daemon=True, name="controllers"
+        target=_controllers,
+        args=(
+            paths["controllers"],
+            args.lb_pool or LB_POOL,
+            stop,
+            None if args.no_cluster_dns else (paths["addr"], int(paths["port"])),
+        ),
+        daemon=True,
+        name="controllers",
     )
     t.start()
+    dns = None
+    if not args.no_cluster_dns:
+        dns = clusterdns.start_server(paths["dns"], paths["addr"], os.path.join(args.data_dir, "dns.log"))
     try:
         service_cidr = args.service_cluster_ip_range
         asyncio.run(serve(url_of_store, paths["pki"], [args.bind], None, service_cidr))
     finally:
         stop.set()
+        if dns is not None:  # the child we started, by its PID
+            dns.terminate()
+            dns.wait(10)
     return 0
 
 
@@ -188,6 +208,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--token-ttl", default="24h", help="how long the printed join token lasts (default %(default)s)")
     p.add_argument("--lb-pool", default=None, help="the LoadBalancer IP pool (CIDR)")
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    p.add_argument("--no-cluster-dns", action="store_true", help="no DNS server and kube-dns Service on this host")
     p.set_defaults(server_run=run)
     ts = p.add_subparsers(dest="server_cmd")
     tok = ts.add_parser("token", help="bootstrap tokens")

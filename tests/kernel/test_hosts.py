@@ -112,8 +112,9 @@ def test_hosts_join_and_talk(mode, tmp_path):
             h.run(join)
             h.start(cmds["agent"] + " --routing " + mode, str(tmp_path / (h.name + ".log")))
         wait("2 Ready nodes", lambda: kubectl(srv, "get nodes", check=False).stdout.count(" Ready") == 2)
+        cni = "test -x /opt/cni/bin/podnet && test -s /etc/cni/net.d/10-podnet.conflist"
         for h in (h1, h2):  # installed where a CRI runtime looks
-            h.run("test -x /opt/cni/bin/podnet && test -s /etc/cni/net.d/10-podnet.conflist")
+            wait("CNI on " + h.name, lambda h=h: h.run(cni, check=False).returncode == 0, 60)
 
         srv.run("kubectl --kubeconfig %s apply -f %s" % (ADMIN, __import__("os").path.abspath("examples/lab.yaml")))
 
@@ -145,6 +146,10 @@ def test_hosts_join_and_talk(mode, tmp_path):
             lambda: set(dial(h1, a["status"]["podIP"], svc, 80, 10)["responses"]) & remote,
             60,
         )
+
+        # cluster DNS (podnet server's own DNS server behind kube-dns): a pod on h2 finds the Service by name
+        name = "web.default.svc.cluster.local"
+        wait("DNS for the Service", lambda: dial(h2, b["status"]["podIP"], name, 80)["responses"], 60)
 
         if mode == "vxlan":
             # a host whose pods another kubelet runs: `--no-kubelet` joins, installs
