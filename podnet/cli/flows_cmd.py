@@ -34,10 +34,12 @@ def line(r):
     """One record in words: time, node, proto, src -> dst [svc -> endpoint], verdict, reason, bytes."""
     t = time.strftime("%H:%M:%S", time.localtime(r["time"])) + ".%03d" % (r["time"] % 1 * 1000)
     via = ""
-    if r.get("service"):
-        via = " via svc %s/%s" % (r["service"]["namespace"], r["service"]["name"])
-        if r.get("endpoint"):
-            via += " -> %s" % _end(r["endpoint"])
+    if r.get("service") and not r["dst"].get("service"):  # the Service is not already the destination's name
+        via = " svc %s/%s" % (r["service"]["namespace"], r["service"]["name"])
+    if r.get("endpoint"):
+        via += " -> %s" % _end(r["endpoint"])
+    if r.get("via"):  # podnet.flows.model.merge: forwarded by the source's node first
+        via += " (forwarded by %s)" % r["via"]
     verdict = r["verdict"].upper() + (" (%s)" % r["reason"] if r.get("reason") else "")
     counts = ""
     if r.get("bytes") and r["state"] == "ended":
