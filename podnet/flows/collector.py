@@ -92,6 +92,9 @@ class Collector:
         self.metrics = Metrics(registry)
         self.flowlog.listeners.append(self.metrics.on_record)
         self.addr, self.port = addr, port
+        from podnet.agent.metrics import METRICS_PORT
+
+        self.flowlog.ignore = {(addr, port), (addr, METRICS_PORT)}
         self.names_dirty = threading.Event()
 
     def start(self, stop):

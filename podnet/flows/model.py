@@ -101,6 +101,10 @@ class FlowLog:
         self.cond = threading.Condition()
         self.names = Names()
         self.listeners = []  # callables(record, is_new): the metrics
+        # (ip, port) of the agent's own endpoints: the flow log's and the
+        # metrics' readers are not the lab's traffic, and recording them would
+        # wake a long poll with the record of its own connection, for ever
+        self.ignore: set[tuple[str, int]] = set()
 
     def _add(self, rec):
         with self.cond:
@@ -123,6 +127,8 @@ class FlowLog:
     def conntrack(self, ev):
         """A conntrack event (netlink.conntrack_event)."""
         o, r = ev["orig"], ev["reply"]
+        if (o["dst"], o["dport"]) in self.ignore:
+            return None
         if ev["event"] == "new":
             if not recorded_here(o["src"], self.names, self.node):
                 return None

@@ -215,3 +215,15 @@ def test_a_long_poll_answers_with_the_first_new_record():
     got = http.answer(fl, "since=1&wait=30")  # returns when the record comes, not after 30 s
     later.join()
     assert got["last"] == 2 and [r["reason"] for r in got["flows"]] == ["unknown port"]
+
+
+def test_the_agents_own_endpoints_are_not_recorded(flowlog):
+    """A reader of the flow log (or of /metrics) is no lab traffic: its
+    connection would wake its own long poll with a record of itself."""
+    flowlog.ignore = {("192.168.200.12", 10262)}
+    orig = ("10.244.1.2", "192.168.200.12", 6, 40000, 10262)
+    ev = netlink.conntrack_event(*one(ct_message(0, 0x600, orig, orig[1::-1] + (6, 10262, 40000))))
+    assert flowlog.conntrack(ev) is None and list(flowlog.ring) == []
+    other = ("10.244.1.2", "192.168.200.12", 6, 40001, 10250)
+    ev = netlink.conntrack_event(*one(ct_message(0, 0x600, other, other[1::-1] + (6, 10250, 40001), ct_id=8)))
+    assert flowlog.conntrack(ev) is not None
