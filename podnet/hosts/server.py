@@ -122,16 +122,18 @@ def join_command(data_dir: str, url: str, ttl: float) -> str:
     return "podnet agent join %s --token %s --ca-cert-hash %s" % (url, token, pki.ca_hash())
 
 
-def _controllers(kubeconfig_path: str, lb_pool: str, stop: threading.Event, dns: tuple[str, int] | None) -> None:
+def _controllers(paths: dict[str, str], lb_pool: str, stop: threading.Event, dns: bool) -> None:
     from podnet.client import connect
     from podnet.controllers.manager import Manager
     from podnet.lab.lab import ensure_default_namespaces
 
-    objects = connect(kubeconfig_path, "podnet-controllers", stop)
+    objects = connect(paths["controllers"], "podnet-controllers", stop)
     objects.client.wait_ready(stop)
     ensure_default_namespaces(objects)
     if dns:
-        clusterdns.install(objects, *dns)
+        # as the admin, as `lab up` applies its addons: the controllers' own
+        # identity needs no right to write Services
+        clusterdns.install(connect(paths["admin"], "podnet-server", stop), paths["addr"], int(paths["port"]))
     Manager(objects, lb_pool=lb_pool).run(stop)
 
 
@@ -158,12 +160,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     t = threading.Thread(
         target=_controllers,
-        args=(
-            paths["controllers"],
-            args.lb_pool or LB_POOL,
-            stop,
-            None if args.no_cluster_dns else (paths["addr"], int(paths["port"])),
-        ),
+        args=(paths, args.lb_pool or LB_POOL, stop, not args.no_cluster_dns),
         daemon=True,
         name="controllers",
     )
