@@ -2,6 +2,7 @@
 
     serve --kubeconfig FILE [--zone cluster.local]
           [--upstream IP[:PORT]]... [--listen 0.0.0.0] [--port 53] [--workers N]
+          [--metrics-port 9153]
     serve --static FILE ...      records from FILE (`NAME [TTL] [IN] TYPE RDATA`
                                  lines, one SOA per zone): the lab's "internet"
 
@@ -32,6 +33,12 @@ def main(argv=None):
     s.add_argument("--listen", default="0.0.0.0")
     s.add_argument("--port", type=int, default=53)
     s.add_argument("--workers", type=int, default=0, help="worker processes (default: one per CPU)")
+    s.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9153,
+        help="Prometheus page of queries, rcodes and latency on the --listen address (CoreDNS's 9153; 0: none)",
+    )
     s.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -59,7 +66,7 @@ def main(argv=None):
         return server.Server(source, upstreams, args.listen, args.port)
 
     try:
-        server.run(make, args.workers)
+        server.run(make, args.workers, metrics_port=args.metrics_port)
     except OSError as exc:
         print("podnet dns: %s:%d: %s" % (args.listen, args.port, exc), file=sys.stderr)
         return 1

@@ -54,6 +54,27 @@ class Server:
         self.dirty = threading.Event()
         self.stop = threading.Event()
         self.rebuilds = 0
+        self.stats = None  # podnet.dns.stats.Stats, set by run()
+        # answers of the slow path (other threads answer forwarded queries)
+        self.slow_rc = [0] * 16
+        self.slow_lock = threading.Lock()
+
+    def _count(self, wire):
+        """An answer sent by the slow path (dnspython, forwarding, chasing)."""
+        if wire and len(wire) > 3:
+            with self.slow_lock:
+                self.slow_rc[wire[3] & 15] += 1
+
+    def _account(self, queries, rc, seconds):
+        """The hot loop's batch, and whatever the slow path answered meanwhile."""
+        if self.stats is None:
+            return
+        with self.slow_lock:
+            for i, n in enumerate(self.slow_rc):
+                if n:
+                    rc[i] += n
+                    self.slow_rc[i] = 0
+        self.stats.add(queries, rc, seconds)
 
     # ---- the table -------------------------------------------------------------
 
@@ -118,6 +139,8 @@ class Server:
         sendto = sock.sendto
         cache = self.forwarder.cache
         monotonic = time.monotonic
+        account = self._account
+        rc = [0] * 16  # answers by rcode in this batch: the byte after the flags' first
         table, whole = None, {}
         while not self.stop.is_set():
             try:
@@ -126,6 +149,7 @@ class Server:
                 if self.stop.is_set():
                     return
                 continue
+            t0 = monotonic()
             slow = None
             if self.table is not table:  # a new table: the joined answers go with the old one
                 table, whole = self.table, {}
@@ -135,27 +159,34 @@ class Server:
                     if data[4:12] == ONE_QUESTION and not data[2] & 0xF8:
                         q = data[12:]
                         w = whole.get(q)  # everything after the ID, joined once per question
-                        if w is not None and put(slot, data, w[data[2] & 1]):
-                            continue
+                        if w is not None:
+                            a = w[data[2] & 1]
+                            if put(slot, data, a):
+                                rc[a[1] & 15] += 1
+                                continue
                         v = udp.get(q)
                         if v is not None and len(whole) < WHOLE_MAX:
                             w = whole[q] = (v[0] + q + v[2], v[1] + q + v[2])
-                            if put(slot, data, w[data[2] & 1]):
+                            a = w[data[2] & 1]
+                            if put(slot, data, a):
+                                rc[a[1] & 15] += 1
                                 continue
                         if v is None:
                             key = data[12:-4].lower() + data[-4:]
                             v = udp.get(key)
                             if v is None:
                                 v = cache.get(key)
-                                if (
-                                    v is not None
-                                    and v[0] >= monotonic()
-                                    and reply(slot, data[:2] + v[1 + (data[2] & 1)] + q + v[3])
-                                ):
-                                    continue
+                                if v is not None and v[0] >= monotonic():
+                                    a = v[1 + (data[2] & 1)]
+                                    if reply(slot, data[:2] + a + q + v[3]):
+                                        rc[a[1] & 15] += 1
+                                        continue
                                 v = None
-                        if v is not None and reply(slot, data[:2] + v[data[2] & 1] + q + v[2]):
-                            continue
+                        if v is not None:
+                            a = v[data[2] & 1]
+                            if reply(slot, data[:2] + a + q + v[2]):
+                                rc[a[1] & 15] += 1
+                                continue
                     (slow := slow or []).append((data, slot))
                 except Exception as exc:  # one bad packet must not stop the server
                     log.warning("query: %s", exc)
@@ -165,6 +196,7 @@ class Server:
                     self._slow_udp(data, b.sender(slot), sendto)
                 except Exception as exc:
                     log.warning("query: %s", exc)
+            account(len(batch), rc, monotonic() - t0)
 
     def serve_udp_single(self, sock):
         """The hot loop, one query per recvfrom/sendto (where recvmmsg is not
@@ -174,6 +206,8 @@ class Server:
         fwd = self.forwarder
         cache = fwd.cache
         monotonic = time.monotonic
+        account = self._account
+        rc = [0] * 16
         while not self.stop.is_set():
             try:
                 data, addr = recvfrom(4096)
@@ -183,6 +217,7 @@ class Server:
                 if self.stop.is_set():
                     return
                 continue
+            t0 = monotonic()
             try:
                 if data[4:12] == ONE_QUESTION and not data[2] & 0xF8:
                     udp = self.table.udp
@@ -195,25 +230,39 @@ class Server:
                             if v is not None and v[0] < monotonic():
                                 v = None
                             if v is not None:
-                                sendto(data[:2] + v[1 + (data[2] & 1)] + data[12:] + v[3], addr)
+                                a = v[1 + (data[2] & 1)]
+                                sendto(data[:2] + a + data[12:] + v[3], addr)
+                                rc[a[1] & 15] += 1
+                                account(1, rc, monotonic() - t0)
                                 continue
                     if v is not None:
-                        sendto(data[:2] + v[data[2] & 1] + data[12:] + v[2], addr)
+                        a = v[data[2] & 1]
+                        sendto(data[:2] + a + data[12:] + v[2], addr)
+                        rc[a[1] & 15] += 1
+                        account(1, rc, monotonic() - t0)
                         continue
                 self._slow_udp(data, addr, sendto)
             except Exception as exc:  # one bad packet must not stop the server
                 log.warning("query from %s: %s", addr, exc)
+            account(1, rc, monotonic() - t0)
 
     def _slow_udp(self, data, addr, sendto):
         res = self.table.respond(data)
         if res is None:
             return
+        count = self._count
+
+        def send(wire):
+            if wire:
+                sendto(wire, addr)
+                count(wire)
+
         if isinstance(res, bytes):
-            sendto(res, addr)
+            send(res)
         elif res is FORWARD:
-            self.forwarder.query(data, lambda wire: wire and sendto(wire, addr))
+            self.forwarder.query(data, send)
         elif isinstance(res, Chase):
-            self._chase(res, lambda wire: sendto(wire, addr))
+            self._chase(res, send)
 
     def _chase(self, chase, reply):
         key = question_key(chase.target, chase.rdtype)
@@ -287,10 +336,15 @@ def _die_with_parent():
         pass
 
 
-def run(make_server, workers=1, tcp=True):
+def run(make_server, workers=1, tcp=True, metrics_port=0):
     """Fork workers-1 children (before any thread starts), then in every
-    process: build the first table, bind, serve. Returns only on SIGTERM/INT."""
+    process: build the first table, bind, serve. Returns only on SIGTERM/INT.
+    metrics_port: the first process serves the counters of all of them
+    (podnet.dns.stats) on the server's address; 0: no page."""
+    from podnet.dns.stats import Stats
+
     workers = max(1, workers or os.cpu_count() or 1)
+    stats = Stats(workers)  # before the fork: one shared mapping
     role = 0
     children = []
     for i in range(1, workers):
@@ -302,12 +356,18 @@ def run(make_server, workers=1, tcp=True):
             break
         children.append(pid)
     server = make_server()
+    stats.mine(role)
+    server.stats = stats
     signal.signal(signal.SIGTERM, lambda *_: _exit(server, children))
     signal.signal(signal.SIGINT, lambda *_: _exit(server, children))
     server.rebuild()
     server.start_following()
     server.forwarder.start(server.stop)
     udp = server.udp_socket()
+    if metrics_port and role == 0:
+        from podnet.dns.stats import serve
+
+        serve(stats, server.address, metrics_port)
     if tcp and role == 0:
         t = server.tcp_server()
         threading.Thread(target=t.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True, name="tcp").start()
@@ -320,7 +380,16 @@ def run(make_server, workers=1, tcp=True):
     server.serve_udp(udp)
 
 
+_exiting = []
+
+
 def _exit(server, children):
+    # a second SIGTERM (the process group's, then the parent's to its
+    # children) runs this handler again inside the first one; entering
+    # stop.set() twice would wait for ever on the Event's own lock
+    if _exiting:
+        return
+    _exiting.append(True)
     server.stop.set()
     for pid in children:
         try:
