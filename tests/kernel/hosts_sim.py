@@ -11,7 +11,9 @@ on a separate machine. The machine's own directories are never written.
 host's mount namespace (held by a sleeper process started once), so the
 join and the agent see the same files. Teardown kills every process in the
 host's mount namespace (found by its namespace identity, the ones we
-started and their children) and removes the host namespaces and the bridge.
+started and their children) and every process in the host's pods' network
+namespaces (named in its own /run/netns), and removes the host namespaces
+and the bridge.
 """
 
 from __future__ import annotations
@@ -104,11 +106,36 @@ class Host:
         self.procs.append(p)
         return p
 
+    def pod_namespaces(self) -> set[tuple[int, int]]:
+        """(dev, inode) of the network namespaces named in the host's own
+        /run/netns: its pods'. Their processes have mount namespaces of
+        their own, so the host's mount namespace does not find them."""
+        sleeper = self._sleeper()
+        if sleeper is None:
+            return set()
+        root = "/proc/%d/root/run/netns" % sleeper
+        out = set()
+        try:
+            names = os.listdir(root)
+        except OSError:
+            return out
+        for name in names:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            out.add((st.st_dev, st.st_ino))
+        return out
+
     def destroy(self) -> None:
+        from podnet.kernel.netns import pids_in_namespaces
+
         if self.holder is not None and self._sleeper() is not None:
             ident = self.mnt()
+            pods = self.pod_namespaces()
             for _round in range(50):
                 pids = [p for p in _all_pids() if _mnt_of(p) == ident]
+                pids += [p for p in pids_in_namespaces("net", pods) if p not in pids and p != os.getpid()]
                 if not pids:
                     break
                 for p in pids:
