@@ -380,7 +380,7 @@ def run(make_server, workers=1, tcp=True, metrics_port=0):
     server.serve_udp(udp)
 
 
-_exiting = []
+_exiting: list[bool] = []
 
 
 def _exit(server, children):

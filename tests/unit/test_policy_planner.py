@@ -187,7 +187,8 @@ def test_the_script_replaces_the_table_in_one_transaction_and_is_deterministic()
     chain = [line for line in lines if line.startswith("add rule inet podnet-policy ingress-")]
     assert "jump policy-in-" in chain[0] and "x/a-first" in chain[0] and "x/z-last" in chain[1]
     assert chain[2].endswith(
-        'counter log prefix "pn:np:ingress:x/a-first,x/z-last" group 100 drop comment "x/a: no NetworkPolicy allows this ingress"'
+        'counter log prefix "pn:np:ingress:x/a-first,x/z-last" group 100 drop'
+        ' comment "x/a: no NetworkPolicy allows this ingress"'
     )
     # a peer with several addresses is a named set, shared by every rule naming that peer
     peers = next(line for line in lines if line.startswith("add set inet podnet-policy peers-"))
