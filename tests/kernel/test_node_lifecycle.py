@@ -2,11 +2,16 @@
 renewing its Lease; its node goes NotReady with the unreachable taint within
 the grace, Services stop sending to its pods, its LoadBalancer IP moves;
 after the toleration its pods are deleted and placed elsewhere. SIGCONTed,
-it recovers, and exactly one node answers for each LoadBalancer IP."""
+it recovers, and exactly one node answers for each LoadBalancer IP. A client
+on another node sends requests through the Service without pause the whole
+time: once the Service has stopped sending to the stopped node, none fails."""
 
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -104,7 +109,49 @@ def answers(lab, from_node, url, n=12):
     return out if len(out) == n else None
 
 
-def test_a_stopped_agent_makes_its_node_notready_and_a_continued_one_recovers(lab):
+class Load:
+    """Requests through the Service without pause from a node's namespace,
+    all through the fault: one line per request, "<time> <hostname|FAIL>"."""
+
+    def __init__(self, lab, from_node, url, path):
+        self.path, self.stop = path, path + ".stop"
+        script = 'while [ ! -e %s ]; do echo "$(date +%%s.%%N) $(curl -s -m 2 %s || echo FAIL)"; done' % (
+            self.stop,
+            url,
+        )
+        self.out = open(path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "podnet.cli.main", "lab", "exec", from_node, "--", "sh", "-c", script],
+            stdout=self.out,
+            stderr=subprocess.DEVNULL,
+            env=lab.env,
+            start_new_session=True,
+        )
+
+    def running(self):
+        """A few requests answered already (the exec and curl have started)."""
+        self.out.flush()
+        with open(self.path) as f:
+            return sum(1 for line in f if line.strip()) >= 5
+
+    def end(self):
+        open(self.stop, "w").close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the group of the PID we started
+            self.proc.wait(5)
+        self.out.close()
+        rows = []
+        with open(self.path) as f:
+            for line in f:
+                when, _, what = line.strip().partition(" ")
+                if when:
+                    rows.append((float(when), what or "FAIL"))
+        return rows
+
+
+def test_a_stopped_agent_makes_its_node_notready_and_a_continued_one_recovers(lab, tmp_path):
     ip = lab.wait(
         "the LoadBalancer IP",
         lambda: (
@@ -128,7 +175,23 @@ def test_a_stopped_agent_makes_its_node_notready_and_a_continued_one_recovers(la
         lambda: (lambda a: a and set(a) & web_on_victim)(answers(lab, others[0], url, 30)),
     )
 
+    load = Load(lab, others[0], url, str(tmp_path / "load"))
+    try:
+        lab.wait("the load running", load.running, 30)
+        _stop_and_continue(lab, ip, victim, others, url, on_victim, web_on_victim, load)
+    finally:
+        rows = load.end()
+    # the load ran the whole time; once the Service had stopped sending to the
+    # stopped node's pods, not one request failed until the end
+    assert rows and rows[0][0] < load.stopped_at < load.converged < rows[-1][0], (len(rows), load.__dict__)
+    after = [what for when, what in rows if when > load.converged]
+    assert len(after) > 20 and "FAIL" not in after, after.count("FAIL")
+    assert not set(after) & web_on_victim
+
+
+def _stop_and_continue(lab, ip, victim, others, url, on_victim, web_on_victim, load):
     pid = agent_pid(lab, victim)
+    load.stopped_at = time.time()
     os.kill(pid, signal.SIGSTOP)
     lab.stopped.append(pid)
 
@@ -158,6 +221,7 @@ def test_a_stopped_agent_makes_its_node_notready_and_a_continued_one_recovers(la
         60,
     )
     assert len(seen) == 30
+    load.converged = time.time()
 
     # after the toleration: the pods are deleted and the Deployment places new ones elsewhere
     def replaced():
