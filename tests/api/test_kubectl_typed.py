@@ -118,7 +118,7 @@ def test_expose_a_deployment_and_run_a_pod(kubectl: Kubectl) -> None:
 
 def test_a_kind_podnet_does_not_serve_is_refused(kubectl: Kubectl) -> None:
     p = subprocess.run(
-        ["kubectl", "--cache-dir", kubectl.cache, "create", "serviceaccount", "sa"],
+        ["kubectl", "--cache-dir", kubectl.cache, "create", "configmap", "cm", "--from-literal=a=b"],
         env=kubectl.env,
         capture_output=True,
         text=True,
