@@ -75,6 +75,15 @@ def expr_text(e, mark=False):
         if v.get("type") == "icmp" and v.get("expr", "port-unreachable") == "port-unreachable":
             return "reject"  # the default, as nft lists it
         return "reject" + (" with %s" % " ".join(str(x) for x in (v.get("type"), v.get("expr")) if x) if v else "")
+    if k == "log":  # nft lists its options in this order
+        v = v or {}
+        words = ["log"]
+        if "prefix" in v:
+            words += ["prefix", '"%s"' % v["prefix"]]
+        for opt in ("level", "group", "snaplen", "queue-threshold"):
+            if opt in v:
+                words += [opt, str(v[opt])]
+        return " ".join(words)
     if k == "counter":
         return "counter" if not v else "counter packets %s bytes %s" % (v.get("packets", 0), v.get("bytes", 0))
     if k == "numgen":
