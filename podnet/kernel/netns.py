@@ -154,17 +154,26 @@ def pids_in(names):
     return pids_in_namespaces("net", idents)
 
 
-def kill_processes_in(names):
-    """SIGKILL every process living in one of these named namespaces."""
+def kill_processes_in(names, rounds=20):
+    """SIGKILL every process living in one of these named namespaces, until
+    none is left: a parent killed after its child may fork a new one in
+    between (nginx's master replaces a worker it sees die), so one pass over
+    /proc can miss a process born after it."""
     import signal
+    import time
 
     killed = []
-    for pid in pids_in(names):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
+    for _ in range(rounds):
+        pids = [p for p in pids_in(names) if p not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
     return killed
 
 
