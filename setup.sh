@@ -21,11 +21,11 @@ ROOT=$PWD
 # (nc -zv, the articles' port check, in docs/troubleshooting.md), nginx-light
 # (the Ingress/Gateway data plane and the nginx image), wrk (bench/ingress.py's
 # load generator), chromium + chromium-driver (the web view's tests drive a real
-# headless browser), and
+# headless browser), gcc + libc6-dev (build the compiled CNI forwarder), and
 # kubectl (the real client, tested against the API server) and python3-venv for the virtualenv.
 APT_PACKAGES=(iproute2 nftables iptables conntrack iputils-ping procps util-linux curl
               containernetworking-plugins podman runc busybox-static
-              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd nginx-light wrk chromium chromium-driver kubectl python3 python3-venv python3-pip)
+              etcd-server bird2 wireguard-go wireguard-tools tcpdump iperf3 dnsperf dnsmasq-base dnsutils netcat-openbsd nginx-light wrk chromium chromium-driver gcc libc6-dev kubectl python3 python3-venv python3-pip)
 
 need=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -56,6 +56,13 @@ if ! .venv/bin/python -c "import podnet, pyroute2, rich, yaml, pytest, dns, prom
   touch .venv/.installed
 fi
 
+# The compiled CNI forwarder (podnet/cni/native/podnet-cni.c; the plugins'
+# entry point, see podnet/cni/install.py), rebuilt when older than its source.
+if [ ! build/native/podnet-cni -nt podnet/cni/native/podnet-cni.c ]; then
+  mkdir -p build/native
+  cc -O2 -Wall -Wextra -Werror -o build/native/podnet-cni.tmp podnet/cni/native/podnet-cni.c
+  mv build/native/podnet-cni.tmp build/native/podnet-cni
+fi
 # The CNI executables for tests, demo and benchmarks (a private bin dir:
 # the system's /opt/cni/bin is left alone).
 .venv/bin/podnet cni install --bin-dir "$ROOT/build/cni-bin" >/dev/null
