@@ -9,7 +9,14 @@ What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv,peer}
                 planner and nft apply timed apart
   one change    one Service's EndpointSlice changes (an endpoint replaced):
                 Planner.update (only that Service is planned again) ->
-                render.diff -> `nft -f` of the difference; the median of 5
+                render.diff -> one nf_tables netlink batch (nftnl.apply, as
+                the agent's partial sync); the median of 5. Each is undone
+                (back to two endpoints) by `nft -f` of the difference, the
+                old way, timed as "old: nft -f". After every change the
+                Service's chains are read back (rules and endpoints), and
+                after the last the whole table is compared, chain by chain
+                and rule by rule, with a full render of the same plan; the
+                peer's changed rule is read back too
   the peer      kube-proxy's iptables-mode shape built by hand as nft rules:
                 one linear `ip daddr X tcp dport P dnat to ...` rule per
                 Service in one chain, which is what the verdict map replaces.
@@ -60,7 +67,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from podnet.kernel import netns  # noqa: E402
+from podnet.kernel import netns, nftnl  # noqa: E402
 from podnet.proxy import render  # noqa: E402
 from podnet.proxy.planner import Planner  # noqa: E402
 
@@ -144,29 +151,39 @@ def measure_size(node, peer_ns, n):
     t_peer_full = nft_apply(peer_ns, iptables_style(n))
     handles = peer_handles(peer_ns)
     peer = {"replace_middle": [], "replace_end": [], "rewrite_middle": [], "rewrite_end": []}
-    changes = []
-    for k in range(5):
-        for how in ("replace", "rewrite"):
-            for where, j in (("middle", n // 2), ("end", n - 1)):
-                endpoint = SRV_IPS[(j + 1 + k) % 2]
-                peer[how + "_" + where].append(peer_change(peer_ns, n, j, handles, how, endpoint))
-                handles = peer_handles(peer_ns)  # replaced rules have new handles (outside the timing)
-        i = (k * 7919) % n
-        key = "bench/" + services[i]["metadata"]["name"]
-        slices[i] = slice_for(services[i]["metadata"]["name"], (SRV_IPS[k % 2],), str(k + 2))
-        t = time.perf_counter()
-        p.update(key, services[i], [slices[i]])  # what the agent does for one changed Service
-        new = p.plan(["192.168.200.11"])
-        d = render.diff(plan, new)
-        tp = time.perf_counter() - t
-        ta = nft_apply(node, d)
-        changes.append((tp + ta, tp, ta))
-        slices[i] = slice_for(services[i]["metadata"]["name"], SRV_IPS, str(k + 100))
-        p.update(key, services[i], [slices[i]])
-        plan = p.plan(["192.168.200.11"])
-        nft_apply(node, render.diff(new, plan))
+    changes, via_nft = [], []
+    with netns.Netns(node) as handle:
+        for k in range(5):
+            for how in ("replace", "rewrite"):
+                for where, j in (("middle", n // 2), ("end", n - 1)):
+                    endpoint = SRV_IPS[(j + 1 + k) % 2]
+                    peer[how + "_" + where].append(peer_change(peer_ns, n, j, handles, how, endpoint))
+                    handles = peer_handles(peer_ns, check=(j, endpoint))  # (outside the timing)
+            i = (k * 7919) % n
+            key = "bench/" + services[i]["metadata"]["name"]
+            slices[i] = slice_for(services[i]["metadata"]["name"], (SRV_IPS[k % 2],), str(k + 2))
+            t = time.perf_counter()
+            p.update(key, services[i], [slices[i]])  # what the agent does for one changed Service
+            new = p.plan(["192.168.200.11"])
+            d = render.diff(plan, new)
+            tp = time.perf_counter() - t
+            ta = fast_apply(handle, d)  # the agent's partial sync: one netlink batch
+            changes.append((tp + ta, tp, ta))
+            check_service(node, new[key], (SRV_IPS[k % 2],))
+            # and back to two endpoints the old way (`nft -f` of the difference), for comparison
+            slices[i] = slice_for(services[i]["metadata"]["name"], SRV_IPS, str(k + 100))
+            t = time.perf_counter()
+            p.update(key, services[i], [slices[i]])
+            plan = p.plan(["192.168.200.11"])
+            d = render.diff(new, plan)
+            tp = time.perf_counter() - t
+            ta = nft_apply(node, d)
+            via_nft.append((tp + ta, tp, ta))
+            check_service(node, plan[key], SRV_IPS)
+    same_as_full(node, plan)
     drop_table(peer_ns, PEER)
     changes.sort()
+    via_nft.sort()
     total, tp, ta = changes[len(changes) // 2]
     rules, chains, elements, _ = render.counts(plan)
     return {
@@ -180,7 +197,66 @@ def measure_size(node, peer_ns, n):
         "change_ms": total * 1e3,
         "change_plan_ms": tp * 1e3,
         "change_apply_ms": ta * 1e3,
+        "change_nft_ms": via_nft[len(via_nft) // 2][0] * 1e3,
+        "change_nft_apply_ms": via_nft[len(via_nft) // 2][2] * 1e3,
     }
+
+
+TRANSPORT = nftnl.NetlinkTransport()  # kept open, as the agent's
+
+
+def fast_apply(handle, script):
+    """The agent's partial sync (nftnl.apply, the thread in the node's
+    namespace) -> seconds; the bench fails if it fell back to `nft`."""
+    t = time.perf_counter()
+    with netns.entered(handle):
+        path = nftnl.apply(
+            script, "bench: one Service change", TRANSPORT, on_refused=lambda exc: print(exc, file=sys.stderr)
+        )
+    elapsed = time.perf_counter() - t
+    if path != nftnl.FAST:
+        raise RuntimeError("the change went through %s, not netlink:\n%s" % (path, script))
+    return elapsed
+
+
+def check_service(node, frag, endpoints):
+    """The kernel's chains of the changed Service hold the planned rules, in
+    order, and send to exactly `endpoints`."""
+    for name, rules in frag.chains.items():
+        listing = sh(node, "nft", "list", "chain", "ip", "podnet-proxy", name)
+        got = [line.strip() for line in listing.splitlines()[2:-2]]
+        dnat = sorted(r.rsplit("dnat to ", 1)[1].split(":")[0] for r in got if "dnat to" in r)
+        if len(got) != len(rules) or dnat != sorted(endpoints):
+            raise RuntimeError("chain %s after the change: %s, planned %s" % (name, got, rules))
+
+
+def listing(ns):
+    """The table as nft reads it back: chains with their rules in order,
+    sets and maps with their elements (unordered)."""
+    doc = json.loads(sh(ns, "nft", "-j", "list", "table", "ip", "podnet-proxy"))["nftables"]
+    chains, sets = {}, {}
+    for item in doc:
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            chains.setdefault(item["rule"]["chain"], []).append(json.dumps(item["rule"]["expr"], sort_keys=True))
+        elif "set" in item or "map" in item:
+            kind = "set" if "set" in item else "map"
+            sets[item[kind]["name"]] = sorted(json.dumps(e, sort_keys=True) for e in item[kind].get("elem", []))
+    return chains, sets
+
+
+def same_as_full(node, plan):
+    """After the changes (netlink and nft): the node's table equals a full
+    render of the same plan loaded in a namespace of its own."""
+    scratch = PREFIX + "full"
+    netns.create(scratch)
+    try:
+        nft_apply(scratch, render.full(plan))
+        if listing(node) != listing(scratch):
+            raise RuntimeError("the table after the changes differs from a full render of the same plan")
+    finally:
+        netns.delete(scratch)
 
 
 def latency(node, conns, target_ip):
@@ -214,10 +290,14 @@ def drop_table(node, table):
     nft_apply(node, "add table %s\ndelete table %s\n" % (table, table))
 
 
-def peer_handles(node):
-    """Rule handles of the peer's chain, in rule order."""
-    listing = sh(node, "nft", "-a", "list", "chain", PEER.split()[0], PEER.split()[1], "out")
-    return [int(line.rsplit("# handle ", 1)[1]) for line in listing.splitlines() if "dnat to" in line]
+def peer_handles(node, check=None):
+    """Rule handles of the peer's chain, in rule order; with check=(i,
+    endpoint): Service i's rule must send to endpoint."""
+    text = sh(node, "nft", "-a", "list", "chain", PEER.split()[0], PEER.split()[1], "out")
+    lines = [line for line in text.splitlines() if "dnat to" in line]
+    if check is not None and "dnat to %s:8080" % check[1] not in lines[check[0]]:
+        raise RuntimeError("peer rule %d after the change: %s" % (check[0], lines[check[0]].strip()))
+    return [int(line.rsplit("# handle ", 1)[1]) for line in lines]
 
 
 def peer_change(node, n, i, handles, how, endpoint):
@@ -385,14 +465,25 @@ def main():
         server.stdout.readline()
 
         print(
-            "%8s %8s %8s | %10s %10s | %10s %10s %10s"
-            % ("services", "chains", "rules", "full plan", "full nft", "1 change", "plan", "nft")
+            "%8s %8s %8s | %10s %10s | %10s %10s %10s | %12s %10s"
+            % (
+                "services",
+                "chains",
+                "rules",
+                "full plan",
+                "full nft",
+                "1 change",
+                "plan",
+                "netlink",
+                "old: nft -f",
+                "nft",
+            )
         )
         for n in sizes:
             r = measure_size(node, peer_ns, n)
             results["sizes"].append(r)
             print(
-                "%8d %8d %8d | %8.0f ms %8.0f ms | %8.1f ms %8.1f ms %8.1f ms"
+                "%8d %8d %8d | %8.0f ms %8.0f ms | %8.1f ms %8.1f ms %8.1f ms | %9.1f ms %7.1f ms"
                 % (
                     n,
                     r["chains"],
@@ -402,6 +493,8 @@ def main():
                     r["change_ms"],
                     r["change_plan_ms"],
                     r["change_apply_ms"],
+                    r["change_nft_ms"],
+                    r["change_nft_apply_ms"],
                 )
             )
 

@@ -5,9 +5,16 @@ ports, UDP conntrack cleanup) out.
 Level-triggered: informers keep local copies of the objects and only mark
 work pending; each pass plans from the full copies (re-planning only the
 Services whose objects changed: planner.Planner) and applies the difference
-from the last applied plan as one `nft -f` transaction. A failed apply, or a
+from the last applied plan as one transaction. A failed apply, or a
 change a difference cannot express, makes that pass (and the next) a full
 one that replaces the whole table; a periodic full sync repairs drift.
+
+Full syncs go through `nft -f`; a difference goes as one nf_tables netlink
+batch (podnet/kernel/nftnl.py), because nft 1.0.6 re-reads the whole
+ruleset before any command (most of a one-Service change at 10,000
+Services). What that path cannot compile, or a batch the kernel refuses, is
+written by `nft -f` of the same script; after a refusal the next pass is
+full, since the refusal means our picture of the table may be wrong.
 """
 
 import logging
@@ -18,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from podnet.agent.metrics import REGISTRY
 from podnet.client import loop
-from podnet.kernel import conntrack, nft
+from podnet.kernel import conntrack, nft, nftnl
 from podnet.proxy import announce, healthcheck, render
 from podnet.proxy.inputs import SERVICE_NAME_LABEL
 from podnet.proxy.planner import Planner
@@ -46,6 +53,12 @@ CHAINS = Gauge("podnet_proxy_chains", "nft chains in the Services table", regist
 ELEMENTS = Gauge("podnet_proxy_map_elements", "Map and set elements in the Services table", registry=REGISTRY)
 ENDPOINTS = Gauge("podnet_proxy_endpoints", "Endpoints the Services table sends traffic to", registry=REGISTRY)
 SERVICES = Gauge("podnet_proxy_services", "Services with rules on this node", registry=REGISTRY)
+PARTIAL_PATH = Counter(
+    "podnet_proxy_partial_applies",
+    "Partial syncs by how they reached the kernel (netlink, or nft when netlink could not)",
+    ["path"],
+    registry=REGISTRY,
+)
 CONNTRACK = Counter(
     "podnet_proxy_conntrack_cleanups", "UDP conntrack deletions for removed endpoints", registry=REGISTRY
 )
@@ -67,6 +80,8 @@ class ProxyReconciler:
         self.dirty = threading.Event()
         self.planner = Planner(node, cluster_cidr)
         self.applied = None  # the plan the kernel has, None = unknown -> full sync
+        self.full_next = False  # a netlink batch was refused: replace the table on the next pass
+        self.transport: nftnl.Transport = nftnl.NetlinkTransport()  # partial syncs (a fake in tests)
         self.last_full = 0.0
         self.announcer = announce.L2Announcer(uplink)
         self.health = healthcheck.HealthServers()
@@ -120,7 +135,7 @@ class ProxyReconciler:
         t0 = time.perf_counter()
         with self.lock:
             keys, self.pending = self.pending, set()
-        full = force_full or self.applied is None or time.monotonic() - self.last_full > FULL_EVERY
+        full = force_full or self.full_next or self.applied is None or time.monotonic() - self.last_full > FULL_EVERY
         if full:  # from the full copies: nothing a missed callback did can survive this
             self.planner.replan_all(self.services.values(), self.slices.values())
         else:
@@ -139,7 +154,13 @@ class ProxyReconciler:
         t1 = time.perf_counter()
         if script:
             try:
-                nft.apply(script, what="services table (%s sync)" % ("full" if full else "partial"))
+                if full:
+                    nft.apply(script, what="services table (full sync)")
+                else:
+                    path = nftnl.apply(
+                        script, "services table (partial sync)", self.transport, on_refused=self._refused
+                    )
+                    PARTIAL_PATH.labels(path).inc()
             except Exception:
                 self.applied = None  # unknown state: the next pass replaces the table
                 FAILURES.inc()
@@ -147,7 +168,7 @@ class ProxyReconciler:
         t2 = time.perf_counter()
         old, self.applied = self.applied, plan
         if full:
-            self.last_full = time.monotonic()
+            self.last_full, self.full_next = time.monotonic(), False
         kind = "full" if full else "partial"
         if script:
             self.syncs[kind] += 1
@@ -173,6 +194,10 @@ class ProxyReconciler:
             services, slices = self.services.values(), self.slices.values()
             self._announce(services, slices, nodes)
             self.health.ensure(healthcheck.wanted(services, slices, self.node))
+
+    def _refused(self, exc):
+        log.warning("services: netlink batch refused (%s), written by nft; the next sync is full", exc)
+        self.full_next = True
 
     def _count(self, i):
         plan = self.applied
