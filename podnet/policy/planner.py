@@ -137,33 +137,42 @@ class PodInfo:
         return "%s/%s" % (self.ns, self.name)
 
 
+Rank = tuple[bool, str, str]
+
+
+def pod_info(p: Obj) -> tuple[Rank, PodInfo] | None:
+    """A pod that owns an IP on the pod network (podIP set, not hostNetwork,
+    not finished) and its rank among pods with that IP; else None."""
+    m, spec, st = _meta(p), p.get("spec") or {}, p.get("status") or {}
+    ip = _ipv4(st.get("podIP"))
+    if ip is None or spec.get("hostNetwork") or st.get("phase") in ("Succeeded", "Failed"):
+        return None
+    ports = tuple(
+        (str(cp["name"]), str(cp.get("protocol") or "TCP").lower(), int(cp["containerPort"]))
+        for c in spec.get("containers") or []
+        for cp in c.get("ports") or []
+        if cp.get("name") and cp.get("containerPort")
+    )
+    info = PodInfo(
+        m.get("namespace") or "default",
+        m.get("name", ""),
+        ip,
+        spec.get("nodeName") or "",
+        dict(m.get("labels") or {}),
+        ports,
+    )
+    return (m.get("deletionTimestamp") is None, m.get("creationTimestamp") or "", info.key), info
+
+
 def live_pods(pods: Iterable[Obj]) -> list[PodInfo]:
-    """Pods that own an IP on the pod network: podIP set, not hostNetwork, not
-    finished. Two pods with one IP (a reused address while the old pod is
-    still terminating) count once: the newest, not terminating, wins."""
-    best: dict[IPv4, tuple[tuple[bool, str, str], PodInfo]] = {}
+    """Pods that own an IP on the pod network (pod_info). Two pods with one IP
+    (a reused address while the old pod is still terminating) count once:
+    the newest, not terminating, wins."""
+    best: dict[IPv4, tuple[Rank, PodInfo]] = {}
     for p in pods:
-        m, spec, st = _meta(p), p.get("spec") or {}, p.get("status") or {}
-        ip = _ipv4(st.get("podIP"))
-        if ip is None or spec.get("hostNetwork") or st.get("phase") in ("Succeeded", "Failed"):
-            continue
-        ports = tuple(
-            (str(cp["name"]), str(cp.get("protocol") or "TCP").lower(), int(cp["containerPort"]))
-            for c in spec.get("containers") or []
-            for cp in c.get("ports") or []
-            if cp.get("name") and cp.get("containerPort")
-        )
-        info = PodInfo(
-            m.get("namespace") or "default",
-            m.get("name", ""),
-            ip,
-            spec.get("nodeName") or "",
-            dict(m.get("labels") or {}),
-            ports,
-        )
-        rank = (m.get("deletionTimestamp") is None, m.get("creationTimestamp") or "", info.key)
-        if ip not in best or rank > best[ip][0]:
-            best[ip] = (rank, info)
+        got = pod_info(p)
+        if got is not None and (got[1].ip not in best or got[0] > best[got[1].ip][0]):
+            best[got[1].ip] = got
     return sorted((info for _, info in best.values()), key=lambda i: (i.ns, i.name))
 
 
@@ -198,6 +207,10 @@ class Cluster:
             self.by_ns.setdefault(p.ns, []).append(p)
         self._memo: dict[tuple[str, ...], object] = {}
         self.sets: dict[str, NamedSet] = {}  # named sets the rules refer to
+        # what planning one policy looked up (podnet.policy.incremental keeps
+        # it to know which policies a change touches): peer keys, set names
+        self.peers_used: set[str] = set()
+        self.sets_used: set[str] = set()
 
     def _cached(self, key: tuple[str, ...], fn: Callable[[], _T]) -> _T:
         if key not in self._memo:
@@ -296,17 +309,7 @@ def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
     (shared by every rule that names the same peer) or, for one address, the
     address itself; None when the peer names nobody. Sharing matters: nft's
     parser pays per set element, and 1,000 policies repeat few selectors."""
-    if peer.get("ipBlock") is not None:
-        b = peer["ipBlock"]
-        key = (
-            "block %s except %s" % (b.get("cidr"), ",".join(b.get("except") or []))
-            if b.get("except")
-            else "block %s" % b.get("cidr")
-        )
-    elif peer.get("namespaceSelector") is None:
-        key = "%s pods %s" % (ns, _sel_text(peer.get("podSelector")))
-    else:
-        key = "ns %s pods %s" % (_sel_text(peer["namespaceSelector"]), _sel_text(peer.get("podSelector") or {}))
+    key = peer_key(ns, peer)
 
     def resolve() -> PeerRef | None:
         if peer.get("ipBlock") is not None:
@@ -323,7 +326,25 @@ def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
         cluster.sets[name] = NamedSet("peers: " + key, "ipv4_addr", nets)
         return name, pods
 
-    return cluster._cached(("peer", key), resolve)
+    ref = cluster._cached(("peer", key), resolve)
+    cluster.peers_used.add(key)
+    if ref is not None and isinstance(ref[0], str):
+        cluster.sets_used.add(ref[0])
+    return ref
+
+
+def peer_key(ns: str, peer: Obj) -> str:
+    """What a peer names, as text: peers with one key resolve alike (and share a set)."""
+    if peer.get("ipBlock") is not None:
+        b = peer["ipBlock"]
+        return (
+            "block %s except %s" % (b.get("cidr"), ",".join(b.get("except") or []))
+            if b.get("except")
+            else "block %s" % b.get("cidr")
+        )
+    if peer.get("namespaceSelector") is None:
+        return "%s pods %s" % (ns, _sel_text(peer.get("podSelector")))
+    return "ns %s pods %s" % (_sel_text(peer["namespaceSelector"]), _sel_text(peer.get("podSelector") or {}))
 
 
 def _pairs_ref(cluster: Cluster, pairs: Iterable[tuple[IPv4, int]], what: str) -> Pairs | str:
@@ -333,6 +354,7 @@ def _pairs_ref(cluster: Cluster, pairs: Iterable[tuple[IPv4, int]], what: str) -
         return ordered
     name = chain_name("named", "%s %s" % (what, _hash(" ".join("%d:%d" % (int(ip), port) for ip, port in ordered))))
     cluster.sets[name] = NamedSet("named port " + what, "ipv4_addr . inet_service", ordered)
+    cluster.sets_used.add(name)
     return name
 
 
@@ -396,6 +418,31 @@ def policy_chain(cluster: Cluster, pol: Obj, direction: str, selected: list[PodI
 # ---- the node ----------------------------------------------------------------------
 
 
+def selected_pods(cluster: Cluster, pol: Obj, node: str) -> list[PodInfo]:
+    """The pods of `node` a policy applies to."""
+    ns = _meta(pol).get("namespace") or "default"
+    return [p for p in cluster.in_namespace(ns, (pol.get("spec") or {}).get("podSelector") or {}) if p.node == node]
+
+
+def policy_chains(cluster: Cluster, pol: Obj, selected: list[PodInfo]) -> dict[str, Chain]:
+    """One policy's chains ("policy-in-..." before "policy-eg-..."), for the pods it selects here."""
+    out: dict[str, Chain] = {}
+    types = policy_types(pol.get("spec") or {})
+    for direction in ("Ingress", "Egress"):
+        if direction in types:
+            name = chain_name("policy-in" if direction == "Ingress" else "policy-eg", _key(pol))
+            out[name] = policy_chain(cluster, pol, direction, selected)
+    return out
+
+
+def pod_chain(p: PodInfo, direction: str, jumps: list[str]) -> tuple[str, Chain]:
+    """A local pod's chain for one direction: its policies' chains in turn, then drop."""
+    name = chain_name(direction, p.key)
+    rules = [Rule("jump " + j) for j in jumps]
+    rules.append(Rule("drop", counter=True, comment="%s: no NetworkPolicy allows this %s" % (p.key, direction)))
+    return name, Chain("pod %s %s (%s)" % (p.key, p.ip, direction), rules)
+
+
 def plan(
     policies: Collection[Obj],
     pods: Collection[Obj],
@@ -406,39 +453,26 @@ def plan(
     """The whole table for `node`. node_ips: its InternalIP and the bridge gateway."""
     live = live_pods(pods)
     cluster = Cluster(live, namespace_labels(namespaces, pods, policies))
-    local = [p for p in live if p.node == node]
     out = Plan(node_ips=tuple(sorted({ip for ip in (_ipv4(a) for a in node_ips) if ip})))
-    isolating: dict[str, dict[str, list[str]]] = {"Ingress": {}, "Egress": {}}  # pod key -> [policy chain names]
+    isolating: dict[str, dict[str, list[str]]] = {"ingress": {}, "egress": {}}  # pod key -> [policy chain names]
     for pol in sorted(policies, key=_key):
-        spec = pol.get("spec") or {}
-        ns = _meta(pol).get("namespace") or "default"
-        selected = [p for p in cluster.in_namespace(ns, spec.get("podSelector") or {}) if p.node == node]
+        selected = selected_pods(cluster, pol, node)
         if not selected:
             continue
         out.selected[_key(pol)] = [p.key for p in selected]
-        for direction in ("Ingress", "Egress"):
-            if direction not in policy_types(spec):
-                continue
-            name = chain_name("policy-in" if direction == "Ingress" else "policy-eg", _key(pol))
-            out.chains[name] = policy_chain(cluster, pol, direction, selected)
+        for name, chain in policy_chains(cluster, pol, selected).items():
+            out.chains[name] = chain
             for p in selected:
-                isolating[direction].setdefault(p.key, []).append(name)
+                isolating["ingress" if name.startswith("policy-in") else "egress"].setdefault(p.key, []).append(name)
     out.sets = dict(sorted(cluster.sets.items()))
-    for p in local:
-        for direction, prefix, table in (
-            ("Ingress", "ingress", out.ingress_pods),
-            ("Egress", "egress", out.egress_pods),
-        ):
+    for p in live:
+        if p.node != node:
+            continue
+        for direction, table in (("ingress", out.ingress_pods), ("egress", out.egress_pods)):
             jumps = isolating[direction].get(p.key)
-            if not jumps:
-                continue  # no policy selects it for this direction: everything allowed
-            name = chain_name(prefix, p.key)
-            rules = [Rule("jump " + j) for j in jumps]
-            rules.append(
-                Rule("drop", counter=True, comment="%s: no NetworkPolicy allows this %s" % (p.key, direction.lower()))
-            )
-            out.chains[name] = Chain("pod %s %s (%s)" % (p.key, p.ip, direction.lower()), rules)
-            table[p.ip] = name
+            if jumps:  # else no policy selects it for this direction: everything allowed
+                name, out.chains[name] = pod_chain(p, direction, jumps)
+                table[p.ip] = name
     return out
 
 
