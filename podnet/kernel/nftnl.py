@@ -14,12 +14,15 @@ error in nft's words if it is a real one). `apply` returns how it went so
 the caller can count and, after a refused batch, distrust its own state.
 
 Lines understood: add|flush|delete chain, add rule, add|delete element,
-delete set (`ip` family). `add set` is left to nft: a set's declaration
-carries nft's own user data (key byte order, type names) in its listing.
+delete set, and add set of the one declaration a partial sync creates (the
+affinity sets: `{ type ipv4_addr; flags dynamic,timeout; timeout Ns; }`,
+sent with the user data nft 1.0.6 attaches, so it lists the same); `ip`
+family only.
 """
 
 import errno
 import os
+import re
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from podnet.kernel import nft
-from podnet.kernel.nftexpr import Unsupported, attr, compile_rule, element_key, nest, string, verdict
+from podnet.kernel.nftexpr import Unsupported, attr, compile_rule, element_key, nest, string, u32, verdict
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
@@ -35,7 +38,12 @@ NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE = 0x1, 0x4, 0x800, 0x400
-NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, DELSET, NEWSETELEM, DELSETELEM = 3, 5, 6, 8, 11, 12, 14
+NEWCHAIN, DELCHAIN, NEWRULE, DELRULE, NEWSET, DELSET, NEWSETELEM, DELSETELEM = 3, 5, 6, 8, 9, 11, 12, 14
+AFFINITY_SET = re.compile(r"\{ type ipv4_addr; flags dynamic,timeout; timeout (\d+)s; \}")
+NFT_SET_TIMEOUT, NFT_SET_EVAL = 0x10, 0x20  # `timeout`, `dynamic`
+TYPE_IPADDR = 7  # nft's datatype number for ipv4_addr
+# nft's set user data: NFTNL_UDATA_SET_KEYBYTEORDER = big endian (TLV: type 0, length 4, host-order u32 2)
+KEY_BIG_ENDIAN = struct.pack("=BBI", 0, 4, 2)
 FAMILIES = {"ip": socket.AF_INET}
 
 
@@ -114,6 +122,12 @@ def compile_script(script: str) -> list[Message]:
             head = string(1, table) + string(2, name)  # NFTA_SET_ELEM_LIST_TABLE, _SET
             kind, flags = (NEWSETELEM, NLM_F_CREATE) if verb == "add" else (DELSETELEM, 0)
             out.append(Message(kind, flags, fam, head + els, line))
+        elif obj == "set" and verb == "add" and (decl := AFFINITY_SET.fullmatch(rest.strip())):
+            timeout_ms = int(decl.group(1)) * 1000
+            body = string(1, table) + string(2, name)  # NFTA_SET_TABLE, NFTA_SET_NAME
+            body += u32(3, NFT_SET_TIMEOUT | NFT_SET_EVAL) + u32(4, TYPE_IPADDR) + u32(5, 4)  # flags, key type, len
+            body += u32(10, len(out) + 1) + attr(11, struct.pack(">Q", timeout_ms)) + attr(13, KEY_BIG_ENDIAN)
+            out.append(Message(NEWSET, NLM_F_CREATE, fam, body, line))  # (ID, TIMEOUT, USERDATA above)
         elif obj == "set" and verb == "delete" and not rest:
             out.append(Message(DELSET, 0, fam, string(1, table) + string(2, name), line))
         else:

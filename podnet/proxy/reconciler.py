@@ -144,10 +144,14 @@ class ProxyReconciler:
                 with self.lock:
                     mine = list(self.slice_index.get((ns, name), {}).values())
                 self.planner.update(key, self.services.get(SVC_PREFIX + key), mine)
-        plan = self.planner.plan(self.node_ips(nodes))
+        ips = self.node_ips(nodes)
+        # only the pending Services and the skeleton can differ, unless the
+        # node's addresses moved (the planner then re-plans the Services using them)
+        hint = keys | {""} if tuple(sorted(ips)) == self.planner.node_ips else None
+        plan = self.planner.plan(ips)
         script = None
         if not full:
-            script = render.diff(self.applied, plan, self.table)
+            script = render.diff(self.applied, plan, self.table, hint)
             full = script is None
         if full:
             script = render.full(plan, self.table)

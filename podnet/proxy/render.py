@@ -49,11 +49,15 @@ def full(frags: Mapping[str, Fragment], table: str = "podnet-proxy") -> str:
     return "\n".join(out) + "\n"
 
 
-def diff(old, new, table="podnet-proxy"):
+def diff(old, new, table="podnet-proxy", keys=None):
     """Script taking the table from plan `old` to plan `new` (both
-    {key: Fragment}); "" when nothing changed; None when a full sync is needed."""
+    {key: Fragment}); "" when nothing changed; None when a full sync is needed.
+    `keys`: the only fragments that may differ, when the caller knows them
+    (comparing 10,000 fragments to find one costs ~10 ms, more than the rest
+    of a one-Service change)."""
     T = "ip " + table
-    touched = [k for k in set(old) | set(new) if old.get(k) is not new.get(k)]
+    candidates = set(old) | set(new) if keys is None else keys
+    touched = [k for k in candidates if old.get(k) is not new.get(k)]
     if not touched:
         return ""
     o_chains, o_sets, o_elements = _merge({k: old[k] for k in touched if k in old})
