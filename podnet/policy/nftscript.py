@@ -94,60 +94,110 @@ def set_lines(T, name, s):
     ]
 
 
+def _chain_piece(T, name, chain):
+    """A chain's declaration and its rules, as render() writes them."""
+    decl = (
+        "add chain %s %s { comment %s; }" % (T, name, _c(chain.comment))
+        if chain.comment
+        else "add chain %s %s" % (T, name)
+    )
+    prefix = drop_log_prefix(name, chain) if name.startswith(("ingress-", "egress-")) else None
+    rules = [
+        "add rule %s %s %s" % (T, name, rule_text(r, prefix if r.verdict == "drop" else None)) for r in chain.rules
+    ]
+    return decl, rules
+
+
+def _map_line(T, m, pods):
+    if not pods:
+        return ""
+    return "add element %s %s { %s }" % (
+        T,
+        m,
+        ", ".join("%s : goto %s" % (ip, name) for ip, name in sorted(pods.items())),
+    )
+
+
+def _node_ips_line(T, ips):
+    return "add element %s node-ips { %s }" % (T, ", ".join(str(ip) for ip in ips)) if ips else ""
+
+
+def _h(lines):
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def plan_digest(hashes):
+    """The plan's name: a digest of its pieces' digests (chains, sets, map
+    elements, the fixed part), so a partial sync names the plan it leaves
+    exactly as a full render of that plan does."""
+    return digest("\n".join(sorted("%s %s" % kv for kv in hashes.items())))
+
+
 def render(plan, table=TABLE):
+    return render_full(plan, table)[0]
+
+
+def render_full(plan, table=TABLE):
+    """-> (the script replacing the whole table, the digests of its pieces for diff())."""
     T = "%s %s" % (FAMILY, table)
+    hashes = {}
+    pieces = {name: _chain_piece(T, name, chain) for name, chain in plan.chains.items()}
     out = [
         "add chain %s egress { type filter hook forward priority filter - 1; policy accept; comment %s; }"
         % (T, _c("pods' egress: sender side")),
         "add chain %s ingress { type filter hook forward priority filter; policy accept; comment %s; }"
         % (T, _c("pods' ingress: receiver side")),
     ]
-    for name, chain in plan.chains.items():
-        out.append(
-            "add chain %s %s { comment %s; }" % (T, name, _c(chain.comment))
-            if chain.comment
-            else "add chain %s %s" % (T, name)
-        )
+    fixed = list(out)
+    out += [decl for decl, _ in pieces.values()]
     for name, st in plan.sets.items():
-        out += set_lines(T, name, st)
+        lines = set_lines(T, name, st)
+        hashes["set " + name] = _h(lines)
+        out += lines
     out.append("add set %s node-ips { type ipv4_addr; comment %s; }" % (T, _c("this node: probes are always allowed")))
     for m, what in (
         ("ingress-pods", "local pods isolated for ingress"),
         ("egress-pods", "local pods isolated for egress"),
     ):
         out.append("add map %s %s { type ipv4_addr : verdict; comment %s; }" % (T, m, _c(what)))
+    fixed += out[-3:]
+    hashes["node-ips"] = _h([_node_ips_line(T, plan.node_ips)])
     if plan.node_ips:
-        out.append("add element %s node-ips { %s }" % (T, ", ".join(str(ip) for ip in plan.node_ips)))
+        out.append(_node_ips_line(T, plan.node_ips))
     for m, pods in (("ingress-pods", plan.ingress_pods), ("egress-pods", plan.egress_pods)):
+        hashes["map " + m] = _h([_map_line(T, m, pods)])
         if pods:
-            out.append(
-                "add element %s %s { %s }"
-                % (T, m, ", ".join("%s : goto %s" % (ip, name) for ip, name in sorted(pods.items())))
-            )
-    out += [
+            out.append(_map_line(T, m, pods))
+    base = [
         "add rule %s egress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
         "add rule %s egress ip saddr vmap @egress-pods" % T,
         "add rule %s ingress ct state established,related accept comment %s" % (T, _c("replies and open connections")),
         "add rule %s ingress ip saddr @node-ips accept comment %s" % (T, _c("from this node (probes)")),
         "add rule %s ingress ip daddr vmap @ingress-pods" % T,
     ]
-    for name, chain in plan.chains.items():
-        prefix = drop_log_prefix(name, chain) if name.startswith(("ingress-", "egress-")) else None
-        out += [
-            "add rule %s %s %s" % (T, name, rule_text(r, prefix if r.verdict == "drop" else None)) for r in chain.rules
-        ]
-    body = "\n".join(out) + "\n"
-    # the table's comment names the plan, for people reading `nft list table`;
-    # nft -j (1.0.6) leaves a table's comment out, so an empty set carries it
-    # too, where the JSON listing shows it (the agent and the lab tests read it)
-    named = _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % digest(body))
+    out += base
+    hashes["fixed"] = _h(fixed + base)
+    for name, (decl, rules) in pieces.items():
+        hashes["chain " + name] = _h([decl] + rules)
+        out += rules
+    return _head(T, plan_digest(hashes)) + "\n".join(out) + "\n", hashes
+
+
+def _head(T, plan_id):
+    # the table's comment says where the plan's name is (a partial sync
+    # cannot change a table's comment: the kernel keeps the first one); nft
+    # -j (1.0.6) leaves a table's comment out anyway, so the plan's digest
+    # sits in an empty set's comment, where the JSON listing shows it (the
+    # agent and the lab tests read it), and a partial sync replaces that set
+    named = _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % plan_id)
     head = [
         "add table %s" % T,
         "delete table %s" % T,
-        "add table %s { comment %s; }" % (T, named),
+        "add table %s { comment %s; }"
+        % (T, _c("podnet NetworkPolicy (owned by the node agent; do not edit; plan: set %s)" % PLAN_SET)),
         "add set %s %s { type ipv4_addr; comment %s; }" % (T, PLAN_SET, named),
     ]
-    return "\n".join(head) + "\n" + body
+    return "\n".join(head) + "\n"
 
 
 _PLAN = re.compile(r"podnet NetworkPolicy plan ([0-9a-f]+)")
@@ -174,3 +224,108 @@ def plan_in_table(items):
 
 def digest(script):
     return hashlib.sha256(script.encode()).hexdigest()[:16]
+
+
+def diff(old, new, hashes, table=TABLE):
+    """The transaction taking the table from Plan `old` (whose pieces'
+    digests are `hashes`, from render_full or an earlier diff) to Plan `new`
+    -> (script, new hashes); script "" when nothing changed, None when the
+    change cannot be written as a difference (a set's declaration changed):
+    then render a full one. Unchanged chains and sets are found by identity
+    first (podnet.policy.incremental shares them between plans).
+
+    Order, so every reference is valid at each step: new chains and sets;
+    changed chains flushed, and map elements that change deleted; chains whose
+    comment changed (the kernel keeps a chain's first comment) deleted and
+    added again, after the chains that jump to them were flushed; rules of
+    new and changed chains; set and map elements; chains and sets nobody uses
+    any more deleted; the plan's name replaced."""
+    T = "%s %s" % (FAMILY, table)
+    h = dict(hashes)
+    oc, nc = old.chains, new.chains
+    changed = [n for n, c in nc.items() if n in oc and oc[n] is not c and oc[n] != c]
+    added = [n for n in nc if n not in oc]
+    removed = [n for n in oc if n not in nc]
+    recreated = {n for n in changed if nc[n].comment != oc[n].comment}
+    refill = set(changed)
+    if recreated:  # chains that jump to a recreated one are flushed first and refilled
+        for plan in (old, new):
+            for n, c in plan.chains.items():
+                if (
+                    n in nc
+                    and n in oc
+                    and any(r.verdict[5:] in recreated for r in c.rules if r.verdict.startswith("jump "))
+                ):
+                    refill.add(n)
+    os_, ns_ = old.sets, new.sets
+    for name in set(os_) & set(ns_):
+        if os_[name] is not ns_[name] and (os_[name].type, os_[name].comment) != (ns_[name].type, ns_[name].comment):
+            return None, hashes  # nft cannot change a set's declaration in place
+    head, flush, remake, fill, elements, tail = [], [], [], [], [], []
+    for name in added:
+        decl, rules = _chain_piece(T, name, nc[name])
+        head.append(decl)
+        fill += rules
+        h["chain " + name] = _h([decl] + rules)
+    for name in sorted(set(ns_) - set(os_)):
+        lines = set_lines(T, name, ns_[name])
+        head += lines
+        h["set " + name] = _h(lines)
+    for name in sorted(refill | recreated) + removed:
+        flush.append("flush chain %s %s" % (T, name))
+    for name in sorted(recreated):
+        remake.append("delete chain %s %s" % (T, name))
+    for name in sorted(refill | recreated):
+        decl, rules = _chain_piece(T, name, nc[name])
+        if name in recreated:
+            remake.append(decl)
+        fill += rules
+        h["chain " + name] = _h([decl] + rules)
+    for name in sorted(set(ns_) & set(os_)):
+        a, b = os_[name], ns_[name]
+        if a is b or a == b:
+            continue
+        lines = set_lines(T, name, b)
+        h["set " + name] = _h(lines)
+        if b.type == "ipv4_addr":  # intervals: nft checks overlaps before it deletes, so refill
+            elements += ["flush set %s %s" % (T, name)] + lines[1:] if b.elements else ["flush set %s %s" % (T, name)]
+        else:
+            gone, fresh = set(a.elements) - set(b.elements), set(b.elements) - set(a.elements)
+            if gone:
+                elements.append(
+                    "delete element %s %s { %s }" % (T, name, ", ".join("%s . %d" % e for e in sorted(gone)))
+                )
+            if fresh:
+                elements.append("add element %s %s { %s }" % (T, name, ", ".join("%s . %d" % e for e in sorted(fresh))))
+    for m, a, b in (
+        ("ingress-pods", old.ingress_pods, new.ingress_pods),
+        ("egress-pods", old.egress_pods, new.egress_pods),
+    ):
+        gone = sorted(ip for ip in a if ip not in b or b[ip] != a[ip] or a[ip] in recreated)
+        fresh = sorted(ip for ip in b if ip not in a or b[ip] != a[ip] or b[ip] in recreated)
+        if gone:
+            flush.append("delete element %s %s { %s }" % (T, m, ", ".join(str(ip) for ip in gone)))
+        if fresh:
+            elements.append(
+                "add element %s %s { %s }" % (T, m, ", ".join("%s : goto %s" % (ip, b[ip]) for ip in fresh))
+            )
+        h["map " + m] = _h([_map_line(T, m, b)])
+    if old.node_ips != new.node_ips:
+        gone, fresh = set(old.node_ips) - set(new.node_ips), set(new.node_ips) - set(old.node_ips)
+        if gone:
+            elements.append("delete element %s node-ips { %s }" % (T, ", ".join(str(ip) for ip in sorted(gone))))
+        if fresh:
+            elements.append("add element %s node-ips { %s }" % (T, ", ".join(str(ip) for ip in sorted(fresh))))
+        h["node-ips"] = _h([_node_ips_line(T, new.node_ips)])
+    for name in removed:
+        tail.append("delete chain %s %s" % (T, name))
+        h.pop("chain " + name, None)
+    for name in sorted(set(os_) - set(ns_)):
+        tail.append("delete set %s %s" % (T, name))
+        h.pop("set " + name, None)
+    out = head + flush + remake + fill + elements + tail
+    if not out:
+        return "", h
+    named = _c("podnet NetworkPolicy plan %s (owned by the node agent; do not edit)" % plan_digest(h))
+    out += ["delete set %s %s" % (T, PLAN_SET), "add set %s %s { type ipv4_addr; comment %s; }" % (T, PLAN_SET, named)]
+    return "\n".join(out) + "\n", h
