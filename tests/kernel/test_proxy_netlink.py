@@ -98,6 +98,15 @@ def steps():
             {"loc": (lb("loc", "10.96.0.13", "2", externalTrafficPolicy="Local"), ep_slice("loc", THREE[1:], "2"))},
         ),
         (
+            "both traffic policies Local (the all- chain for pods and the node)",
+            {
+                "both": (
+                    lb("both", "10.96.0.18", "1", externalTrafficPolicy="Local", internalTrafficPolicy="Local"),
+                    ep_slice("both", THREE, "1"),
+                )
+            },
+        ),
+        (
             "internalTrafficPolicy Local",
             {"itp": (svc("itp", "10.96.0.14", internalTrafficPolicy="Local"), ep_slice("itp", TWO, "1"))},
         ),
