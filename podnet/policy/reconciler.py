@@ -1,14 +1,18 @@
 """NetworkPolicy in the node agent: policies, pods and namespaces in, one nft table out.
 
-Level-triggered like the routing loop (podnet.client.loop): watches on
-networkpolicies, pods and namespaces only mark work pending; each pass reads
-the full state, plans the node's `inet podnet-policy` table (pure, see
-planner.py) and applies it in one `nft -f` transaction, but only when the
-script differs from the one in the kernel. A pass runs at least every RESYNC
-seconds, and every DRIFT_CHECK seconds one also lists the table (stateless,
-so counters moving is not drift) and re-applies when it is missing or someone
-changed it. A failed pass forgets what the
-kernel holds, so the next pass re-applies in full.
+Per change, as the proxy's Services loop: informer callbacks only note which
+object changed (the newest copy) and mark work pending; a pass feeds those
+changes to the per-change planner (podnet.policy.incremental: it re-plans
+only the policies and pod chains they touch) and writes the difference from
+the plan the kernel holds as one small `nft -f` transaction
+(nftscript.diff). A full sync (the whole state from the informers' lists,
+planned from scratch, the table replaced in one transaction) runs at the
+start, after a failure (a failed apply leaves the kernel's state unknown),
+when a change cannot be written as a difference, and every DRIFT_CHECK
+seconds; that one also lists the table (stateless, so counters moving is
+not drift) and re-applies when it is missing, someone changed it, or
+partial syncs ran since the last listing (their result was never listed).
+A pass runs at least every RESYNC seconds.
 
 The table stays when the agent stops: pods keep their isolation while the
 agent restarts (as kube-proxy keeps its rules), and `lab down` removes the
@@ -23,6 +27,7 @@ import time
 from podnet.client import loop
 from podnet.kernel import nft
 from podnet.policy import nftscript
+from podnet.policy.incremental import Incremental
 from podnet.policy.planner import node_addresses, plan
 
 log = logging.getLogger("podnet.policy")
@@ -30,18 +35,47 @@ RESYNC = 5.0
 DRIFT_CHECK = 30.0  # listing the table costs ~0.5 s of nft at 1,000 policies (bench/policy.py)
 
 
+KINDS = ("NetworkPolicy", "Pod", "Namespace")
+
+
+def _key(kind, obj):
+    m = obj.get("metadata") or {}
+    return m.get("name", "") if kind == "Namespace" else "%s/%s" % (m.get("namespace") or "default", m.get("name", ""))
+
+
 class PolicyReconciler:
     def __init__(self, node, objects, cluster_cidr, ns=None):
         self.node, self.objects, self.cluster_cidr = node, objects, cluster_cidr
         self.ns = ns  # None: the agent already runs in the node's netns
         self.dirty = threading.Event()
-        self.script = None  # what we last applied (None: unknown, apply in full)
-        self.listing = None  # digest of the stateless listing right after that
+        self.lock = threading.Lock()
+        self.pending = {kind: {} for kind in KINDS}  # kind -> key -> newest object (None: deleted)
+        self.subscribed = False
+        self.inc = None  # the per-change planner, fed since the last full sync
+        self.applied = None  # the Plan the kernel holds (None: unknown, apply in full)
+        self.hashes = None  # its pieces' digests (nftscript.render_full / diff)
+        self.listing = None  # digest of the stateless listing after the last full apply (None: partials since)
         self.last_check = 0.0
         self.passes = self.applies = 0
+        self.syncs = {"full": 0, "partial": 0}
         self.last_sync_ms = 0.0
 
+    # informer callbacks (watch threads): remember what changed, nothing more
+    def _on_change(self, kind):
+        def changed(key, old, new):
+            with self.lock:
+                self.pending[kind][_key(kind, new if new is not None else old)] = new
+
+        return changed
+
+    def _subscribe(self):
+        if not self.subscribed:
+            self.subscribed = True
+            for kind in KINDS:
+                self.objects.watch_dirty(kind, self.dirty, self._on_change(kind))
+
     def desired(self):
+        """The full plan of the state the informers hold now, and the number of policies."""
         policies = self.objects.list("NetworkPolicy")
         pods = self.objects.list("Pod")
         namespaces = self.objects.list("Namespace")
@@ -55,41 +89,84 @@ class PolicyReconciler:
         return None if items is None else nftscript.digest(json.dumps(items, sort_keys=True))
 
     def sync(self):
+        self._subscribe()
         t0 = time.monotonic()
-        p, npol = self.desired()
-        script = nftscript.render(p)
-        drift = False
-        if self.script is not None and time.monotonic() - self.last_check > DRIFT_CHECK:
+        node_ips = node_addresses(self.objects.find("Node", None, self.node))
+        if self.applied is None or time.monotonic() - self.last_check > DRIFT_CHECK:
+            self._full(node_ips, t0)
+        elif self._partial(node_ips, t0) is None:
+            self._full(node_ips, t0)  # a change a difference cannot express
+        self.passes += 1
+
+    def _apply(self, script, kind, p, t0):
+        self.applied = None  # a failure below leaves "unknown": the next pass applies in full
+        nft.apply(
+            script,
+            ns=self.ns,
+            what="NetworkPolicy table %s %s (%s sync, %d policies)"
+            % (nftscript.FAMILY, nftscript.TABLE, kind, len(self.inc.policies)),
+        )
+        self.applies += 1
+        self.syncs[kind] += 1
+        self.last_sync_ms = (time.monotonic() - t0) * 1000
+        log.info(
+            "policy: %s sync, plan %s: %d policies, %d local pods isolated for ingress, %d for egress; in %.1f ms",
+            kind,
+            nftscript.applied_plan(script),
+            len(self.inc.policies),
+            len(p.ingress_pods),
+            len(p.egress_pods),
+            self.last_sync_ms,
+        )
+
+    def _partial(self, node_ips, t0):
+        """Only what changed since the last pass -> False (nothing to write), True, or None (needs a full sync)."""
+        with self.lock:
+            pending, self.pending = self.pending, {kind: {} for kind in KINDS}
+        feed = {"NetworkPolicy": self.inc.policy, "Pod": self.inc.pod, "Namespace": self.inc.namespace}
+        for kind, changes in pending.items():
+            for key, obj in changes.items():
+                feed[kind](key, obj)
+        self.inc.set_node_ips(node_ips)
+        p = self.inc.plan()
+        script, hashes = nftscript.diff(self.applied, p, self.hashes)
+        if script is None:
+            return None
+        if script:
+            self._apply(script, "partial", p, t0)
+            self.listing = None  # the table holds what no listing has seen yet
+        self.applied, self.hashes = p, hashes
+        return bool(script)
+
+    def _full(self, node_ips, t0):
+        with self.lock:  # the lists below hold every change noted so far
+            self.pending = {kind: {} for kind in KINDS}
+        self.inc = inc = Incremental(self.node)
+        feed = {"NetworkPolicy": inc.policy, "Pod": inc.pod, "Namespace": inc.namespace}
+        for kind in KINDS:
+            for obj in self.objects.list(kind):
+                feed[kind](_key(kind, obj), obj)
+        inc.set_node_ips(node_ips)
+        p = inc.plan()
+        script, hashes = nftscript.render_full(p)
+        replace = self.applied is None or self.listing is None
+        # changes since the last pass are in the lists (their notes were dropped above)
+        replace = replace or nftscript.plan_digest(hashes) != nftscript.plan_digest(self.hashes)
+        if not replace:
             self.last_check = time.monotonic()
-            drift = self._listing() != self.listing
-            if drift:
+            if self._listing() != self.listing:
                 log.warning(
                     "policy: table %s %s changed outside podnet (or vanished); re-applying",
                     nftscript.FAMILY,
                     nftscript.TABLE,
                 )
-        if script != self.script or drift:
-            self.script = None  # a failure below leaves "unknown": the next pass applies in full
-            nft.apply(
-                script,
-                ns=self.ns,
-                what="NetworkPolicy table %s %s (%d policies)" % (nftscript.FAMILY, nftscript.TABLE, npol),
-            )
-            self.script, self.listing = script, self._listing()
+                replace = True
+        if replace:
+            self._apply(script, "full", p, t0)
+            self.listing = self._listing()
             self.last_check = time.monotonic()
-            self.applies += 1
-            self.last_sync_ms = (time.monotonic() - t0) * 1000
-            log.info(
-                "policy: plan %s: %d policies, %d local pods isolated for ingress, %d for egress; applied in %.1f ms",
-                nftscript.applied_plan(script),
-                npol,
-                len(p.ingress_pods),
-                len(p.egress_pods),
-                self.last_sync_ms,
-            )
-        self.passes += 1
+        self.applied, self.hashes = p, hashes
 
     def run(self, stop):
-        for kind in ("NetworkPolicy", "Pod", "Namespace"):
-            self.objects.watch_dirty(kind, self.dirty)
+        self._subscribe()
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "policy pass")
