@@ -156,6 +156,7 @@ class ProxyReconciler:
         if full:
             script = render.full(plan, self.table)
         t1 = time.perf_counter()
+        path = "nft"
         if script:
             try:
                 if full:
@@ -182,10 +183,11 @@ class ProxyReconciler:
             SYNC_PHASE.labels("apply").set(t2 - t1)
             self._counts = None  # counted when scraped: O(table), not on every small sync
             log.info(
-                "services: %s sync, %d services, plan %.1f ms, nft %.1f ms",
+                "services: %s sync, %d services, plan %.1f ms, %s %.1f ms",
                 kind,
                 len(plan) - 1,
                 (t1 - t0) * 1e3,
+                path,
                 (t2 - t1) * 1e3,
             )
         self._conntrack(old, plan)
