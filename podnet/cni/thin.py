@@ -1,4 +1,13 @@
-"""The thin CNI executable: forward one CNI call to the warm podnet daemon.
+"""The Python thin CNI executable: forward one CNI call to the warm podnet daemon.
+
+What a runtime execs first is the compiled forwarder (native/podnet-cni.c, see
+install.py): it does this module's fast path itself (the daemonSocket byte
+scan, the wire format below, the relay of the answer) in about a C program's
+start-up time. For everything else (no daemonSocket, a value with escapes,
+nobody listening, anything unexpected before the request goes out) it execs
+the generated script that runs `main` here, with the same stdin bytes, so the
+fallbacks below have one implementation. Without a C compiler at install time
+the generated script is itself the plugin, and all of this runs here.
 
 A CNI runtime execs a plugin for every ADD/DEL/CHECK, so the executable's
 start-up is on every pod's critical path. On this kind of machine Python itself
