@@ -7,7 +7,8 @@ writes full syncs with `nft -f` and its partial syncs through here.
 
 `apply(script)` compiles each line (nftexpr.py for rule bodies) into a
 netlink message, wraps them in BATCH_BEGIN/BATCH_END (one transaction: all
-or nothing, as `nft -f`), sends the batch and reads one ACK per message.
+or nothing, as `nft -f`), sends the batch and reads the kernel's answer
+(an error for each failing message, an ACK for the last).
 A script it cannot compile is handed to `nft -f` whole; a batch the kernel
 refuses changed nothing, and is also handed to `nft -f` (which reports the
 error in nft's words if it is a real one). `apply` returns how it went so
@@ -136,7 +137,10 @@ def compile_script(script: str) -> list[Message]:
 
 
 def encode(messages: Sequence[Message], seq: int) -> bytes:
-    """BATCH_BEGIN, the messages (each asking for an ACK), BATCH_END."""
+    """BATCH_BEGIN, the messages, BATCH_END. Only the last message asks for
+    an ACK: the kernel reports every failing message anyway, and one ACK per
+    message (an skb each) would overflow the socket's receive buffer at a
+    few hundred messages."""
 
     def msg(kind: int, flags: int, family: int, res_id: int, body: bytes, n: int) -> bytes:
         nfgen = struct.pack("=BBH", family, 0, socket.htons(res_id))
@@ -145,7 +149,8 @@ def encode(messages: Sequence[Message], seq: int) -> bytes:
     parts = [msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES, b"", seq)]
     for i, m in enumerate(messages):
         kind = NFNL_SUBSYS_NFTABLES << 8 | m.kind
-        parts.append(msg(kind, NLM_F_REQUEST | NLM_F_ACK | m.flags, m.family, 0, m.body, seq + 1 + i))
+        ack = NLM_F_ACK if i == len(messages) - 1 else 0
+        parts.append(msg(kind, NLM_F_REQUEST | ack | m.flags, m.family, 0, m.body, seq + 1 + i))
     parts.append(msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES, b"", seq + 1 + len(messages)))
     return b"".join(parts)
 
@@ -196,27 +201,28 @@ class NetlinkTransport:
         if not messages:
             return
         seq, self.seq = self.seq, self.seq + len(messages) + 2
+        last = seq + len(messages)
+        replies: dict[int, int] = {}
         try:
             s = self._socket()
             s.sendall(encode(messages, seq))
             # nfnetlink handles the batch inside sendmsg: every reply is queued by now
-            acks: dict[int, int] = {}
-            mine = range(seq + 1, seq + 1 + len(messages))
-            while len(acks) < len(messages):
+            while last not in replies:
                 try:
                     data = s.recv(1 << 20, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
-                acks.update((k, v) for k, v in read_acks(data).items() if k in mine)  # not a late one of before
+                # (a reply to an earlier batch, left unread after its error, is not ours)
+                replies.update((k, v) for k, v in read_acks(data).items() if seq < k <= last)
         except OSError:
             self.close()
             raise
         for i, m in enumerate(messages):
-            err = acks.get(seq + 1 + i)
+            err = replies.get(seq + 1 + i)
             if err:
                 raise BatchError(err, m.line)
-        if len(acks) < len(messages):
-            raise BatchError(errno.EPROTO, "%d of %d messages acknowledged" % (len(acks), len(messages)))
+        if last not in replies:
+            raise BatchError(errno.EPROTO, "no acknowledgement for the batch ending %r" % messages[-1].line)
 
 
 class FakeTransport:
@@ -233,7 +239,10 @@ class FakeTransport:
         self.batches.append(list(messages))
 
 
-FAST, UNSUPPORTED, REFUSED = "netlink", "nft (unsupported)", "nft (netlink refused)"
+FAST, UNSUPPORTED, LARGE, REFUSED = "netlink", "nft (unsupported)", "nft (large)", "nft (netlink refused)"
+# a netlink datagram must fit the socket's send buffer (net.core.wmem_default,
+# 208 KiB); a change this large is not the one-Service case nftnl is for
+MAX_BATCH = 128 << 10
 
 
 def apply(
@@ -244,18 +253,23 @@ def apply(
     on_refused: Callable[[BatchError], None] | None = None,
 ) -> str:
     """Apply `script` through netlink, else through `nft -f` -> FAST,
-    UNSUPPORTED or REFUSED. Raises nft.NftError when nft fails too."""
+    UNSUPPORTED, LARGE or REFUSED. Raises nft.NftError when nft fails too.
+    on_refused hears of a batch the kernel (or the socket) refused: the
+    caller's idea of the table may be wrong."""
     fallback = fallback or (lambda s, w: nft.apply(s, what=w))
     try:
         messages = compile_script(script)
     except Unsupported:
         fallback(script, what)
         return UNSUPPORTED
+    if sum(20 + len(m.body) for m in messages) > MAX_BATCH:
+        fallback(script, what)
+        return LARGE
     try:
         transport.send(messages)
         return FAST
-    except OSError as exc:  # BatchError or the socket itself: nothing was committed
-        if on_refused is not None and isinstance(exc, BatchError):
-            on_refused(exc)
+    except OSError as exc:  # a refused batch changed nothing; nft gets the same script
+        if on_refused is not None:
+            on_refused(exc if isinstance(exc, BatchError) else BatchError(exc.errno or errno.EIO, "(socket) " + what))
         fallback(script, what)
         return REFUSED

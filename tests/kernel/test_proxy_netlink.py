@@ -225,3 +225,26 @@ def test_a_refused_batch_is_written_by_nft_and_the_next_sync_is_full(namespaces,
     assert "10.244.2.3:8080" in sh(node, "nft", "list", "table", "ip", "podnet-proxy").stdout  # nft wrote it
     sync()
     assert rec.syncs == {"full": 2, "partial": 1} and not rec.full_next
+
+
+def test_the_kernel_refuses_a_batch_whole_and_names_the_line(namespaces):
+    node = namespaces.new("node")
+    sh(node, "nft", "-f", "-", input="add table ip podnet-proxy\nadd chain ip podnet-proxy c\n")
+    transport = nftnl.NetlinkTransport()
+    try:
+        with netns.Netns(node) as ns, netns.entered(ns):
+            bad = nftnl.compile_script(
+                "add chain ip podnet-proxy fresh\nadd rule ip podnet-proxy c drop\n"
+                "add rule ip podnet-proxy missing drop\nadd rule ip podnet-proxy c accept\n"
+            )
+            with pytest.raises(nftnl.BatchError) as refused:
+                transport.send(bad)
+            assert refused.value.errno == errno.ENOENT
+            assert refused.value.line == "add rule ip podnet-proxy missing drop"
+            listing = sh(node, "nft", "list", "table", "ip", "podnet-proxy").stdout
+            assert "fresh" not in listing and "drop" not in listing  # nothing of it was applied
+            # the same socket carries on (the refused batch's late replies are not taken for this one's)
+            transport.send(nftnl.compile_script("add rule ip podnet-proxy c drop\n"))
+        assert "drop" in sh(node, "nft", "list", "chain", "ip", "podnet-proxy", "c").stdout
+    finally:
+        transport.close()

@@ -107,7 +107,7 @@ def test_affinity_sets_and_nothing_else():
             nftnl.compile_script(line + "\n")
 
 
-def test_a_batch_is_framed_and_every_message_asks_for_an_ack():
+def test_a_batch_is_framed_and_its_last_message_asks_for_an_ack():
     messages = nftnl.compile_script("add chain %s c\nadd rule %s c drop\n" % (T, T))
     data = nftnl.encode(messages, 7)
     seen, off = [], 0
@@ -117,7 +117,7 @@ def test_a_batch_is_framed_and_every_message_asks_for_an_ack():
         off += length
     assert seen == [
         (nftnl.NFNL_MSG_BATCH_BEGIN, False, 7),
-        (10 << 8 | nftnl.NEWCHAIN, True, 8),
+        (10 << 8 | nftnl.NEWCHAIN, False, 8),
         (10 << 8 | nftnl.NEWRULE, True, 9),
         (nftnl.NFNL_MSG_BATCH_END, False, 10),
     ]
@@ -148,6 +148,12 @@ def test_apply_prefers_netlink_and_falls_back_to_nft_with_the_same_script():
     assert nftnl.apply(script, "three", fake, fallback, on_refused=refusals.append) == nftnl.REFUSED
     assert to_nft[-1] == (script, "three") and len(fake.batches) == 1
     assert refusals[0].errno == errno.ENOENT and "flush chain" in str(refusals[0])
+
+    many = "".join(
+        "add element %s service-ips { 10.96.%d.%d . tcp . 80 : goto c }\n" % (T, i // 250, i % 250) for i in range(3000)
+    )
+    assert nftnl.apply(many, "four", fake, fallback) == nftnl.LARGE
+    assert to_nft[-1] == (many, "four") and len(fake.batches) == 1
 
 
 def test_the_diff_of_known_keys_equals_the_diff_of_all():
