@@ -131,6 +131,15 @@ class ProxyReconciler:
         return []
 
     def sync(self, force_full=False):
+        try:
+            self._sync(force_full)
+        except Exception:
+            # the pending keys are taken and the planner may have moved past
+            # what the kernel has: only a full pass is sure to repair that
+            self.full_next = True
+            raise
+
+    def _sync(self, force_full):
         nodes = self.nodes.values()
         t0 = time.perf_counter()
         with self.lock:

@@ -8,7 +8,9 @@ diff():  only what changed between two plans: new chains and sets first,
          transaction. None when the change cannot be expressed as a
          difference (a set whose declaration changed), so the caller does a
          full sync instead.
-Output is sorted, so equal inputs give equal scripts.
+Output is sorted, so equal inputs give equal scripts. The agent sends a
+diff() script as one netlink batch (podnet/kernel/nftnl.py compiles it line
+by line); a line that compiler does not know sends the script to `nft -f`.
 """
 
 from collections.abc import Mapping
