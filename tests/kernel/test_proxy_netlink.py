@@ -248,3 +248,34 @@ def test_the_kernel_refuses_a_batch_whole_and_names_the_line(namespaces):
         assert "drop" in sh(node, "nft", "list", "chain", "ip", "podnet-proxy", "c").stdout
     finally:
         transport.close()
+
+
+class Broken(Informer):
+    def get(self, key):
+        raise RuntimeError("an informer's bug")
+
+
+def test_a_sync_that_fails_before_its_apply_makes_the_next_one_full(namespaces, tmp_path):
+    """The changed keys of a failed pass are gone; only a full pass is sure
+    to write what the planner already took from them."""
+    from podnet.proxy.reconciler import SVC_PREFIX, ProxyReconciler
+
+    node = namespaces.new("node")
+    rec = ProxyReconciler("n1", None, "10.244.0.0/16", str(tmp_path))
+    rec.services = Informer({SVC_PREFIX + "default/a": svc("a", "10.96.0.10")})
+    rec.slices = Informer({"/registry/endpointslices/default/a-x": ep_slice("a", TWO, "1")})
+    rec.nodes = _nodes()
+
+    def sync():
+        with netns.Netns(node) as ns, netns.entered(ns):
+            rec.sync()
+
+    sync()
+    rec._service_changed(SVC_PREFIX + "default/a", None, None)
+    good, rec.services = rec.services, Broken(rec.services.objects)
+    with pytest.raises(RuntimeError):
+        sync()
+    assert rec.full_next
+    rec.services = good
+    sync()
+    assert rec.syncs["full"] == 2 and not rec.full_next
