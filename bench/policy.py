@@ -1,6 +1,7 @@
 """NetworkPolicy: how long a node's sync takes, and what the rules cost a new connection.
 
-Run as root:  .venv/bin/python bench/policy.py [--connects 500] [--rounds 12] [--json FILE]
+Run as root:  .venv/bin/python bench/policy.py [--connects 500] [--rounds 12] [--changes 6]
+                                              [--changes-only] [--json FILE]
 
 sync      a synthetic cluster of 100 pods (10 namespaces x 10 pods, all on the
           measured node: the worst case, every pod gets chains) and N = 100
@@ -12,6 +13,15 @@ sync      a synthetic cluster of 100 pods (10 namespaces x 10 pods, all on the
           stateless listing the reconciler's drift check reads. A pass with
           nothing changed costs plan + render (the script is compared, not
           applied).
+change    at 1,000 policies, one policy change (a port of one policy) and one
+          pod label change (a pod's app label, which moves it between the
+          policies that select it and the peers that name it), timed from the
+          informer callback delivering the object to `nft` returning, median
+          of --changes rounds: the per-change reconciler's partial sync (new)
+          and the full sync every event cost before (plan + render + `nft -f`
+          of the whole table, applied in a second namespace: old), side by
+          side. After each change the two tables must be equal (chains rule
+          by rule, set and map elements). Target: new < 50 ms.
 latency   TCP connection setup (connect() until established, then close)
           between two pods on one hand-built node (bridge, veths; bridged
           traffic reaches the forward hook through br_netfilter) with: no
@@ -43,10 +53,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from podnet.cli.rules import parse_table  # noqa: E402
 from podnet.kernel import nft  # noqa: E402
 from podnet.kernel.netns import Netns  # noqa: E402
 from podnet.policy import nftscript  # noqa: E402
 from podnet.policy.planner import plan  # noqa: E402
+from podnet.policy.reconciler import PolicyReconciler  # noqa: E402
 
 PREFIX = "pnpb-%d-" % os.getpid()
 NODE = "bench-node"
@@ -218,6 +230,103 @@ def bench_sync(ns, counts, rounds):
     return out
 
 
+# ---- one change ---------------------------------------------------------------------
+
+
+class Store:
+    """The agent's informer copies, in memory: list/find as podnet.client.Cluster
+    serves them, and the watch callbacks, which put() calls as an informer
+    does when a watch event delivers an object."""
+
+    def __init__(self, pods, namespaces, pols):
+        self.items = {"Pod": {}, "Namespace": {}, "NetworkPolicy": {}}
+        self.handlers = {kind: [] for kind in self.items}
+        for kind, objs in (("Pod", pods), ("Namespace", namespaces), ("NetworkPolicy", pols)):
+            for o in objs:
+                self.items[kind][self._key(o)] = o
+        self.node = {
+            "kind": "Node",
+            "metadata": {"name": NODE},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.168.200.11"}]},
+        }
+
+    @staticmethod
+    def _key(o):
+        return "%s/%s" % (o["metadata"].get("namespace") or "", o["metadata"]["name"])
+
+    def watch_dirty(self, kind, dirty, on_change=None):
+        if on_change is not None:
+            self.handlers[kind].append(on_change)
+
+    def list(self, kind):
+        return sorted(self.items[kind].values(), key=self._key)
+
+    def find(self, kind, ns, name):
+        return self.node if (kind, name) == ("Node", NODE) else None
+
+    def put(self, obj):
+        kind, key = obj["kind"], self._key(obj)
+        old, self.items[kind][key] = self.items[kind].get(key), obj
+        for h in self.handlers[kind]:
+            h(key, old, obj)
+
+
+def _table(ns):
+    chains, elements = parse_table(nft.list_table(nftscript.FAMILY, nftscript.TABLE, ns=ns, stateless=True))
+    return chains, {name: sorted(e) for name, e in elements.items()}
+
+
+def bench_change(node_ns, ref_ns, count, rounds):
+    """One policy change and one pod label change at `count` policies, from the
+    informer callback delivering the object to `nft` returning: the per-change
+    reconciler (partial sync) against the full sync every event used to cost
+    (plan + render + `nft -f` of the whole table; the old pass then also
+    listed the table, not counted here). After each change the node's table
+    must equal a full apply of the same state in another namespace."""
+    pods, namespaces = cluster()
+    store = Store(pods, namespaces, policies(count))
+    r = PolicyReconciler(NODE, store, "10.244.0.0/16", ns=node_ns)
+    r.sync()  # the start: a full sync
+    times = {"policy": {"old": [], "new": []}, "pod label": {"old": [], "new": []}}
+    for i in range(rounds):
+        pol = json.loads(json.dumps(store.items["NetworkPolicy"]["ns0/np-0500"]))
+        pol["spec"]["ingress"][0]["ports"][0]["port"] = 81 if i % 2 == 0 else 80
+        pod = json.loads(json.dumps(store.items["Pod"]["ns3/pod-04"]))
+        pod["metadata"]["labels"]["app"] = "app5" if i % 2 == 0 else "app4"
+        for what, obj in (("policy", pol), ("pod label", pod)):
+            partial = r.syncs["partial"]
+            r.last_check = time.monotonic()  # the periodic drift check is not part of a change
+            t0 = time.perf_counter()
+            store.put(obj)
+            r.sync()
+            t1 = time.perf_counter()
+            if r.syncs["partial"] != partial + 1 or r.syncs["full"] != 1:
+                raise SystemExit("the %s change was not written as a partial sync: %s" % (what, r.syncs))
+            p = plan(
+                store.list("NetworkPolicy"),
+                store.list("Pod"),
+                store.list("Namespace"),
+                NODE,
+                ["192.168.200.11", "10.244.0.1"],
+            )
+            nft.apply(nftscript.render(p), ns=ref_ns, what="bench full")
+            t2 = time.perf_counter()
+            times[what]["new"].append((t1 - t0) * 1000)
+            times[what]["old"].append((t2 - t1) * 1000)
+            if _table(node_ns) != _table(ref_ns):
+                raise SystemExit("after the %s change the partial syncs' table differs from a full apply" % what)
+    out = {}
+    for what, t in times.items():
+        out[what] = {k: statistics.median(v) for k, v in t.items()}
+        print(
+            "change %-9s at %d policies: full sync (old) %6.1f ms   partial sync (new) %5.1f ms   (median of %d;"
+            " tables equal)" % (what, count, out[what]["old"], out[what]["new"], rounds),
+            flush=True,
+        )
+    return out
+
+
 # ---- latency ------------------------------------------------------------------------
 
 SERVER_CODE = r"""
@@ -369,6 +478,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connects", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--changes", type=int, default=6, help="rounds of the one-change figures")
+    ap.add_argument("--changes-only", action="store_true", help="sync and one-change figures, no latency")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     topo = Topology()
@@ -376,6 +487,11 @@ def main(argv=None):
     try:
         topo.build()
         sync = bench_sync(topo.handle, (100, 1000), min(args.rounds, 3))
+        ref = topo.netns("ref")
+        with Netns(ref) as ref_ns:
+            change = bench_change(topo.handle, ref_ns, 1000, args.changes)
+        if args.changes_only:
+            return
         sns, _ = topo.ips[SERVER]
         server = subprocess.Popen(
             ["nsenter", "--net=/run/netns/" + sns, "--", sys.executable, "-c", SERVER_CODE, str(PORT)],
@@ -387,7 +503,7 @@ def main(argv=None):
         latency = bench_latency(topo, args.connects, args.rounds)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"sync": sync, "latency": latency}, f, indent=1)
+                json.dump({"sync": sync, "change": change, "latency": latency}, f, indent=1)
     finally:
         if server is not None:
             server.terminate()  # by the PID we started
