@@ -58,11 +58,8 @@ fi
 
 # The compiled CNI forwarder (podnet/cni/native/podnet-cni.c; the plugins'
 # entry point, see podnet/cni/install.py), rebuilt when older than its source.
-if [ ! build/native/podnet-cni -nt podnet/cni/native/podnet-cni.c ]; then
-  mkdir -p build/native
-  cc -O2 -Wall -Wextra -Werror -o build/native/podnet-cni.tmp podnet/cni/native/podnet-cni.c
-  mv build/native/podnet-cni.tmp build/native/podnet-cni
-fi
+# The compiler flags live in install.py, in one place.
+.venv/bin/python -m podnet.cni.install >/dev/null
 # The CNI executables for tests, demo and benchmarks (a private bin dir:
 # the system's /opt/cni/bin is left alone).
 .venv/bin/podnet cni install --bin-dir "$ROOT/build/cni-bin" >/dev/null
