@@ -22,14 +22,29 @@ what keeps a one-Service change at 10,000 Services cheap.
                     has only this node's (internalTrafficPolicy Local): where
                     pods and the node go through an external address
     fw-<h>-...      loadBalancerSourceRanges: `ip saddr <range> return` per
-                    range, then drop; reached from filter-prerouting and
-                    filter-output (priority -110, before DNAT) through the map
-                    firewall-ips (LoadBalancer IP . proto . port), as kube-proxy
+                    range, then drop; reached from nat-prerouting and
+                    nat-output (before `jump services`, so before DNAT) through
+                    the map firewall-ips (LoadBalancer IP . proto . port)
     nat-postrouting (srcnat)  meta mark & 0x4000 == 0x4000 masquerade fully-random
-    filter-*        (priority -110/-90) as kube-proxy: a service without
-                    endpoints is rejected (an immediate ICMP error), endpoints
-                    that exist but may not be used here are dropped, unknown
-                    ports of a ClusterIP are rejected.
+    *-check         as kube-proxy: a service without endpoints is rejected (an
+                    immediate ICMP error), endpoints that exist but may not be
+                    used here are dropped, unknown ports of a ClusterIP are
+                    rejected. kube-proxy jumps to them from five filter base
+                    chains (`ct state new jump ...`); here nat-prerouting and
+                    nat-output jump to them, around `jump services`. The
+                    kernel evaluates a nat chain only for the first packet of
+                    a connection (and again while that packet is dropped or
+                    rejected: the connection is never confirmed), which is
+                    what `ct state new` selected, so the checks are the same;
+                    but every other packet (all of a plain pod-to-pod flow)
+                    crosses no chain of this table at all (bench/dataplane.py:
+                    five base chains cost RTT on every hook a packet crosses,
+                    twice per node with VXLAN). The maps' keys are disjoint
+                    (a Service port is either in service-ips or in
+                    no-endpoint-services), so checking before DNAT instead of
+                    after it (kube-proxy's forward/input hooks) changes
+                    nothing; unknown ClusterIP ports are checked after
+                    `jump services`, which ends in a DNAT for every known one.
 
 Endpoints: ready ones; when none is ready, those serving and terminating.
 IPv4 only (addressType IPv4, IPv4 ClusterIPs); the first address of an endpoint.
@@ -75,16 +90,23 @@ FIXED_SETS = {
     "nodeport-ips": "type ipv4_addr;",
     "hairpin": "type ipv4_addr . ipv4_addr;",
 }
+# nat chains only: the kernel runs them for a connection's first packet, never
+# for the rest of it (see the module's docstring: no filter base chains)
 BASE_CHAINS = {
-    "filter-prerouting": "type filter hook prerouting priority -110; policy accept;",
     "nat-prerouting": "type nat hook prerouting priority dstnat; policy accept;",
     "nat-output": "type nat hook output priority -100; policy accept;",
     "nat-postrouting": "type nat hook postrouting priority srcnat; policy accept;",
-    "filter-input": "type filter hook input priority -110; policy accept;",
-    "filter-forward": "type filter hook forward priority -110; policy accept;",
-    "filter-output": "type filter hook output priority -110; policy accept;",
-    "filter-output-post-dnat": "type filter hook output priority -90; policy accept;",
 }
+# what a connection's first packet goes through, in order: the LoadBalancer
+# source ranges and the no-endpoint checks before DNAT, then the Services,
+# then (not DNATed: no such port) the ClusterIPs' unknown ports
+FIRST_PACKET = (
+    "jump firewall-check",
+    "jump service-endpoints-check",
+    "jump nodeport-endpoints-check",
+    "jump services",
+    "jump cluster-ips-check",
+)
 
 
 @dataclass
@@ -285,17 +307,12 @@ def plan_base(node_ips: Iterable[object] | None, endpoint_ips: Iterable[str] = (
     ips = sorted({ip for ip in (ipv4(x) for x in (node_ips or [])) if ip is not None})
     np_match = "fib daddr type local ip daddr != 127.0.0.0/8" + (" ip daddr @nodeport-ips" if ips else "")
     frag.chains = {
-        "nat-prerouting": ("jump services",),
-        "nat-output": ("jump services",),
+        "nat-prerouting": FIRST_PACKET,
+        "nat-output": FIRST_PACKET,
         "nat-postrouting": (
             "meta mark & %s == %s masquerade fully-random" % (MARK, MARK),
             "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
         ),
-        "filter-input": ("ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"),
-        "filter-forward": ("ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"),
-        "filter-prerouting": ("ct state new jump firewall-check",),
-        "filter-output": ("ct state new jump service-endpoints-check", "ct state new jump firewall-check"),
-        "filter-output-post-dnat": ("ct state new jump cluster-ips-check",),
         "services": (
             "ip daddr . meta l4proto . th dport vmap @service-ips",
             np_match + " meta l4proto . th dport vmap @service-nodeports",

@@ -145,8 +145,9 @@ def test_no_endpoints_rejected():
         assert (
             "add rule %s service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services" % T in s
         )
-        assert "add rule %s filter-output ct state new jump service-endpoints-check" % T in s
-        assert "add rule %s filter-forward ct state new jump service-endpoints-check" % T in s
+        # a connection's first packet only (nat chains), from outside and from the node
+        assert "add rule %s nat-output jump service-endpoints-check" % T in s
+        assert "add rule %s nat-prerouting jump service-endpoints-check" % T in s
 
 
 def test_named_target_port_and_protocol():
@@ -338,10 +339,10 @@ def test_load_balancer_source_ranges_drop_other_sources_at_the_lb_ip_only():
     els = sorted(re.findall(r"^add element %s firewall-ips \{ (.*) \}$" % T, s, re.M))
     assert els == ["192.168.200.241 . tcp . 80 : goto " + fw, "192.168.200.241 . tcp . 8000 : goto " + fw2]
     # before DNAT, new connections only, from outside (prerouting) and from the node (output)
-    assert "add rule %s filter-prerouting ct state new jump firewall-check" % T in s
-    assert "add rule %s filter-output ct state new jump firewall-check" % T in s
+    assert "add rule %s nat-prerouting jump firewall-check" % T in s
+    assert "add rule %s nat-output jump firewall-check" % T in s
     assert "add rule %s firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips" % T in s
-    assert "add chain %s filter-prerouting { type filter hook prerouting priority -110; policy accept; }" % T in s
+    assert "add chain %s nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }" % T in s
     # the node inside a range: its own connections to the LB IP it holds (source = that IP) too
     s = plan([service], sl, node_ips=("10.9.9.9",))
     assert rules_of(s, "fw-")[fw] == [
@@ -505,3 +506,23 @@ def test_nft_accepts_script(namespaces):
     sh(ns, "nft", "-f", "-", input=plan([], []))
     listing = sh(ns, "nft", "list", "table", "ip", "podnet-proxy").stdout
     assert "dnat to" not in listing and "goto svc-" not in listing
+
+
+def test_hook_chains_only_nat():
+    """A plain pod-to-pod packet crosses no chain of the table: its only base
+    chains are nat chains (the kernel runs them for a connection's first
+    packet), and the checks run there, around the Service dispatch, in the
+    order kube-proxy's filter chains gave them (before DNAT, then unknown ports)."""
+    s = plan([svc("web", "10.96.0.10", [{"name": "http", "port": 80}])], [], node_ips=("192.168.1.10",))
+    hooks = re.findall(r"^add chain %s (\S+) \{ type (\w+) hook" % T, s, re.M)
+    assert hooks == [("nat-prerouting", "nat"), ("nat-output", "nat"), ("nat-postrouting", "nat")]
+    first = [
+        "jump firewall-check",
+        "jump service-endpoints-check",
+        "jump nodeport-endpoints-check",
+        "jump services",
+        "jump cluster-ips-check",
+    ]
+    for chain in ("nat-prerouting", "nat-output"):
+        assert re.findall(r"^add rule %s %s (.*)$" % (T, chain), s, re.M) == first
+    assert "ct state new" not in s
