@@ -299,9 +299,18 @@ def _merge(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+_SEL_TEXT: dict[str, str] = {}  # repr(selector) -> its text: formatting is slow, selectors repeat
+
+
 def _sel_text(sel: Obj | None) -> str:
-    text = format_selector(sel)
-    return "*" if text == "<none>" else text
+    r = repr(sel)
+    text = _SEL_TEXT.get(r)
+    if text is None:
+        if len(_SEL_TEXT) > 10000:
+            _SEL_TEXT.clear()
+        text = format_selector(sel)
+        text = _SEL_TEXT[r] = "*" if text == "<none>" else text
+    return text
 
 
 def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
@@ -314,7 +323,8 @@ def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
     def resolve() -> PeerRef | None:
         if peer.get("ipBlock") is not None:
             nets = tuple(ip_block(peer["ipBlock"]))
-            pods = [p for p in cluster.pods if any(p.ip in n for n in nets)]
+            spans = [(int(n.network_address), int(n.broadcast_address)) for n in nets]  # ints: `in` is slow
+            pods = [p for p in cluster.pods if any(lo <= int(p.ip) <= hi for lo, hi in spans)]
         else:
             pods = cluster.peer_pods(ns, peer)
             nets = tuple(ipaddress.collapse_addresses(Net(p.ip) for p in pods))
@@ -358,6 +368,21 @@ def _pairs_ref(cluster: Cluster, pairs: Iterable[tuple[IPv4, int]], what: str) -
     return name
 
 
+def _named_ref(cluster: Cluster, targets: list[PodInfo], name: str, proto: str) -> Pairs | str | None:
+    """A named port on `targets` -> _pairs_ref, or None when none of them has it.
+    Memoised per list: every list given is the Cluster's own (its pods, a
+    peer's, a selection), kept alive by the memo, so its id names it."""
+
+    def build() -> tuple[list[PodInfo], Pairs | str | None]:
+        pairs = {(p.ip, port) for p in targets for n, pr, port in p.ports if n == name and pr == proto}
+        return targets, (_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)) if pairs else None)
+
+    ref = cluster._cached(("named", str(id(targets)), name, proto), build)[1]
+    if isinstance(ref, str):
+        cluster.sets_used.add(ref)
+    return ref
+
+
 def _rule_rules(cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: list[PodInfo], where: str) -> list[Rule]:
     """One ingress/egress rule -> nft Rules (each ends in accept): one per
     peer and protocol (peers are OR, each peer its own set)."""
@@ -388,13 +413,13 @@ def _rule_rules(cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: l
         # pods inside an ipBlock too, as the upstream e2e suite expects)
         targets = selected if ingress else pods
         for proto, name in sorted(set(named)):
-            pairs = {(p.ip, port) for p in targets for n, pr, port in p.ports if n == name and pr == proto}
-            if pairs:
+            pairs = _named_ref(cluster, targets, name, proto)
+            if pairs is not None:
                 out.append(
                     Rule(
                         "accept",
                         proto=proto,
-                        daddr_dport=_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)),
+                        daddr_dport=pairs,
                         comment="%s port %s" % (where, name),
                         saddr=saddr,  # for egress the pairs are the destination
                     )
@@ -421,7 +446,11 @@ def policy_chain(cluster: Cluster, pol: Obj, direction: str, selected: list[PodI
 def selected_pods(cluster: Cluster, pol: Obj, node: str) -> list[PodInfo]:
     """The pods of `node` a policy applies to."""
     ns = _meta(pol).get("namespace") or "default"
-    return [p for p in cluster.in_namespace(ns, (pol.get("spec") or {}).get("podSelector") or {}) if p.node == node]
+    sel = (pol.get("spec") or {}).get("podSelector") or {}
+    # memoised: policies with one selector share the list (and _named_ref relies on that)
+    return cluster._cached(
+        ("selected", ns, repr(sel), node), lambda: [p for p in cluster.in_namespace(ns, sel) if p.node == node]
+    )
 
 
 def policy_chains(cluster: Cluster, pol: Obj, selected: list[PodInfo]) -> dict[str, Chain]:
