@@ -17,6 +17,10 @@ What it measures, in one run, in throwaway namespaces pnbp-<pid>-{node,srv,peer}
                 after the last the whole table is compared, chain by chain
                 and rule by rule, with a full render of the same plan; the
                 peer's changed rule is read back too
+  floor         the kernel's own cost of any such change: one rule in a
+                chain nothing reaches, as a netlink batch (the kernel
+                validates the whole table again whenever a change holds a
+                jump, goto or nat: from each base chain, through the maps)
   the peer      kube-proxy's iptables-mode shape built by hand as nft rules:
                 one linear `ip daddr X tcp dport P dnat to ...` rule per
                 Service in one chain, which is what the verdict map replaces.
@@ -181,6 +185,7 @@ def measure_size(node, peer_ns, n):
             via_nft.append((tp + ta, tp, ta))
             check_service(node, plan[key], SRV_IPS)
     same_as_full(node, plan)
+    floor = kernel_floor(node)
     drop_table(peer_ns, PEER)
     changes.sort()
     via_nft.sort()
@@ -198,6 +203,7 @@ def measure_size(node, peer_ns, n):
         "change_plan_ms": tp * 1e3,
         "change_apply_ms": ta * 1e3,
         "change_nft_ms": via_nft[len(via_nft) // 2][0] * 1e3,
+        "kernel_floor_ms": floor * 1e3,
         "change_nft_apply_ms": via_nft[len(via_nft) // 2][2] * 1e3,
     }
 
@@ -217,6 +223,22 @@ def fast_apply(handle, script):
     if path != nftnl.FAST:
         raise RuntimeError("the change went through %s, not netlink:\n%s" % (path, script))
     return elapsed
+
+
+def kernel_floor(node):
+    """The kernel's own cost of any change that holds a jump, goto or nat
+    (every Service change does): it validates the whole table again, from
+    each base chain through the verdict maps to every chain they reach.
+    Measured as one `drop` rule written into a chain nothing reaches, as a
+    netlink batch; the median of 5 -> seconds."""
+    chain = "ip podnet-proxy pnbp-floor"
+    nft_apply(node, "add chain %s\n" % chain)
+    times = []
+    with netns.Netns(node) as handle:
+        for _ in range(5):
+            times.append(fast_apply(handle, "flush chain %s\nadd rule %s drop\n" % (chain, chain)))
+    nft_apply(node, "flush chain %s\ndelete chain %s\n" % (chain, chain))
+    return statistics.median(times)
 
 
 def check_service(node, frag, endpoints):
@@ -498,6 +520,10 @@ def main():
                 )
             )
 
+        print()
+        print("the kernel's floor for one change (the table validated again; see kernel_floor):")
+        for r in results["sizes"]:
+            print("%8d  %8.1f ms" % (r["services"], r["kernel_floor_ms"]))
         print()
         print(
             "%8s | %10s | %12s %12s | %12s %12s | %s"
