@@ -45,6 +45,7 @@ import argparse
 import ipaddress
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -277,6 +278,13 @@ def _table(ns):
     return chains, {name: sorted(e) for name, e in elements.items()}
 
 
+def _cpu():
+    """ms of CPU this process and its finished children (nft) used: a figure
+    a busy machine disturbs less than the wall clock."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime) * 1000
+
+
 def bench_change(node_ns, ref_ns, count, rounds):
     """One policy change and one pod label change at `count` policies, from the
     informer callback delivering the object to `nft` returning: the per-change
@@ -288,7 +296,7 @@ def bench_change(node_ns, ref_ns, count, rounds):
     store = Store(pods, namespaces, policies(count))
     r = PolicyReconciler(NODE, store, "10.244.0.0/16", ns=node_ns)
     r.sync()  # the start: a full sync
-    times = {"policy": {"old": [], "new": []}, "pod label": {"old": [], "new": []}}
+    times = {w: {"old": [], "new": [], "plan": [], "nft": [], "cpu": []} for w in ("policy", "pod label")}
     for i in range(rounds):
         pol = json.loads(json.dumps(store.items["NetworkPolicy"]["ns0/np-0500"]))
         pol["spec"]["ingress"][0]["ports"][0]["port"] = 81 if i % 2 == 0 else 80
@@ -297,10 +305,12 @@ def bench_change(node_ns, ref_ns, count, rounds):
         for what, obj in (("policy", pol), ("pod label", pod)):
             partial = r.syncs["partial"]
             r.last_check = time.monotonic()  # the periodic drift check is not part of a change
+            c0 = _cpu()
             t0 = time.perf_counter()
             store.put(obj)
             r.sync()
             t1 = time.perf_counter()
+            times[what]["cpu"].append(_cpu() - c0)
             if r.syncs["partial"] != partial + 1 or r.syncs["full"] != 1:
                 raise SystemExit("the %s change was not written as a partial sync: %s" % (what, r.syncs))
             p = plan(
@@ -313,6 +323,8 @@ def bench_change(node_ns, ref_ns, count, rounds):
             nft.apply(nftscript.render(p), ns=ref_ns, what="bench full")
             t2 = time.perf_counter()
             times[what]["new"].append((t1 - t0) * 1000)
+            times[what]["plan"].append(r.last_phases["plan"])
+            times[what]["nft"].append(r.last_phases["nft"])
             times[what]["old"].append((t2 - t1) * 1000)
             if _table(node_ns) != _table(ref_ns):
                 raise SystemExit("after the %s change the partial syncs' table differs from a full apply" % what)
@@ -320,8 +332,18 @@ def bench_change(node_ns, ref_ns, count, rounds):
     for what, t in times.items():
         out[what] = {k: statistics.median(v) for k, v in t.items()}
         print(
-            "change %-9s at %d policies: full sync (old) %6.1f ms   partial sync (new) %5.1f ms   (median of %d;"
-            " tables equal)" % (what, count, out[what]["old"], out[what]["new"], rounds),
+            "change %-9s at %d policies: full sync (old) %6.1f ms   partial sync (new) %5.1f ms (plan %.1f, nft %.1f;"
+            " CPU %.1f)   (median of %d; tables equal)"
+            % (
+                what,
+                count,
+                out[what]["old"],
+                out[what]["new"],
+                out[what]["plan"],
+                out[what]["nft"],
+                out[what]["cpu"],
+                rounds,
+            ),
             flush=True,
         )
     return out
