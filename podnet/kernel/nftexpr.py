@@ -76,8 +76,7 @@ def verdict(kind: int, text: str) -> bytes:
     words = text.split()
     if not words or words[0] not in VERDICTS or len(words) != (2 if words[0] in ("jump", "goto") else 1):
         raise Unsupported("verdict %r" % text)
-    parts = [struct.pack(">i", VERDICTS[words[0]])]
-    inner = attr(NFTA_VERDICT_CODE, parts[0])
+    inner = attr(NFTA_VERDICT_CODE, struct.pack(">i", VERDICTS[words[0]]))
     if len(words) == 2:
         inner += string(NFTA_VERDICT_CHAIN, words[1])
     return nest(kind, nest(NFTA_DATA_VERDICT, inner))
