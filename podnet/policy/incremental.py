@@ -30,23 +30,25 @@ from dataclasses import dataclass, field
 
 from podnet.api.selectors import matches
 from podnet.api.types import Obj
-from podnet.policy.planner import (
+from podnet.policy.cluster import (
     NS_NAME_LABEL,
-    Chain,
     Cluster,
     IPv4,
     NamedSet,
     Net,
     PeerRef,
-    Plan,
     PodInfo,
     Rank,
     _ipv4,
+    pod_info,
+)
+from podnet.policy.planner import (
+    Chain,
+    Plan,
     ip_block,
     peer_key,
     peer_ref,
     pod_chain,
-    pod_info,
     policy_chains,
     selected_pods,
 )

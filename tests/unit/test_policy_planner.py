@@ -4,8 +4,8 @@ test_policy_truth.py) and the script it renders."""
 import ipaddress as ia
 
 from podnet.policy import nftscript
+from podnet.policy.cluster import NS_NAME_LABEL
 from podnet.policy.planner import (
-    NS_NAME_LABEL,
     chain_name,
     ip_block,
     live_pods,
