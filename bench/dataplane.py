@@ -56,7 +56,12 @@ The podnet side is real labs brought up by the CLI (`lab up --name dp<N><m>
 --nodes 2 [--routing MODE] [--encryption wireguard] -f MANIFEST`,
 PODNET_STATE_ROOT in a temp dir), one mode at a time (with --encryption the
 mode's plain and encrypted labs are up together); iperf3 and ping run inside
-the pods through `podnet exec`. The
+the pods through `podnet exec`. Every podnet lab also holds
+a NetworkPolicy (dp-isolated) that selects two other pods, dp-x on node1 and
+dp-y on node2, never the measured ones: each node then has a podnet-policy
+table with content, as in a cluster that uses policies; the bench waits until
+each node's table isolates its own and none of the measured pods, and fails
+the lab otherwise (--no-policy leaves them out). The
 hand-built side lives in namespaces named pndp-<pid>-* (underlay
 192.168.220.0/24, pod subnets 10.250.x.0/24, ip_forward only in them; the
 WireGuard nodes are .21 and .22 with pods in 10.250.21/22.0/24); the root
@@ -104,12 +109,12 @@ WG_NODES = {1: "192.168.220.21", 2: "192.168.220.22"}  # hand-built WireGuard no
 WG_IF, WG_PORT, WG_OVERHEAD = "pndp-wg", 51820, 60
 PODNET_WG_IF = "podnet.wg"
 
-MANIFEST = "".join(
-    """\
+POD = """\
 apiVersion: v1
 kind: Pod
 metadata:
   name: %s
+  labels: {dp: %s}
 spec:
   nodeName: %s
   containers:
@@ -118,9 +123,33 @@ spec:
     command: ["sleep", "infinity"]
 ---
 """
-    % pn
-    for pn in (("dp-a", "node1"), ("dp-b", "node1"), ("dp-c", "node2"))
-)
+MEASURED = (("dp-a", "node1"), ("dp-b", "node1"), ("dp-c", "node2"))
+# one isolated pod per node and the NetworkPolicy that selects them (and only
+# them): every node carries a podnet-policy table with content, as a cluster
+# with policies does, while the measured pods stay unselected
+ISOLATED = (("dp-x", "node1"), ("dp-y", "node2"))
+POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: dp-isolated
+spec:
+  podSelector: {matchLabels: {dp: isolated}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {dp: isolated}}}]
+    ports: [{protocol: TCP, port: 5201}]
+  egress:
+  - to: [{podSelector: {matchLabels: {dp: isolated}}}]
+---
+"""
+
+
+def manifest(policy):
+    pods = [(n, "measured", node) for n, node in MEASURED]
+    if policy:
+        pods += [(n, "isolated", node) for n, node in ISOLATED]
+    return "".join(POD % p for p in pods) + (POLICY if policy else "")
 
 
 class BenchError(Exception):
@@ -177,10 +206,10 @@ class Bench:
             raise BenchError("namespaces pn-%s-* exist already: not ours, not touching them" % lab)
         self.labs.append(lab)  # before `up`: a half-made lab is still taken down
         self.live.append(lab)
-        manifest = os.path.join(self.tmp, "pods.yaml")
-        with open(manifest, "w") as f:
-            f.write(MANIFEST)
-        argv = ["lab", "up", "--name", lab, "--nodes", "2", "-f", manifest, "--timeout", "120"]
+        path = os.path.join(self.tmp, "pods.yaml")
+        with open(path, "w") as f:
+            f.write(manifest(not self.args.no_policy))
+        argv = ["lab", "up", "--name", lab, "--nodes", "2", "-f", path, "--timeout", "120"]
         if routing:
             argv += ["--routing", routing]
         if encryption:
@@ -195,8 +224,36 @@ class Bench:
             p["metadata"]["name"]: p
             for p in json.loads(self.cli("get", "pods", "--lab", lab, "-o", "json").stdout)["items"]
         }
-        ips = {n: pods[n]["status"]["podIP"] for n in ("dp-a", "dp-b", "dp-c")}
+        ips = {n: pods[n]["status"]["podIP"] for n, _ in MEASURED}
+        if not self.args.no_policy:
+            self.policy_present(lab, {n: (node, pods[n]["status"]["podIP"]) for n, node in ISOLATED}, ips)
         return lab, ips
+
+    def policy_present(self, lab, isolated, measured):
+        """Wait until every node's `inet podnet-policy` table isolates its own
+        dp-x/dp-y (the map ingress-pods sends the pod's address to its chain)
+        and none of the measured pods; BenchError when it does not within 30 s:
+        a figure without the policy table would not be the one asked for."""
+        deadline = time.monotonic() + 30
+        for pod, (node, ip) in sorted(isolated.items()):
+            ns = "pn-%s-%s" % (lab, node)
+            while True:
+                res = run(
+                    self.inside(ns) + ["nft", "list", "map", "inet", "podnet-policy", "ingress-pods"], check=False
+                )
+                text = res.stdout
+                if ip + " : goto" in text:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError("%s: %s is not isolated in inet podnet-policy: %s" % (ns, pod, text or res.stderr))
+                time.sleep(0.5)
+            wrong = [n for n, m_ip in measured.items() if m_ip + " :" in text]
+            if wrong:
+                raise BenchError("%s: the policy isolates measured pods %s" % (ns, ", ".join(wrong)))
+        self.notes.append(
+            "lab %s: NetworkPolicy dp-isolated selects %s; each node's inet podnet-policy table isolates its own"
+            % (lab, ", ".join("%s (%s, %s)" % (p, n, ip) for p, (n, ip) in sorted(isolated.items())))
+        )
 
     def podnet_wireguard(self, lab, dst):
         """None when the lab's route to dst goes through podnet.wg, else why
@@ -786,6 +843,12 @@ def main(argv=None):
         action="store_true",
         help="also each mode with `lab up --encryption wireguard` vs WireGuard built by hand, "
         "and with vs without encryption",
+    )
+    ap.add_argument(
+        "--no-policy",
+        action="store_true",
+        help="no NetworkPolicy in podnet's labs (by default one selects two other pods, dp-x and dp-y, "
+        "so every node has a policy table)",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
     args = ap.parse_args(argv)
