@@ -416,12 +416,16 @@ runc = [{runc}]
 
 
 def _strict_bin(d):
-    """Thin executables that never fall back to in-process (daemon variant)."""
-    from podnet.cni.install import PLUGINS, fastest_python, package_root
+    """The compiled forwarder, as installed, with thin scripts behind it that
+    never fall back to in-process (daemon variant): podman's calls go through
+    the forwarder to the daemon, and fail loudly if they ever do not."""
+    from podnet.cni.install import PLUGINS, THIN_DIR, build, fastest_python, package_root
 
-    os.makedirs(d)
+    os.makedirs(os.path.join(d, THIN_DIR))
+    forwarder = build()
     for name in PLUGINS:
-        path = os.path.join(d, name)
+        shutil.copy2(forwarder, os.path.join(d, name))
+        path = os.path.join(d, THIN_DIR, name)
         with open(path, "w") as f:
             f.write(STRICT_TEMPLATE.format(python=fastest_python(), root=package_root(), name=name))
         os.chmod(path, 0o755)
