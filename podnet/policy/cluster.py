@@ -129,6 +129,8 @@ class Cluster:
         # it to know which policies a change touches): peer keys, set names
         self.peers_used: set[str] = set()
         self.sets_used: set[str] = set()
+        self.pairs_used: set[tuple[str, str, str]] = set()  # named ports: (targets' group, name, protocol)
+        self.named: dict[tuple[str, str, str], Pairs | str | None] = {}  # their pairs (planner.named_ref)
 
     def _cached(self, key: tuple[str, ...], fn: Callable[[], _T]) -> _T:
         if key not in self._memo:

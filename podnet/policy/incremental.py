@@ -13,8 +13,9 @@ change re-plans only what it can touch:
   selector (or ipBlock) matches it are resolved again: a peer whose
   addresses keep their shape (a set stays a set, one inline address stays
   that address) only changes its set's elements, otherwise the policies that
-  use it are re-planned; and the policies whose egress named ports resolve
-  on the pods it joined or left;
+  use it are re-planned; named ports on those peers' pods (or on every pod)
+  alike: their set's elements change, or, when the pairs change shape, the
+  policies that use them are re-planned;
 - a namespace's labels: the peers with a namespaceSelector whose match of it
   changed, as above.
 
@@ -36,6 +37,7 @@ from podnet.policy.cluster import (
     IPv4,
     NamedSet,
     Net,
+    Pairs,
     PeerRef,
     PodInfo,
     Rank,
@@ -43,17 +45,17 @@ from podnet.policy.cluster import (
     pod_info,
 )
 from podnet.policy.planner import (
+    ALL,
     Chain,
     Plan,
     ip_block,
+    named_ref,
     peer_key,
     peer_ref,
     pod_chain,
     policy_chains,
     selected_pods,
 )
-
-ALL = "*"  # a named-port dependency on every pod (an egress rule without `to`)
 
 
 @dataclass
@@ -65,6 +67,15 @@ class _Peer:
     users: set[str] = field(default_factory=set)  # policy keys
 
 
+NamedKey = tuple[str, str, str]  # a named port's targets' group, name, protocol (planner.named_ref)
+
+
+@dataclass
+class _Named:
+    ref: Pairs | str | None  # as the rules name it: None, inline pairs, or a set's name
+    users: set[str] = field(default_factory=set)  # policy keys
+
+
 @dataclass
 class _Planned:
     """One policy that selects pods here, as last planned."""
@@ -73,7 +84,7 @@ class _Planned:
     chains: dict[str, Chain]
     peers: set[str]
     sets: set[str]
-    named: set[str]  # peer keys (or ALL) whose pods resolve its egress named ports
+    named: set[NamedKey]  # named ports it looked up
 
 
 def _peers_of(pol: Obj) -> dict[str, tuple[str, Obj]]:
@@ -87,26 +98,9 @@ def _peers_of(pol: Obj) -> dict[str, tuple[str, Obj]]:
     return out
 
 
-def _named_deps(pol: Obj) -> set[str]:
-    """Whose pods an egress named port is looked up on (planner._rule_rules)."""
-    ns = pol["metadata"].get("namespace") or "default"
-    out: set[str] = set()
-    for rule in (pol.get("spec") or {}).get("egress") or []:
-        rule = rule or {}
-        if not any(isinstance(p.get("port"), str) for p in rule.get("ports") or []):
-            continue
-        peers = rule.get("to") or []
-        out |= {peer_key(ns, peer) for peer in peers} if peers else {ALL}
-    return out
-
-
 def _shape(ref: PeerRef | None) -> object:
     """What a rule says about a peer: nothing, its inline addresses, or its set's name."""
     return None if ref is None else ref[0]
-
-
-def _pod_sig(pods: list[PodInfo]) -> list[tuple[IPv4, tuple[tuple[str, str, int], ...]]]:
-    return [(p.ip, p.ports) for p in pods]
 
 
 class Incremental:
@@ -123,7 +117,7 @@ class Incremental:
         self.peers: dict[str, _Peer] = {}  # peer keys some planned policy uses
         self.sets: dict[str, NamedSet] = {}
         self.set_users: dict[str, set[str]] = {}
-        self.named_users: dict[str, set[str]] = {}
+        self.named: dict[NamedKey, _Named] = {}  # named ports some planned policy uses
         self.pod_chains: dict[str, dict[str, tuple[str, Chain]]] = {}  # pod key -> direction -> chain
         self._pods: dict[str, Obj | None] = {}  # changes not planned yet
         self._namespaces: dict[str, Obj | None] = {}
@@ -227,8 +221,8 @@ class Incremental:
             self.peers[pk].users.discard(key)
         for name in old.sets:
             self.set_users[name].discard(key)
-        for dep in old.named:
-            self.named_users[dep].discard(key)
+        for nk in old.named:
+            self.named[nk].users.discard(key)
         return old.selected
 
     def _replan(self, cluster: Cluster, key: str) -> list[PodInfo]:
@@ -240,7 +234,7 @@ class Incremental:
         selected = selected_pods(cluster, pol, self.node)
         if not selected:
             return pods
-        cluster.peers_used, cluster.sets_used = set(), set()
+        cluster.peers_used, cluster.sets_used, cluster.pairs_used = set(), set(), set()
         chains = policy_chains(cluster, pol, selected)
         specs = _peers_of(pol)
         for pk in cluster.peers_used:
@@ -254,12 +248,15 @@ class Incremental:
         for name in cluster.sets_used:
             self._keep_set(name, cluster.sets[name])
             self.set_users.setdefault(name, set()).add(key)
-        named = _named_deps(pol)
-        for dep in named:
-            self.named_users.setdefault(dep, set()).add(key)
+        for nk in cluster.pairs_used:
+            entry = self.named.setdefault(nk, _Named(None))
+            entry.ref = cluster.named[nk]
+            entry.users.add(key)
         old = {n: c for p in [self.planned.get(key)] if p for n, c in p.chains.items()}
         chains = {n: old[n] if old.get(n) == c else c for n, c in chains.items()}
-        self.planned[key] = _Planned(selected, chains, set(cluster.peers_used), set(cluster.sets_used), named)
+        self.planned[key] = _Planned(
+            selected, chains, set(cluster.peers_used), set(cluster.sets_used), set(cluster.pairs_used)
+        )
         return pods + selected
 
     def _keep_set(self, name: str, s: NamedSet) -> None:
@@ -302,18 +299,18 @@ class Incremental:
                 for k in self.by_ns.get(p.ns, ()):
                     if matches((self.policies[k].get("spec") or {}).get("podSelector") or {}, p.labels):
                         replan.add(k)
-        # egress named ports on every pod: a pod came, went, or changed its IP or ports
+        # named ports on every pod: a pod came, went, or changed its IP or ports
         old_sig = sorted((str(p.ip), p.key, p.ports) for p in pods if self.live.get(p.ip) is not p)
         new_sig = sorted((str(p.ip), p.key, p.ports) for p in pods if self.live.get(p.ip) is p)
-        if old_sig != new_sig:
-            replan |= self.named_users.get(ALL, set())
         # peers that may name other pods now
+        touched = set()
         for pk, peer in list(self.peers.items()):
             if not peer.users:
                 del self.peers[pk]
                 continue
             if not self._touched(peer, pods, nss):
                 continue
+            touched.add(pk)
             cluster.peers_used, cluster.sets_used = set(), set()
             new = peer_ref(cluster, peer.ns, peer.spec)
             if _shape(new) != _shape(peer.ref):
@@ -321,10 +318,27 @@ class Incremental:
             else:
                 for name in cluster.sets_used:
                     self._keep_set(name, cluster.sets[name])
-            old_pods = peer.ref[1] if peer.ref else []
-            if _pod_sig(old_pods) != _pod_sig(new[1] if new else []):
-                replan |= self.named_users.get(pk, set())
             peer.ref = new
+        # named ports on pods that may have come, gone or changed: as peers
+        for nk, entry in list(self.named.items()):
+            group = nk[0]
+            if not entry.users:
+                del self.named[nk]
+                continue
+            if group == ALL and old_sig != new_sig:
+                targets = cluster.pods
+            elif group in touched and (ref := self.peers[group].ref) is not None:
+                targets = ref[1]
+            else:
+                continue  # untouched; a selection's: its policies are re-planned with it (above)
+            cluster.sets_used = set()
+            new_ref = named_ref(cluster, targets, *nk)
+            if new_ref != entry.ref:
+                replan |= entry.users
+            else:
+                for name in cluster.sets_used:
+                    self._keep_set(name, cluster.sets[name])
+            entry.ref = new_ref
         redo = {p.key for p in pods}
         for key in sorted(replan):
             redo |= {p.key for p in self._replan(cluster, key)}

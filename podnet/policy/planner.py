@@ -223,48 +223,63 @@ def peer_key(ns: str, peer: Obj) -> str:
     return "ns %s pods %s" % (_sel_text(peer["namespaceSelector"]), _sel_text(peer.get("podSelector") or {}))
 
 
-def _pairs_ref(cluster: Cluster, pairs: Iterable[tuple[IPv4, int]], what: str) -> Pairs | str:
-    """Named-port (ip, port) pairs: inline when one, else a set shared by content."""
-    ordered = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
-    if len(ordered) <= 1:
-        return ordered
-    name = chain_name("named", "%s %s" % (what, _hash(" ".join("%d:%d" % (int(ip), port) for ip, port in ordered))))
-    cluster.sets[name] = NamedSet("named port " + what, "ipv4_addr . inet_service", ordered)
-    cluster.sets_used.add(name)
-    return name
+ALL = "@all"  # a named port's targets: every pod (an egress rule without `to`)
 
 
-def _named_ref(cluster: Cluster, targets: list[PodInfo], name: str, proto: str) -> Pairs | str | None:
-    """A named port on `targets` -> _pairs_ref, or None when none of them has it.
-    Memoised per list: every list given is the Cluster's own (its pods, a
-    peer's, a selection), kept alive by the memo, so its id names it."""
+def selection_group(ns: str, selector: Obj | None) -> str:
+    """A named port's targets: the local pods a policy selects (its ingress)."""
+    return "@selected %s %s" % (ns, _sel_text(selector or {}))
 
-    def build() -> tuple[list[PodInfo], Pairs | str | None]:
+
+def named_ref(cluster: Cluster, targets: list[PodInfo], group: str, name: str, proto: str) -> Pairs | str | None:
+    """A named port on `targets` (named by `group`: ALL, a selection_group or
+    a peer's key) -> its (ip, port) pairs: None when no target has it, inline
+    when one does, else a set named by group, port and protocol (not by
+    content: a pod coming or going changes the set's elements, not the rules
+    that name it). Memoised per Cluster."""
+    key = (group, name, proto)
+
+    def build() -> Pairs | str | None:
         pairs = {(p.ip, port) for p in targets for n, pr, port in p.ports if n == name and pr == proto}
-        return targets, (_pairs_ref(cluster, pairs, "%s/%s" % (name, proto)) if pairs else None)
+        ordered = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
+        if len(ordered) <= 1:
+            return ordered or None
+        set_name = chain_name("named", "%s/%s %s" % (name, proto, group))
+        cluster.sets[set_name] = NamedSet("named port %s/%s of %s" % (name, proto, group), PAIRS_TYPE, ordered)
+        return set_name
 
-    ref = cluster._cached(("named", str(id(targets)), name, proto), build)[1]
+    if key not in cluster.named:
+        cluster.named[key] = build()
+    ref = cluster.named[key]
+    cluster.pairs_used.add(key)
     if isinstance(ref, str):
         cluster.sets_used.add(ref)
     return ref
 
 
-def _rule_rules(cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: list[PodInfo], where: str) -> list[Rule]:
+PAIRS_TYPE = "ipv4_addr . inet_service"
+
+
+def _rule_rules(
+    cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: tuple[str, list[PodInfo]], where: str
+) -> list[Rule]:
     """One ingress/egress rule -> nft Rules (each ends in accept): one per
-    peer and protocol (peers are OR, each peer its own set)."""
+    peer and protocol (peers are OR, each peer its own set). selected: the
+    policy's selection_group and its pods."""
     peers = rule.get("from" if ingress else "to") or []
+    refs: list[tuple[str, Addrs, list[PodInfo]]]
     if peers:
-        refs = [r for r in (peer_ref(cluster, ns, peer) for peer in peers) if r is not None]
+        refs = [(peer_key(ns, peer), *r) for peer in peers if (r := peer_ref(cluster, ns, peer)) is not None]
         if not refs:
             return []  # peers that name nobody allow nothing
     else:
-        refs = [(None, cluster.pods)]
+        refs = [(ALL, None, cluster.pods)]
     ports = rule.get("ports") or []
     numeric: PortGroups
     named: list[tuple[str, str]]
     numeric, named = _port_groups(ports) if ports else ({None: None}, [])
     out: list[Rule] = []
-    for addrs, pods in refs:
+    for group, addrs, pods in refs:
         saddr, daddr = (addrs, None) if ingress else (None, addrs)
         # one rule per port range: an anonymous port set per rule costs nft
         # a set object each (1,000 policies: seconds), a range costs nothing
@@ -277,9 +292,9 @@ def _rule_rules(cluster: Cluster, ns: str, rule: Obj, ingress: bool, selected: l
         # a name is looked up on the destination pod: the selected pods for
         # ingress, the peer's pods for egress (every pod when `to` is empty;
         # pods inside an ipBlock too, as the upstream e2e suite expects)
-        targets = selected if ingress else pods
+        group, targets = selected if ingress else (group, pods)
         for proto, name in sorted(set(named)):
-            pairs = _named_ref(cluster, targets, name, proto)
+            pairs = named_ref(cluster, targets, group, name, proto)
             if pairs is not None:
                 out.append(
                     Rule(
@@ -298,9 +313,10 @@ def policy_chain(cluster: Cluster, pol: Obj, direction: str, selected: list[PodI
     ns = _meta(pol).get("namespace") or "default"
     ingress = direction == "Ingress"
     rules: list[Rule] = []
+    group = (selection_group(ns, spec.get("podSelector")), selected)
     for i, rule in enumerate(spec.get("ingress" if ingress else "egress") or []):
         rules += _rule_rules(
-            cluster, ns, rule or {}, ingress, selected, "%s %s[%d]" % (key, "ingress" if ingress else "egress", i)
+            cluster, ns, rule or {}, ingress, group, "%s %s[%d]" % (key, "ingress" if ingress else "egress", i)
         )
     why = "" if rules else " (no rule: allows nothing)"
     return Chain("NetworkPolicy %s %s%s" % (key, direction.lower(), why), rules)
