@@ -232,6 +232,7 @@ def delete(args):
     failure = None
     try:
         pod_ns = _open_netns(args.netns) if args.netns else None
+        pair_gone = False
         if pod_ns is not None:
             try:
                 if c.ip_masq and not ips:
@@ -239,12 +240,13 @@ def delete(args):
                     ips = [a.ip for a in have if not a.ip.is_link_local]
                 with rtnl.Rtnl(pod_ns) as pod:
                     pod.link_del(args.ifname)  # takes the host end of the pair with it
-                    pod.commit()
+                    pair_gone = not pod.commit()  # {} unless ENODEV: it was there, and is gone
             finally:
                 pod_ns.close()
-        with rtnl.Rtnl(args.host_ns) as host:
-            host.link_del(host_veth_name(args.container_id, args.ifname))
-            host.commit()
+        if not pair_gone:  # no netns or no eth0 any more: the host end may still be there
+            with rtnl.Rtnl(args.host_ns) as host:
+                host.link_del(host_veth_name(args.container_id, args.ifname))
+                host.commit()
         if c.ip_masq:
             tag = masq.owner_tag(c.network, args.container_id, args.ifname)
             if not ips:  # no prevResult and the netns is gone: find ours by the element comment
