@@ -50,6 +50,22 @@ def _owner(data: bytes) -> Owner:
     return cid.strip(), ifname.strip()
 
 
+def _rewrite(path: str, data: bytes) -> None:
+    """Replace a small file's content in place: write over it, then cut it to
+    the new length. Not open(path, "w"): ext4 (auto_da_alloc) forces a file
+    truncated to zero out to disk when it is closed, measured 1-2 ms here on
+    every ADD; overwriting and cutting to a non-zero length does not. The file
+    is only a round-robin hint, read under the same lock."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], done)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 class FileStore:
     def __init__(self, network: str, data_dir: str | None = None):
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
@@ -78,8 +94,7 @@ class FileStore:
             return False
         finally:
             os.unlink(tmp)
-        with open(self._path(LAST_PREFIX + str(set_index)), "w") as f:
-            f.write(str(ip))
+        _rewrite(self._path(LAST_PREFIX + str(set_index)), str(ip).encode())
         return True
 
     def last_reserved(self, set_index: int) -> Address | None:
