@@ -1,7 +1,7 @@
 """NetworkPolicy: how long a node's sync takes, and what the rules cost a new connection.
 
 Run as root:  .venv/bin/python bench/policy.py [--connects 500] [--rounds 12] [--changes 6]
-                                              [--changes-only] [--json FILE]
+                                              [--changes-only] [--no-api] [--json FILE]
 
 sync      a synthetic cluster of 100 pods (10 namespaces x 10 pods, all on the
           measured node: the worst case, every pod gets chains) and N = 100
@@ -21,7 +21,11 @@ change    at 1,000 policies, one policy change (a port of one policy) and one
           and the full sync every event cost before (plan + render + `nft -f`
           of the whole table, applied in a second namespace: old), side by
           side. After each change the two tables must be equal (chains rule
-          by rule, set and map elements). Target: new < 50 ms.
+          by rule, set and map elements). Then the same two changes written
+          through a real API server (its own, sqlite store, in a temporary
+          directory; --no-api skips it), the reconciler's loop running on
+          informers as in the agent: from the PUT until `nft` returned.
+          Target: new < 50 ms.
 latency   TCP connection setup (connect() until established, then close)
           between two pods on one hand-built node (bridge, veths; bridged
           traffic reaches the forward hook through br_netfilter) with: no
@@ -46,10 +50,14 @@ import ipaddress
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -89,6 +97,7 @@ def cluster():
                         "containers": [
                             {
                                 "name": "c",
+                                "image": "bench",  # the API server wants one (bench_api)
                                 "ports": [
                                     {"name": "http", "containerPort": PORT},
                                     {"name": "dns", "containerPort": 53, "protocol": "UDP"},
@@ -349,6 +358,86 @@ def bench_change(node_ns, ref_ns, count, rounds):
     return out
 
 
+API_VERSIONS = {"NetworkPolicy": "networking.k8s.io/v1"}
+
+
+def bench_api(node_ns, ref_ns, count, rounds):
+    """The same two changes written through a real API server (its own
+    sqlite store, podnet.apiserver.local, in a temporary directory), the
+    reconciler's loop running in a thread on informers as in the agent:
+    timed from the write request (one PUT) until the node's `nft` returned.
+    Checked like bench_change."""
+    from podnet.apiserver.local import ApiServer
+
+    tmp = tempfile.mkdtemp(prefix=PREFIX + "api-")
+    api, c, stop, thread = None, None, threading.Event(), None
+    try:
+        api = ApiServer(tmp)
+        c = api.cluster("bench-policy")
+        pods, namespaces = cluster()
+        store = Store(pods, namespaces, [])
+        c.create(dict(store.node, apiVersion="v1"))
+        with ThreadPoolExecutor(4) as ex:
+            for batch in (namespaces, pods + policies(count)):
+                list(ex.map(lambda o: c.create(dict(o, apiVersion=API_VERSIONS.get(o["kind"], "v1"))), batch))
+        r = PolicyReconciler(NODE, c, "10.244.0.0/16", ns=node_ns)
+        done = []  # (kind, when nft returned)
+        apply = r._apply
+
+        def noted(script, kind, p, t0):
+            apply(script, kind, p, t0)
+            done.append((kind, time.monotonic()))
+
+        r._apply = noted
+        thread = threading.Thread(target=r.run, args=(stop,), daemon=True)
+        thread.start()
+        wait = time.monotonic() + 120
+        while not done and time.monotonic() < wait:
+            time.sleep(0.05)
+        if not done:
+            raise SystemExit("the reconciler did not write the table through the API server in 120 s")
+        times = {"policy": [], "pod label": []}
+        for i in range(rounds):
+            pol = json.loads(json.dumps(c.find("NetworkPolicy", "ns0", "np-0500")))
+            pol["spec"]["ingress"][0]["ports"][0]["port"] = 81 if i % 2 == 0 else 80
+            pod = json.loads(json.dumps(c.find("Pod", "ns3", "pod-04")))
+            pod["metadata"]["labels"]["app"] = "app5" if i % 2 == 0 else "app4"
+            for what, obj in (("policy", pol), ("pod label", pod)):
+                n = len(done)
+                r.last_check = time.monotonic()  # the periodic drift check is not part of a change
+                t0 = time.monotonic()
+                c.update(obj)
+                wait = time.monotonic() + 30
+                while len(done) == n and time.monotonic() < wait:
+                    time.sleep(0.0005)
+                if len(done) == n or done[n][0] != "partial":
+                    raise SystemExit("the %s change through the API server: no partial sync (%s)" % (what, done[n:]))
+                times[what].append((done[n][1] - t0) * 1000)
+                time.sleep(0.2)  # let the pass end before reading its table
+                want = plan(c.list("NetworkPolicy"), c.list("Pod"), c.list("Namespace"), NODE, r.inc.node_ips)
+                nft.apply(nftscript.render(want), ns=ref_ns, what="bench full")
+                if _table(node_ns) != _table(ref_ns):
+                    raise SystemExit("after the %s change (API) the table differs from a full apply" % what)
+        out = {}
+        for what, t in times.items():
+            out[what] = statistics.median(t)
+            print(
+                "change %-9s at %d policies through the API server: write -> nft returned %5.1f ms"
+                "   (median of %d; tables equal)" % (what, count, out[what], rounds),
+                flush=True,
+            )
+        return out
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(10)
+        if c is not None:
+            c.stop.set()  # its informers' threads
+        if api is not None:
+            api.stop()  # by the PID it started
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- latency ------------------------------------------------------------------------
 
 SERVER_CODE = r"""
@@ -502,6 +591,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--changes", type=int, default=6, help="rounds of the one-change figures")
     ap.add_argument("--changes-only", action="store_true", help="sync and one-change figures, no latency")
+    ap.add_argument("--no-api", action="store_true", help="no one-change figures through a real API server")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     topo = Topology()
@@ -512,6 +602,8 @@ def main(argv=None):
         ref = topo.netns("ref")
         with Netns(ref) as ref_ns:
             change = bench_change(topo.handle, ref_ns, 1000, args.changes)
+            if not args.no_api:
+                change["api"] = bench_api(topo.handle, ref_ns, 1000, args.changes)
         if args.changes_only:
             return
         sns, _ = topo.ips[SERVER]
