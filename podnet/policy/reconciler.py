@@ -52,6 +52,7 @@ class PolicyReconciler:
         self.pending = {kind: {} for kind in KINDS}  # kind -> key -> newest object (None: deleted)
         self.subscribed = False
         self.inc = None  # the per-change planner, fed since the last full sync
+        self.seen = {kind: {} for kind in KINDS}  # what it was fed: the informers' objects
         self.applied = None  # the Plan the kernel holds (None: unknown, apply in full)
         self.hashes = None  # its pieces' digests (nftscript.render_full / diff)
         self.listing = None  # digest of the stateless listing after the last full apply (None: partials since)
@@ -131,7 +132,14 @@ class PolicyReconciler:
             pending, self.pending = self.pending, {kind: {} for kind in KINDS}
         feed = {"NetworkPolicy": self.inc.policy, "Pod": self.inc.pod, "Namespace": self.inc.namespace}
         for kind, changes in pending.items():
+            seen = self.seen[kind]
             for key, obj in changes.items():
+                if seen.get(key) is obj:
+                    continue  # noted before the last full sync read it (the informers' first lists)
+                if obj is None:
+                    seen.pop(key, None)
+                else:
+                    seen[key] = obj
                 feed[kind](key, obj)
         self.inc.set_node_ips(node_ips)
         p = self.inc.plan()
@@ -149,8 +157,10 @@ class PolicyReconciler:
             self.pending = {kind: {} for kind in KINDS}
         self.inc = inc = Incremental(self.node)
         feed = {"NetworkPolicy": inc.policy, "Pod": inc.pod, "Namespace": inc.namespace}
+        self.seen = {kind: {} for kind in KINDS}
         for kind in KINDS:
             for obj in self.objects.list(kind):
+                self.seen[kind][_key(kind, obj)] = obj
                 feed[kind](_key(kind, obj), obj)
         inc.set_node_ips(node_ips)
         p = inc.plan()
