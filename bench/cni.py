@@ -257,10 +257,11 @@ class Bench:
         return dt
 
     def kernel_unmasq(self, ip):
-        """With ipMasq the kernel also removes the pod's nftables map element
-        (and its ~10 ms of commit is the kernel's, not the plugin's): an
-        element like the plugin's in a table of our own, its netlink delete
-        timed alone (-> seconds)."""
+        """With ipMasq the kernel also removes the pod's nftables map element:
+        an element like the plugin's in a table of our own, its netlink delete
+        timed alone, on a socket kept open as the daemon keeps its own
+        (closing one after a delete waits 10-25 ms for the kernel's deferred
+        destruction, which no caller has to wait for) (-> seconds)."""
         if not self.floor_table:
             nft.apply(
                 "add table inet %s\n"
