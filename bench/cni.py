@@ -29,10 +29,11 @@ leave no CNI_IFNAME in the pod's netns (DEL is synchronous).
 
 The floor of a DEL, measured in the same run, one sample per pod interleaved
 with the sequential DELs: the kernel's own cost (a veth pair made like the
-plugin's: eth0 up in the pod's netns with an address and a default route, the
-peer a bridge port in the node netns; then the netlink delete of eth0 from
-inside the pod's netns, timed alone; with ipMasq also the netlink delete of a
-map element like the plugin's, timed alone) plus a compiled no-op's exec
+plugin's, beside the plugins' pod i as it is added: eth0 up in a netns of its
+own with an address and a default route, the peer a bridge port in the node
+netns; then the netlink delete of eth0 from inside that netns, timed alone;
+with ipMasq also the netlink delete of a map element like the plugin's, timed
+alone) plus a compiled no-op's exec
 (/bin/true run exactly as the plugins are run). DEL is reported as that floor
 plus the plugin's own time; the floor's parts are printed too.
 
@@ -127,6 +128,7 @@ class Bench:
         self.warm_ns = [self.new_ns("w%d" % i) for i in range(WARMUP)]
         self.seq_ns = [[self.new_ns("%s-s%d" % (system[3], i)) for i in range(n)] for system in SYSTEMS]
         self.par_ns = [self.new_ns("p%d" % i) for i in range(n)]
+        self.floor_ns = [self.new_ns("f%d" % i) for i in range(n)]
         self.start_daemon()
 
     def start_daemon(self):
@@ -256,12 +258,9 @@ class Bench:
                 raise BenchError("%s DEL %s: exit 0 but eth0 is still in %s" % (system[0], cid, ns))
         return dt
 
-    def kernel_unmasq(self, ip):
-        """With ipMasq the kernel also removes the pod's nftables map element:
-        an element like the plugin's in a table of our own, its netlink delete
-        timed alone, on a socket kept open as the daemon keeps its own
-        (closing one after a delete waits 10-25 ms for the kernel's deferred
-        destruction, which no caller has to wait for) (-> seconds)."""
+    def floor_masq(self, ip):
+        """With ipMasq the plugin also adds a map element per pod: one like
+        it in a table of our own, added when the pod's pair is made."""
         if not self.floor_table:
             nft.apply(
                 "add table inet %s\n"
@@ -272,6 +271,12 @@ class Bench:
             )
             self.floor_table = True
         nftelem.apply([nftelem.add_message("inet", FLOOR_TABLE, "masq4", [(ip, "sub", "pnbench/%s" % ip)])])
+
+    def kernel_unmasq(self, ip):
+        """The kernel's removal of that element: its netlink delete timed
+        alone, on a socket kept open as the daemon keeps its own (closing one
+        after a delete waits 10-25 ms for the kernel's deferred destruction,
+        which no caller has to wait for) (-> seconds)."""
         t0 = time.perf_counter()
         nftelem.apply([nftelem.delete_message("inet", FLOOR_TABLE, "masq4", [ip])])
         return time.perf_counter() - t0
@@ -286,11 +291,11 @@ class Bench:
             raise BenchError("/bin/true exited %d" % res.returncode)
         return dt
 
-    def kernel_del(self, ns, i):
-        """The kernel's own DEL: a pair like the plugin's (the pod end up,
-        with an address and a default route via the bridge's gateway address;
-        the host end a bridge port), then only the netlink delete of the pod
-        end timed (-> seconds)."""
+    def floor_pair(self, ns, i):
+        """A pair like the plugin's, made when the plugins' pod i is added so
+        it lives as long as theirs (the pod end up, with an address and a
+        default route via the bridge's gateway address; the host end a bridge
+        port) -> the pod end's address."""
         gw = ipaddress.ip_interface(FLOOR_SUBNET.replace(".0/", ".1/"))
         with rtnl.Rtnl() as node:  # this process lives in the node netns
             br = node.get_link(FLOOR_BRIDGE)
@@ -310,13 +315,19 @@ class Bench:
                     r.addr_add(eth0.index, addr, "eth0")
                     r.route_add(ipaddress.ip_network("0.0.0.0/0"), gw.ip, eth0.index, "eth0")
                     r.commit()
-                    t0 = time.perf_counter()
-                    r.link_del("eth0")
-                    r.commit()
-                    dt = time.perf_counter() - t0
-                    if r.get_link("eth0") is not None:
-                        raise BenchError("kernel floor: eth0 still in %s after its delete" % ns)
-        return dt, addr.ip
+        return addr.ip
+
+    def kernel_del(self, ns):
+        """The kernel's own DEL of that pair: only the netlink delete of the
+        pod end, timed (-> seconds)."""
+        with pnns.Netns(pnns.path_of(ns)) as pod, rtnl.Rtnl(pod) as r:
+            t0 = time.perf_counter()
+            r.link_del("eth0")
+            r.commit()
+            dt = time.perf_counter() - t0
+            if r.get_link("eth0") is not None:
+                raise BenchError("kernel floor: eth0 still in %s after its delete" % ns)
+        return dt
 
     # ---- phases -------------------------------------------------------------
 
@@ -338,20 +349,23 @@ class Bench:
         out = {system[0]: {"add": [], "del": []} for system in SYSTEMS}
         out["kernel"] = {"del": [], "unmasq": [], "exec": []}
         results = {}
+        floor_ips = []
         for i in range(self.args.pods):
             for k, (system, conf) in enumerate(zip(SYSTEMS, confs, strict=True)):
                 dt, results[k, i] = self.add(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i])
                 out[system[0]]["add"].append(dt)
+            floor_ips.append(self.floor_pair(self.floor_ns[i], i))
+            if masq:
+                self.floor_masq(floor_ips[i])
         for i in range(self.args.pods):
             for k, (system, conf) in enumerate(zip(SYSTEMS, confs, strict=True)):
                 out[system[0]]["del"].append(
                     self.delete(system, conf, "pnbench-%s-s%d" % (tag(system), i), self.seq_ns[k][i], results[k, i])
                 )
-            dt, ip = self.kernel_del(self.seq_ns[0][i], i)
-            out["kernel"]["del"].append(dt)
+            out["kernel"]["del"].append(self.kernel_del(self.floor_ns[i]))
             out["kernel"]["exec"].append(self.exec_floor())
             if masq:
-                out["kernel"]["unmasq"].append(self.kernel_unmasq(ip))
+                out["kernel"]["unmasq"].append(self.kernel_unmasq(floor_ips[i]))
         for system, conf in zip(SYSTEMS, confs, strict=True):
             out[system[0]].update(self.parallel(system, conf, tag(system)))
         return out
