@@ -385,20 +385,3 @@ def plan(
                 name, out.chains[name] = pod_chain(p, direction, jumps)
                 table[p.ip] = name
     return out
-
-
-def node_addresses(node_obj: Obj | None) -> list[str]:
-    """The node's own addresses that talk to its pods: InternalIPs and the
-    bridge gateway (first address of the podCIDR, as the podnet bridge sets it)."""
-    if not node_obj:
-        return []
-    out = [
-        a.get("address") for a in (node_obj.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"
-    ]
-    cidr = (node_obj.get("spec") or {}).get("podCIDR")
-    if cidr:
-        try:
-            out.append(str(next(ipaddress.ip_network(cidr, strict=False).hosts())))
-        except (ValueError, StopIteration):
-            pass
-    return [a for a in out if a]

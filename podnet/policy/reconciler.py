@@ -27,8 +27,9 @@ import time
 from podnet.client import loop
 from podnet.kernel import nft
 from podnet.policy import nftscript
+from podnet.policy.cluster import node_addresses
 from podnet.policy.incremental import Incremental
-from podnet.policy.planner import node_addresses, plan
+from podnet.policy.planner import plan
 
 log = logging.getLogger("podnet.policy")
 RESYNC = 5.0

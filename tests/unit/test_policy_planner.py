@@ -4,13 +4,12 @@ test_policy_truth.py) and the script it renders."""
 import ipaddress as ia
 
 from podnet.policy import nftscript
-from podnet.policy.cluster import NS_NAME_LABEL
+from podnet.policy.cluster import NS_NAME_LABEL, node_addresses
 from podnet.policy.planner import (
     chain_name,
     ip_block,
     live_pods,
     namespace_labels,
-    node_addresses,
     plan,
     policy_types,
 )
