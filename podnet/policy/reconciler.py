@@ -95,10 +95,16 @@ class PolicyReconciler:
         self._subscribe()
         t0 = time.monotonic()
         node_ips = node_addresses(self.objects.find("Node", None, self.node))
-        if self.applied is None or time.monotonic() - self.last_check > DRIFT_CHECK:
-            self._full(node_ips, t0)
-        elif self._partial(node_ips, t0) is None:
-            self._full(node_ips, t0)  # a change a difference cannot express
+        try:
+            if self.applied is None or time.monotonic() - self.last_check > DRIFT_CHECK:
+                self._full(node_ips, t0)
+            elif self._partial(node_ips, t0) is None:
+                self._full(node_ips, t0)  # a change a difference cannot express
+        except Exception:
+            # the kernel's state or the per-change planner's (changes taken,
+            # half planned) is unknown: the next pass starts from the lists
+            self.applied = None
+            raise
         self.passes += 1
 
     def _apply(self, script, kind, p, t0):
@@ -154,6 +160,8 @@ class PolicyReconciler:
         return bool(script)
 
     def _full(self, node_ips, t0):
+        prev, prev_hashes = self.applied, self.hashes
+        self.applied = None  # until this pass is through
         with self.lock:  # the lists below hold every change noted so far
             self.pending = {kind: {} for kind in KINDS}
         self.inc = inc = Incremental(self.node)
@@ -166,9 +174,9 @@ class PolicyReconciler:
         inc.set_node_ips(node_ips)
         p = inc.plan()
         script, hashes = nftscript.render_full(p)
-        replace = self.applied is None or self.listing is None
+        replace = prev is None or self.listing is None
         # changes since the last pass are in the lists (their notes were dropped above)
-        replace = replace or nftscript.plan_digest(hashes) != nftscript.plan_digest(self.hashes)
+        replace = replace or nftscript.plan_digest(hashes) != nftscript.plan_digest(prev_hashes)
         if not replace:
             self.last_check = time.monotonic()
             if self._listing() != self.listing:
