@@ -263,3 +263,26 @@ def test_a_label_change_replans_only_the_policies_it_touches():
     assert all(after.chains[n] is c for n, c in before.chains.items() if n.startswith("policy-") and "a/np" in n)
     script, _ = nftscript.diff(before, after, nftscript.render_full(before)[1])
     assert "policy-in" not in script and "ingress-" in script  # p3's chain goes, its map element too
+
+
+def test_a_new_pod_changes_named_port_sets_without_replanning_their_policies():
+    pods = {"a/p%d" % i: pod("a", "p%d" % i, "10.244.0.%d" % (10 + i), ports=[("dns", 53, "UDP")]) for i in range(3)}
+    dns = [{"ports": [{"port": "dns", "protocol": "UDP"}]}]  # no `to`: the port on every pod
+    pols = {
+        "a/np%d" % i: np("a", "np%d" % i, {"matchLabels": {"pod": "p0"}}, policyTypes=["Egress"], egress=dns)
+        for i in range(20)
+    }
+    inc = Incremental(NODE)
+    for k, p in list(pods.items()) + list(pols.items()):
+        (inc.pod if k.split("/")[1].startswith("p") else inc.policy)(k, p)
+    before = inc.plan()
+    calls = []
+    real = inc._replan
+    inc._replan = lambda cluster, key: calls.append(key) or real(cluster, key)
+    pods["b/new"] = pod("b", "new", "10.244.0.50", node="n2", ports=[("dns", 53, "UDP")])
+    inc.pod("b/new", pods["b/new"])
+    after = inc.plan()
+    assert after == full_plan(list(pols.values()), list(pods.values()), [], NODE)
+    assert calls == []  # the 20 policies' rules name the same set; only its elements change
+    script, _ = nftscript.diff(before, after, nftscript.render_full(before)[1])
+    assert "add rule" not in script and "add element inet podnet-policy named-" in script
