@@ -88,10 +88,9 @@ def set_lines(T, name, s):
     else:
         elems = ", ".join("%s . %d" % pair for pair in s.elements)
         decl = "type %s;" % s.type
-    return [
-        "add set %s %s { %s comment %s; }" % (T, name, decl, _c(s.comment)),
-        "add element %s %s { %s }" % (T, name, elems),
-    ]
+    head = "add set %s %s { %s comment %s; }" % (T, name, decl, _c(s.comment))
+    # a set may be empty (a peer naming nobody now): nft rejects `{ }`
+    return [head, "add element %s %s { %s }" % (T, name, elems)] if s.elements else [head]
 
 
 def _chain_piece(T, name, chain):

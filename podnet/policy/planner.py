@@ -180,10 +180,14 @@ def _sel_text(sel: Obj | None) -> str:
 
 
 def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
-    """A peer -> (addresses, pods), memoised per peer: addresses are a set name
-    (shared by every rule that names the same peer) or, for one address, the
-    address itself; None when the peer names nobody. Sharing matters: nft's
-    parser pays per set element, and 1,000 policies repeat few selectors."""
+    """A peer -> (addresses, pods), memoised per peer. A selector peer's
+    addresses are always a named set (shared by every rule that names the
+    same peer), even of one address or none: a pod coming, going or changing
+    its labels then changes that set's elements, never the rules that name
+    it (an empty set matches nothing, as an absent rule would). An ipBlock's
+    addresses never change: one network stays inline, several are a set,
+    none is None (the rule allows nothing and is left out). Sharing matters:
+    nft's parser pays per set element, and 1,000 policies repeat few selectors."""
     key = peer_key(ns, peer)
 
     def resolve() -> PeerRef | None:
@@ -191,13 +195,13 @@ def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
             nets = tuple(ip_block(peer["ipBlock"]))
             spans = [(int(n.network_address), int(n.broadcast_address)) for n in nets]  # ints: `in` is slow
             pods = [p for p in cluster.pods if any(lo <= int(p.ip) <= hi for lo, hi in spans)]
+            if not nets:
+                return None
+            if len(nets) == 1:
+                return nets, pods
         else:
             pods = cluster.peer_pods(ns, peer)
             nets = tuple(ipaddress.collapse_addresses(Net(p.ip) for p in pods))
-        if not nets:
-            return None
-        if len(nets) == 1:
-            return nets, pods
         name = chain_name("peers", key)
         cluster.sets[name] = NamedSet("peers: " + key, "ipv4_addr", nets)
         return name, pods
@@ -233,17 +237,16 @@ def selection_group(ns: str, selector: Obj | None) -> str:
 
 def named_ref(cluster: Cluster, targets: list[PodInfo], group: str, name: str, proto: str) -> Pairs | str | None:
     """A named port on `targets` (named by `group`: ALL, a selection_group or
-    a peer's key) -> its (ip, port) pairs: None when no target has it, inline
-    when one does, else a set named by group, port and protocol (not by
-    content: a pod coming or going changes the set's elements, not the rules
-    that name it). Memoised per Cluster."""
+    a peer's key) -> the name of the set of its (ip, port) pairs, named by
+    group, port and protocol (not by content), and a set also when one
+    target or none has the port: a pod coming, going or taking the port
+    changes the set's elements, never the rules that name it (an empty set
+    matches nothing, as an absent rule would). Memoised per Cluster."""
     key = (group, name, proto)
 
     def build() -> Pairs | str | None:
         pairs = {(p.ip, port) for p in targets for n, pr, port in p.ports if n == name and pr == proto}
         ordered = tuple(sorted(pairs, key=lambda pair: (int(pair[0]), pair[1])))  # ints: IPv4Address compares slowly
-        if len(ordered) <= 1:
-            return ordered or None
         set_name = chain_name("named", "%s/%s %s" % (name, proto, group))
         cluster.sets[set_name] = NamedSet("named port %s/%s of %s" % (name, proto, group), PAIRS_TYPE, ordered)
         return set_name
