@@ -24,7 +24,7 @@ NS_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the A
 @dataclass(frozen=True)
 class NamedSet:
     comment: str
-    type: str  # "ipv4_addr" (interval) or "ipv4_addr . inet_service"
+    type: str  # "ipv4_addr" (pod addresses), "ipv4_addr interval" (networks) or "ipv4_addr . inet_service"
     elements: tuple[Net, ...] | Pairs  # ip_networks, or (ip_address, port) pairs
 
 

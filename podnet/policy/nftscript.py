@@ -81,13 +81,15 @@ def rule_text(rule, log_prefix=None):
     return " ".join(parts)
 
 
+def _elements(s, elements):
+    if s.type == "ipv4_addr . inet_service":
+        return ", ".join("%s . %d" % pair for pair in elements)
+    return ", ".join(str(n) if n.prefixlen < 32 else str(n.network_address) for n in elements)
+
+
 def set_lines(T, name, s):
-    if s.type == "ipv4_addr":
-        elems = ", ".join(str(n) if n.prefixlen < 32 else str(n.network_address) for n in s.elements)
-        decl = "type ipv4_addr; flags interval;"
-    else:
-        elems = ", ".join("%s . %d" % pair for pair in s.elements)
-        decl = "type %s;" % s.type
+    elems = _elements(s, s.elements)
+    decl = "type ipv4_addr; flags interval;" if s.type == "ipv4_addr interval" else "type %s;" % s.type
     head = "add set %s %s { %s comment %s; }" % (T, name, decl, _c(s.comment))
     # a set may be empty (a peer naming nobody now): nft rejects `{ }`
     return [head, "add element %s %s { %s }" % (T, name, elems)] if s.elements else [head]
@@ -286,16 +288,14 @@ def diff(old, new, hashes, table=TABLE):
             continue
         lines = set_lines(T, name, b)
         h["set " + name] = _h(lines)
-        if b.type == "ipv4_addr":  # intervals: nft checks overlaps before it deletes, so refill
-            elements += ["flush set %s %s" % (T, name)] + lines[1:] if b.elements else ["flush set %s %s" % (T, name)]
-        else:
+        if b.type == "ipv4_addr interval":  # nft checks overlaps before it deletes, so refill
+            elements += ["flush set %s %s" % (T, name)] + lines[1:]
+        else:  # one element per pod address or pair: only what changed
             gone, fresh = set(a.elements) - set(b.elements), set(b.elements) - set(a.elements)
             if gone:
-                elements.append(
-                    "delete element %s %s { %s }" % (T, name, ", ".join("%s . %d" % e for e in sorted(gone)))
-                )
+                elements.append("delete element %s %s { %s }" % (T, name, _elements(b, sorted(gone))))
             if fresh:
-                elements.append("add element %s %s { %s }" % (T, name, ", ".join("%s . %d" % e for e in sorted(fresh))))
+                elements.append("add element %s %s { %s }" % (T, name, _elements(b, sorted(fresh))))
     for m, a, b in (
         ("ingress-pods", old.ingress_pods, new.ingress_pods),
         ("egress-pods", old.egress_pods, new.egress_pods),

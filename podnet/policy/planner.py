@@ -199,11 +199,16 @@ def peer_ref(cluster: Cluster, ns: str, peer: Obj) -> PeerRef | None:
                 return None
             if len(nets) == 1:
                 return nets, pods
-        else:
-            pods = cluster.peer_pods(ns, peer)
-            nets = tuple(ipaddress.collapse_addresses(Net(p.ip) for p in pods))
+            name = chain_name("peers", key)
+            cluster.sets[name] = NamedSet("peers: " + key, INTERVAL_TYPE, nets)
+            return name, pods
+        # pod addresses, one element each (a plain hash set, not intervals:
+        # a pod coming or going is one element added or deleted, and nft
+        # needs no interval bookkeeping to do it)
+        pods = cluster.peer_pods(ns, peer)
+        ips = tuple(Net(ip) for ip in sorted({int(p.ip) for p in pods}))
         name = chain_name("peers", key)
-        cluster.sets[name] = NamedSet("peers: " + key, "ipv4_addr", nets)
+        cluster.sets[name] = NamedSet("peers: " + key, ADDR_TYPE, ips)
         return name, pods
 
     ref = cluster._cached(("peer", key), resolve)
@@ -261,6 +266,8 @@ def named_ref(cluster: Cluster, targets: list[PodInfo], group: str, name: str, p
 
 
 PAIRS_TYPE = "ipv4_addr . inet_service"
+ADDR_TYPE = "ipv4_addr"  # pod addresses (/32 networks)
+INTERVAL_TYPE = "ipv4_addr interval"  # an ipBlock's networks
 
 
 def _rule_rules(
