@@ -26,11 +26,13 @@ import os
 import re
 import socket
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from podnet.kernel import nft
+from podnet.kernel.netns import entered
 from podnet.kernel.nftexpr import Unsupported, attr, compile_rule, element_key, nest, string, u32, verdict
 
 NETLINK_NETFILTER = 12
@@ -136,11 +138,12 @@ def compile_script(script: str) -> list[Message]:
     return out
 
 
-def encode(messages: Sequence[Message], seq: int) -> bytes:
+def encode(messages: Sequence[Message], seq: int, ack_each: bool = False) -> bytes:
     """BATCH_BEGIN, the messages, BATCH_END. Only the last message asks for
     an ACK: the kernel reports every failing message anyway, and one ACK per
     message (an skb each) would overflow the socket's receive buffer at a
-    few hundred messages."""
+    few hundred messages. ack_each: every message asks (nftelem's few
+    messages, framed as before)."""
 
     def msg(kind: int, flags: int, family: int, res_id: int, body: bytes, n: int) -> bytes:
         nfgen = struct.pack("=BBH", family, 0, socket.htons(res_id))
@@ -149,7 +152,7 @@ def encode(messages: Sequence[Message], seq: int) -> bytes:
     parts = [msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES, b"", seq)]
     for i, m in enumerate(messages):
         kind = NFNL_SUBSYS_NFTABLES << 8 | m.kind
-        ack = NLM_F_ACK if i == len(messages) - 1 else 0
+        ack = NLM_F_ACK if ack_each or i == len(messages) - 1 else 0
         parts.append(msg(kind, NLM_F_REQUEST | ack | m.flags, m.family, 0, m.body, seq + 1 + i))
     parts.append(msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES, b"", seq + 1 + len(messages)))
     return b"".join(parts)
@@ -162,67 +165,133 @@ def read_acks(data: bytes) -> dict[int, int]:
         length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
         if length < 16:
             break
-        if kind == NLMSG_ERROR:
+        if kind == NLMSG_ERROR and off + 20 <= len(data):
             out[seq] = -struct.unpack_from("=i", data, off + 16)[0]
         off += (length + 3) & ~3
     return out
 
 
-class NetlinkTransport:
-    """The kernel, through a NETLINK_NETFILTER socket in the calling
-    thread's network namespace. The socket is kept between batches: closing
-    one costs the kernel 10-15 ms (measured on 6.18), more than the batch.
-    It is bound to the namespace it was opened in, so a thread that comes
-    from another namespace gets a new one (and the old one is closed: an
-    open socket would keep a deleted namespace alive)."""
+def _netns_key() -> tuple[int, int]:
+    st = os.stat("/proc/thread-self/ns/net")
+    return st.st_dev, st.st_ino
 
-    def __init__(self) -> None:
-        self.sock: socket.socket | None = None
-        self.ns: tuple[int, int] | None = None
-        self.seq = 1
 
-    def _socket(self) -> socket.socket:
-        st = os.stat("/proc/thread-self/ns/net")
-        if self.sock is None or self.ns != (st.st_dev, st.st_ino):
-            self.close()
+class Channel:
+    """One NETLINK_NETFILTER socket, opened in `ns` (None: the calling
+    thread's namespace, which it stays bound to), one batch at a time.
+    A socket error marks it `broken`: a socket in doubt is not reused."""
+
+    def __init__(self, ns: object = None) -> None:
+        with entered(ns):
             s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # errors without a copy of the request
             s.bind((0, 0))
-            self.sock, self.ns = s, (st.st_dev, st.st_ino)
-        return self.sock
+        except OSError:
+            s.close()
+            raise
+        self.sock, self.lock, self.seq, self.broken = s, threading.Lock(), 1, False
 
     def close(self) -> None:
-        if self.sock is not None:
+        with self.lock:  # after a batch in flight on another thread
             self.sock.close()
-            self.sock = self.ns = None
 
-    def send(self, messages: Sequence[Message]) -> None:
+    def send(self, messages: Sequence[Message], ack_each: bool = False) -> None:
+        """Commit the messages as one transaction or raise BatchError (the
+        kernel refused it: nothing changed) or OSError (the socket failed)."""
         if not messages:
             return
-        seq, self.seq = self.seq, self.seq + len(messages) + 2
-        last = seq + len(messages)
         replies: dict[int, int] = {}
-        try:
-            s = self._socket()
-            s.sendall(encode(messages, seq))
-            # nfnetlink handles the batch inside sendmsg: every reply is queued by now
-            while last not in replies:
-                try:
-                    data = s.recv(1 << 20, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                # (a reply to an earlier batch, left unread after its error, is not ours)
-                replies.update((k, v) for k, v in read_acks(data).items() if seq < k <= last)
-        except OSError:
-            self.close()
-            raise
+        with self.lock:
+            seq, self.seq = self.seq, self.seq + len(messages) + 2
+            last = seq + len(messages)
+            try:
+                self.sock.sendall(encode(messages, seq, ack_each))
+                # nfnetlink handles the batch inside sendmsg: every reply is queued by now
+                while last not in replies:
+                    try:
+                        data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+                    # (a reply to an earlier batch, left unread after its error, is not ours)
+                    replies.update((k, v) for k, v in read_acks(data).items() if seq < k <= last)
+            except OSError:
+                self.broken = True
+                raise
         for i, m in enumerate(messages):
             err = replies.get(seq + 1 + i)
             if err:
                 raise BatchError(err, m.line)
         if last not in replies:
             raise BatchError(errno.EPROTO, "no acknowledgement for the batch ending %r" % messages[-1].line)
+
+
+class Kept:
+    """Channels kept open, one per network namespace of the calling threads.
+    Why: closing an nf_tables socket costs the kernel 10-25 ms (it waits for
+    an RCU grace period to destroy what the batches deleted), more than the
+    batch itself. A socket pins its namespace, so at most `limit` are kept;
+    a thread from one more namespace either evicts the oldest (evict: an
+    open socket would keep a deleted namespace alive) or uses a socket of
+    its own for the one batch."""
+
+    def __init__(self, limit: int, evict: bool) -> None:
+        self.limit, self.evict = limit, evict
+        self.lock = threading.Lock()
+        self.channels: dict[tuple[int, int], Channel] = {}
+
+    def send(self, messages: Sequence[Message], ack_each: bool = False) -> None:
+        if not messages:
+            return
+        key, stale, own = _netns_key(), [], None
+        with self.lock:
+            chan = self.channels.get(key)
+            if chan is None:
+                if self.evict and len(self.channels) >= self.limit:
+                    stale.append(self.channels.pop(next(iter(self.channels))))  # the oldest
+                if len(self.channels) < self.limit:
+                    chan = self.channels[key] = Channel()
+                else:
+                    chan = own = Channel()
+        for old in stale:
+            old.close()
+        try:
+            chan.send(messages, ack_each)
+        finally:
+            if own is not None:
+                own.close()
+            elif chan.broken:
+                with self.lock:
+                    if self.channels.get(key) is chan:
+                        del self.channels[key]
+                chan.close()
+
+    def close_all(self) -> None:
+        """Close every kept socket (each pins its namespace)."""
+        with self.lock:
+            channels, self.channels = self.channels, {}
+        for chan in channels.values():
+            chan.close()
+
+    def __len__(self) -> int:
+        return len(self.channels)
+
+
+class NetlinkTransport:
+    """The kernel, through a NETLINK_NETFILTER socket in the calling
+    thread's network namespace, kept between batches (see Kept). One is
+    kept: a thread that comes from another namespace gets a new one and the
+    old one is closed."""
+
+    def __init__(self) -> None:
+        self.kept = Kept(limit=1, evict=True)
+
+    def close(self) -> None:
+        self.kept.close_all()
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.kept.send(messages)
 
 
 class FakeTransport:

@@ -35,14 +35,14 @@ def test_kept_socket_add_delete_and_refusal(table_ns):
     with netns.entered(table_ns):  # the daemon's case: its own namespace, ns=None
         nftelem.apply(masq.element_messages("net/c1/eth0", [_ip(5), _ip(6)]))
         assert sorted(masq.elements(None)) == [(_ip(5).ip, "net/c1/eth0"), (_ip(6).ip, "net/c1/eth0")]
-        assert len(nftelem.KEPT.socks) == 1
+        assert len(nftelem.KEPT) == 1
         nftelem.apply(masq.delete_messages([_ip(5).ip]))
         with pytest.raises(nftelem.ElementError) as err:  # one of two already gone: nothing changes
             nftelem.apply(masq.delete_messages([_ip(5).ip, _ip(6).ip]))
         assert err.value.errno == 2
         assert masq.elements(None) == [(_ip(6).ip, "net/c1/eth0")]
         nftelem.apply(masq.delete_messages([_ip(6).ip]))  # the same socket, after the refusal
-        assert masq.elements(None) == [] and len(nftelem.KEPT.socks) == 1
+        assert masq.elements(None) == [] and len(nftelem.KEPT) == 1
 
 
 def test_explicit_namespace_and_missing_chain(table_ns):
