@@ -19,6 +19,10 @@ delete set, and add set of the one declaration a partial sync creates (the
 affinity sets: `{ type ipv4_addr; flags dynamic,timeout; timeout Ns; }`,
 sent with the user data nft 1.0.6 attaches, so it lists the same); `ip`
 family only.
+
+The framing (encode, read_acks) and the sockets (Channel: one per
+namespace; Kept: kept per namespace) also carry nftelem.py's element
+batches for the CNI daemon: one nf_tables netlink layer for both.
 """
 
 import errno

@@ -4,11 +4,12 @@ a refused batch raises ElementError and changes nothing, and the kept socket
 (a caller in its own namespace) carries on after a refusal."""
 
 import ipaddress
+import os
 
 import pytest
 
 from podnet.cni import masq
-from podnet.kernel import netns, nft, nftelem
+from podnet.kernel import netns, nft, nftelem, nftnl
 
 pytestmark = pytest.mark.kernel
 
@@ -56,3 +57,30 @@ def test_explicit_namespace_and_missing_chain(table_ns):
     masq.apply_delete([_ip(9).ip, other.ip], table_ns)
     masq.apply_delete([_ip(9).ip], table_ns)  # already gone: fine, as before
     assert masq.elements(table_ns) == []
+
+
+def test_kept_sockets_per_namespace_evict_or_own(namespaces):
+    """nftnl.Kept, shared by the proxy (limit 1, evict) and the CNI daemon
+    (nftelem.KEPT: limit 4, then a socket of the call's own): a thread from
+    another namespace either replaces the kept socket or borrows none."""
+    names = [namespaces.new("kept%d" % i) for i in range(2)]
+    nss = [netns.Netns(netns.path_of(n)) for n in names]
+    evicting, owning = nftnl.Kept(limit=1, evict=True), nftnl.Kept(limit=1, evict=False)
+    try:
+        for n, ns in enumerate(nss):
+            nft.apply("add table ip t\nadd chain ip t c\n", ns=ns, what="test table")
+            with netns.entered(ns):
+                for kept in (evicting, owning):
+                    kept.send(nftnl.compile_script("add rule ip t c accept\n"), ack_each=n == 1)
+            assert nft.list_table_text("ip", "t", ns=ns).count("accept") == 2  # one rule through each
+        keys = [(os.stat(ns.path).st_dev, os.stat(ns.path).st_ino) for ns in nss]
+        # the evicting one holds the second namespace's socket, the other still the first's
+        assert list(evicting.channels) == [keys[1]] and list(owning.channels) == [keys[0]]
+        with netns.entered(nss[0]), pytest.raises(nftnl.BatchError) as refused:
+            owning.send(nftnl.compile_script("add rule ip t missing drop\n"))
+        assert refused.value.errno == 2 and len(owning) == 1  # a refusal keeps the socket
+    finally:
+        evicting.close_all()
+        owning.close_all()
+        for ns in nss:
+            ns.close()
