@@ -77,11 +77,16 @@ def test_what_the_compiler_does_not_know_is_refused(body):
         nftexpr.compile_rule(body)
 
 
-def test_a_partial_sync_compiles_line_by_line():
-    services, slices = world(3)
+def planned(n):
+    """A planner over n Services, their list, and its first plan."""
+    services, slices = world(n)
     p = Planner("n1")
     p.replan_all(services, slices)
-    before = p.plan(["192.168.1.10"])
+    return p, services, p.plan(["192.168.1.10"])
+
+
+def test_a_partial_sync_compiles_line_by_line():
+    p, services, before = planned(3)
     p.update("default/s1", services[1], [eps("s1", ["10.244.3.9"], rv="2")])
     p.update("default/new", svc("new", "10.96.9.9"), [eps("new", ["10.244.3.10"])])
     script = diff(before, p.plan(["192.168.1.10"]))
@@ -157,10 +162,7 @@ def test_apply_prefers_netlink_and_falls_back_to_nft_with_the_same_script():
 
 
 def test_the_diff_of_known_keys_equals_the_diff_of_all():
-    services, slices = world(20)
-    p = Planner("n1")
-    p.replan_all(services, slices)
-    before = p.plan(["192.168.1.10"])
+    p, services, before = planned(20)
     p.update("default/s4", services[4], [eps("s4", ["10.244.7.7"], rv="2")])
     p.update("default/s9", None, [])
     after = p.plan(["192.168.1.10"])
