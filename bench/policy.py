@@ -59,7 +59,7 @@ sys.path.insert(0, ROOT)
 
 from policy_change import bench_api, bench_change  # noqa: E402  (beside this script)
 
-from podnet.kernel import nft  # noqa: E402
+from podnet.kernel import libnft, nft  # noqa: E402
 from podnet.kernel.netns import Netns  # noqa: E402
 from podnet.policy import nftscript  # noqa: E402
 from podnet.policy.planner import plan  # noqa: E402
@@ -303,6 +303,7 @@ class Topology:
 
     def cleanup(self):
         if getattr(self, "handle", None):
+            libnft.forget(self.handle)  # the partial syncs' kept socket holds the namespace
             self.handle.close()
         for name in reversed(self.names):
             sh(["ip", "netns", "del", name], check=False)

@@ -25,7 +25,7 @@ import threading
 import time
 
 from podnet.client import loop
-from podnet.kernel import nft
+from podnet.kernel import libnft, nft
 from podnet.policy import nftscript
 from podnet.policy.cluster import node_addresses
 from podnet.policy.incremental import Incremental
@@ -110,7 +110,10 @@ class PolicyReconciler:
     def _apply(self, script, kind, p, t0):
         self.applied = None  # a failure below leaves "unknown": the next pass applies in full
         t1 = time.monotonic()
-        nft.apply(
+        # a partial sync through libnftables on a kept socket (podnet.kernel.libnft:
+        # no exec, and no wait for the kernel to free what it deleted, which
+        # `nft -f` pays on exit); a full one, rare and big, through `nft -f`
+        (libnft.apply if kind == "partial" else nft.apply)(
             script,
             ns=self.ns,
             what="NetworkPolicy table %s %s (%s sync, %d policies)"
