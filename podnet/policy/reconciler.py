@@ -195,6 +195,12 @@ class PolicyReconciler:
             self.last_check = time.monotonic()
         self.applied, self.hashes = p, hashes
 
+    def close(self):
+        """Free the partial syncs' kept nf_tables context (podnet.kernel.libnft)
+        for self.ns: a caller about to delete that namespace calls this, as a
+        kept socket would keep the namespace alive. The table stays."""
+        libnft.forget(self.ns)
+
     def run(self, stop):
         self._subscribe()
         loop.run(self.sync, self.dirty, stop, RESYNC, log, "policy pass")

@@ -374,6 +374,7 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
         objects.create(p)
     objects.apply(nc.netpol("x/a-from-b", nc.pod_sel("a"), ingress=[{"from": [{"podSelector": nc.pod_sel("b")}]}]))
     handle = Netns(node)
+    r = None
     try:
         r = PolicyReconciler("n1", objects, CIDR, ns=handle)
 
@@ -399,5 +400,7 @@ def test_the_reconciler_applies_only_changes_and_repairs_a_table_deleted_by_hand
         r.sync()
         assert r.applies == 3 and "x/a-from-b" not in table() and "ingress-pods" in table()
     finally:
+        if r is not None:
+            r.close()  # its kept nf_tables context would keep the namespace alive
         handle.close()
         objects.stop.set()

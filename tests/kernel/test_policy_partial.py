@@ -115,36 +115,45 @@ def test_the_reconciler_syncs_per_change_and_in_full_after_a_failure(namespaces)
             return listing(ns) == listing(ref)
 
         r = PolicyReconciler(NODE, objects, "10.244.0.0/16", ns=ns)
+        try:
+            _reconcile(r, objects, pods, same_as_full)
+        finally:
+            r.close()  # the kept nf_tables context would keep the namespace alive
+
+
+def _reconcile(r, objects, pods, same_as_full):
+    from tests.unit.test_policy_planner import np, pod
+
+    r.sync()
+    assert r.syncs == {"full": 1, "partial": 0} and same_as_full()
+    # a policy change, a pod relabelled, a new pod: each a partial sync
+    pol2 = np(
+        "x",
+        "a-from-b",
+        {"matchLabels": {"pod": "a"}},
+        ingress=[{"from": [{"podSelector": {}}], "ports": [{"port": "http"}]}],
+    )
+    objects.put(pol2)
+    r.sync()
+    assert r.syncs == {"full": 1, "partial": 1} and same_as_full()
+    c = dict(pods[2], metadata=dict(pods[2]["metadata"], labels={"pod": "a"}))
+    objects.put(c)
+    r.sync()
+    objects.put(pod("x", "d", "10.244.0.20", node=NODE, labels={"pod": "a"}, ports=[("http", 8080, "TCP")]))
+    r.sync()
+    assert r.syncs == {"full": 1, "partial": 3} and same_as_full()
+    r.sync()
+    assert r.syncs == {"full": 1, "partial": 3}  # nothing changed: nothing written
+    # the table deleted by hand: the next partial transaction fails, the pass after it is full
+    nft.delete_table(nftscript.FAMILY, nftscript.TABLE, ns=r.ns)
+    objects.put(pods[1], delete=True)
+    with pytest.raises(nft.NftError):
         r.sync()
-        assert r.syncs == {"full": 1, "partial": 0} and same_as_full()
-        # a policy change, a pod relabelled, a new pod: each a partial sync
-        pol2 = np(
-            "x",
-            "a-from-b",
-            {"matchLabels": {"pod": "a"}},
-            ingress=[{"from": [{"podSelector": {}}], "ports": [{"port": "http"}]}],
-        )
-        objects.put(pol2)
-        r.sync()
-        assert r.syncs == {"full": 1, "partial": 1} and same_as_full()
-        c = dict(pods[2], metadata=dict(pods[2]["metadata"], labels={"pod": "a"}))
-        objects.put(c)
-        r.sync()
-        objects.put(pod("x", "d", "10.244.0.20", node=NODE, labels={"pod": "a"}, ports=[("http", 8080, "TCP")]))
-        r.sync()
-        assert r.syncs == {"full": 1, "partial": 3} and same_as_full()
-        r.sync()
-        assert r.syncs == {"full": 1, "partial": 3}  # nothing changed: nothing written
-        # the table deleted by hand: the next partial transaction fails, the pass after it is full
-        nft.delete_table(nftscript.FAMILY, nftscript.TABLE, ns=ns)
-        objects.put(pods[1], delete=True)
-        with pytest.raises(nft.NftError):
-            r.sync()
-        assert r.applied is None
-        r.sync()
-        assert r.syncs == {"full": 2, "partial": 3} and same_as_full()
-        # the periodic check: the listing is what the full sync left, nothing to write
-        r.last_check = 0
-        applies = r.applies
-        r.sync()
-        assert r.applies == applies and same_as_full()
+    assert r.applied is None
+    r.sync()
+    assert r.syncs == {"full": 2, "partial": 3} and same_as_full()
+    # the periodic check: the listing is what the full sync left, nothing to write
+    r.last_check = 0
+    applies = r.applies
+    r.sync()
+    assert r.applies == applies and same_as_full()
