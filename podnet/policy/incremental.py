@@ -64,6 +64,7 @@ class _Peer:
     spec: Obj
     ref: PeerRef | None
     nets: tuple[Net, ...] = ()  # an ipBlock's networks (its addresses never change)
+    spans: tuple[tuple[int, int], ...] = ()  # the same as integer ranges: `ip in net` is slow
     users: set[str] = field(default_factory=set)  # policy keys
 
 
@@ -85,6 +86,7 @@ class _Planned:
     peers: set[str]
     sets: set[str]
     named: set[NamedKey]  # named ports it looked up
+    keys: list[str] = field(default_factory=list)  # its selected pods' keys, as Plan.selected lists them
 
 
 def _peers_of(pol: Obj) -> dict[str, tuple[str, Obj]]:
@@ -203,7 +205,7 @@ class Incremental:
     def _touched(self, peer: _Peer, pods: list[PodInfo], nss: list[tuple[dict[str, str], dict[str, str]]]) -> bool:
         """Could these changes change what the peer names? (may say yes wrongly, never no wrongly)"""
         if peer.spec.get("ipBlock") is not None:
-            return any(p.ip in n for p in pods for n in peer.nets)
+            return any(lo <= int(p.ip) <= hi for p in pods for lo, hi in peer.spans)
         pod_sel, ns_sel = peer.spec.get("podSelector"), peer.spec.get("namespaceSelector")
         if ns_sel is None:
             return any(p.ns == peer.ns and matches(pod_sel, p.labels) for p in pods)
@@ -242,7 +244,8 @@ class Incremental:
             peer = self.peers.get(pk)
             if peer is None:
                 nets = tuple(ip_block(spec["ipBlock"])) if spec.get("ipBlock") is not None else ()
-                peer = self.peers[pk] = _Peer(ns, spec, None, nets)
+                spans = tuple((int(n.network_address), int(n.broadcast_address)) for n in nets)
+                peer = self.peers[pk] = _Peer(ns, spec, None, nets, spans)
             peer.ref = peer_ref(cluster, ns, spec)  # memoised: what the chains just used
             peer.users.add(key)
         for name in cluster.sets_used:
@@ -255,7 +258,12 @@ class Incremental:
         old = {n: c for p in [self.planned.get(key)] if p for n, c in p.chains.items()}
         chains = {n: old[n] if old.get(n) == c else c for n, c in chains.items()}
         self.planned[key] = _Planned(
-            selected, chains, set(cluster.peers_used), set(cluster.sets_used), set(cluster.pairs_used)
+            selected,
+            chains,
+            set(cluster.peers_used),
+            set(cluster.sets_used),
+            set(cluster.pairs_used),
+            [p.key for p in selected],
         )
         return pods + selected
 
@@ -353,7 +361,7 @@ class Incremental:
         out = Plan(node_ips=self.node_ips)
         for key in sorted(self.planned):
             planned = self.planned[key]
-            out.selected[key] = [p.key for p in planned.selected]
+            out.selected[key] = list(planned.keys)
             out.chains.update(planned.chains)
         for p in cluster.pods:
             mine = self.pod_chains.get(p.key)
