@@ -229,6 +229,7 @@ class Incremental:
 
     def _replan(self, cluster: Cluster, key: str) -> list[PodInfo]:
         """Plan one policy again -> the pods whose chains may change."""
+        before = self.planned.get(key)  # _forget drops it: its chains keep their identity when equal
         pods = self._forget(key)
         pol = self.policies.get(key)
         if pol is None:
@@ -255,7 +256,7 @@ class Incremental:
             entry = self.named.setdefault(nk, _Named(None))
             entry.ref = cluster.named[nk]
             entry.users.add(key)
-        old = {n: c for p in [self.planned.get(key)] if p for n, c in p.chains.items()}
+        old = before.chains if before is not None else {}
         chains = {n: old[n] if old.get(n) == c else c for n, c in chains.items()}
         self.planned[key] = _Planned(
             selected,

@@ -286,3 +286,44 @@ def test_a_new_pod_changes_named_port_sets_without_replanning_their_policies():
     assert calls == []  # the 20 policies' rules name the same set; only its elements change
     script, _ = nftscript.diff(before, after, nftscript.render_full(before)[1])
     assert "add rule" not in script and "add element inet podnet-policy named-" in script
+
+
+def test_a_pod_moving_between_selections_changes_set_elements_not_rules():
+    """The bench's pod label change in small: a/p1, the only pod of app=one,
+    moves to app=two, beside a/p2. The peer "app=one" becomes empty and the
+    named port of the selection "app=two" gains a second pod: both are named
+    sets whatever their size, so the chains of the policies that keep
+    selecting pods stay as they are; only elements change."""
+    web = [("http", 8080, "TCP")]
+    pods = {
+        "a/p0": pod("a", "p0", "10.244.0.10", labels={"app": "zero"}, ports=web),
+        "a/p1": pod("a", "p1", "10.244.0.11", labels={"app": "one"}, ports=web),
+        "a/p2": pod("a", "p2", "10.244.0.12", labels={"app": "two"}, ports=web),
+    }
+    pols = {
+        "a/zero": np(
+            "a",
+            "zero",
+            {"matchLabels": {"app": "zero"}},
+            ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "one"}}}]}],
+        ),
+        "a/two": np("a", "two", {"matchLabels": {"app": "two"}}, ingress=[{"ports": [{"port": "http"}]}]),
+    }
+    inc = Incremental(NODE)
+    for k, p in list(pods.items()) + list(pols.items()):
+        (inc.pod if k.split("/")[1].startswith("p") else inc.policy)(k, p)
+    before = inc.plan()
+    old_hashes = nftscript.render_full(before)[1]
+    pods["a/p1"] = pod("a", "p1", "10.244.0.11", labels={"app": "two"}, ports=web)
+    inc.pod("a/p1", pods["a/p1"])
+    after = inc.plan()
+    want = full_plan(list(pols.values()), list(pods.values()), [], NODE)
+    assert after == want
+    assert all(after.chains[n] is c for n, c in before.chains.items() if n.startswith("policy-"))
+    # the empty peer still has its rule (matching nothing), as in a full plan
+    (rule,) = after.chains[next(n for n in after.chains if "a/zero" in n)].rules
+    assert after.sets[rule.saddr].elements == ()
+    script, _ = nftscript.diff(before, after, old_hashes)
+    assert not re.search(r"add rule inet podnet-policy policy-|flush chain inet podnet-policy policy-", script)
+    assert "delete element inet podnet-policy peers-" in script
+    assert re.search(r"add element inet podnet-policy named-\S+ \{ 10.244.0.11 . 8080 \}", script)
