@@ -13,6 +13,8 @@ has no median) for
                plus whatever podnet adds: nft tables, br_netfilter)
                vs a plain veth pair between two namespaces (the floor), and
                vs a hand-built bridge with two veths (podnet's topology, no rules)
+               and the same bridge with its pods at podnet's pods' MTU (in a
+               vxlan lab 1450: the rules' cost apart from the MTU's)
   cross node   for each routing mode (`lab up --routing vxlan|host-gw|bgp`):
                a pod on node1 to a pod on node2, vs the same path by hand:
                vxlan    flannel style: per node `vx` (VNI 1, dstport 8472,
@@ -339,6 +341,16 @@ class Bench:
         self.masq(sn)
         s1 = self.pod_ns("sa", sn, "cni0", "10.250.1.2", "10.250.1.1")
         s2 = self.pod_ns("sb", sn, "cni0", "10.250.1.3", "10.250.1.1")
+        # the same bridge topology once more, its MTU set to podnet's pods' when
+        # measured: what the rules cost, apart from what the smaller MTU costs
+        mn = self.netns("sm")
+        run(["ip", "-n", mn, "link", "add", "cni0", "type", "bridge"])
+        run(["ip", "-n", mn, "addr", "add", "10.250.2.1/24", "dev", "cni0"])
+        run(["ip", "-n", mn, "link", "set", "cni0", "up"])
+        self.masq(mn)
+        m1 = self.pod_ns("sc", mn, "cni0", "10.250.2.2", "10.250.2.1")
+        m2 = self.pod_ns("sd", mn, "cni0", "10.250.2.3", "10.250.2.1")
+        self.same_mtu_links = [(mn, "vsc"), (mn, "vsd"), (m1, "eth0"), (m2, "eth0")]
         # cross node: underlay bridge, two nodes with cni0, one pod each
         self.u = u = self.netns("u")
         run(["ip", "-n", u, "link", "add", "br0", "type", "bridge"])
@@ -356,7 +368,7 @@ class Bench:
             run(self.inside(n) + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
             self.masq(n)
             self.cpod[i] = self.pod_ns("c%d" % i, n, "cni0", "10.250.1%d.2" % i, "10.250.1%d.1" % i)
-        self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3")}
+        self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3"), "mtu": (m1, m2, "10.250.2.3")}
 
     # ---- hand-built WireGuard ----------------------------------------------------------
 
@@ -679,10 +691,18 @@ class Bench:
                 if lab and not same_done:
                     same_done = True
                     pa, pb = self.pod(lab, "dp-a"), self.pod(lab, "dp-b")
-                    for what in ("veth", "bridge"):
+                    pod_mtu = self.mtu(pa)
+                    for ns, ifname in self.same_mtu_links:
+                        run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(pod_mtu or UNDERLAY_MTU)])
+                    titles = {
+                        "veth": "veth pair",
+                        "bridge": "bridge",
+                        "mtu": "bridge, pods' MTU",
+                    }
+                    for what in ("veth", "bridge", "mtu"):
                         s1, s2, dst = self.same[what]
                         self.compare(
-                            "same node vs hand-built %s" % ("veth pair" if what == "veth" else "bridge"),
+                            "same node vs hand-built %s" % titles[what],
                             (pb, pa, ips["dp-b"]),
                             (h(s2), h(s1), dst),
                         )
