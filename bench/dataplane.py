@@ -328,29 +328,30 @@ class Bench:
         run(["ip", "-n", ns, "route", "add", "default", "via", gw])
         return ns
 
+    def bridge_node(self, tag, subnet):
+        """A hand-built node namespace with cni0 on 10.250.<subnet>.1/24 and
+        two pods (.2 and .3) on it; -> (node ns, pod a ns, pod b ns)."""
+        node = self.netns(tag + "n")
+        net = "10.250.%d." % subnet
+        run(["ip", "-n", node, "link", "add", "cni0", "type", "bridge"])
+        run(["ip", "-n", node, "addr", "add", net + "1/24", "dev", "cni0"])
+        run(["ip", "-n", node, "link", "set", "cni0", "up"])
+        self.masq(node)
+        a = self.pod_ns(tag + "a", node, "cni0", net + "2", net + "1")
+        b = self.pod_ns(tag + "b", node, "cni0", net + "3", net + "1")
+        return node, a, b
+
     def build(self):
         # same node: a plain veth pair, and a bridge in a node namespace
         a, b = self.netns("va"), self.netns("vb")
         self.veth(a, "eth0", b, "eth0")
         run(["ip", "-n", a, "addr", "add", "10.250.0.1/24", "dev", "eth0"])
         run(["ip", "-n", b, "addr", "add", "10.250.0.2/24", "dev", "eth0"])
-        sn = self.netns("sn")
-        run(["ip", "-n", sn, "link", "add", "cni0", "type", "bridge"])
-        run(["ip", "-n", sn, "addr", "add", "10.250.1.1/24", "dev", "cni0"])
-        run(["ip", "-n", sn, "link", "set", "cni0", "up"])
-        self.masq(sn)
-        s1 = self.pod_ns("sa", sn, "cni0", "10.250.1.2", "10.250.1.1")
-        s2 = self.pod_ns("sb", sn, "cni0", "10.250.1.3", "10.250.1.1")
+        sn, s1, s2 = self.bridge_node("s", 1)
         # the same bridge topology once more, its MTU set to podnet's pods' when
         # measured: what the rules cost, apart from what the smaller MTU costs
-        mn = self.netns("sm")
-        run(["ip", "-n", mn, "link", "add", "cni0", "type", "bridge"])
-        run(["ip", "-n", mn, "addr", "add", "10.250.2.1/24", "dev", "cni0"])
-        run(["ip", "-n", mn, "link", "set", "cni0", "up"])
-        self.masq(mn)
-        m1 = self.pod_ns("sc", mn, "cni0", "10.250.2.2", "10.250.2.1")
-        m2 = self.pod_ns("sd", mn, "cni0", "10.250.2.3", "10.250.2.1")
-        self.same_mtu_links = [(mn, "vsc"), (mn, "vsd"), (m1, "eth0"), (m2, "eth0")]
+        mn, m1, m2 = self.bridge_node("m", 2)
+        self.same_mtu_links = [(mn, "vma"), (mn, "vmb"), (m1, "eth0"), (m2, "eth0")]
         # cross node: underlay bridge, two nodes with cni0, one pod each
         self.u = u = self.netns("u")
         run(["ip", "-n", u, "link", "add", "br0", "type", "bridge"])
