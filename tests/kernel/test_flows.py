@@ -226,7 +226,11 @@ def test_a_pods_byte_counters_match_an_iperf3_transfer(lab):
     finally:
         srv.kill()  # our own child, by PID
         srv.wait(5)
-    sent = res["end"]["sum_sent"]["bytes"]
+    # iperf3 -n counts what the client wrote; when the server ends the test it
+    # closes the data socket, and a reset drops what was still in flight, so
+    # the wire carried at least what the server read and at most what was sent
+    sent, received = res["end"]["sum_sent"]["bytes"], res["end"]["sum_received"]["bytes"]
+    assert 0.5 * sent < received <= sent, res["end"]
     flowsrc.end_entries(node_ns(lab, "node2"), prober_ip)
 
     def counted():
@@ -235,12 +239,13 @@ def test_a_pods_byte_counters_match_an_iperf3_transfer(lab):
             return None
         got = sum(sample(p, "podnet_flow_pod_bytes_total", pod="prober", direction="sent") for p in pages) - before
         seen.append(got)
-        return got if got >= sent else None
+        return got if got >= received else None
 
     seen = []
 
     try:
         got = lab.wait("the transfer counted", counted, 60)
     except AssertionError as exc:
-        raise AssertionError("%s: counted %s of %d bytes sent" % (exc, seen[-3:], sent)) from None
-    assert abs(got - sent) / sent < 0.01, (got, sent)
+        raise AssertionError("%s: counted %s of %d bytes received" % (exc, seen[-3:], received)) from None
+    # IP bytes: the payload plus headers, well under 1% with GRO/TSO segments
+    assert received <= got <= sent * 1.01, (got, received, sent)
