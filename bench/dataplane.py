@@ -1,20 +1,19 @@
 """Data plane: podnet's pod-to-pod paths vs the same paths built by hand.
 
-Run as root:  .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 2] [--pings 50]
+Run as root:  .venv/bin/python bench/dataplane.py [--seconds 5] [--rounds 2] [--pings 100]
                   [--modes vxlan,host-gw,bgp] [--encryption] [--hand-masq] [--json FILE]
 
 What it measures, in one run: iperf3 TCP throughput (`iperf3 -c DST -t
 SECONDS -J`, the receiver's bits/s, against `iperf3 -s -1` started in the
 server's namespace and stopped by PID) and ping RTT (median of --pings
-per-packet times of `ping -c N -i 0.01`; -q is not used because its summary
-has no median) for
+per-packet times of `ping -c 10 -i 0.01` batches, the compared sides taking
+turns batch by batch so that background noise hits both alike; -q is not
+used because its summary has no median) for
 
   same node    podnet: two pods pinned to node1 (veth -> cni0 bridge -> veth,
                plus whatever podnet adds: nft tables, br_netfilter)
                vs a plain veth pair between two namespaces (the floor), and
                vs a hand-built bridge with two veths (podnet's topology, no rules)
-               and the same bridge with its pods at podnet's pods' MTU (in a
-               vxlan lab 1450: the rules' cost apart from the MTU's)
   cross node   for each routing mode (`lab up --routing vxlan|host-gw|bgp`):
                a pod on node1 to a pod on node2, vs the same path by hand:
                vxlan    flannel style: per node `vx` (VNI 1, dstport 8472,
@@ -74,11 +73,13 @@ figure is the median over --rounds.
 
 Reading it: ratio = podnet / hand-built. Throughput: higher is better, the
 target is >= 0.95. RTT: lower is better (a ratio above 1 is podnet's extra
-latency). The pods' eth0 MTU and TCP retransmits are printed too: an MTU
+latency). The client's MTU towards the server (its route's MTU where the
+route has one, else eth0's) and TCP retransmits are printed too: an MTU
 above the path's (vxlan: underlay - 50; WireGuard: underlay - 60) shows up as
-retransmits or a stall (in a vxlan lab podnet gives every pod MTU 1450,
-same-node pods too, as flannel does; the hand-built same-node pods keep
-1500). podnet's nodes carry an nft masquerade rule, so conntrack sees every
+retransmits or a stall. podnet's pods keep eth0 at the underlay's 1500 and
+carry the tunnel's MTU on their default route only (so two pods on one node
+talk at 1500); the hand-built cross-node pods have the tunnel's MTU on eth0,
+as flannel gives them. podnet's nodes carry an nft masquerade rule, so conntrack sees every
 packet; the hand-built nodes have no rules unless --hand-masq gives them the
 same one, which separates conntrack's cost (flannel pays it too) from the
 rest of podnet's path. On a shared 2-CPU machine (iperf3's client and server
@@ -106,6 +107,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "pndp-%d-" % os.getpid()
 MODES = ("vxlan", "host-gw", "bgp")
 UNDERLAY_MTU = 1500
+PING_BATCH = 10  # pings per turn when the sides' RTTs are measured taking turns
 NODES = {1: "192.168.220.11", 2: "192.168.220.12"}  # hand-built node -> underlay IP; podCIDR 10.250.1<n>.0/24
 WG_NODES = {1: "192.168.220.21", 2: "192.168.220.22"}  # hand-built WireGuard nodes; podCIDR 10.250.2<n>.0/24
 WG_IF, WG_PORT, WG_OVERHEAD = "pndp-wg", 51820, 60
@@ -348,10 +350,6 @@ class Bench:
         run(["ip", "-n", a, "addr", "add", "10.250.0.1/24", "dev", "eth0"])
         run(["ip", "-n", b, "addr", "add", "10.250.0.2/24", "dev", "eth0"])
         sn, s1, s2 = self.bridge_node("s", 1)
-        # the same bridge topology once more, its MTU set to podnet's pods' when
-        # measured: what the rules cost, apart from what the smaller MTU costs
-        mn, m1, m2 = self.bridge_node("m", 2)
-        self.same_mtu_links = [(mn, "vma"), (mn, "vmb"), (m1, "eth0"), (m2, "eth0")]
         # cross node: underlay bridge, two nodes with cni0, one pod each
         self.u = u = self.netns("u")
         run(["ip", "-n", u, "link", "add", "br0", "type", "bridge"])
@@ -369,7 +367,7 @@ class Bench:
             run(self.inside(n) + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
             self.masq(n)
             self.cpod[i] = self.pod_ns("c%d" % i, n, "cni0", "10.250.1%d.2" % i, "10.250.1%d.1" % i)
-        self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3"), "mtu": (m1, m2, "10.250.2.3")}
+        self.same = {"veth": (a, b, "10.250.0.2"), "bridge": (s1, s2, "10.250.1.3")}
 
     # ---- hand-built WireGuard ----------------------------------------------------------
 
@@ -556,15 +554,33 @@ class Bench:
             self.stop(server)
             log.close()
 
-    def ping(self, prefix, dst):
-        res = run(prefix + ["ping", "-c", str(self.args.pings), "-i", "0.01", dst], check=False, timeout=120)
+    def ping(self, prefix, dst, count):
+        """-> the per-packet times (ms) of `ping -c count -i 0.01`."""
+        res = run(prefix + ["ping", "-c", str(count), "-i", "0.01", dst], check=False, timeout=120)
         times = [float(t) for t in re.findall(r"time=([\d.]+) ms", res.stdout)]
         if not times:
             raise BenchError("ping %s: no replies: %s" % (dst, (res.stdout + res.stderr).strip()[-300:]))
-        return {"ms": statistics.median(times), "received": len(times)}
+        return times
 
-    def mtu(self, prefix):
-        m = re.search(r" mtu (\d+) ", run(prefix + ["ip", "-o", "link", "show", "eth0"], check=False).stdout)
+    def pings(self, live, r):
+        """RTT of every live side in round r: batches of PING_BATCH pings,
+        the sides taking turns batch by batch (the order flipping each
+        batch), so a few seconds of background noise hit all sides alike
+        rather than one; -> {name: median ms}."""
+        times = {name: [] for name in live}
+        order = list(live)
+        for b in range((self.args.pings + PING_BATCH - 1) // PING_BATCH):
+            count = min(PING_BATCH, self.args.pings - b * PING_BATCH)
+            for name in order if (b + r) % 2 == 0 else reversed(order):
+                _srv, cli, dst = live[name]
+                times[name] += self.ping(cli, dst, count)
+        return {name: statistics.median(t) for name, t in times.items()}
+
+    def mtu(self, prefix, dst):
+        """The client's MTU towards dst: its route's (`ip route get` shows a
+        route MTU as `cache mtu N`), else eth0's."""
+        m = re.search(r" mtu (\d+)", run(prefix + ["ip", "-o", "route", "get", dst], check=False).stdout)
+        m = m or re.search(r" mtu (\d+) ", run(prefix + ["ip", "-o", "link", "show", "eth0"], check=False).stdout)
         return int(m.group(1)) if m else None
 
     def measure(self, sides):
@@ -584,17 +600,23 @@ class Bench:
                 errors[name].append("%s not reachable after 30 s: %s" % (dst, why))
             else:
                 live[name] = side
-                res[name] = {"mtu": self.mtu(cli), "rounds": []}
+                res[name] = {"mtu": self.mtu(cli, dst), "rounds": []}
         for r in range(self.args.rounds):
+            got = {}
             for name in list(live) if r % 2 == 0 else list(reversed(live)):
                 srv, cli, dst = live[name]
                 try:
-                    got = self.iperf(srv, cli, dst)
-                    got.update(self.ping(cli, dst))
+                    got[name] = self.iperf(srv, cli, dst)
                 except BenchError as exc:
                     errors[name].append("round %d: %s" % (r + 1, exc))
-                    continue
-                res[name]["rounds"].append(got)
+            try:
+                rtt = self.pings({name: live[name] for name in got}, r)
+            except BenchError as exc:
+                for name in got:
+                    errors[name].append("round %d: %s" % (r + 1, exc))
+                continue
+            for name, figures in got.items():
+                res[name]["rounds"].append(dict(figures, ms=rtt[name]))
         for name in live:
             rr = res[name]["rounds"]
             if rr:
@@ -692,15 +714,8 @@ class Bench:
                 if lab and not same_done:
                     same_done = True
                     pa, pb = self.pod(lab, "dp-a"), self.pod(lab, "dp-b")
-                    pod_mtu = self.mtu(pa)
-                    for ns, ifname in self.same_mtu_links:
-                        run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(pod_mtu or UNDERLAY_MTU)])
-                    titles = {
-                        "veth": "veth pair",
-                        "bridge": "bridge",
-                        "mtu": "bridge, pods' MTU",
-                    }
-                    for what in ("veth", "bridge", "mtu"):
+                    titles = {"veth": "veth pair", "bridge": "bridge"}
+                    for what in ("veth", "bridge"):
                         s1, s2, dst = self.same[what]
                         self.compare(
                             "same node vs hand-built %s" % titles[what],
@@ -795,7 +810,7 @@ def report(b, data):
     table(rows)
     print(
         "\nratio = podnet / hand-built. Throughput: higher is better, target >= 0.95 (ok/LOW). "
-        "RTT (median of %d pings at 0.01 s): lower is better." % b.args.pings
+        "RTT (median of %d pings at 0.01 s, in turns of %d): lower is better." % (b.args.pings, PING_BATCH)
     )
     if b.args.hand_masq:
         print("hand-built nodes carry the same nft masquerade rule as podnet's nodes (--hand-masq).")
@@ -852,7 +867,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 -t (default 5)")
     ap.add_argument("--rounds", type=int, default=2, help="measurements per side and path (default 2)")
-    ap.add_argument("--pings", type=int, default=50, help="pings per RTT figure (default 50)")
+    ap.add_argument("--pings", type=int, default=100, help="pings per RTT figure and round (default 100)")
     ap.add_argument("--modes", default=",".join(MODES), help="routing modes (default vxlan,host-gw,bgp)")
     ap.add_argument(
         "--hand-masq",

@@ -85,7 +85,11 @@ class Agent:
         self.syncs = 0  # passes of sync() (also the podnet_agent_pod_syncs metric)
         self.dirty = threading.Event()
         self.cni_server = None
-        self.pod_mtu = routing.pod_mtu() if routing else 1500
+        # pods' links keep the underlay's MTU (pods on one node talk at full
+        # size over the bridge); only their route to everything else carries
+        # the tunnel's (vxlan 1450, WireGuard 1440), as a route MTU
+        self.link_mtu = 1500
+        self.pod_mtu = routing.pod_mtu() if routing else self.link_mtu
         self.stats = {}
         self.starting = {}
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="podstart")

@@ -89,11 +89,18 @@ def write_conflist(agent, cidr):
                 "ipMasq": agent.routing is None,
                 "hairpinMode": True,
                 "daemonSocket": agent.sock,
-                "mtu": agent.pod_mtu,
+                "mtu": agent.link_mtu,
                 "ipam": {
                     "type": "podnet-ipam",
                     "ranges": [[{"subnet": cidr}]],
                     "dataDir": os.path.join(agent.dir, "ipam"),
+                    # the tunnel's MTU on the route out of the pod's subnet
+                    # only (CNI 1.1 route mtu): TCP picks its MSS from it
+                    **(
+                        {"routes": [{"dst": "0.0.0.0/0", "mtu": agent.pod_mtu}]}
+                        if agent.pod_mtu < agent.link_mtu
+                        else {}
+                    ),
                 },
             },
             {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "daemonSocket": agent.sock},

@@ -16,7 +16,7 @@ import sys
 
 from podnet.cni import delegate, masq
 from podnet.cni.errors import INTERFACE_EXISTS, INTERNAL, INVALID_CONFIG, UNKNOWN_CONTAINER, CNIError
-from podnet.cni.spec import from_any_version, valid_attachments
+from podnet.cni.spec import from_any_version, route_attrs, valid_attachments
 
 BOOL_FIELDS = ("isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "hairpinMode", "promiscMode")
 UNSUPPORTED = ("vlan", "vlanTrunk", "macspoofchk", "enabledad", "disableContainerInterface")
@@ -172,10 +172,11 @@ def _add_links(c, args, result, host, pod, pod_ns):
             default = "0.0.0.0/0" if version == 4 else "::/0"
             if not any(r["dst"] == default for r in routes):
                 routes.append({"dst": default, "gw": str(gw)})
-    for r in routes:
+    for i, r in enumerate(routes):
         dst = ipaddress.ip_network(r["dst"], strict=False)
         gw = r.get("gw") or gateways.get(dst.version)
-        pod.route_add(dst, ipaddress.ip_address(gw) if gw else None, plink.index, args.ifname)
+        extra = route_attrs(r, "routes[%d]" % i, strict=False)
+        pod.route_add(dst, ipaddress.ip_address(gw) if gw else None, plink.index, args.ifname, **extra)
     pod.commit()
     if c.ip_masq:
         masq.apply_add(masq.owner_tag(c.network, args.container_id, args.ifname), addrs, args.host_ns)

@@ -19,7 +19,7 @@ from podnet.cni.errors import (
     RANGE_EXHAUSTED,
     CNIError,
 )
-from podnet.cni.spec import valid_attachments
+from podnet.cni.spec import route_attrs, valid_attachments
 from podnet.ipam.allocator import AddressInUse, Allocator, Exhausted, NotInRange
 from podnet.ipam.ranges import RangeError, parse_range_sets
 from podnet.ipam.store import FileStore
@@ -55,6 +55,7 @@ def parse_routes(ipam):
         route = {"dst": str(dst)}
         if gw:
             route["gw"] = str(gw)
+        route.update(route_attrs(r, "ipam.routes[%d]" % i, strict=True))
         out.append(route)
     return out
 

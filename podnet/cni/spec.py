@@ -165,6 +165,44 @@ def valid_attachments(conf: Conf) -> set[tuple[str, str]]:
     return out
 
 
+# ---- routes --------------------------------------------------------------
+
+# CNI 1.1's optional route fields and their ranges. A pod's route carries the
+# tunnel's MTU this way while its link keeps the bridge's (podnet's agent
+# writes `{"dst": "0.0.0.0/0", "mtu": 1450}` in a vxlan cluster).
+ROUTE_ATTRS = {
+    "mtu": (68, 65535),
+    "advmss": (1, 65535),
+    "priority": (0, 2**32 - 1),
+    "table": (1, 2**32 - 1),
+    "scope": (0, 255),
+}
+
+
+def route_attrs(route: Conf, where: str, strict: bool) -> Conf:
+    """The optional fields of one route, checked: {"mtu": 1450, ...}.
+
+    strict (a config the user wrote): an unknown field is refused with its
+    path rather than ignored; a result from a delegated plugin may carry
+    fields of a later spec, which are left alone."""
+    out: Conf = {}
+    for key, value in route.items():
+        if key in ("dst", "gw"):
+            continue
+        lim = ROUTE_ATTRS.get(key)
+        if lim is None:
+            if strict:
+                raise CNIError(
+                    INVALID_CONFIG,
+                    "%s.%s: unknown route field (a route has dst, gw, %s)" % (where, key, ", ".join(ROUTE_ATTRS)),
+                )
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not lim[0] <= value <= lim[1]:
+            raise CNIError(INVALID_CONFIG, "%s.%s: must be an integer %d-%d" % (where, key, lim[0], lim[1]))
+        out[key] = value
+    return out
+
+
 # ---- results -------------------------------------------------------------
 
 
@@ -172,9 +210,14 @@ def to_version(result: Conf, version: str) -> Conf:
     """Convert a result held in 1.x form to the version the config asked for.
 
     0.3.x/0.4.0 differ from 1.x in one visible way: each ip carries
-    "version": "4"|"6"; 1.1.0 only added optional fields."""
+    "version": "4"|"6"; 1.1.0 added optional fields, routes' among them,
+    which an older result does not carry."""
     out: Conf = json.loads(json.dumps(result))
     out["cniVersion"] = version
+    if version_tuple(version) < (1, 1, 0):
+        for route in out.get("routes") or []:
+            for key in ROUTE_ATTRS:
+                route.pop(key, None)
     if version_tuple(version) < (1, 0, 0):
         for ip in out.get("ips", []):
             ip["version"] = "6" if ":" in ip["address"] else "4"

@@ -172,6 +172,9 @@ def check_bgp(f: Facts) -> list[Finding]:
 
 
 def check_mtu(f: Facts) -> list[Finding]:
+    """A pod's packets towards other nodes leave at its default route's MTU
+    (podnet puts the tunnel's there) or, without one, at eth0's: above the
+    overlay's, full-size packets are dropped where they enter the tunnel."""
     out = []
     for key, pk in sorted(f.pod_kernel.items()):
         pod = f.pod(key)
@@ -181,16 +184,19 @@ def check_mtu(f: Facts) -> list[Finding]:
         k = f.kernel.get(node or "", {})
         dev = "podnet.1" if f.mode == "vxlan" else "eth0"
         path_mtu = (k.get("mtu") or {}).get(dev)
-        if path_mtu is None or pk["mtu"] <= path_mtu:
+        route = pk.get("route_mtu")
+        sends = min(pk["mtu"], route) if route else pk["mtu"]
+        if path_mtu is None or sends <= path_mtu:
             continue
+        how = "default route mtu %d" % route if route else "eth0 mtu %d, default route without mtu" % pk["mtu"]
         out.append(
             Finding(
                 "mtu",
                 "error",
-                "pod %s's eth0 MTU %d is above the path MTU %d of %s on %s: "
-                "full-size packets to other nodes are dropped" % (key, pk["mtu"], path_mtu, dev, node),
-                ["pod %s eth0 mtu %d" % (key, pk["mtu"]), "%s %s mtu %d" % (node, dev, path_mtu)],
-                "podnet exec -n %s %s -- ip link show eth0" % tuple(key.split("/", 1)),
+                "pod %s sends up to %d bytes towards other nodes (%s), above the path MTU %d of %s on %s: "
+                "full-size packets to other nodes are dropped" % (key, sends, how, path_mtu, dev, node),
+                ["pod %s eth0 mtu %d, %s" % (key, pk["mtu"], how), "%s %s mtu %d" % (node, dev, path_mtu)],
+                "podnet exec -n %s %s -- ip route show default" % tuple(key.split("/", 1)),
                 node,
             )
         )

@@ -159,9 +159,10 @@ def outcome(probe, ctx, look, state, ans, place, ns, route, hops):
 
 
 def _mtu_culprit(probe, ctx, look, state):
-    """A DF probe bigger than a device on its way: FROM's own route, then
-    its node's route onward (a pod's eth0 MTU above the overlay's is
-    dropped where the veth enters the node, before any hook: no event)."""
+    """A DF probe bigger than a route or device on its way: FROM's own
+    route (a pod's default route carries the tunnel's MTU), then its node's
+    route onward (a pod allowed more than the overlay takes is dropped at
+    the node's tunnel device, or where a smaller veth enters the node)."""
     dst = (state.get("endpoint") or probe.dst_ip).split(":")[0]
     src = ctx.places.get(ctx.source_ns, tm.Place(ctx.source_ns))
     steps = [(ctx.source_ns, src)]
@@ -178,7 +179,7 @@ def _mtu_culprit(probe, ctx, look, state):
             reason = "dropped on %s: the %d-byte probe with DF does not fit %s (MTU %d)%s" % (
                 where,
                 probe.size,
-                r.get("dev"),
+                "the route via %s" % r.get("dev") if r.get("mtu_of") == "route" else r.get("dev"),
                 mtu,
                 more,
             )

@@ -31,7 +31,7 @@ def _ip_json(ns_name, argv):
 
 
 def route_get(ns_name, dst):
-    """{"dst", "gateway", "dev", "prefsrc", "proto", "prefix", "type", "mtu", "line"}
+    """{"dst", "gateway", "dev", "prefsrc", "proto", "prefix", "type", "mtu", "mtu_of", "line"}
     for a packet to dst in this namespace, or {"error": text} when the
     kernel has no route (`ip route get` fails: unreachable, no route)."""
     got, err = _ip_json(ns_name, ["ip", "-j", "route", "get", dst])
@@ -58,7 +58,11 @@ def route_get(ns_name, dst):
         out["line"] = route_line(matched)
     else:
         out["line"] = "%s%s dev %s" % (dst, " via %s" % out["gateway"] if out["gateway"] else "", out["dev"])
-    out["mtu"] = link_mtu(ns_name, out["dev"]) if out["dev"] else None
+    # the route's own MTU (`ip route ... mtu 1450`: a pod's default route
+    # carries the tunnel's) where it has one, else the device's
+    metrics = [m.get("mtu") for m in r.get("metrics") or [] if isinstance(m, dict) and m.get("mtu")]
+    out["mtu"] = metrics[0] if metrics else link_mtu(ns_name, out["dev"]) if out["dev"] else None
+    out["mtu_of"] = "route" if metrics else "dev"
     return out
 
 

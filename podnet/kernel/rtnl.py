@@ -200,21 +200,33 @@ class Rtnl:
             ok=(E.EEXIST,),
         )
 
-    def route_add(self, dst, gw, oif, what, table=254):
+    def route_add(self, dst, gw, oif, what, table=254, mtu=None, advmss=None, priority=None, scope=None):
+        """A route; mtu/advmss/priority/table/scope are CNI 1.1's optional
+        route fields (`ip route add ... mtu 1450 advmss 1400 metric 10
+        table 100 scope link`)."""
         msg = rtmsg()
         msg["family"] = socket.AF_INET if dst.version == 4 else socket.AF_INET6
         msg["dst_len"] = dst.prefixlen
-        msg["table"] = table
+        msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT: the real id is in RTA_TABLE
         msg["proto"] = 4  # static, as `ip route add` marks it
         msg["scope"] = 0  # universe
         msg["type"] = 1  # unicast
         attrs = [("RTA_OIF", oif)]
+        if table >= 256:
+            attrs.append(("RTA_TABLE", table))
         if dst.prefixlen:
             attrs.append(("RTA_DST", str(dst.network_address)))
         if gw is not None:
             attrs.append(("RTA_GATEWAY", str(gw)))
         else:
             msg["scope"] = 253  # link
+        if scope is not None:
+            msg["scope"] = scope
+        if priority is not None:
+            attrs.append(("RTA_PRIORITY", priority))
+        metrics = [(k, v) for k, v in (("RTAX_MTU", mtu), ("RTAX_ADVMSS", advmss)) if v is not None]
+        if metrics:
+            attrs.append(("RTA_METRICS", {"attrs": metrics}))
         msg["attrs"] = attrs
         self._queue(
             msg,

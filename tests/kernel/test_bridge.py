@@ -146,6 +146,62 @@ def test_mtu_promisc_and_reference_field_names(plugin, namespaces, data_dir):
     assert plugin("podnet", "DEL", conf, netns=pod)[0] == 0
 
 
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_route_mtu_and_the_other_cni_1_1_route_fields(plugin, namespaces, data_dir, version):
+    """podnet's own clusters put the tunnel's MTU on the pods' default route
+    only: eth0 stays at the bridge's, so pods on one bridge talk at full
+    size while DF packets through the gateway stop at the route's MTU."""
+    pods = [namespaces.new("pod"), namespaces.new("pod")]
+    conf = bridge_conf(data_dir, version=version, mtu=1500)
+    conf["ipam"]["routes"] = [
+        {"dst": "0.0.0.0/0", "mtu": 1400, "advmss": 1300},
+        {"dst": "10.60.0.0/16", "priority": 20, "table": 1000},
+        {"dst": "10.61.0.0/16", "gw": "10.22.0.1", "scope": 0},
+    ]
+    outs = []
+    for i, pod in enumerate(pods):
+        rc, out, err = plugin("podnet", "ADD", conf, cid="ctr%d" % i, netns=pod)
+        assert rc == 0, (out, err)
+        outs.append(out)
+    routes = sh(pods[0], "ip", "route").stdout
+    assert "default via 10.22.0.1 dev eth0 proto static mtu 1400 advmss 1300" in routes, routes
+    assert "10.61.0.0/16 via 10.22.0.1 dev eth0" in routes, routes
+    assert (
+        "10.60.0.0/16 via 10.22.0.1 dev eth0 proto static metric 20"
+        in sh(pods[0], "ip", "route", "show", "table", "1000").stdout
+    )
+    assert "mtu 1500" in sh(pods[0], "ip", "link", "show", "eth0").stdout
+    peer = addr_of(outs[1])
+    sh(pods[0], "ping", "-c1", "-W2", "-M", "do", "-s", "1472", peer)  # on the bridge: eth0's 1500, DF
+    res = sh(pods[0], "ping", "-c1", "-W1", "-M", "do", "-s", "1390", "10.99.0.1", check=False)
+    assert "mtu=1400" in res.stdout + res.stderr  # through the gateway: the route's 1400, refused locally
+    # the result carries the fields in 1.1 only (1.0 has no such route fields)
+    want = {"mtu": 1400, "advmss": 1300} if version == "1.1.0" else {}
+    assert {k: v for k, v in outs[0]["routes"][0].items() if k not in ("dst", "gw")} == want
+    for i, pod in enumerate(pods):
+        assert plugin("podnet", "DEL", conf, cid="ctr%d" % i, netns=pod)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "route, says",
+    [
+        ({"dst": "0.0.0.0/0", "mtu": 40}, "ipam.routes[0].mtu: must be an integer 68-65535"),
+        ({"dst": "0.0.0.0/0", "mtu": "1450"}, "ipam.routes[0].mtu: must be an integer"),
+        ({"dst": "0.0.0.0/0", "scope": 300}, "ipam.routes[0].scope: must be an integer 0-255"),
+        ({"dst": "0.0.0.0/0", "mtuu": 1450}, "ipam.routes[0].mtuu: unknown route field"),
+    ],
+)
+def test_bad_route_fields_are_refused_and_change_nothing(plugin, namespaces, data_dir, route, says):
+    pod = namespaces.new("pod")
+    conf = bridge_conf(data_dir, bridge="pnbr7")
+    conf["ipam"]["routes"] = [route]
+    rc, out, _ = plugin("podnet", "ADD", conf, netns=pod)
+    assert rc == 1 and out["code"] == 7 and says in out["msg"], out
+    assert "eth0" not in sh(pod, "ip", "-o", "link").stdout
+    assert "pnbr7" not in sh(plugin.node, "ip", "-o", "link").stdout
+    assert not [f for f in os.listdir(os.path.join(data_dir, "testnet")) if f[0].isdigit()]
+
+
 def test_bridge_mac_is_stable_while_ports_come_and_go(plugin, namespaces, data_dir):
     conf = bridge_conf(data_dir)
     pods = [namespaces.new("pod") for _ in range(3)]

@@ -320,15 +320,24 @@ def test_6_route_to_a_podcidr_missing(lab):
 
 
 def test_7_pod_mtu_above_the_vxlan_path(lab):
+    """podnet gives pods eth0 at 1500 and the tunnel's 1450 on their default
+    route; the fault: the route loses its MTU, so eth0's 1500 applies."""
     ns = pod_ns(lab, "p1")
+    default = subprocess.run(nsenter(ns) + ["ip", "route", "show", "default"], capture_output=True, text=True).stdout
+    assert "mtu 1450" in default, default
+    gw = default.split()[2]
     try:
-        subprocess.run(nsenter(ns) + ["ip", "link", "set", "eth0", "mtu", "1500"], check=True)
+        subprocess.run(nsenter(ns) + ["ip", "route", "replace", "default", "via", gw, "dev", "eth0"], check=True)
         first = assert_first(doctor(lab, "p1"), "mtu", "default/p1", "1450")
-        assert first["where"] == "node1"
+        assert first["where"] == "node1" and "sends up to 1500" in first["summary"]
         t = trace(lab, "p1", "p3", "--icmp", "--size", "1500")
-        assert_culprit(t, "dropped", "mtu")
+        assert_culprit(t, "dropped", "mtu", where="node1")
     finally:
-        subprocess.run(nsenter(ns) + ["ip", "link", "set", "eth0", "mtu", "1450"], check=False)
+        subprocess.run(
+            nsenter(ns)
+            + ["ip", "route", "replace", "default", "via", gw, "dev", "eth0", "proto", "static", "mtu", "1450"],
+            check=False,
+        )
         healthy(lab)
 
 

@@ -218,9 +218,20 @@ def test_nodes_and_pods_reach_each_other_and_the_outside_sees_the_node(lab):
 
 def test_mtu_is_right_end_to_end(lab):
     ps = pods(lab)
-    want = "mtu 1450" if lab.mode == "vxlan" else "mtu 1500"  # the overlay's 50 bytes, set for pods automatically
-    assert want in lab.run("exec", "p1", "--", "ip", "link", "show", "eth0").stdout
+    # eth0 at the underlay's 1500 in every mode; vxlan's 50 bytes go on the
+    # pods' default route only, set for pods automatically
+    assert "mtu 1500" in lab.run("exec", "p1", "--", "ip", "link", "show", "eth0").stdout
+    default = lab.run("exec", "p1", "--", "ip", "route", "show", "default").stdout
+    assert ("mtu 1450" in default) == (lab.mode == "vxlan"), default
     assert ping(pod_ns(lab, ps["p1"]), ps["p3"]["status"]["podIP"], size=1400)
+    # DF: full size on the pod's own subnet (its node's bridge), the path's
+    # size across nodes
+    far = 1450 if lab.mode == "vxlan" else 1500
+    for dst, mtu in ((default.split()[2], 1500), (ps["p3"]["status"]["podIP"], far)):
+        df = nsenter(pod_ns(lab, ps["p1"])) + ["ping", "-c1", "-W2", "-M", "do", "-s"]
+        assert subprocess.run(df + [str(mtu - 28), dst], capture_output=True).returncode == 0, dst
+        res = subprocess.run(df + [str(mtu - 27), dst], capture_output=True, text=True)
+        assert res.returncode != 0 and "mtu=%d" % mtu in res.stdout + res.stderr, (dst, res)
     # a bulk transfer: 20 MB from p1 to p3 across nodes
     code = (
         "import socket,sys; s=socket.create_connection((sys.argv[1],7000),timeout=10); "

@@ -53,7 +53,7 @@ def node_kernel(me, other, other_cidr):
             {"dst": "default", "gateway": "192.168.200.100", "dev": "eth0"},
             {"dst": other_cidr, "gateway": other_cidr.split("/")[0], "dev": "podnet.1", "protocol": "44"},
         ],
-        "mtu": {"eth0": 1500, "podnet.1": 1450, "cni0": 1450},
+        "mtu": {"eth0": 1500, "podnet.1": 1450, "cni0": 1500},
         "sysctls": {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"},
         "tables": list(checks_rules.OURS),
         "foreign_tables": {},
@@ -97,19 +97,22 @@ def healthy():
     resolv = "nameserver 10.96.0.10\nsearch default.svc.cluster.local\n"
     f.pod_kernel = {
         "default/web-1": {
-            "mtu": 1450,
+            "mtu": 1500,
+            "route_mtu": 1450,
             "listening": copy.deepcopy(listening),
             "resolv": resolv,
             "dns": {"ok": True, "detail": "ok"},
         },
         "default/web-2": {
-            "mtu": 1450,
+            "mtu": 1500,
+            "route_mtu": 1450,
             "listening": copy.deepcopy(listening),
             "resolv": resolv,
             "dns": {"ok": True, "detail": "ok"},
         },
         "default/client": {
-            "mtu": 1450,
+            "mtu": 1500,
+            "route_mtu": 1450,
             "listening": {"tcp": [], "udp": []},
             "resolv": resolv,
             "dns": {"ok": True, "detail": "ok"},
@@ -202,9 +205,16 @@ def test_bgp():
 
 def test_mtu():
     f = healthy()
-    f.pod_kernel["default/web-1"]["mtu"] = 1500
+    assert checks_node.check_mtu(f) == []  # eth0 1500, the default route's 1450
+    f.pod_kernel["default/web-1"]["route_mtu"] = None  # the route's MTU gone: eth0's 1500 applies
     x = only(checks_node.check_mtu(f), "mtu")
     assert x.where == "node1" and "default/web-1" in x.summary and "1450" in x.summary
+    assert "sends up to 1500" in x.summary and "ip route show default" in x.command
+    f = healthy()
+    f.pod_kernel["default/web-2"]["route_mtu"] = 9000  # a route above eth0: eth0's 1500 caps it, still too big
+    assert "sends up to 1500" in only(checks_node.check_mtu(f), "mtu").summary
+    f.pod_kernel["default/web-2"].update(mtu=1450, route_mtu=None)  # flannel's shape: eth0 at the tunnel's
+    assert checks_node.check_mtu(f) == []
 
 
 def test_sysctls():

@@ -12,6 +12,7 @@ from podnet.cni.spec import (
     parse_cni_args,
     parse_config,
     parse_env,
+    route_attrs,
     to_version,
     valid_attachments,
 )
@@ -138,3 +139,32 @@ def test_thin_status_when_daemon_down_is_50(tmp_path):
     raw = json.dumps({"cniVersion": "1.1.0", "daemonSocket": str(tmp_path / "none.sock")}).encode()
     rc = thin.main("podnet", {"CNI_COMMAND": "STATUS", "CNI_PATH": "/x"}, io.BytesIO(raw), out, err)
     assert rc == 1 and json.loads(out.getvalue())["code"] == 50
+
+
+def test_route_fields_of_cni_1_1():
+    r = {"dst": "0.0.0.0/0", "gw": "10.0.0.1", "mtu": 1450, "advmss": 1400, "priority": 0, "table": 300, "scope": 253}
+    assert route_attrs(r, "ipam.routes[0]", strict=True) == {
+        "mtu": 1450,
+        "advmss": 1400,
+        "priority": 0,
+        "table": 300,
+        "scope": 253,
+    }
+    for bad, says in (
+        ({"mtu": True}, "ipam.routes[0].mtu: must be an integer 68-65535"),
+        ({"advmss": 0}, "ipam.routes[0].advmss: must be an integer 1-65535"),
+        ({"table": 0}, "ipam.routes[0].table: must be an integer 1-4294967295"),
+        ({"via": "x"}, "ipam.routes[0].via: unknown route field (a route has dst, gw, mtu, advmss"),
+    ):
+        with pytest.raises(CNIError) as exc:
+            route_attrs(dict(bad, dst="0.0.0.0/0"), "ipam.routes[0]", strict=True)
+        assert exc.value.code == 7 and says in exc.value.msg, exc.value.msg
+    # a delegated plugin's result may carry a later spec's fields: left alone
+    assert route_attrs({"dst": "0.0.0.0/0", "future": 1, "mtu": 1400}, "routes[0]", strict=False) == {"mtu": 1400}
+
+
+def test_route_fields_leave_results_older_than_1_1():
+    result = {"cniVersion": "1.1.0", "ips": [], "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1", "mtu": 1450}]}
+    assert to_version(result, "1.0.0")["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
+    assert to_version(result, "0.4.0")["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
+    assert to_version(result, "1.1.0")["routes"][0]["mtu"] == 1450
