@@ -59,8 +59,10 @@ def route_get(ns_name, dst):
     else:
         out["line"] = "%s%s dev %s" % (dst, " via %s" % out["gateway"] if out["gateway"] else "", out["dev"])
     # the route's own MTU (`ip route ... mtu 1450`: a pod's default route
-    # carries the tunnel's) where it has one, else the device's
-    metrics = [m.get("mtu") for m in r.get("metrics") or [] if isinstance(m, dict) and m.get("mtu")]
+    # carries the tunnel's) where it has one, else the device's; from the
+    # table's route, not `route get`'s answer, which also shows a path MTU
+    # the kernel learned from an ICMP "fragmentation needed" (the probe's own)
+    metrics = [m.get("mtu") for m in (matched or {}).get("metrics") or [] if isinstance(m, dict) and m.get("mtu")]
     out["mtu"] = metrics[0] if metrics else link_mtu(ns_name, out["dev"]) if out["dev"] else None
     out["mtu_of"] = "route" if metrics else "dev"
     return out
