@@ -212,14 +212,6 @@ def node_facts(ns, vxlan=True):
     return facts
 
 
-def route_mtu(route):
-    """The MTU a route carries (`ip route ... mtu 1450`), or None."""
-    for m in route.get("metrics") or []:
-        if isinstance(m, dict) and m.get("mtu"):
-            return m["mtu"]
-    return None
-
-
 def pod_facts(ns):
     """eth0's MTU, its default route's MTU (None: none set, eth0's applies)
     and the bound sockets of one pod namespace."""
@@ -227,7 +219,7 @@ def pod_facts(ns):
     try:
         facts["mtu"] = link_mtus(ns).get("eth0")
         default = [r for r in routes(ns) if r.get("dst") == "default"]
-        facts["route_mtu"] = route_mtu(default[0]) if default else None
+        facts["route_mtu"] = links.route_mtu(default[0]) if default else None
         facts["listening"] = listening(ns)
     except (OSError, InspectError) as exc:
         facts["error"] = str(exc)

@@ -392,6 +392,14 @@ def create_namespace(name):
     return path
 
 
+def route_mtu(route):
+    """The MTU an `ip -j route` entry carries (`ip route ... mtu 1450`), or None."""
+    for m in route.get("metrics") or []:
+        if isinstance(m, dict) and m.get("mtu"):
+            return m["mtu"]
+    return None
+
+
 def show_json(ns, what):
     """`ip -j <what>` (addr, route, link) read inside `ns` -> parsed JSON, or
     None when the namespace is gone or ip fails (a read for display)."""

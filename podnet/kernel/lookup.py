@@ -62,9 +62,9 @@ def route_get(ns_name, dst):
     # carries the tunnel's) where it has one, else the device's; from the
     # table's route, not `route get`'s answer, which also shows a path MTU
     # the kernel learned from an ICMP "fragmentation needed" (the probe's own)
-    metrics = [m.get("mtu") for m in (matched or {}).get("metrics") or [] if isinstance(m, dict) and m.get("mtu")]
-    out["mtu"] = metrics[0] if metrics else link_mtu(ns_name, out["dev"]) if out["dev"] else None
-    out["mtu_of"] = "route" if metrics else "dev"
+    own = links.route_mtu(matched or {})
+    out["mtu"] = own or (link_mtu(ns_name, out["dev"]) if out["dev"] else None)
+    out["mtu_of"] = "route" if own else "dev"
     return out
 
 
